@@ -1,0 +1,29 @@
+"""The agents: one algorithm per file, each runnable as ``python -m agents.<algo>``.
+
+Every algorithm module provides the same four names, which the CLI relies on:
+
+* ``Config`` — a frozen dataclass (CleanRL's hyperparameter names), with ``env_id``, ``seed``,
+  ``num_envs``, ``total_timesteps``, ``device``, ``run_dir`` among its fields;
+* ``default_config(env_id, **overrides) -> Config`` — the per-env preset table;
+* ``train(cfg, *, resume=None) -> TrainResult`` — trains, logs the run, returns metrics and the
+  policy (``resume`` is a run directory to continue from ``latest.pt``);
+* ``load_policy(checkpoint, device) -> Policy`` — a policy from a checkpoint dict.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from agents.base import Policy, PolicyView, TrainResult
+
+ALGOS = ("ppo", "a2c", "dqn")
+
+__all__ = ["ALGOS", "Policy", "PolicyView", "TrainResult", "get_algo"]
+
+
+def get_algo(name: str) -> ModuleType:
+    """The module of algorithm ``name`` (``ppo``, ``a2c`` or ``dqn``)."""
+    if name not in ALGOS:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGOS)}")
+    return importlib.import_module(f"agents.{name}")

@@ -1,0 +1,403 @@
+"""The shared machinery behind every sandbox environment.
+
+Each environment is written once, as pure batched torch functions over a state whose every
+tensor has the batch dimension first (``(N, ...)``). Two thin classes expose that core:
+
+* :class:`TorchVectorEnv` — a ``gymnasium.vector.VectorEnv`` with tensors on ``device`` in and
+  out, SAME_STEP autoreset, episode statistics kept as tensors, and no host sync inside
+  ``step`` (unless action *value* checks are on for a CUDA env: see ``validate_actions``).
+* :class:`TorchSingleEnv` — a numpy ``gymnasium.Env`` over the same core with N=1 on the CPU in
+  float64, for ``gymnasium.make``, Stable-Baselines3, ``rl play`` and ``rl watch``.
+
+A subclass of :class:`TorchVectorEnv` provides four hooks:
+
+* ``_initial_state(n)`` — ``n`` fresh start states drawn from ``self.generator``;
+* ``_transition(state, actions)`` — ``(next_state, reward, terminated, info)`` for validated
+  actions; ``info`` is a dict of ``(N,)`` tensors describing the transition (events);
+* ``_observe(state)`` — the ``(N, *obs_shape)`` observation;
+* ``_render_state(state_row)`` — an ``(H, W, 3)`` uint8 frame of one row (optional).
+
+State is a tensor or a ``NamedTuple`` of tensors (see :func:`select_rows`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from rl.device import resolve_device
+
+State = Any  # torch.Tensor | NamedTuple of torch.Tensor, batch dimension first.
+
+_TORCH_TO_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def select_rows(mask: torch.Tensor, if_true: State, if_false: State) -> State:
+    """Row-wise ``torch.where`` over a state (a tensor or a NamedTuple of tensors).
+
+    Args:
+        mask: ``(N,)`` bool.
+        if_true, if_false: states of the same structure, each tensor ``(N, ...)``.
+    """
+    if isinstance(if_true, torch.Tensor):
+        shaped = mask.reshape(mask.shape + (1,) * (if_true.dim() - 1))
+        return torch.where(shaped, if_true, if_false)
+    if isinstance(if_true, tuple) and hasattr(if_true, "_fields"):
+        return type(if_true)(*(select_rows(mask, a, b) for a, b in zip(if_true, if_false)))
+    raise TypeError(f"state must be a tensor or a NamedTuple of tensors, got {type(if_true)}")
+
+
+def index_rows(state: State, index: int | slice | torch.Tensor) -> State:
+    """``state[index]`` for a tensor or every field of a NamedTuple state."""
+    if isinstance(state, torch.Tensor):
+        return state[index]
+    return type(state)(*(field[index] for field in state))
+
+
+def check_num_envs(num_envs: Any, env_name: str) -> int:
+    """``num_envs`` as an int >= 1, or a ValueError that says so."""
+    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        raise ValueError(f"{env_name}: num_envs must be an integer >= 1, got {num_envs!r}")
+    return int(num_envs)
+
+
+def check_dtype(dtype: Any, env_name: str) -> torch.dtype:
+    if dtype not in _TORCH_TO_NUMPY:
+        raise ValueError(f"{env_name}: dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
+
+
+def describe_space(space: spaces.Space) -> str:
+    if isinstance(space, spaces.Discrete):
+        return f"Discrete({space.n}): an integer in [{space.start}, {space.start + space.n - 1}]"
+    if isinstance(space, spaces.Box):
+        low, high = np.unique(space.low), np.unique(space.high)
+        bounds = f"[{low[0]}, {high[0]}]" if low.size == 1 and high.size == 1 else "the Box bounds"
+        return f"Box(shape={space.shape}, dtype={space.dtype}): finite floats in {bounds}"
+    return repr(space)
+
+
+class TorchVectorEnv(VectorEnv):
+    """Base class for the sandbox's batched torch environments (see the module docstring).
+
+    Subclasses set ``env_name``, ``single_observation_space`` and ``single_action_space`` in
+    ``__init__`` *before* calling :meth:`_setup`, and implement the hooks.
+
+    Autoreset is SAME_STEP: rows that finish are reset inside ``step``; the observation they ended
+    on is in ``info["final_obs"]`` (a full ``(N, *obs_shape)`` tensor, valid where
+    ``info["_final_obs"]``), and the finished episodes' return and length in
+    ``info["episode"]["r"]``/``["l"]`` (valid where ``info["_episode"]``). ``terminated`` and
+    ``truncated`` are returned separately, never merged.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "autoreset_mode": AutoresetMode.SAME_STEP,
+        # Read by rl.vector: tensors in and out, no numpy adapter needed.
+        "backend": "torch",
+        "render_modes": ["rgb_array"],
+        "render_fps": 50,
+    }
+    env_name: ClassVar[str] = "sandbox env"
+
+    # Set by subclasses before _setup().
+    single_observation_space: spaces.Space
+    single_action_space: spaces.Space
+
+    def _setup(
+        self,
+        num_envs: int,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        validate_actions: bool = True,
+    ) -> None:
+        self.num_envs = check_num_envs(num_envs, self.env_name)
+        try:
+            self.device = resolve_device(device)
+        except ValueError as exc:
+            raise ValueError(f"{self.env_name}: {exc}") from None
+        self.dtype = check_dtype(dtype, self.env_name)
+        if max_episode_steps is not None and (
+            isinstance(max_episode_steps, bool)
+            or not isinstance(max_episode_steps, (int, np.integer))
+            or max_episode_steps < 1
+        ):
+            raise ValueError(
+                f"{self.env_name}: max_episode_steps must be an integer >= 1 or None, "
+                f"got {max_episode_steps!r}"
+            )
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"{self.env_name}: render_mode must be one of {self.metadata['render_modes']} "
+                f"or None, got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        self.validate_actions = bool(validate_actions)
+        self.observation_space = gymnasium.vector.utils.batch_space(
+            self.single_observation_space, self.num_envs
+        )
+        self.action_space = gymnasium.vector.utils.batch_space(
+            self.single_action_space, self.num_envs
+        )
+        self.generator = torch.Generator(device=self.device)
+        self.generator.seed()
+        self._elapsed = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self._returns = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
+        self.state: State = self._initial_state(self.num_envs)
+        if isinstance(self.single_action_space, spaces.Box):
+            self._action_low = torch.as_tensor(
+                self.single_action_space.low, dtype=self.dtype, device=self.device
+            )
+            self._action_high = torch.as_tensor(
+                self.single_action_space.high, dtype=self.dtype, device=self.device
+            )
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def _initial_state(self, n: int) -> State:
+        raise NotImplementedError
+
+    def _transition(
+        self, state: State, actions: torch.Tensor
+    ) -> tuple[State, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def _observe(self, state: State) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _render_state(self, state_row: State) -> np.ndarray:
+        raise NotImplementedError(f"{self.env_name} has no renderer")
+
+    def _episode_extras(self) -> dict[str, torch.Tensor]:
+        """Per-episode statistics beyond return and length, read when rows finish (optional).
+
+        Returned tensors are ``(N,)``; they appear in ``info["episode"]`` under their keys.
+        Subclasses that track per-episode counts reset them in ``_on_rows_reset``.
+        """
+        return {}
+
+    def _on_rows_reset(self, done: torch.Tensor) -> None:
+        """Called after finished rows were reset, to clear per-episode counters (optional)."""
+
+    # -- gymnasium API ------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reset every row. ``seed`` (an int) reseeds this env's ``torch.Generator``."""
+        if seed is not None:
+            if isinstance(seed, Sequence) and not isinstance(seed, str):
+                if len(seed) == 0:
+                    raise ValueError(f"{self.env_name}: seed list is empty")
+                seed = seed[0]  # One generator drives every row: its first seed seeds it.
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+                raise ValueError(f"{self.env_name}: seed must be an integer >= 0, got {seed!r}")
+            self.generator.manual_seed(int(seed))
+        self.state = self._initial_state(self.num_envs)
+        self._elapsed.zero_()
+        self._returns.zero_()
+        self._on_rows_reset(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        return self._observe(self.state), {}
+
+    def step(
+        self, actions: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        actions = self.check_actions(actions)
+        next_state, reward, terminated, info = self._transition(self.state, actions)
+        self._elapsed += 1
+        if self.max_episode_steps is None:
+            truncated = torch.zeros_like(terminated)
+        else:
+            truncated = self._elapsed >= self.max_episode_steps
+        done = terminated | truncated
+        self._returns += reward
+        final_obs = self._observe(next_state)
+        episode = {"r": self._returns.clone(), "l": self._elapsed.clone(), **self._episode_extras()}
+        episode["_r"] = done
+        episode["_l"] = done
+        # Fresh start states for every row, kept only where the episode ended: no host sync.
+        self.state = select_rows(done, self._initial_state(self.num_envs), next_state)
+        self._elapsed.masked_fill_(done, 0)
+        self._returns.masked_fill_(done, 0.0)
+        self._on_rows_reset(done)
+        obs = self._observe(self.state)
+        info.update(final_obs=final_obs, _final_obs=done, episode=episode, _episode=done)
+        return obs, reward, terminated, truncated, info
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """Frames of the first ``min(N, 16)`` rows (``render_mode="rgb_array"``)."""
+        if self.render_mode is None:
+            gymnasium.logger.warn(
+                f"{self.env_name}: render() called without a render_mode; "
+                'make the env with render_mode="rgb_array"'
+            )
+            return None
+        count = min(self.num_envs, 16)
+        return tuple(self.render_row(i) for i in range(count))
+
+    def render_row(self, i: int) -> np.ndarray:
+        """An ``(H, W, 3)`` uint8 frame of row ``i``."""
+        return self._render_state(index_rows(self.state, slice(i, i + 1)))
+
+    # -- validation ---------------------------------------------------------------------------
+    def check_actions(self, actions: Any) -> torch.Tensor:
+        """Validate and convert a batch of actions; raise ``ValueError`` naming the space.
+
+        Shape and dtype are always checked (no sync). Values (range, NaN) are checked when
+        ``validate_actions`` is true, which on CUDA costs one host sync per step: agents whose
+        actions are valid by construction pass ``validate_actions=False``. Finite out-of-range
+        continuous actions are clipped, as Gymnasium's envs do.
+        """
+        space = self.single_action_space
+        expected = f"expected a batch of {self.num_envs} actions from {describe_space(space)}"
+        if not isinstance(actions, torch.Tensor):
+            try:
+                actions = torch.as_tensor(np.asarray(actions), device=self.device)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise ValueError(
+                    f"{self.env_name}: actions could not be read as a tensor ({exc}); {expected}"
+                ) from None
+        elif actions.device != self.device:
+            actions = actions.to(self.device)
+        if isinstance(space, spaces.Discrete):
+            if actions.shape != (self.num_envs,):
+                raise ValueError(
+                    f"{self.env_name}: actions have shape {tuple(actions.shape)}, "
+                    f"{expected} with shape ({self.num_envs},)"
+                )
+            if actions.dtype == torch.bool or actions.is_floating_point() or actions.is_complex():
+                raise ValueError(
+                    f"{self.env_name}: actions have dtype {actions.dtype}, {expected} as integers"
+                )
+            if self.validate_actions:
+                low, high = int(space.start), int(space.start + space.n - 1)
+                if bool(((actions < low) | (actions > high)).any()):
+                    bad = actions[(actions < low) | (actions > high)][:5].tolist()
+                    raise ValueError(f"{self.env_name}: actions out of range {bad}; {expected}")
+            return actions.long()
+        if isinstance(space, spaces.Box):
+            shape = (self.num_envs, *space.shape)
+            if actions.shape != shape and actions.shape == (self.num_envs,) and space.shape == (1,):
+                actions = actions.unsqueeze(-1)
+            if actions.shape != shape:
+                raise ValueError(
+                    f"{self.env_name}: actions have shape {tuple(actions.shape)}, "
+                    f"{expected} with shape {shape}"
+                )
+            if not actions.is_floating_point():
+                if actions.dtype == torch.bool or actions.is_complex():
+                    raise ValueError(
+                        f"{self.env_name}: actions have dtype {actions.dtype}, {expected}"
+                    )
+            actions = actions.to(self.dtype)
+            if self.validate_actions and bool(torch.isnan(actions).any()):
+                raise ValueError(f"{self.env_name}: actions contain NaN; {expected}")
+            return torch.clamp(actions, self._action_low, self._action_high)
+        raise TypeError(f"{self.env_name}: unsupported action space {space}")
+
+    def close_extras(self, **kwargs: Any) -> None:
+        pass
+
+
+class TorchSingleEnv(gymnasium.Env):
+    """A numpy ``gymnasium.Env`` over a :class:`TorchVectorEnv`'s core, with N=1 on the CPU.
+
+    The dynamics run in float64 through the very same hook functions as the batched env, so the
+    single env and every row of the vector env agree. Subclasses set ``vector_cls`` and pass the
+    env's constructor arguments to ``super().__init__``; ``render`` is implemented by the
+    subclass (``human`` opens a pygame window, ``rgb_array`` returns a frame).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+    vector_cls: ClassVar[type[TorchVectorEnv]]
+
+    def __init__(self, render_mode: str | None = None, **core_kwargs: Any) -> None:
+        name = self.vector_cls.env_name
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"{name}: render_mode must be one of {self.metadata['render_modes']} or None, "
+                f"got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        # No time limit here: gymnasium.make adds TimeLimit from the registration.
+        self.core = self.vector_cls(
+            1, device="cpu", dtype=torch.float64, max_episode_steps=None, **core_kwargs
+        )
+        self.observation_space = self.core.single_observation_space
+        self.action_space = self.core.single_action_space
+        self._state: State = self.core.state
+        self.last_info: dict[str, Any] = {}
+
+    @property
+    def env_name(self) -> str:
+        return self.vector_cls.env_name
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.core.generator.manual_seed(int(seed))
+        self._state = self.core._initial_state(1)
+        self.last_info = {}
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        batch = self._check_action(action)
+        self._state, reward, terminated, info = self.core._transition(self._state, batch)
+        self.last_info = {key: value[0].item() for key, value in info.items()}
+        return self._obs(), float(reward[0]), bool(terminated[0]), False, dict(self.last_info)
+
+    def _obs(self) -> np.ndarray:
+        obs = self.core._observe(self._state)[0].numpy()
+        return obs.astype(self.observation_space.dtype, copy=False)
+
+    def _check_action(self, action: Any) -> torch.Tensor:
+        space = self.action_space
+        name = self.env_name
+        expected = f"expected an action from {describe_space(space)}"
+        if isinstance(space, spaces.Discrete):
+            if isinstance(action, (bool, np.bool_)) or (
+                isinstance(action, (np.ndarray, torch.Tensor)) and action.dtype in (bool, np.bool_)
+            ):
+                raise ValueError(f"{name}: got a boolean action {action!r}; {expected}")
+            if isinstance(action, (np.ndarray, torch.Tensor)):
+                if action.size == 0 if isinstance(action, np.ndarray) else action.numel() == 0:
+                    raise ValueError(f"{name}: got an empty action; {expected}")
+                if tuple(action.shape) not in ((), (1,)):
+                    raise ValueError(
+                        f"{name}: action has shape {tuple(action.shape)}; {expected} (a scalar)"
+                    )
+                action = action.reshape(()).item()
+            if isinstance(action, (float, np.floating)):
+                if not np.isfinite(action) or action != int(action):
+                    raise ValueError(f"{name}: action {action!r} is not an integer; {expected}")
+            elif not isinstance(action, (int, np.integer)):
+                raise ValueError(f"{name}: action {action!r} is not an integer; {expected}")
+            value = int(action)
+            if not space.start <= value < space.start + space.n:
+                raise ValueError(f"{name}: action {value} is out of range; {expected}")
+            return torch.tensor([value], dtype=torch.long)
+        if isinstance(space, spaces.Box):
+            try:
+                array = np.asarray(action, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: action {action!r} is not numeric; {expected}") from None
+            if array.shape != space.shape and array.size == int(np.prod(space.shape)):
+                array = array.reshape(space.shape)
+            if array.shape != space.shape:
+                raise ValueError(
+                    f"{name}: action has shape {array.shape}; {expected} with shape {space.shape}"
+                )
+            if np.isnan(array).any():
+                raise ValueError(f"{name}: action contains NaN; {expected}")
+            array = np.clip(array, space.low, space.high)
+            return torch.from_numpy(array).unsqueeze(0)
+        raise TypeError(f"{name}: unsupported action space {space}")

@@ -1,0 +1,63 @@
+"""The ``rl`` command line: the face that composes ``rl``'s core, ``envs`` and ``agents``.
+
+Each subcommand lives in its own module here with two functions, ``add_parser(subparsers)`` and
+``run(args) -> int``; this module only builds the parser and dispatches. Unlike the rest of
+``rl``, the CLI may import ``envs`` and ``agents``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order is the order of `rl --help`.
+COMMANDS = (
+    "train",
+    "eval",
+    "watch",
+    "play",
+    "record",
+    "plot",
+    "envs",
+    "check",
+    "supervised",
+)
+
+
+class CLIError(Exception):
+    """A user error: printed as one line with the exit code 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rl",
+        description="RL Sandbox: train, evaluate, watch and play reinforcement-learning agents.",
+        epilog="Run `rl COMMAND --help` for a command's options. With no arguments, "
+        "`rl train` trains PPO on sandbox/DogTraining-v0.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"rl.cli.{name}_cmd")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except CLIError as exc:
+        print(f"rl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Typed configs: frozen dataclasses, ``--set key=value`` overrides, JSON round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+C = TypeVar("C")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, str]:
+    """``["lr=3e-4", "gamma=0.9"]`` → ``{"lr": "3e-4", "gamma": "0.9"}``."""
+    overrides: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(
+                f"--set expects KEY=VALUE (e.g. --set learning_rate=3e-4), got {item!r}"
+            )
+        overrides[key] = value.strip()
+    return overrides
+
+
+def _convert(value: Any, annotation: Any, name: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if isinstance(value, str) and value.lower() in {"none", "null"} and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, name)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0] if errors else f"{name}: cannot convert {value!r}")
+    if origin is typing.Literal:
+        for arg in args:
+            if str(arg) == str(value):
+                return arg
+        raise ValueError(f"{name} must be one of {list(args)}, got {value!r}")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(str(value).replace("_", ""))
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        if not number.is_integer():
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        return int(number)
+    if annotation is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if annotation is str:
+        return str(value)
+    if origin in (tuple, list):
+        items = (
+            value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v]
+        )
+        inner = args[0] if args else str
+        converted = [_convert(v, inner, name) for v in items]
+        return tuple(converted) if origin is tuple else converted
+    if origin is dict or annotation is dict:
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except (TypeError, json.JSONDecodeError):
+            raise ValueError(f"{name} must be a JSON object, got {value!r}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"{name} must be a JSON object, got {value!r}")
+        return parsed
+    return value
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def replace_config(cfg: C, overrides: dict[str, Any]) -> C:
+    """A copy of the frozen dataclass ``cfg`` with ``overrides`` (strings are converted).
+
+    Raises:
+        ValueError: an unknown field (listing the known ones) or a value of the wrong type.
+    """
+    types_by_name = field_types(type(cfg))
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in types_by_name:
+            known = ", ".join(sorted(types_by_name))
+            raise ValueError(f"{type(cfg).__name__} has no field {key!r}; known fields: {known}")
+        changes[key] = _convert(value, types_by_name[key], key)
+    return dataclasses.replace(cfg, **changes)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a dataclass config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    """Rebuild ``cls`` from :func:`config_to_dict`'s output; unknown keys are an error."""
+    types_by_name = field_types(cls)
+    unknown = set(data) - set(types_by_name)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    return cls(**{k: _convert(v, types_by_name[k], k) for k, v in data.items()})

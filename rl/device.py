@@ -1,0 +1,68 @@
+"""Device selection and CPU thread settings."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn a user's device string into a ``torch.device``.
+
+    Args:
+        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:K"``,
+            or a ``torch.device``.
+
+    Raises:
+        ValueError: for an unknown device string, or CUDA asked for on a machine without it.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"unknown device {device!r}: expected one of 'auto', 'cpu', 'cuda' or 'cuda:K'"
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r} was asked for but CUDA is not available on this machine; "
+                "use --device cpu (or auto)"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(device)!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif resolved.type != "cpu":
+        raise ValueError(
+            f"unsupported device {str(device)!r}: expected one of 'auto', 'cpu', 'cuda' or 'cuda:K'"
+        )
+    return resolved
+
+
+def configure_threads(device: torch.device, num_threads: int | None = None) -> int:
+    """Pick the CPU thread count for training and return it.
+
+    Small policy networks (64-unit MLPs on batches of a few thousand rows) run fastest on one
+    thread: intra-op parallelism costs more in synchronisation than it saves at these sizes
+    (measured in benchmarks/solve.py on a 2-core CPU). ``RL_NUM_THREADS`` or ``num_threads``
+    override the choice.
+    """
+    if num_threads is None:
+        env_value = os.environ.get("RL_NUM_THREADS")
+        if env_value:
+            try:
+                num_threads = int(env_value)
+            except ValueError as exc:
+                raise ValueError(f"RL_NUM_THREADS must be an integer, got {env_value!r}") from exc
+    if num_threads is None:
+        num_threads = 1 if device.type == "cpu" else max(1, min(4, os.cpu_count() or 1))
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    torch.set_num_threads(num_threads)
+    return num_threads

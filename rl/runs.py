@@ -1,0 +1,284 @@
+"""Runs: the folder, TensorBoard logging, checkpoints, episode statistics and the progress bar.
+
+A run lives in ``runs/<env>__<algo>__<seed>__<timestamp>/``::
+
+    events.out.tfevents.*   TensorBoard (charts/episodic_return, charts/SPS, losses/...)
+    config.json             the full config, enough to rebuild the run
+    checkpoints/            latest.pt, best.pt and step_<global_step>.pt snapshots
+    eval.json               written by the final evaluation and by `rl eval`
+
+Every agent uses :class:`TrainingRun` so runs look the same whatever the algorithm.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+RUNS_ROOT = "runs"
+SNAPSHOT_PATTERN = re.compile(r"^step_(\d+)\.pt$")
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss or parameter; the last good checkpoint is kept."""
+
+
+def run_name(env_id: str, algo: str, seed: int) -> str:
+    """``sandbox/DogTraining-v0`` + ppo + 1 → ``sandbox-DogTraining-v0__ppo__1__<timestamp>``."""
+    safe_env = re.sub(r"[^A-Za-z0-9._-]+", "-", env_id)
+    return f"{safe_env}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON atomically (temp file + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def find_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
+    """A checkpoint file from a run directory or a file path.
+
+    For a run directory, ``which`` picks ``best`` (falling back to ``latest``) or ``latest``.
+
+    Raises:
+        CheckpointError: nothing usable there.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: expected a run directory or a .pt file")
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    order = ["best.pt", "latest.pt"] if which == "best" else ["latest.pt", "best.pt"]
+    for name in order:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(
+        f"{path} holds no checkpoint (looked for {', '.join(order)} in {folder}); "
+        "expected a run directory made by `rl train` or a .pt file"
+    )
+
+
+def list_snapshots(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """The run's ``step_<N>.pt`` snapshots as ``(global_step, path)``, in training order."""
+    folder = Path(run_dir) / "checkpoints"
+    found = []
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            match = SNAPSHOT_PATTERN.match(entry.name)
+            if match:
+                found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+class EpisodeTracker:
+    """Sums finished episodes' statistics on the device; one host sync per :meth:`summary`.
+
+    Reads the vector env's ``info["episode"]`` (``r``, ``l`` and optional per-episode counts
+    ``successes``/``attempts``) where ``info["_episode"]`` is set.
+    """
+
+    EXTRAS = ("successes", "attempts")
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._sums = torch.zeros(3 + len(self.EXTRAS), dtype=torch.float64, device=device)
+
+    def record(self, info: dict[str, Any]) -> None:
+        mask = info.get("_episode")
+        if mask is None:
+            return
+        episode = info["episode"]
+        weight = mask.to(torch.float64)
+        parts = [weight.sum(), (episode["r"] * weight).sum(), (episode["l"] * weight).sum()]
+        for key in self.EXTRAS:
+            value = episode.get(key)
+            parts.append((value * weight).sum() if value is not None else weight.new_zeros(()))
+        self._sums += torch.stack(parts)
+
+    def summary(self) -> dict[str, float] | None:
+        """Mean return, length and success rate since the last call; ``None`` if none ended."""
+        count, ret, length, successes, attempts = self._sums.tolist()  # sync: once per iteration
+        self._sums.zero_()
+        if count == 0:
+            return None
+        stats = {
+            "episodes": count,
+            "episodic_return": ret / count,
+            "episodic_length": length / count,
+        }
+        if attempts > 0:
+            stats["success_rate"] = successes / attempts
+        return stats
+
+
+class TrainingRun:
+    """The run directory, TensorBoard writer, checkpoints and progress bar of one training.
+
+    Args:
+        run_dir: the folder (created if missing).
+        config: the JSON-ready config written to ``config.json``.
+        total_timesteps: for the progress bar and the snapshot schedule.
+        num_snapshots: snapshots at 0 %, 1/K, ..., 100 % of training for before/after replays.
+        purge_step: when resuming, TensorBoard drops events at or after this step.
+        writer: ``False`` on non-zero ranks of a distributed run (no files written).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        config: dict[str, Any],
+        *,
+        total_timesteps: int,
+        num_snapshots: int = 10,
+        purge_step: int | None = None,
+        writer: bool = True,
+        progress: bool = True,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.total_timesteps = int(total_timesteps)
+        self.num_snapshots = max(1, int(num_snapshots))
+        self.is_writer = writer
+        self.best_return = -math.inf
+        self._next_snapshot = 0
+        self._writer = None
+        self._progress = None
+        self._task = None
+        self._start_time = time.perf_counter()
+        self._start_step = purge_step or 0
+        if writer:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / "config.json", config)
+            from torch.utils.tensorboard import (
+                SummaryWriter,
+            )  # Lazy: tensorboard is slow to import.
+
+            self._writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
+        if progress and writer:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "training", total=self.total_timesteps, completed=self._start_step, status=""
+            )
+
+    # -- logging -------------------------------------------------------------------------------
+    def log(self, metrics: dict[str, float], global_step: int) -> None:
+        """Scalars under their tags (``charts/...``, ``losses/...``)."""
+        if self._writer is None:
+            return
+        for tag, value in metrics.items():
+            self._writer.add_scalar(tag, value, global_step)
+
+    def log_video(self, tag: str, frames: torch.Tensor, global_step: int, fps: int) -> None:
+        """A ``(1, T, C, H, W)`` uint8 video (needs moviepy for TensorBoard's encoder)."""
+        if self._writer is not None:
+            self._writer.add_video(tag, frames, global_step, fps=fps)
+
+    def sps(self, global_step: int) -> float:
+        elapsed = time.perf_counter() - self._start_time
+        return (global_step - self._start_step) / max(elapsed, 1e-9)
+
+    def update_progress(self, global_step: int, status: str = "") -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(
+                self._task, completed=min(global_step, self.total_timesteps), status=status
+            )
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def snapshot_due(self, global_step: int) -> bool:
+        """True once per 1/K of training (and at step 0), for before/after replays."""
+        threshold = self._next_snapshot * self.total_timesteps / self.num_snapshots
+        return self._next_snapshot <= self.num_snapshots and global_step >= threshold
+
+    def save(
+        self,
+        payload: dict[str, Any],
+        global_step: int,
+        *,
+        mean_return: float | None = None,
+        snapshot: bool = False,
+    ) -> Path | None:
+        """Write ``latest.pt``; also ``best.pt`` on a new best return and a step snapshot."""
+        if not self.is_writer:
+            return None
+        payload = {**payload, "global_step": int(global_step)}
+        latest = save_checkpoint(payload, self.checkpoint_dir / "latest.pt")
+        if mean_return is not None and mean_return > self.best_return:
+            self.best_return = mean_return
+            save_checkpoint(
+                {**payload, "best_return": mean_return}, self.checkpoint_dir / "best.pt"
+            )
+        if snapshot:
+            save_checkpoint(payload, self.checkpoint_dir / f"step_{int(global_step):09d}.pt")
+            while self.snapshot_due(global_step):
+                self._next_snapshot += 1
+        return latest
+
+    def restore_schedule(self, global_step: int, best_return: float | None) -> None:
+        """After a resume: skip snapshots already taken and remember the best return."""
+        while self._next_snapshot <= self.num_snapshots and (
+            self._next_snapshot * self.total_timesteps / self.num_snapshots < global_step
+        ):
+            self._next_snapshot += 1
+        if best_return is not None:
+            self.best_return = best_return
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+
+
+def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """``latest.pt`` of a run, for ``--resume``; a clear :class:`CheckpointError` otherwise."""
+    path = Path(run_dir) / "checkpoints" / "latest.pt"
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"cannot resume: {run_dir} is not a run directory")
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {run_dir} has no checkpoints/latest.pt yet")
+    return load_checkpoint(path)

@@ -1,0 +1,117 @@
+"""Tensors and numeric encoding: one-hot, normalisation, running statistics, images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def one_hot(
+    indices: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``(...,)`` integer class indices → ``(..., num_classes)`` one-hot floats.
+
+    Raises:
+        ValueError: for non-integer indices or indices outside ``[0, num_classes)``.
+    """
+    if indices.is_floating_point() or indices.dtype == torch.bool:
+        raise ValueError(f"one_hot needs integer class indices, got dtype {indices.dtype}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_classes):
+        raise ValueError(
+            f"class indices must lie in [0, {num_classes - 1}], "
+            f"got values in [{int(indices.min())}, {int(indices.max())}]"
+        )
+    return torch.nn.functional.one_hot(indices.long(), num_classes).to(dtype)
+
+
+def standardize(x: torch.Tensor, dim: int = 0, eps: float = 1e-8) -> torch.Tensor:
+    """Zero mean, unit standard deviation along ``dim``."""
+    return (x - x.mean(dim, keepdim=True)) / (x.std(dim, keepdim=True) + eps)
+
+
+def min_max_scale(x: torch.Tensor, dim: int = 0, eps: float = 1e-12) -> torch.Tensor:
+    """Scale to ``[0, 1]`` along ``dim``."""
+    low = x.amin(dim, keepdim=True)
+    high = x.amax(dim, keepdim=True)
+    return (x - low) / (high - low + eps)
+
+
+class RunningMeanStd:
+    """Running mean and variance over batches (Chan et al.'s parallel update), on the device.
+
+    Used for observation and reward normalisation. Its state is three tensors, saved in
+    checkpoints via :meth:`state_dict`.
+
+    Args:
+        shape: the shape of one sample.
+        device: where the statistics live.
+        epsilon: the initial pseudo-count (keeps the first division finite).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...] = (),
+        device: torch.device | str = "cpu",
+        epsilon: float = 1e-4,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        self.mean = torch.zeros(shape, dtype=dtype, device=device)
+        self.var = torch.ones(shape, dtype=dtype, device=device)
+        self.count = torch.tensor(epsilon, dtype=dtype, device=device)
+
+    def update(self, batch: torch.Tensor) -> None:
+        """Fold in a ``(B, *shape)`` batch."""
+        batch = batch.to(self.mean.dtype).reshape(-1, *self.mean.shape)
+        batch_mean = batch.mean(0)
+        batch_var = batch.var(0, unbiased=False)
+        batch_count = batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * (batch_count / total)
+        m2 = (
+            self.var * self.count
+            + batch_var * batch_count
+            + delta.square() * self.count * batch_count / total
+        )
+        self.var = m2 / total
+        self.count = total
+
+    def normalize(
+        self, x: torch.Tensor, clip: float | None = 10.0, eps: float = 1e-8
+    ) -> torch.Tensor:
+        out = (x - self.mean.to(x.dtype)) / torch.sqrt(self.var.to(x.dtype) + eps)
+        return out if clip is None else out.clamp(-clip, clip)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean.clone(), "var": self.var.clone(), "count": self.count.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for key in ("mean", "var", "count"):
+            if key not in state:
+                raise ValueError(f"running statistics are missing {key!r}")
+        if state["mean"].shape != self.mean.shape:
+            raise ValueError(
+                f"running statistics have shape {tuple(state['mean'].shape)}, "
+                f"expected {tuple(self.mean.shape)}"
+            )
+        device = self.mean.device
+        self.mean = state["mean"].to(device, self.mean.dtype)
+        self.var = state["var"].to(device, self.var.dtype)
+        self.count = state["count"].to(device, self.count.dtype)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``(H, W, C)`` uint8 image → ``(C, H, W)`` float tensor in ``[0, 1]``."""
+    if image.ndim != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, C) uint8 image, got {image.shape} {image.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+
+
+def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
+    """``(C, H, W)`` float tensor in ``[0, 1]`` → ``(H, W, C)`` uint8 image."""
+    if tensor.dim() != 3:
+        raise ValueError(f"expected a (C, H, W) tensor, got shape {tuple(tensor.shape)}")
+    array = (tensor.detach().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return array.permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,207 @@
+"""One door to every vector env: the sandbox's torch envs natively, any other registered
+Gymnasium env through :class:`NumpyToTorchVectorEnv`.
+
+Agents call :func:`make_vector_env` and see one interface either way: tensors on the device in
+and out, SAME_STEP autoreset with ``info["final_obs"]`` as a full ``(N, *obs_shape)`` tensor
+(valid where ``info["_final_obs"]``) and finished episodes in ``info["episode"]`` /
+``info["_episode"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from rl.device import resolve_device
+
+
+def is_torch_vector_env(env: Any) -> bool:
+    """Whether ``env`` speaks tensors natively (the sandbox's envs set this metadata)."""
+    return getattr(env, "metadata", {}).get("backend") == "torch"
+
+
+def env_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
+    """The registered spec, or a ValueError that lists similar ids."""
+    try:
+        return gymnasium.spec(env_id)
+    except gymnasium.error.Error as exc:
+        known = [
+            i
+            for i in gymnasium.registry
+            if env_id.split("/")[-1].split("-")[0].lower() in i.lower()
+        ]
+        hint = (
+            f"; did you mean one of {known[:5]}?"
+            if known
+            else "; `rl envs` lists the sandbox's envs"
+        )
+        raise ValueError(f"unknown environment {env_id!r} ({exc}){hint}") from None
+
+
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    device: str | torch.device = "cpu",
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    validate_actions: bool = False,
+) -> VectorEnv:
+    """A torch-facing vector env for any registered env id.
+
+    Args:
+        env_id: e.g. ``"sandbox/DogTraining-v0"`` or Gymnasium's ``"Acrobot-v1"``.
+        num_envs: rows stepped together (>= 1).
+        device: where observations, rewards and flags live.
+        env_kwargs: constructor arguments (e.g. ``{"reward_scheme": "treats"}``).
+        validate_actions: check action values each step (a host sync on CUDA); agents sample
+            valid actions, so they leave it off.
+    """
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    device = resolve_device(device)
+    spec = env_spec(env_id)
+    env_kwargs = dict(env_kwargs or {})
+    entry = spec.vector_entry_point
+    if entry is not None and _is_sandbox_entry(entry):
+        return gymnasium.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode="vector_entry_point",
+            device=device,
+            validate_actions=validate_actions,
+            **env_kwargs,
+        )
+    numpy_env = gymnasium.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        **env_kwargs,
+    )
+    return NumpyToTorchVectorEnv(numpy_env, device)
+
+
+def _is_sandbox_entry(entry: Any) -> bool:
+    if isinstance(entry, str):
+        module = entry.split(":")[0]
+        return module == "envs" or module.startswith("envs.")
+    return getattr(entry, "metadata", {}).get("backend") == "torch"
+
+
+class NumpyToTorchVectorEnv(VectorEnv):
+    """A Gymnasium numpy vector env (SAME_STEP autoreset) seen as tensors on ``device``.
+
+    Observations become float32 tensors, discrete actions are taken as integer tensors,
+    ``final_obs`` is densified (rows that did not finish hold their current observation), and
+    episode returns and lengths are tracked here as Gymnasium's SyncVectorEnv does not.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "autoreset_mode": AutoresetMode.SAME_STEP,
+        "backend": "torch",
+    }
+
+    def __init__(self, env: VectorEnv, device: str | torch.device = "cpu") -> None:
+        mode = env.metadata.get("autoreset_mode")
+        if mode != AutoresetMode.SAME_STEP:
+            raise ValueError(
+                f"NumpyToTorchVectorEnv needs a SAME_STEP autoreset vector env, got {mode}; make it "
+                "with vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP}"
+            )
+        obs_space = env.single_observation_space
+        if not isinstance(obs_space, spaces.Box):
+            raise ValueError(
+                f"{_name(env)}: observation space {obs_space} is not supported; the agents need a "
+                "Box (vector) observation"
+            )
+        if not isinstance(env.single_action_space, (spaces.Discrete, spaces.Box)):
+            raise ValueError(
+                f"{_name(env)}: action space {env.single_action_space} is not supported; "
+                "expected Discrete or Box"
+            )
+        self.env = env
+        self.device = resolve_device(device)
+        self.num_envs = env.num_envs
+        self.single_observation_space = obs_space
+        self.single_action_space = env.single_action_space
+        self.observation_space = env.observation_space
+        self.action_space = env.action_space
+        self.spec = env.spec
+        self.render_mode = getattr(env, "render_mode", None)
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+
+    def _obs(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        return self._obs(obs), info
+
+    def step(
+        self, actions: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        if isinstance(actions, torch.Tensor):
+            actions = actions.detach().cpu().numpy()
+        actions = np.asarray(actions)
+        if isinstance(self.single_action_space, spaces.Box):
+            actions = np.clip(
+                actions.reshape(self.num_envs, *self.single_action_space.shape),
+                self.single_action_space.low,
+                self.single_action_space.high,
+            ).astype(self.single_action_space.dtype)
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        self._returns += reward
+        self._lengths += 1
+        done = np.logical_or(terminated, truncated)
+        final_obs = np.array(obs, dtype=np.float32, copy=True)
+        if "_final_obs" in info:
+            for i in np.flatnonzero(info["_final_obs"]):
+                final_obs[i] = info["final_obs"][i]
+        episode = {"r": self._returns.copy(), "l": self._lengths.copy()}
+        self._returns[done] = 0.0
+        self._lengths[done] = 0
+        done_t = torch.as_tensor(done, device=self.device)
+        out_info = {
+            key: value
+            for key, value in info.items()
+            if key not in ("final_obs", "_final_obs", "final_info", "_final_info")
+        }
+        out_info.update(
+            final_obs=self._obs(final_obs),
+            _final_obs=done_t,
+            episode={
+                "r": torch.as_tensor(episode["r"], dtype=torch.float32, device=self.device),
+                "l": torch.as_tensor(episode["l"], device=self.device),
+                "_r": done_t,
+                "_l": done_t,
+            },
+            _episode=done_t,
+        )
+        return (
+            self._obs(obs),
+            torch.as_tensor(np.asarray(reward, dtype=np.float32), device=self.device),
+            torch.as_tensor(terminated, device=self.device),
+            torch.as_tensor(truncated, device=self.device),
+            out_info,
+        )
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.env.close()
+
+
+def _name(env: Any) -> str:
+    spec = getattr(env, "spec", None)
+    return spec.id if spec is not None else type(env).__name__
