@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +89,9 @@ def load_checkpoint(
             f"checkpoint {path} was refused: it holds objects other than tensors and plain "
             f"values, which are never loaded (they could run code) ({first})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # torch raises many types for foreign bytes (even KeyError).
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = f"{type(exc).__name__}: {first}"[:200]
         raise CheckpointError(
             f"checkpoint {path} is truncated or not a torch checkpoint ({first})"
         ) from None

@@ -1,0 +1,102 @@
+"""Checkpoints: atomic, weights-only, with one clear line for every bad file."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from rl.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
+
+
+def test_round_trip_keeps_tensors_and_plain_values(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    path = save_checkpoint(
+        {"model": model.state_dict(), "config": {"lr": 3e-4, "hidden": [64, 64]}, "global_step": 7},
+        tmp_path / "ck.pt",
+    )
+    loaded = load_checkpoint(path)
+    assert loaded["global_step"] == 7
+    assert loaded["config"] == {"lr": 3e-4, "hidden": [64, 64]}
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded["model"][key], value)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+class _Exploit:
+    def __reduce__(self):  # Runs os.system on an unsafe torch.load.
+        return (os.system, (f"touch {self.marker}",))
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+
+def test_crafted_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "rl-sandbox-checkpoint", "model": _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_plain_pickle_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "plain.pt"
+    path.write_bytes(pickle.dumps({"model": 1}))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_truncated_file_gives_one_line(tmp_path: Path) -> None:
+    path = save_checkpoint({"model": torch.nn.Linear(50, 50).state_dict()}, tmp_path / "ck.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(b"", "empty"), (b"hello, not a checkpoint", "truncated or not a torch checkpoint")],
+)
+def test_foreign_files(tmp_path: Path, content: bytes, match: str) -> None:
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+def test_torch_file_without_marker_is_foreign(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not an RL Sandbox checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_payload_needs_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="model"):
+        save_checkpoint({"config": {}}, tmp_path / "ck.pt")
+
+
+def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
+    path = atomic_save({"a": torch.ones(2)}, tmp_path / "f.pt")
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        atomic_save({"a": Unpicklable()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["f.pt"]

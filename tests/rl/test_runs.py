@@ -1,0 +1,105 @@
+"""Run folders: layout, snapshot schedule, checkpoint lookup, TensorBoard purge on resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rl.checkpoint import CheckpointError
+from rl.runs import (
+    EpisodeTracker,
+    TrainingRun,
+    find_checkpoint,
+    list_snapshots,
+    load_resume_checkpoint,
+    read_json,
+    run_name,
+)
+
+
+def test_run_name_is_filesystem_safe() -> None:
+    name = run_name("sandbox/DogTraining-v0", "ppo", 3)
+    assert name.startswith("sandbox-DogTraining-v0__ppo__3__")
+    assert "/" not in name
+
+
+def test_layout_snapshots_and_best(tmp_path: Path) -> None:
+    run = TrainingRun(
+        tmp_path / "run", {"lr": 1.0}, total_timesteps=100, num_snapshots=4, progress=False
+    )
+    payload = {"model": {"w": torch.zeros(1)}}
+    returns = [1.0, 5.0, 3.0, 7.0, 2.0, 0.0]
+    for step, ret in zip(range(0, 120, 20), returns, strict=True):
+        run.log({"charts/episodic_return": ret}, step)
+        run.save(payload, step, mean_return=ret, snapshot=run.snapshot_due(step))
+    run.close()
+    steps = [s for s, _ in list_snapshots(tmp_path / "run")]
+    # Thresholds at 0, 25, 50, 75, 100 % of 100 steps, each taken by the first save past it.
+    assert steps == [0, 40, 60, 80, 100]
+    assert read_json(tmp_path / "run" / "config.json") == {"lr": 1.0}
+    assert list((tmp_path / "run").glob("events.out.tfevents.*"))
+    best = torch.load(find_checkpoint(tmp_path / "run"), weights_only=True)
+    assert best["best_return"] == 7.0 and best["global_step"] == 60
+    assert load_resume_checkpoint(tmp_path / "run")["global_step"] == 100
+
+
+def test_find_checkpoint_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        find_checkpoint(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        find_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match=r"no checkpoints/latest\.pt"):
+        load_resume_checkpoint(tmp_path)
+
+
+def test_non_writer_rank_writes_nothing(tmp_path: Path) -> None:
+    run = TrainingRun(tmp_path / "r1", {}, total_timesteps=10, writer=False, progress=False)
+    run.log({"x": 1.0}, 0)
+    assert run.save({"model": {}}, 0, mean_return=1.0, snapshot=True) is None
+    run.close()
+    assert not (tmp_path / "r1").exists()
+
+
+def test_purge_step_drops_later_events(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = TrainingRun(tmp_path / "run", {}, total_timesteps=10, progress=False)
+    for step in range(10):
+        run.log({"charts/x": float(step)}, step)
+    run.close()
+    resumed = TrainingRun(tmp_path / "run", {}, total_timesteps=10, purge_step=5, progress=False)
+    for step in range(5, 10):
+        resumed.log({"charts/x": 100.0 + step}, step)
+    resumed.close()
+    acc = EventAccumulator(str(tmp_path / "run"))
+    acc.Reload()
+    events = acc.Scalars("charts/x")
+    assert [e.step for e in events] == list(range(10))
+    assert [e.value for e in events][5:] == [105.0, 106.0, 107.0, 108.0, 109.0]
+
+
+def test_episode_tracker_sums_finished_rows_only() -> None:
+    tracker = EpisodeTracker(torch.device("cpu"))
+    assert tracker.summary() is None
+    done = torch.tensor([True, False, True])
+    tracker.record(
+        {
+            "_episode": done,
+            "episode": {
+                "r": torch.tensor([1.0, 100.0, 3.0]),
+                "l": torch.tensor([10, 99, 30]),
+                "successes": torch.tensor([1.0, 5.0, 0.0]),
+                "attempts": torch.tensor([1.0, 5.0, 2.0]),
+            },
+        }
+    )
+    stats = tracker.summary()
+    assert stats == {
+        "episodes": 2.0,
+        "episodic_return": 2.0,
+        "episodic_length": 20.0,
+        "success_rate": pytest.approx(1 / 3),
+    }
+    assert tracker.summary() is None

@@ -1,0 +1,79 @@
+"""The numpy → torch adapter: SAME_STEP semantics, dense final_obs, episode statistics."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+from rl.evaluation import evaluate
+from rl.vector import NumpyToTorchVectorEnv, make_vector_env
+
+
+def test_cartpole_through_the_adapter_matches_gymnasium() -> None:
+    env = make_vector_env("CartPole-v1", 3)
+    assert isinstance(env, NumpyToTorchVectorEnv)
+    reference = gymnasium.make_vec(
+        "CartPole-v1",
+        3,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+    )
+    obs, _ = env.reset(seed=5)
+    ref_obs, _ = reference.reset(seed=5)
+    np.testing.assert_array_equal(obs.numpy(), ref_obs)
+    rng = np.random.default_rng(0)
+    returns = np.zeros(3)
+    finished = 0
+    for _ in range(300):
+        actions = rng.integers(0, 2, size=3)
+        obs, reward, terminated, truncated, info = env.step(torch.as_tensor(actions))
+        ref_obs, ref_reward, ref_term, ref_trunc, ref_info = reference.step(actions)
+        np.testing.assert_array_equal(obs.numpy(), ref_obs)
+        np.testing.assert_array_equal(terminated.numpy(), ref_term)
+        np.testing.assert_array_equal(truncated.numpy(), ref_trunc)
+        assert obs.dtype == torch.float32 and reward.dtype == torch.float32
+        returns += ref_reward
+        done = ref_term | ref_trunc
+        np.testing.assert_array_equal(info["_final_obs"].numpy(), done)
+        for i in np.flatnonzero(done):
+            np.testing.assert_array_equal(info["final_obs"][i].numpy(), ref_info["final_obs"][i])
+            assert info["episode"]["r"][i].item() == returns[i]
+            finished += 1
+        # Rows that did not finish hold their current observation.
+        np.testing.assert_array_equal(
+            info["final_obs"][~info["_final_obs"]].numpy(), ref_obs[~done]
+        )
+        returns[done] = 0.0
+    assert finished > 5
+    env.close()
+
+
+def test_continuous_actions_are_clipped() -> None:
+    env = make_vector_env("Pendulum-v1", 2)
+    env.reset(seed=0)
+    obs, reward, *_ = env.step(torch.tensor([[100.0], [-100.0]]))
+    assert obs.shape == (2, 3) and reward.shape == (2,)
+    env.close()
+
+
+def test_bad_requests() -> None:
+    with pytest.raises(ValueError, match="unknown environment"):
+        make_vector_env("NoSuchEnv-v0", 2)
+    with pytest.raises(ValueError, match="num_envs"):
+        make_vector_env("CartPole-v1", 0)
+    with pytest.raises(ValueError, match="Box"):
+        make_vector_env("FrozenLake-v1", 2)
+
+
+def test_evaluate_counts_each_rows_first_episode() -> None:
+    result = evaluate(
+        lambda obs: torch.zeros(obs.shape[0], dtype=torch.long), "CartPole-v1", episodes=7, seed=1
+    )
+    assert result.episodes == 7
+    assert all(8 <= length <= 12 for length in result.lengths)
+    assert result.returns == [float(length) for length in result.lengths]
+    assert result.success_rate is None
+    data = result.to_json()
+    assert data["episodes"] == 7 and data["mean_return"] == pytest.approx(np.mean(result.lengths))
