@@ -1,0 +1,602 @@
+"""Behaviour cloning (BC): learn a policy by imitating a teacher, as plain classification.
+
+A teacher — DogTraining's scripted expert (:func:`envs.dog_training.expert_policy`) or a person
+playing with ``rl play --record-demos`` — acts in the env; every step gives one labelled example
+``(observation, action)``. A classifier (an MLP from :func:`rl.supervised.mlp`) learns to predict
+the action from the observation with :func:`rl.supervised.fit` (cross-entropy), the same loop
+as the ``rl supervised`` baselines, logged and checkpointed like every agent. The classifier's
+most likely action is the policy. No reward is used: BC learns *what* the teacher did, not why,
+so it can only be as good as its teacher, and it can drift into states the teacher never showed.
+
+Reading order: demo files (:func:`save_demos`, :func:`load_demos`) → :func:`collect_expert_demos`
+→ :class:`Config` → :func:`train` → :func:`expert_steps_needed`.
+
+Demonstration files (what ``rl play --record-demos`` writes)
+----------------------------------------------------------------
+A ``.pt`` file written with :func:`save_demos` (or :func:`rl.checkpoint.atomic_save` /
+``torch.save``) holding one dict of tensors and plain values, so it loads with
+``torch.load(weights_only=True)``:
+
+=================  ==================================  ===========================================
+key                value                               meaning
+=================  ==================================  ===========================================
+``obs``            float32 tensor ``(T, *obs_shape)``  the observation the player saw at step t
+``actions``        int64 tensor ``(T,)``               the (discrete) action chosen at step t
+``env_id``         str                                 e.g. ``"sandbox/DogTraining-v0"``
+``format``         ``"rl-sandbox-demos"`` (optional)   marks the file
+``format_version`` ``1`` (optional)                    this layout
+``env_kwargs``     dict of plain values (optional)     how the env was made (e.g. the layout)
+``episode_ids``    int64 tensor ``(T,)`` (optional)    which episode each step belongs to
+=================  ==================================  ===========================================
+
+Steps of several episodes are concatenated in time order. Other keys are kept but ignored.
+
+Run it: ``python -m agents.bc`` (or ``rl supervised bc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+import envs  # noqa: F401  (registers the sandbox/ env ids)
+from agents.base import PolicyView, TrainResult, space_spec
+from rl.checkpoint import atomic_save, load_checkpoint
+from rl.config import config_from_dict, config_to_dict, field_docs, replace_config
+from rl.device import configure_threads, resolve_device
+from rl.evaluation import EvalResult, evaluate
+from rl.runs import RUNS_ROOT, run_name, write_json
+from rl.seeding import seed_everything
+from rl.supervised import FitConfig, fit, mlp
+from rl.vector import make_vector_env
+
+ALGO = "bc"
+DEMOS_FORMAT = "rl-sandbox-demos"
+DEMOS_FORMAT_VERSION = 1
+DOG_ENV_ID = "sandbox/DogTraining-v0"
+
+
+# -- demonstrations --------------------------------------------------------------------------
+def save_demos(
+    path: str | os.PathLike,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    env_id: str,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    episode_ids: torch.Tensor | None = None,
+) -> Path:
+    """Write a demonstration file in the format above, atomically.
+
+    Args:
+        path: the ``.pt`` file to write (folders are created).
+        obs: ``(T, obs_dim)`` observations (converted to float32 on the CPU).
+        actions: ``(T,)`` integer actions.
+        env_id: the env the demonstrations come from.
+        env_kwargs: plain values the env was made with.
+        episode_ids: ``(T,)`` episode number of each step.
+    """
+    obs, actions = _check_demos(torch.as_tensor(obs), torch.as_tensor(actions), str(path))
+    payload: dict[str, Any] = {
+        "format": DEMOS_FORMAT,
+        "format_version": DEMOS_FORMAT_VERSION,
+        "env_id": env_id,
+        "obs": obs,
+        "actions": actions,
+        "env_kwargs": dict(env_kwargs or {}),
+    }
+    if episode_ids is not None:
+        payload["episode_ids"] = torch.as_tensor(episode_ids).long().cpu()
+    return atomic_save(payload, path)
+
+
+def load_demos(
+    path: str | os.PathLike, env_id: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(obs, actions)`` from a demonstration file, as float32 ``(T, D)`` and int64 ``(T,)``.
+
+    Args:
+        path: a file written by ``rl play --record-demos`` or :func:`save_demos`.
+        env_id: when given, the file must come from this env.
+
+    Raises:
+        ValueError: a missing, unsafe, truncated or malformed file, or one from another env.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(
+            f"demonstration file {path} does not exist (record one: rl play --record-demos)"
+        )
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"demonstration file {path} was refused: it holds objects other than tensors and "
+            "plain values, which are never loaded (they could run code)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(
+            f"demonstration file {path} is truncated or not a torch file ({exc})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"demonstration file {path} holds a {type(data).__name__}, expected a dict"
+        )
+    missing = [key for key in ("obs", "actions", "env_id") if key not in data]
+    if missing:
+        raise ValueError(
+            f"demonstration file {path} lacks {', '.join(missing)}; expected a dict with "
+            "'obs' (T, obs_dim) float32, 'actions' (T,) int64 and 'env_id' (see agents/bc.py)"
+        )
+    if data.get("format_version", DEMOS_FORMAT_VERSION) > DEMOS_FORMAT_VERSION:
+        raise ValueError(
+            f"demonstration file {path} has format version {data['format_version']}, newer than "
+            f"this RL Sandbox reads ({DEMOS_FORMAT_VERSION}); upgrade rl-sandbox"
+        )
+    if env_id is not None and data["env_id"] != env_id:
+        raise ValueError(
+            f"demonstration file {path} was recorded in {data['env_id']!r}, not {env_id!r}"
+        )
+    return _check_demos(data["obs"], data["actions"], str(path))
+
+
+def _check_demos(obs: Any, actions: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(obs, torch.Tensor) or not isinstance(actions, torch.Tensor):
+        raise ValueError(f"{where}: 'obs' and 'actions' must be tensors")
+    if obs.dim() < 2 or not obs.is_floating_point():
+        raise ValueError(
+            f"{where}: 'obs' must be a (T, *obs_shape) float tensor, got {tuple(obs.shape)} {obs.dtype}"
+        )
+    if actions.dim() != 1 or actions.is_floating_point() or actions.dtype == torch.bool:
+        raise ValueError(
+            f"{where}: 'actions' must be a (T,) integer tensor (behaviour cloning here reads "
+            f"discrete actions), got {tuple(actions.shape)} {actions.dtype}"
+        )
+    if obs.shape[0] != actions.shape[0]:
+        raise ValueError(f"{where}: {obs.shape[0]} observations but {actions.shape[0]} actions")
+    if not bool(obs.isfinite().all()):
+        raise ValueError(f"{where}: 'obs' holds NaN or infinite values")
+    # (T, *obs_shape) → (T, D): the classifier reads flat observations.
+    return obs.detach().flatten(1).float().cpu(), actions.detach().long().cpu()
+
+
+def expert_for(env_id: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The scripted expert of ``env_id`` (observations → actions).
+
+    Raises:
+        ValueError: the env has no scripted expert (record demonstrations instead).
+    """
+    if env_id == DOG_ENV_ID:
+        from envs.dog_training import expert_policy
+
+        return expert_policy
+    raise ValueError(
+        f"{env_id} has no scripted expert (only {DOG_ENV_ID} has one); give demonstration files "
+        "recorded with `rl play --record-demos` and set num_expert_steps=0"
+    )
+
+
+@torch.no_grad()
+def collect_expert_demos(
+    env_id: str,
+    num_steps: int,
+    *,
+    num_envs: int = 16,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    env_kwargs: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_steps`` ``(obs, action)`` pairs of the scripted expert acting in ``env_id``.
+
+    The steps are ordered row by row (row 0's whole trajectory, then row 1's, ...), so the first
+    ``k`` steps are whole consecutive episodes, as one teacher would show them, rather than the
+    first few steps of many episodes.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    expert = expert_for(env_id)
+    env = make_vector_env(env_id, num_envs, device, env_kwargs=env_kwargs)
+    try:
+        obs, _ = env.reset(seed=seed)
+        num_rows = math.ceil(num_steps / num_envs)
+        all_obs = torch.empty(num_rows, num_envs, *obs.shape[1:], device=obs.device)
+        all_actions = torch.empty(num_rows, num_envs, dtype=torch.long, device=obs.device)
+        for t in range(num_rows):
+            actions = expert(obs)
+            all_obs[t], all_actions[t] = obs, actions
+            obs, *_ = env.step(actions)
+    finally:
+        env.close()
+    # (T, N, ...) → (N, T, ...) → (N * T, ...): row-major, each row's episodes in order.
+    obs_rows = all_obs.transpose(0, 1).flatten(0, 1)
+    action_rows = all_actions.transpose(0, 1).flatten()
+    return obs_rows[:num_steps].cpu(), action_rows[:num_steps].cpu()
+
+
+# -- config and policy -------------------------------------------------------------------------
+def _train_houses() -> dict[str, Any]:
+    return {"layout": "random", "num_layouts": 100}
+
+
+def _unseen_houses() -> dict[str, Any]:
+    return {"layout": "random", "num_layouts": 100, "layout_offset": 1000}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Behaviour-cloning settings."""
+
+    env_id: str = DOG_ENV_ID
+    """The env to imitate in; the scripted expert exists for sandbox/DogTraining-v0 only."""
+    env_kwargs: dict[str, Any] = field(default_factory=_train_houses)
+    """Env arguments while the expert demonstrates (default: houses 0-99)."""
+    eval_env_kwargs: dict[str, Any] | None = field(default_factory=_unseen_houses)
+    """Env arguments for evaluation (default: houses 1000-1099, never demonstrated);
+    ``None`` evaluates in the demonstration env."""
+    seed: int = 1
+    """Seeds the demonstrations, the network and the evaluation."""
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:K``."""
+    num_threads: int | None = None
+    """torch CPU threads; ``None`` picks 1 on CPU (see rl.device)."""
+    num_expert_steps: int = 2000
+    """Steps the scripted expert demonstrates (labelled examples); 0 uses ``demos`` only."""
+    demos: tuple[str, ...] = ()
+    """Demonstration files (``rl play --record-demos``) added to the expert's steps."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the classifier."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Hidden activation."""
+    learning_rate: float = 3e-3
+    """Adam's step size."""
+    batch_size: int = 256
+    """Examples per gradient step."""
+    epochs: int = 60
+    """The most passes over the demonstrations (early stopping may end sooner)."""
+    patience: int = 10
+    """Stop after this many epochs without the validation loss improving by ``min_delta``."""
+    min_delta: float = 1e-3
+    """The smallest drop in validation loss that counts as an improvement."""
+    val_fraction: float = 0.2
+    """Share of the examples held out to pick the best epoch."""
+    eval_episodes: int = 100
+    """Evaluation episodes for the clone, the expert and the random policy; 0 skips them."""
+    write_run: bool = True
+    """Write the run folder (TensorBoard, config.json, checkpoints, eval.json)."""
+    run_dir: str | None = None
+    """Run folder; ``None`` picks ``runs/<env>__bc__<seed>__<timestamp>``."""
+    progress: bool = False
+    """Show a progress bar over epochs."""
+
+    def __post_init__(self) -> None:
+        if self.num_expert_steps < 0:
+            raise ValueError(f"num_expert_steps must be >= 0, got {self.num_expert_steps}")
+        if self.num_expert_steps == 0 and not self.demos:
+            raise ValueError("nothing to imitate: set num_expert_steps > 0 or give demos files")
+        if self.eval_episodes < 0 or self.seed < 0:
+            raise ValueError("eval_episodes and seed must be >= 0")
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be widths >= 1, got {self.hidden_sizes}")
+        # The fit loop's own checks (epochs, batch_size, learning_rate, ...) run here too.
+        self.fit_config()
+
+    @property
+    def evaluation_env_kwargs(self) -> dict[str, Any]:
+        """The env arguments evaluation uses."""
+        return self.env_kwargs if self.eval_env_kwargs is None else self.eval_env_kwargs
+
+    def fit_config(self, run_dir: str | None = None) -> FitConfig:
+        """The :class:`rl.supervised.FitConfig` this BC run trains with."""
+        return FitConfig(
+            task="classification",
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            val_fraction=self.val_fraction,
+            patience=self.patience,
+            min_delta=self.min_delta,
+            seed=self.seed,
+            device=self.device,
+            run_dir=run_dir,
+            progress=self.progress,
+        )
+
+
+def default_config(env_id: str = DOG_ENV_ID, **overrides: Any) -> Config:
+    """BC's defaults for ``env_id`` with ``overrides`` (typed values or ``--set`` strings)."""
+    return replace_config(Config(env_id=env_id), overrides)
+
+
+class BCPolicy:
+    """The cloned classifier as an :class:`agents.base.Policy`.
+
+    BC learns no value function: :meth:`explain` reports a value of 0 for every state.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """``(N, obs_dim)`` → ``(N,)`` actions: the most likely one, or sampled."""
+        logits = self.model(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        if deterministic:
+            actions = logits.argmax(-1)
+        else:
+            actions = torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
+        return actions.to(obs.device) if isinstance(obs, torch.Tensor) else actions
+
+    @torch.no_grad()
+    def explain(self, obs: torch.Tensor) -> PolicyView:
+        probs = self.model(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).softmax(
+            -1
+        )
+        return PolicyView(value=probs.new_zeros(probs.shape[0]), probs=probs)
+
+
+def build_model(spaces: dict[str, Any], cfg: Config) -> nn.Sequential:
+    """The classifier: observation → hidden layers → one logit per action."""
+    if spaces["action_kind"] != "discrete":
+        raise ValueError("behaviour cloning here needs a Discrete action space (a classifier)")
+    return mlp(math.prod(spaces["obs_shape"]), cfg.hidden_sizes, spaces["action_n"], cfg.activation)
+
+
+def _spaces(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    env = make_vector_env(env_id, 1, "cpu", env_kwargs=env_kwargs)
+    try:
+        return space_spec(env.single_observation_space, env.single_action_space)
+    finally:
+        env.close()
+
+
+# -- training ------------------------------------------------------------------------------------
+def gather_dataset(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The expert's steps plus every demo file: ``(obs, actions, demo_steps)``."""
+    parts_obs, parts_actions = [], []
+    if cfg.num_expert_steps > 0:
+        obs, actions = collect_expert_demos(
+            cfg.env_id,
+            cfg.num_expert_steps,
+            seed=cfg.seed,
+            device=device,
+            env_kwargs=cfg.env_kwargs,
+        )
+        parts_obs.append(obs)
+        parts_actions.append(actions)
+    demo_steps = 0
+    for path in cfg.demos:
+        obs, actions = load_demos(path, cfg.env_id)
+        parts_obs.append(obs)
+        parts_actions.append(actions)
+        demo_steps += obs.shape[0]
+    return torch.cat(parts_obs), torch.cat(parts_actions), demo_steps
+
+
+def evaluate_baselines(cfg: Config, device: torch.device) -> tuple[EvalResult, EvalResult]:
+    """The teacher and a uniformly random policy in the evaluation env (DogTraining only)."""
+    from envs.dog_training import random_policy
+
+    expert = expert_for(cfg.env_id)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    env_kwargs = cfg.env_kwargs if cfg.eval_env_kwargs is None else cfg.eval_env_kwargs
+    kwargs = {
+        "episodes": cfg.eval_episodes,
+        "device": device,
+        "seed": cfg.seed,
+        "env_kwargs": env_kwargs,
+    }
+    return (
+        evaluate(expert, cfg.env_id, **kwargs),
+        evaluate(lambda obs: random_policy(obs, generator), cfg.env_id, **kwargs),
+    )
+
+
+def clone(
+    cfg: Config,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    spaces: dict[str, Any],
+    run_dir: str | None = None,
+) -> tuple[BCPolicy, dict[str, float], EvalResult | None, Path | None]:
+    """Fit the classifier on ``(obs, actions)`` and evaluate it in the env.
+
+    Returns:
+        ``(policy, metrics, evaluation, run_dir)``; ``metrics`` holds ``val_accuracy``
+        (agreement with the teacher on held-out steps), ``epochs`` and, when
+        ``cfg.eval_episodes > 0``, ``bc_success`` and ``bc_return``.
+    """
+    if list(obs.shape[1:]) != [math.prod(spaces["obs_shape"])]:
+        raise ValueError(
+            f"demonstrations have observations of size {obs.shape[1]}, but {cfg.env_id} has "
+            f"{spaces['obs_shape']}; record them in the same env (and env arguments)"
+        )
+    if int(actions.min()) < 0 or int(actions.max()) >= spaces["action_n"]:
+        raise ValueError(f"demonstrated actions must lie in [0, {spaces['action_n'] - 1}]")
+    torch.manual_seed(cfg.seed)  # the classifier's initial weights
+    result = fit(
+        build_model(spaces, cfg),
+        obs,
+        actions,
+        cfg.fit_config(run_dir),
+        run_config={"bc": config_to_dict(cfg)},
+        checkpoint_extra={
+            "algo": ALGO, "config": config_to_dict(cfg), "env_id": cfg.env_id, "spaces": spaces,
+        },
+    )  # fmt: skip
+    policy = BCPolicy(result.model)
+    metrics = {"val_accuracy": result.val_metrics["accuracy"], "epochs": float(result.epochs_run)}
+    evaluation = None
+    if cfg.eval_episodes > 0:
+        evaluation = evaluate(
+            policy.act, cfg.env_id, episodes=cfg.eval_episodes, device=policy.device,
+            seed=cfg.seed, env_kwargs=cfg.evaluation_env_kwargs,
+        )  # fmt: skip
+        metrics.update(bc_success=evaluation.success_rate, bc_return=evaluation.mean_return)
+    return policy, metrics, evaluation, result.run_dir
+
+
+def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
+    """Clone the teacher: gather demonstrations, fit the classifier, evaluate it.
+
+    ``metrics`` holds :func:`clone`'s, ``expert_steps``, ``demo_steps`` and, for DogTraining
+    with evaluation, ``expert_success``/``random_success`` and their returns (the teacher and a
+    uniformly random policy on the same evaluation houses).
+
+    Raises:
+        ValueError: ``resume`` (BC trains in seconds; rerun instead), bad demo files, or no
+            scripted expert for ``cfg.env_id`` while ``num_expert_steps > 0``.
+    """
+    if resume is not None:
+        raise ValueError("behaviour cloning takes seconds and cannot be resumed; run it again")
+    device = resolve_device(cfg.device)
+    configure_threads(device, cfg.num_threads)
+    seed_everything(cfg.seed)
+    spaces = _spaces(cfg.env_id, cfg.env_kwargs)
+    obs, actions, demo_steps = gather_dataset(cfg, device)
+    run_dir = None
+    if cfg.write_run:
+        run_dir = cfg.run_dir or str(Path(RUNS_ROOT) / run_name(cfg.env_id, ALGO, cfg.seed))
+    policy, metrics, evaluation, out_dir = clone(cfg, obs, actions, spaces, run_dir)
+    metrics.update(expert_steps=float(cfg.num_expert_steps), demo_steps=float(demo_steps))
+    if evaluation is not None:
+        if cfg.env_id == DOG_ENV_ID:
+            expert, random = evaluate_baselines(cfg, device)
+            metrics.update(
+                expert_success=expert.success_rate, expert_return=expert.mean_return,
+                random_success=random.success_rate, random_return=random.mean_return,
+            )  # fmt: skip
+        if out_dir is not None:
+            write_json(out_dir / "eval.json", {**evaluation.to_json(), **metrics})
+    return TrainResult(
+        policy=policy,
+        global_step=obs.shape[0],
+        run_dir=out_dir,
+        metrics=metrics,
+        evaluation=evaluation,
+    )
+
+
+def expert_steps_needed(
+    cfg: Config,
+    sizes: tuple[int, ...] = (20, 40, 80, 160, 320, 640, 1280, 2560),
+    target_success: float | None = None,
+) -> dict[str, Any]:
+    """How many expert steps BC needs: clone from growing prefixes of one demonstration.
+
+    Args:
+        cfg: the BC settings (its ``demos`` and ``num_expert_steps`` are not used).
+        sizes: dataset sizes to try, in increasing order.
+        target_success: the success rate that counts as learned; ``None`` uses DogTraining's
+            :data:`~envs.dog_training.SOLVED_SUCCESS_RATE`.
+
+    Returns:
+        ``{"expert_steps_needed": the smallest size reaching the target (None if none did),
+        "target_success": ..., "curve": [[size, success_rate], ...]}``.
+    """
+    if target_success is None:
+        from envs.dog_training import SOLVED_SUCCESS_RATE
+
+        target_success = SOLVED_SUCCESS_RATE
+    if cfg.eval_episodes < 1:
+        raise ValueError("expert_steps_needed evaluates each clone: set eval_episodes >= 1")
+    if not sizes or any(b <= a for a, b in itertools.pairwise(sizes)) or sizes[0] < 2:
+        raise ValueError(f"sizes must increase and start at >= 2 steps, got {sizes}")
+    device = resolve_device(cfg.device)
+    configure_threads(device, cfg.num_threads)
+    spaces = _spaces(cfg.env_id, cfg.env_kwargs)
+    # One demonstration, cut into growing prefixes: each size adds to what the smaller saw.
+    obs, actions = collect_expert_demos(
+        cfg.env_id, sizes[-1], seed=cfg.seed, device=device, env_kwargs=cfg.env_kwargs
+    )
+    curve, needed = [], None
+    for size in sizes:
+        _, metrics, _, _ = clone(cfg, obs[:size], actions[:size], spaces)
+        curve.append([size, metrics["bc_success"]])
+        if needed is None and metrics["bc_success"] >= target_success:
+            needed = size
+    return {"expert_steps_needed": needed, "target_success": target_success, "curve": curve}
+
+
+def plot_sweep(sweep: dict[str, Any], baselines: dict[str, Any], path: str | Path) -> Path:
+    """The clone's success rate against expert steps, with the expert's and random's rates.
+
+    Args:
+        sweep: :func:`expert_steps_needed`'s result.
+        baselines: ``expert_success`` and ``random_success`` (as in :func:`train`'s metrics).
+        path: the PNG to write.
+    """
+    import matplotlib  # Lazy: slow to import.
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes, success = zip(*sweep["curve"], strict=True)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(sizes, success, marker="o", label="behaviour cloning")
+    for key, style in (("expert_success", "g--"), ("random_success", "r:")):
+        if baselines.get(key) is not None:
+            ax.axhline(baselines[key], color=style[0], ls=style[1:], label=key.split("_")[0])
+    if sweep["expert_steps_needed"] is not None:
+        ax.axvline(sweep["expert_steps_needed"], color="gray", lw=0.8,
+                   label=f"{sweep['target_success']:.0%} reached")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set(xlabel="expert steps demonstrated", ylabel="success rate on unseen houses",
+           ylim=(-0.03, 1.03), title="How many expert steps does cloning need?")  # fmt: skip
+    ax.legend(loc="center right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def load_policy(checkpoint: dict[str, Any] | str | Path, device: str = "cpu") -> BCPolicy:
+    """A :class:`BCPolicy` from a BC checkpoint dict (or a ``.pt`` path), on ``device``.
+
+    Raises:
+        rl.checkpoint.CheckpointError: an unreadable file.
+        ValueError: a checkpoint of another algorithm or with missing entries.
+    """
+    if not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint)
+    if checkpoint.get("algo") != ALGO:
+        raise ValueError(f"this is a {checkpoint.get('algo')!r} checkpoint, not a BC one")
+    missing = [k for k in ("model", "config", "spaces") if k not in checkpoint]
+    if missing:
+        raise ValueError(f"the BC checkpoint lacks {', '.join(missing)}")
+    cfg = config_from_dict(Config, checkpoint["config"])
+    model = build_model(checkpoint["spaces"], cfg)
+    model.load_state_dict(checkpoint["model"])
+    return BCPolicy(model.to(resolve_device(device)))
+
+
+# -- python -m agents.bc -------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """Clone from the command line: ``--field-name VALUE`` for every :class:`Config` field."""
+    parser = argparse.ArgumentParser(prog="python -m agents.bc", description="Behaviour cloning.")
+    for name, doc in field_docs(Config).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=doc)
+    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    result = train(default_config(args.pop("env_id", DOG_ENV_ID), **args))
+    for key, value in result.metrics.items():
+        print(f"{key}: {value:.3f}")
+    print(f"run: {result.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,484 @@
+"""Supervised learning on the same machinery as the agents: one ``fit`` loop, metrics, toy data.
+
+:func:`fit` trains any ``torch.nn.Module`` on ``(x, y)`` tensors for regression (MSE or L1) or
+classification (cross-entropy), with a train/validation split, early stopping on the validation
+loss, TensorBoard logging and checkpoints through :class:`rl.runs.TrainingRun` — the same run
+folder, logger and checkpoint format as ``rl train``. Behaviour cloning (``agents/bc.py``) and the
+``rl supervised`` baselines all go through it.
+
+A run written by :func:`fit` looks like an agent's run::
+
+    runs/<task>__<model>__<seed>__<timestamp>/
+        events.out.tfevents.*   losses/train, losses/val, metrics/val_r2 or metrics/val_accuracy
+        config.json             the FitConfig (plus what the caller adds)
+        checkpoints/best.pt     the weights with the lowest validation loss (also latest.pt)
+        eval.json               the validation metrics of those weights
+
+The datasets are generated in torch from a seed (no downloads): :func:`make_linear`,
+:func:`make_wave`, :func:`make_moons`, :func:`make_circles` and :func:`make_spirals`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from rl.config import config_to_dict
+from rl.device import configure_threads, resolve_device
+from rl.runs import TrainingRun, write_json
+
+Task = Literal["regression", "classification"]
+Loss = Literal["mse", "l1", "cross_entropy"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How :func:`fit` trains a model."""
+
+    task: Task = "regression"
+    """``regression`` (float targets) or ``classification`` (integer class labels)."""
+    loss: Loss | None = None
+    """``mse`` or ``l1`` for regression, ``cross_entropy`` for classification; ``None`` picks
+    ``mse`` or ``cross_entropy`` from ``task``."""
+    epochs: int = 200
+    """The most passes over the training split (early stopping may end sooner)."""
+    batch_size: int = 128
+    """Rows per gradient step; larger than the training split means full-batch descent."""
+    learning_rate: float = 1e-2
+    """Adam's step size."""
+    weight_decay: float = 0.0
+    """Adam's L2 penalty on the weights (0 for an unbiased estimate of a linear model)."""
+    val_fraction: float = 0.2
+    """Share of the rows held out for validation when no ``x_val``/``y_val`` are given."""
+    patience: int = 20
+    """Stop after this many epochs without the validation loss improving by ``min_delta``;
+    0 turns early stopping off."""
+    min_delta: float = 0.0
+    """The smallest drop in validation loss that counts as an improvement."""
+    seed: int = 0
+    """Seeds the split and the minibatch order (seed the model's initial weights yourself)."""
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:K``; model and data are moved there."""
+    num_threads: int | None = None
+    """torch CPU threads; ``None`` picks 1 on CPU, fastest for small models (see rl.device)."""
+    run_dir: str | None = None
+    """Where to log and checkpoint (``runs/<name>``); ``None`` writes no files."""
+    progress: bool = False
+    """Show a progress bar over epochs."""
+
+    def __post_init__(self) -> None:
+        if self.task not in ("regression", "classification"):
+            raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
+        allowed = ("mse", "l1") if self.task == "regression" else ("cross_entropy",)
+        if self.loss is not None and self.loss not in allowed:
+            raise ValueError(
+                f"loss {self.loss!r} does not fit a {self.task} task; use one of {list(allowed)}"
+            )
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if (
+            isinstance(self.patience, bool)
+            or not isinstance(self.patience, int)
+            or self.patience < 0
+        ):
+            raise ValueError(
+                f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}"
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.weight_decay < 0 or self.min_delta < 0:
+            raise ValueError("weight_decay and min_delta must be >= 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(
+                f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction!r}"
+            )
+
+    @property
+    def loss_name(self) -> str:
+        """The loss actually used (``loss`` or the task's default)."""
+        if self.loss is not None:
+            return self.loss
+        return "mse" if self.task == "regression" else "cross_entropy"
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns; ``model`` holds the best weights (lowest validation loss)."""
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+
+# -- metrics -----------------------------------------------------------------------------------
+def r2_score(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
+    """The coefficient of determination ``1 - SS_res / SS_tot``: the share of the target's
+    variance the predictions explain.
+
+    1 is a perfect fit, 0 is no better than predicting the mean, and it goes negative for
+    worse-than-the-mean predictions. For several output columns the sums run over all of them
+    (scikit-learn's ``"variance_weighted"``), so a column that barely varies cannot dominate.
+    """
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"r2_score: shapes differ, {tuple(y_true.shape)} vs {tuple(y_pred.shape)}")
+    y_true = y_true.double().reshape(y_true.shape[0], -1)
+    y_pred = y_pred.double().reshape(y_pred.shape[0], -1)
+    ss_res = float((y_true - y_pred).square().sum())
+    ss_tot = float((y_true - y_true.mean(0)).square().sum())
+    if ss_tot == 0.0:
+        # A constant target: an exact fit explains everything, anything else is undefined (0).
+        return 1.0 if ss_res == 0.0 else 0.0
+    return 1.0 - ss_res / ss_tot
+
+
+def accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
+    """The share of predicted labels that equal the true ones (both ``(N,)`` integers)."""
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"accuracy: shapes differ, {tuple(y_true.shape)} vs {tuple(y_pred.shape)}")
+    if y_true.numel() == 0:
+        raise ValueError("accuracy of an empty set is undefined")
+    return float((y_true == y_pred).double().mean())
+
+
+def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(C, C)`` int64 counts: row = true class, column = predicted class."""
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            f"confusion_matrix: shapes differ, {tuple(y_true.shape)} vs {tuple(y_pred.shape)}"
+        )
+    index = y_true.long().reshape(-1) * num_classes + y_pred.long().reshape(-1)
+    counts = torch.bincount(index.cpu(), minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+# -- networks ----------------------------------------------------------------------------------
+def mlp(
+    in_features: int,
+    hidden_sizes: Sequence[int],
+    out_features: int,
+    activation: Literal["tanh", "relu"] = "tanh",
+) -> nn.Sequential:
+    """A multilayer perceptron whose layers are named after their role.
+
+    The input layer is the features themselves (``in_features`` numbers); each ``hiddenK`` is a
+    linear map followed by ``actK``, the nonlinearity that lets the network bend; ``output`` maps
+    the last hidden layer to ``out_features`` numbers (a prediction, or one logit per class).
+    With ``hidden_sizes=()`` it is a linear model.
+    """
+    if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden_sizes):
+        raise ValueError(
+            f"layer sizes must be >= 1, got in={in_features}, hidden={list(hidden_sizes)}, "
+            f"out={out_features}"
+        )
+    act = {"tanh": nn.Tanh, "relu": nn.ReLU}.get(activation)
+    if act is None:
+        raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    width = in_features
+    for k, hidden in enumerate(hidden_sizes, start=1):
+        layers[f"hidden{k}"] = nn.Linear(width, hidden)
+        layers[f"act{k}"] = act()
+        width = hidden
+    layers["output"] = nn.Linear(width, out_features)
+    return nn.Sequential(layers)
+
+
+def describe_network(model: nn.Module, in_features: int) -> list[dict[str, Any]]:
+    """One row per layer of ``model`` (input, hidden, output): name, output width, parameters.
+
+    Runs one zero input through the model to read each layer's output width.
+    """
+    rows: list[dict[str, Any]] = [
+        {"layer": "input", "kind": "features", "width": in_features, "parameters": 0}
+    ]
+    out = torch.zeros(1, in_features, device=next(model.parameters()).device)
+    for name, module in model.named_children():
+        out = module(out)
+        rows.append(
+            {
+                "layer": name,
+                "kind": type(module).__name__,
+                "width": int(out.shape[-1]),
+                "parameters": sum(p.numel() for p in module.parameters()),
+            }
+        )
+    return rows
+
+
+# -- data --------------------------------------------------------------------------------------
+def train_val_split(
+    x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A shuffled split into ``(x_train, y_train, x_val, y_val)``; both parts keep >= 1 row."""
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"need at least 2 rows to split into train and validation, got {n}")
+    if y.shape[0] != n:
+        raise ValueError(f"x has {n} rows but y has {y.shape[0]}")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=generator).to(x.device)
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def make_linear(
+    n: int, weight: Sequence[float], bias: float, noise: float = 0.1, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y = w·x + b + noise``: ``x`` ``(n, len(w))`` standard normal, ``y`` ``(n,)``."""
+    generator = torch.Generator().manual_seed(seed)
+    w = torch.tensor(weight, dtype=torch.float32)
+    x = torch.randn(n, w.numel(), generator=generator)
+    y = x @ w + bias + noise * torch.randn(n, generator=generator)
+    return x, y
+
+
+def make_wave(n: int, noise: float = 0.05, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A nonlinear 1-D target, ``y = sin(2x) + 0.3 x² + noise`` on ``x ∈ [-3, 3]``."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, generator=generator) * 6.0 - 3.0
+    y = torch.sin(2.0 * x[:, 0]) + 0.3 * x[:, 0].square()
+    return x, y + noise * torch.randn(n, generator=generator)
+
+
+def make_moons(n: int, noise: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two interleaving half circles (scikit-learn's ``make_moons``), labels 0 and 1."""
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    angle = torch.rand(n, generator=generator) * math.pi
+    upper = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    lower = torch.stack([1.0 - torch.cos(angle), 0.5 - torch.sin(angle)], dim=1)
+    x = torch.where(y[:, None] == 0, upper, lower)
+    return x + noise * torch.randn(n, 2, generator=generator), y
+
+
+def make_circles(
+    n: int, noise: float = 0.05, factor: float = 0.5, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small circle (label 1, radius ``factor``) inside a unit circle (label 0)."""
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    angle = torch.rand(n, generator=generator) * 2.0 * math.pi
+    radius = torch.where(y == 0, 1.0, factor)
+    x = radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    return x + noise * torch.randn(n, 2, generator=generator), y
+
+
+def make_spirals(
+    n: int, noise: float = 0.05, turns: float = 1.5, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two interleaved spiral arms of ``turns`` revolutions, labels 0 and 1."""
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    # sqrt spreads points evenly along the arm rather than bunching them at the centre.
+    t = torch.sqrt(torch.rand(n, generator=generator)) * turns * 2.0 * math.pi
+    radius = t / (turns * 2.0 * math.pi)
+    angle = t + math.pi * y
+    x = radius[:, None] * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    return x + noise * torch.randn(n, 2, generator=generator), y
+
+
+TOY_DATASETS = {"moons": make_moons, "circles": make_circles, "spirals": make_spirals}
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def _loss_fn(name: str) -> nn.Module:
+    return {"mse": nn.MSELoss(), "l1": nn.L1Loss(), "cross_entropy": nn.CrossEntropyLoss()}[name]
+
+
+def _check_data(task: str, x: torch.Tensor, y: torch.Tensor, what: str) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{what}: x has {x.shape[0]} rows but y has {y.shape[0]}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{what}: no rows")
+    if not x.is_floating_point():
+        raise ValueError(f"{what}: x must be a float tensor, got {x.dtype} (convert with .float())")
+    if task == "classification" and (y.is_floating_point() or y.dim() != 1):
+        raise ValueError(
+            f"{what}: classification needs (N,) integer class labels, got {tuple(y.shape)} {y.dtype}"
+        )
+    if task == "regression" and not y.is_floating_point():
+        raise ValueError(f"{what}: regression needs float targets, got {y.dtype} (use .float())")
+
+
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def _as_target(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # A regression model emits (B, 1) for a (B,) target: compare like with like, not broadcast
+    # (B, 1) - (B,) into a (B, B) matrix, a classic silent bug.
+    return output.reshape(y.shape) if output.numel() == y.numel() else output
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FitConfig
+) -> dict[str, Any]:
+    """Loss and metrics of ``model`` on ``(x, y)``: R² and MAE, or accuracy and confusion matrix."""
+    was_training = model.training
+    model.eval()
+    output = _predict(model, x, max(cfg.batch_size, 4096))
+    model.train(was_training)
+    metrics: dict[str, Any] = {"loss": float(_loss_fn(cfg.loss_name)(_as_target(output, y), y))}
+    if cfg.task == "regression":
+        pred = _as_target(output, y)
+        metrics["r2"] = r2_score(y, pred)
+        metrics["mae"] = float((y - pred).abs().mean())
+    else:
+        pred = output.argmax(-1)
+        metrics["accuracy"] = accuracy(y, pred)
+        metrics["confusion_matrix"] = confusion_matrix(y, pred, output.shape[-1]).tolist()
+    return metrics
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: FitConfig,
+    *,
+    x_val: torch.Tensor | None = None,
+    y_val: torch.Tensor | None = None,
+    run_config: dict[str, Any] | None = None,
+    checkpoint_extra: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``(x, y)`` and return it with its best validation weights.
+
+    Args:
+        model: maps ``(B, *x.shape[1:])`` to ``(B, out)`` (``(B, C)`` logits for classification).
+        x: ``(N, ...)`` float inputs.
+        y: ``(N,)`` or ``(N, out)`` float targets, or ``(N,)`` int64 class labels.
+        cfg: the loop's settings; ``cfg.run_dir`` set means TensorBoard logs and checkpoints.
+        x_val, y_val: a fixed validation set; otherwise ``cfg.val_fraction`` of ``x`` is held out.
+        run_config: extra JSON-ready values written to ``config.json`` beside the FitConfig.
+        checkpoint_extra: tensors and plain values added to the checkpoint (what an agent needs
+            to rebuild its model, e.g. ``algo``, ``spaces``); its ``config`` replaces the
+            FitConfig's.
+
+    Raises:
+        ValueError: mismatched rows, the wrong dtypes for the task, or half a validation set.
+    """
+    if (x_val is None) != (y_val is None):
+        raise ValueError("give both x_val and y_val, or neither")
+    device = resolve_device(cfg.device)
+    configure_threads(device, cfg.num_threads)
+    _check_data(cfg.task, x, y, "training data")
+    if x_val is None or y_val is None:
+        x, y, x_val, y_val = train_val_split(x, y, cfg.val_fraction, cfg.seed)
+    else:
+        _check_data(cfg.task, x_val, y_val, "validation data")
+    x, y, x_val, y_val = (t.to(device) for t in (x, y, x_val, y_val))
+    model.to(device)
+    loss_fn = _loss_fn(cfg.loss_name)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+    )
+    generator = torch.Generator().manual_seed(cfg.seed)
+    metric_key = "r2" if cfg.task == "regression" else "accuracy"
+
+    run = None
+    if cfg.run_dir is not None:
+        run = TrainingRun(
+            cfg.run_dir,
+            {"fit": config_to_dict(cfg), **(run_config or {})},
+            total_timesteps=cfg.epochs,
+            progress=cfg.progress,
+        )
+    history: list[dict[str, float]] = []
+    best_val, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
+    stale, stopped_early = 0, False
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            order = torch.randperm(x.shape[0], generator=generator).to(device)
+            total, rows = torch.zeros((), device=device), 0
+            for start in range(0, x.shape[0], cfg.batch_size):
+                mb_idx = order[start : start + cfg.batch_size]
+                mb_y = y[mb_idx]
+                loss = loss_fn(_as_target(model(x[mb_idx]), mb_y), mb_y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * mb_idx.numel()
+                rows += mb_idx.numel()
+            train_loss = float(total) / rows  # sync: once per epoch
+            val = evaluate_model(model, x_val, y_val, cfg)
+            if not (math.isfinite(train_loss) and math.isfinite(val["loss"])):
+                raise FloatingPointError(
+                    f"fit diverged at epoch {epoch} (train loss {train_loss}, val loss "
+                    f"{val['loss']}); lower learning_rate (now {cfg.learning_rate})"
+                )
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val["loss"],
+                    f"val_{metric_key}": val[metric_key],
+                }
+            )
+            if run is not None:
+                run.log(
+                    {
+                        "losses/train": train_loss,
+                        "losses/val": val["loss"],
+                        f"metrics/val_{metric_key}": val[metric_key],
+                    },
+                    epoch,
+                )
+                run.update_progress(epoch, f"val loss {val['loss']:.4g}")
+            if val["loss"] < best_val - cfg.min_delta:
+                best_val, best_epoch, stale = val["loss"], epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                if cfg.patience and stale >= cfg.patience:
+                    stopped_early = True
+                    break
+        model.load_state_dict(best_state)
+        val_metrics = evaluate_model(model, x_val, y_val, cfg)
+        if run is not None:
+            # best.pt ranks checkpoints by a "return" where higher is better: the negated loss.
+            run.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "config": config_to_dict(cfg),
+                    "epoch": best_epoch,
+                    "val_metrics": val_metrics,
+                    **(checkpoint_extra or {}),
+                },
+                best_epoch,
+                mean_return=-val_metrics["loss"],
+            )
+            write_json(run.run_dir / "eval.json", {"best_epoch": best_epoch, **val_metrics})
+    finally:
+        if run is not None:
+            run.close()
+    return FitResult(
+        model=model,
+        history=history,
+        best_epoch=best_epoch,
+        best_val_loss=best_val,
+        stopped_early=stopped_early,
+        val_metrics=val_metrics,
+        run_dir=None if run is None else run.run_dir,
+    )

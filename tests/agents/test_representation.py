@@ -1,0 +1,110 @@
+"""Transfer and self-supervised pretraining: the pieces fast, the races slow."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents import ppo
+from agents import representation as rep
+from rl.checkpoint import load_checkpoint
+from rl.runs import TrainingRun
+
+needs_init_from = pytest.mark.skipif(
+    not hasattr(ppo.Config, "init_from"),
+    reason="agents.ppo.Config has no init_from field yet (see agents/representation.py)",
+)
+
+
+def _small(tmp_path: Path, **changes: object) -> rep.Config:
+    values: dict[str, object] = {
+        "device": "cpu",
+        "run_dir": str(tmp_path / "cmp"),
+        "eval_episodes": 20,
+    }
+    values.update(changes)
+    return dataclasses.replace(rep.Config(), **values)
+
+
+def test_unlabelled_transitions_follow_each_dog() -> None:
+    obs, actions, next_obs, spaces = rep.collect_unlabelled(rep.DOG_ENV_ID, 400, num_envs=4, seed=0)
+    assert obs.shape == next_obs.shape == (400, 111)
+    assert actions.shape == (400,) and int(actions.min()) >= 0 and int(actions.max()) < 6
+    assert spaces["action_n"] == 6
+    # Time-major rows: step t of dog i is row t * 4 + i. Within an episode the successor is the
+    # next row's observation; where an episode ended it is the final one, not the reset state.
+    same = (next_obs[:-4] == obs[4:]).all(dim=1)
+    assert 0.8 < float(same.float().mean()) < 1.0
+
+
+def test_forward_model_encoder_fits_ppo_torso(tmp_path: Path) -> None:
+    cfg = ppo.default_config(rep.DOG_ENV_ID)
+    model = rep.ForwardModel(111, 6, cfg.hidden_sizes)
+    assert model(torch.rand(5, 117)).shape == (5, 111)
+    spaces = rep._spaces(rep.Config())
+    path = rep.torso_checkpoint(model.encoder, cfg, spaces, tmp_path / "torso.pt")
+    state = load_checkpoint(path)["model"]
+    for net in ("actor", "critic"):
+        for index in (0, 2):  # the two hidden Linear layers (tanh between)
+            torch.testing.assert_close(state[f"{net}.{index}.weight"], model.encoder[index].weight)
+            torch.testing.assert_close(state[f"{net}.{index}.bias"], model.encoder[index].bias)
+    assert state["actor.4.weight"].shape == (6, 64)  # the output layer keeps PPO's own init
+    agent = ppo.ActorCritic(spaces, cfg.hidden_sizes, cfg.activation)
+    agent.load_state_dict(state)  # a PPO network loads it as is
+
+
+def test_pretrained_encoder_predicts_the_next_observation(tmp_path: Path) -> None:
+    cfg = _small(tmp_path, unlabelled_steps=4000, pretrain_epochs=10)
+    model, metrics = rep.pretrain_encoder(cfg, tmp_path / "encoder", (64, 64))
+    assert isinstance(model.encoder[0], torch.nn.Linear)
+    assert metrics["transitions"] == 4000
+    assert metrics["r2"] > 0.25  # "nothing changes" or "the mean change" score R² <= 0
+    assert (tmp_path / "encoder" / "checkpoints" / "best.pt").is_file()
+
+
+def test_steps_to_threshold_reads_the_logged_curve(tmp_path: Path) -> None:
+    run = TrainingRun(tmp_path / "run", {}, total_timesteps=40, progress=False)
+    for step, value in ((10, -1.0), (20, 0.5), (30, 1.2), (40, 0.9)):
+        run.log({"charts/episodic_return": value}, step)
+    run.close()
+    curve = rep.learning_curve(tmp_path / "run")
+    assert curve == [
+        [10.0, -1.0],
+        [20.0, 0.5],
+        [30.0, pytest.approx(1.2)],
+        [40.0, pytest.approx(0.9)],
+    ]
+    assert rep.steps_to_threshold(curve, 1.0) == 30
+    assert rep.steps_to_threshold(curve, 2.0) is None
+    assert rep.learning_curve(tmp_path / "run", "charts/nothing") == []
+
+
+def test_ppo_config_and_bad_values(tmp_path: Path) -> None:
+    cfg = _small(tmp_path, ppo_overrides={"learning_rate": 5e-4})
+    run_cfg = rep.ppo_config(cfg, cfg.target_env_kwargs, 8192, tmp_path, target_return=1.0)
+    assert run_cfg.learning_rate == 5e-4 and run_cfg.target_return == 1.0
+    assert run_cfg.env_kwargs["layout_offset"] == 1000 and run_cfg.total_timesteps == 8192
+    with pytest.raises(ValueError, match="max_timesteps"):
+        dataclasses.replace(rep.Config(), max_timesteps=0)
+
+
+@pytest.mark.slow
+@needs_init_from
+def test_transfer_beats_scratch(tmp_path: Path) -> None:
+    result = rep.transfer(_small(tmp_path, source_timesteps=100_000, max_timesteps=100_000))
+    scratch = result["steps_to_threshold_scratch"]
+    assert result["steps_to_threshold_transfer"] is not None
+    assert scratch is None or result["steps_to_threshold_transfer"] < scratch
+    assert Path(result["plot"]).is_file()
+
+
+@pytest.mark.slow
+@needs_init_from
+def test_pretrain_reports_its_effect(tmp_path: Path) -> None:
+    result = rep.pretrain(_small(tmp_path, max_timesteps=100_000, unlabelled_steps=5000))
+    assert result["encoder"]["r2"] > 0.3
+    assert {"steps_to_threshold_pretrained", "steps_to_threshold_scratch", "speedup"} <= set(result)
+    assert Path(result["plot"]).is_file()

@@ -1,0 +1,234 @@
+"""The supervised core: metrics by hand, toy data, the fit loop, its runs and checkpoints, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from rl.checkpoint import load_checkpoint
+from rl.runs import read_json
+from rl.supervised import (
+    TOY_DATASETS,
+    FitConfig,
+    accuracy,
+    confusion_matrix,
+    describe_network,
+    fit,
+    make_linear,
+    make_moons,
+    make_wave,
+    mlp,
+    r2_score,
+    train_val_split,
+)
+
+
+# -- metrics -------------------------------------------------------------------------------------
+def test_r2_hand_worked() -> None:
+    y = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert r2_score(y, y) == 1.0
+    assert r2_score(y, torch.full((4,), 2.5)) == 0.0  # the mean: explains nothing
+    # SS_res = 0.25 * 4 = 1, SS_tot = 5 → 0.8
+    assert r2_score(y, y + torch.tensor([0.5, -0.5, 0.5, -0.5])) == pytest.approx(0.8)
+    # Two columns: sums pool over both (variance weighted), SS_res 1, SS_tot 5 + 20.
+    y2 = torch.stack([y, 2 * y], 1)
+    pred = y2 + torch.tensor([[0.5, 0.0], [-0.5, 0.0], [0.5, 0.0], [-0.5, 0.0]])
+    assert r2_score(y2, pred) == pytest.approx(1 - 1 / 25)
+    with pytest.raises(ValueError, match="shapes differ"):
+        r2_score(y, y[:3])
+
+
+def test_accuracy_and_confusion_matrix_hand_worked() -> None:
+    true = torch.tensor([0, 0, 1, 1, 2, 2])
+    pred = torch.tensor([0, 1, 1, 1, 2, 0])
+    assert accuracy(true, pred) == pytest.approx(4 / 6)
+    assert confusion_matrix(true, pred, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    with pytest.raises(ValueError, match="empty"):
+        accuracy(true[:0], pred[:0])
+
+
+# -- anatomy and data ----------------------------------------------------------------------------
+def test_mlp_layers_are_named_by_role() -> None:
+    model = mlp(2, (8, 4), 3)
+    assert [name for name, _ in model.named_children()] == [
+        "hidden1", "act1", "hidden2", "act2", "output",
+    ]  # fmt: skip
+    rows = describe_network(model, 2)
+    assert [r["width"] for r in rows] == [2, 8, 8, 4, 4, 3]
+    assert sum(r["parameters"] for r in rows) == sum(p.numel() for p in model.parameters())
+    assert [n for n, _ in mlp(3, (), 1).named_children()] == ["output"]  # a linear model
+    with pytest.raises(ValueError, match="activation"):
+        mlp(2, (4,), 1, activation="sigmoid")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(TOY_DATASETS))
+def test_toy_datasets_are_seeded_and_balanced(name: str) -> None:
+    x, y = TOY_DATASETS[name](200, seed=3)
+    assert x.shape == (200, 2) and x.dtype == torch.float32
+    assert y.dtype == torch.int64 and y.bincount().tolist() == [100, 100]
+    x2, _ = TOY_DATASETS[name](200, seed=3)
+    torch.testing.assert_close(x, x2)
+    assert not torch.equal(x, TOY_DATASETS[name](200, seed=4)[0])
+
+
+def test_split_keeps_every_row_once() -> None:
+    x = torch.arange(10.0)[:, None]
+    x_tr, y_tr, x_va, y_va = train_val_split(x, x[:, 0], 0.3, seed=0)
+    assert len(x_va) == 3 and len(x_tr) == 7
+    assert sorted(torch.cat([x_tr, x_va])[:, 0].tolist()) == list(range(10))
+    torch.testing.assert_close(x_tr[:, 0], y_tr)
+    torch.testing.assert_close(x_va[:, 0], y_va)
+
+
+# -- the fit loop --------------------------------------------------------------------------------
+def test_linear_model_recovers_known_parameters() -> None:
+    weight, bias = (2.0, -3.0, 0.5), 1.0
+    x, y = make_linear(600, weight, bias, noise=0.05, seed=0)
+    torch.manual_seed(0)
+    cfg = FitConfig(epochs=150, batch_size=600, learning_rate=0.1, patience=0, device="cpu")
+    result = fit(mlp(3, (), 1), x, y, cfg)
+    learned = torch.cat([result.model.output.weight[0], result.model.output.bias]).detach()
+    true = torch.tensor([*weight, bias])
+    assert float(((learned - true).abs() / true.abs()).max()) < 0.02
+    assert result.val_metrics["r2"] > 0.99
+
+
+def test_mlp_fits_a_curve_a_line_cannot() -> None:
+    x, y = make_wave(600, seed=0)
+    cfg = FitConfig(epochs=150, batch_size=100, learning_rate=0.01, device="cpu")
+    torch.manual_seed(0)
+    curve = fit(mlp(1, (32, 32), 1), x, y, cfg).val_metrics["r2"]
+    line = fit(mlp(1, (), 1), x, y, cfg).val_metrics["r2"]
+    assert curve > 0.9 > 0.3 > line
+
+
+def test_classification_beats_threshold_on_fixed_seed() -> None:
+    x, y = make_moons(600, seed=0)
+    x_test, y_test = make_moons(400, seed=1)
+    torch.manual_seed(0)
+    cfg = FitConfig(task="classification", epochs=80, batch_size=64, learning_rate=0.01)
+    model = fit(mlp(2, (32, 32), 2), x, y, cfg).model.cpu()
+    with torch.no_grad():
+        assert accuracy(y_test, model(x_test).argmax(-1)) >= 0.95
+
+
+def test_fit_logs_and_checkpoints(tmp_path: Path) -> None:
+    x, y = make_moons(200, seed=0)
+    torch.manual_seed(0)
+    cfg = FitConfig(task="classification", epochs=5, patience=0, run_dir=str(tmp_path / "run"))
+    result = fit(mlp(2, (8,), 2), x, y, cfg, checkpoint_extra={"algo": "test"})
+    run = tmp_path / "run"
+    assert result.run_dir == run
+    assert list(run.glob("events.out.tfevents.*"))
+    assert read_json(run / "config.json")["fit"]["task"] == "classification"
+    evaluation = read_json(run / "eval.json")
+    assert evaluation["best_epoch"] == result.best_epoch
+    assert len(evaluation["confusion_matrix"]) == 2
+    ckpt = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert ckpt["algo"] == "test" and ckpt["epoch"] == result.best_epoch
+    for name, tensor in result.model.state_dict().items():
+        torch.testing.assert_close(ckpt["model"][name], tensor)
+    assert (run / "checkpoints" / "latest.pt").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert {"losses/train", "losses/val", "metrics/val_accuracy"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("losses/val")] == [1, 2, 3, 4, 5]
+
+
+def test_early_stopping_keeps_the_best_weights() -> None:
+    # Pure noise: nothing to learn, so the validation loss soon stops improving.
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 4, generator=generator), torch.randn(300, generator=generator)
+    torch.manual_seed(0)
+    cfg = FitConfig(epochs=500, learning_rate=0.05, patience=3)
+    result = fit(mlp(4, (64,), 1), x, y, cfg)
+    assert result.stopped_early
+    assert result.epochs_run == result.best_epoch + 3 < 500
+    best = min(h["val_loss"] for h in result.history)
+    assert result.val_metrics["loss"] == pytest.approx(best)
+
+
+def test_fit_is_deterministic() -> None:
+    x, y = make_moons(200, seed=0)
+    cfg = FitConfig(task="classification", epochs=3, patience=0)
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        losses.append([h["train_loss"] for h in fit(mlp(2, (8,), 2), x, y, cfg).history])
+    assert losses[0] == losses[1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"task": "ranking"}, "task"),
+        ({"task": "classification", "loss": "mse"}, "does not fit"),
+        ({"epochs": 0}, "epochs"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"patience": -1}, "patience"),
+    ],
+)
+def test_fit_config_rejects_bad_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FitConfig(**kwargs)
+
+
+def test_fit_rejects_mismatched_data() -> None:
+    x = torch.randn(10, 2)
+    with pytest.raises(ValueError, match="rows"):
+        fit(mlp(2, (), 1), x, torch.randn(9), FitConfig())
+    with pytest.raises(ValueError, match="integer class labels"):
+        fit(mlp(2, (), 2), x, torch.randn(10), FitConfig(task="classification"))
+    with pytest.raises(ValueError, match="float targets"):
+        fit(mlp(2, (), 1), x, torch.ones(10, dtype=torch.long), FitConfig())
+    with pytest.raises(ValueError, match="both x_val and y_val"):
+        fit(mlp(2, (), 1), x, torch.randn(10), FitConfig(), x_val=x)
+
+
+def test_fit_reports_divergence() -> None:
+    x, y = make_linear(100, (1.0,), 0.0, seed=0)
+    with pytest.raises(FloatingPointError, match="lower learning_rate"):
+        fit(mlp(1, (), 1), x, y * 1e30, FitConfig(learning_rate=1e30, epochs=20))
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+def _cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    from rl.cli import main
+
+    assert main(["supervised", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_tensors_and_anatomy(capsys: pytest.CaptureFixture[str]) -> None:
+    tensors = _cli_json(capsys, "tensors")
+    assert tensors["one_hot"][1] == [0, 0, 1, 0, 0, 0] and tensors["round_trip_exact"]
+    anatomy = _cli_json(capsys, "anatomy")
+    assert anatomy["layers"][0]["layer"] == "input"
+    assert anatomy["layers"][-1]["layer"] == "output"
+
+
+def test_cli_rejects_bad_device(capsys: pytest.CaptureFixture[str]) -> None:
+    from rl.cli import main
+
+    assert main(["supervised", "tensors", "--device", "tpu"]) == 2
+    assert "device" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_regression_and_classification(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reg = _cli_json(capsys, "regression", "--runs-dir", str(tmp_path))
+    assert reg["param_error"] < 0.02 and reg["r2"] > 0.99 and reg["mlp_r2"] > 0.95
+    assert Path(reg["plot"]).is_file()
+    cls = _cli_json(capsys, "classification", "--runs-dir", str(tmp_path))
+    assert cls["accuracy"] >= 0.95
+    assert set(cls["datasets"]) == {"moons", "circles", "spirals"}
+    assert Path(cls["plot"]).is_file() and math.isfinite(cls["accuracy"])

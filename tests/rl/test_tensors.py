@@ -1,0 +1,116 @@
+"""Numeric encoding: one-hot, scaling, running statistics and images, against hand-worked values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rl.device import resolve_device
+from rl.seeding import rng_state, seed_everything, set_rng_state
+from rl.tensors import (
+    RunningMeanStd,
+    image_to_tensor,
+    min_max_scale,
+    one_hot,
+    standardize,
+    tensor_to_image,
+)
+
+
+def test_one_hot_values_and_shape() -> None:
+    out = one_hot(torch.tensor([[0, 2], [1, 0]]), 3)
+    assert out.shape == (2, 2, 3)
+    assert out.dtype == torch.float32
+    assert out[0, 1].tolist() == [0.0, 0.0, 1.0]
+    assert out.sum(-1).eq(1).all()
+
+
+@pytest.mark.parametrize(
+    ("indices", "num_classes", "message"),
+    [
+        (torch.tensor([0.0, 1.0]), 2, "integer"),
+        (torch.tensor([0, 3]), 3, r"\[0, 2\]"),
+        (torch.tensor([-1]), 3, r"\[0, 2\]"),
+        (torch.tensor([0]), 0, "num_classes"),
+    ],
+)
+def test_one_hot_rejects_bad_input(indices: torch.Tensor, num_classes: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        one_hot(indices, num_classes)
+
+
+def test_standardize_and_min_max_hand_worked() -> None:
+    x = torch.tensor([[1.0, 10.0], [3.0, 10.0], [5.0, 10.0]])
+    z = standardize(x)
+    # Column 0: mean 3, sample std 2 → -1, 0, 1. Column 1 is constant: 0, not NaN.
+    torch.testing.assert_close(z[:, 0], torch.tensor([-1.0, 0.0, 1.0]))
+    assert z[:, 1].eq(0).all()
+    torch.testing.assert_close(min_max_scale(x)[:, 0], torch.tensor([0.0, 0.5, 1.0]))
+
+
+def test_running_mean_std_matches_the_whole_batch() -> None:
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randn(1000, 3, generator=generator, dtype=torch.float64) * 4 + 2
+    stats = RunningMeanStd(shape=(3,), epsilon=0.0)
+    for batch in data.split([1, 9, 90, 400, 500]):
+        stats.update(batch)
+    torch.testing.assert_close(stats.mean, data.mean(0))
+    torch.testing.assert_close(stats.var, data.var(0, unbiased=False))
+    assert float(stats.count) == 1000
+    normalized = stats.normalize(data, clip=None)
+    torch.testing.assert_close(normalized.mean(0), torch.zeros(3, dtype=torch.float64))
+
+
+def test_running_mean_std_clips_and_round_trips() -> None:
+    stats = RunningMeanStd(shape=(2,))
+    stats.update(torch.tensor([[0.0, 0.0], [2.0, 2.0]]))
+    assert stats.normalize(torch.tensor([[1e6, -1e6]]), clip=5.0).tolist() == [[5.0, -5.0]]
+    other = RunningMeanStd(shape=(2,))
+    other.load_state_dict(stats.state_dict())
+    torch.testing.assert_close(other.mean, stats.mean)
+    torch.testing.assert_close(other.var, stats.var)
+    with pytest.raises(ValueError, match="shape"):
+        RunningMeanStd(shape=(3,)).load_state_dict(stats.state_dict())
+    with pytest.raises(ValueError, match="missing 'var'"):
+        other.load_state_dict({"mean": stats.mean, "count": stats.count})
+
+
+def test_image_round_trip_is_exact() -> None:
+    image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3) * 4
+    tensor = image_to_tensor(image)
+    assert tensor.shape == (3, 4, 5)
+    assert float(tensor.max()) <= 1.0
+    assert tensor[2, 1, 0] == pytest.approx(image[1, 0, 2] / 255.0)
+    np.testing.assert_array_equal(tensor_to_image(tensor), image)
+
+
+def test_image_rejects_wrong_layouts() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        image_to_tensor(np.zeros((4, 5, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        tensor_to_image(torch.zeros(4, 5))
+
+
+def test_seeding_repeats_and_restores() -> None:
+    seed_everything(7)
+    first = torch.rand(3)
+    seed_everything(7)
+    torch.testing.assert_close(torch.rand(3), first)
+    state = rng_state()
+    expected = (torch.rand(2), np.random.rand())
+    set_rng_state(state)
+    torch.testing.assert_close(torch.rand(2), expected[0])
+    assert np.random.rand() == expected[1]
+    with pytest.raises(ValueError, match="seed"):
+        seed_everything(-1)
+
+
+def test_device_resolution() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match=r"unknown device|unsupported device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
