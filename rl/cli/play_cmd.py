@@ -1,0 +1,446 @@
+"""``rl play``: be the policy. Drive a sandbox env from the keyboard and see the rewards arrive.
+
+The dog walks with the arrow keys and relieves itself with space (or Enter); CartPole pushes
+with ← and →; Pendulum applies torque with ← and →. With no key pressed the env takes its no-op
+action. ``--record-demos FILE`` saves the human's transitions as a tensor file (read safely with
+``torch.load(weights_only=True)``) for behaviour cloning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rl.cli import CLIError
+from rl.cli.hud import (
+    CARTPOLE_IDS,
+    DOG_ID,
+    LANGS,
+    PENDULUM_IDS,
+    Controls,
+    HudModel,
+    ViewerWindow,
+    action_names,
+    check_lang,
+    compose_frame,
+    describe_step,
+    env_gauges,
+    tr,
+)
+from rl.cli.targets import parse_env_overrides, register_envs
+
+# The demonstration format of agents.bc (see its module docstring), which reads these files.
+DEMO_FORMAT = "rl-sandbox-demos"
+DEMO_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """How keys become actions in one env.
+
+    Attributes:
+        keys: ``(key names, action)`` pairs; a name ``"up"`` is the constant ``pygame.K_UP``.
+        labels: ``(key cap label, action)`` pairs for the key help.
+        noop: the action taken while no key is pressed; ``None`` alternates the first two
+            actions (CartPole has no action that does nothing: alternating pushes cancel out).
+        fps: steps per second by default: slow enough for a person to react.
+    """
+
+    keys: tuple[tuple[tuple[str, ...], Any], ...]
+    labels: tuple[tuple[str, Any], ...]
+    noop: Any
+    fps: float
+
+
+KEYMAPS: dict[str, KeyMap] = {
+    DOG_ID: KeyMap(
+        keys=(
+            (("up",), 1),
+            (("down",), 2),
+            (("left",), 3),
+            (("right",), 4),
+            (("space", "return"), 5),
+        ),
+        labels=(("↑", 1), ("↓", 2), ("←", 3), ("→", 4), ("space / Enter", 5)),
+        noop=0,
+        fps=5,
+    ),
+    **{
+        env_id: KeyMap(
+            keys=((("left",), 0), (("right",), 1)),
+            labels=(("←", 0), ("→", 1)),
+            noop=None,
+            fps=15,
+        )
+        for env_id in CARTPOLE_IDS
+    },
+    **{
+        env_id: KeyMap(
+            keys=((("left",), -2.0), (("right",), 2.0)),
+            labels=(("←", -2.0), ("→", 2.0)),
+            noop=0.0,
+            fps=20,
+        )
+        for env_id in PENDULUM_IDS
+    },
+}
+
+
+def generic_keymap(action_space: spaces.Space) -> KeyMap:
+    """Digits 0-9 choose a discrete action; action 0 is taken while no key is pressed."""
+    if not isinstance(action_space, spaces.Discrete) or action_space.n > 10:
+        raise CLIError(
+            f"rl play has no keyboard layout for the action space {action_space}; it plays the "
+            "sandbox envs and envs with up to 10 discrete actions (keys 0-9)"
+        )
+    n = int(action_space.n)
+    start = int(action_space.start)
+    return KeyMap(
+        keys=tuple(((str(i),), start + i) for i in range(n)),
+        labels=tuple((str(i), start + i) for i in range(n)),
+        noop=start,
+        fps=10,
+    )
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "play",
+        help="control an env with the keyboard (and record demonstrations)",
+        description=(
+            "Play an env yourself: the dog with the arrow keys and space to relieve itself, "
+            "CartPole and Pendulum with ← and →. With no key pressed the env takes its no-op "
+            "action. r restarts the episode, q/Esc quits."
+        ),
+    )
+    parser.add_argument("env", metavar="ENV", help="env id, e.g. sandbox/DogTraining-v0")
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="exit after this many env steps"
+    )
+    parser.add_argument(
+        "--record-demos",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="save your transitions (obs, actions, rewards) to FILE (.pt) for behaviour cloning",
+    )
+    parser.add_argument(
+        "--fps", type=float, default=None, help="env steps per second (default: per env)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="env constructor argument, e.g. --set reward_scheme=treats (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    parser.add_argument("--lang", choices=LANGS, default="en", help="language of the HUD")
+    parser.set_defaults(run=run)
+
+
+class PlaySession:
+    """One env driven by the keyboard, with its HUD and the transitions recorded.
+
+    Key presses are taken from events, not from ``pygame.key.get_pressed()``: a tap between
+    two steps still counts, and posted events (tests, scripted demos) work like real keys.
+
+    Args:
+        env_id: the env to play.
+        env_kwargs: its constructor arguments.
+        lang: the HUD's language.
+        seed: seed of the first episode.
+        record: keep every transition for :meth:`demos`.
+        wait_for_key: each episode starts at the first action key, so a person can get ready
+            and see how the last one ended (off for the headless ``--max-steps`` path).
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        env_kwargs: dict[str, Any] | None = None,
+        *,
+        lang: str = "en",
+        seed: int | None = 0,
+        record: bool = False,
+        wait_for_key: bool = False,
+    ) -> None:
+        pygame = _pygame()
+        register_envs()
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})
+        try:
+            self.env = gymnasium.make(env_id, render_mode="rgb_array", **self.env_kwargs)
+        except (TypeError, ValueError, gymnasium.error.Error) as exc:
+            raise CLIError(f"cannot make {env_id} with {self.env_kwargs}: {exc}") from None
+        self.keymap = KEYMAPS.get(env_id) or generic_keymap(self.env.action_space)
+        self.key_to_action = {
+            getattr(pygame, f"K_{name.upper()}"): action
+            for names, action in self.keymap.keys
+            for name in names
+        }
+        self.lang = lang
+        self.record = record
+        self.held: list[int] = []  # Keys down now, most recent last.
+        self.pressed: list[int] = []  # Presses since the last step, oldest first.
+        self.quit = False
+        self.wait_for_key = wait_for_key
+        self.waiting = wait_for_key
+        self._alternate = 0
+        names = action_names(env_id, self.env.action_space, lang)
+        self.model = HudModel(
+            title=env_id.split("/")[-1],
+            lang=lang,
+            subtitle=[tr("you", lang), *_scheme_line(self.env_kwargs)],
+            keys=self._key_help(names),
+        )
+        self.transitions: dict[str, list[Any]] = {
+            key: []
+            for key in ("obs", "actions", "rewards", "terminated", "truncated", "episode_ids")
+        }
+        self.episodes_finished = 0
+        self._seed = seed
+        self._reset()
+
+    def _key_help(self, names: list[str]) -> list[tuple[str, str]]:
+        discrete = isinstance(self.env.action_space, spaces.Discrete)
+
+        def name_of(action: Any) -> str:
+            if discrete:
+                return names[int(action) - int(self.env.action_space.start)]
+            return f"{names[0]} {action:+g}"
+
+        space = tr("space", self.lang)
+        help_ = [
+            (label.replace("space", space), name_of(action)) for label, action in self.keymap.labels
+        ]
+        if self.keymap.noop is None:
+            noop = f"{name_of(0)} / {name_of(1)}"
+        else:
+            noop = name_of(self.keymap.noop)
+        help_.append(("", tr("key_noop", self.lang, action=noop)))
+        help_.append(("r", tr("key_reset", self.lang)))
+        help_.append(("q / Esc", tr("key_quit", self.lang)))
+        return help_
+
+    def _reset(self) -> None:
+        self.obs, _ = self.env.reset(seed=self._seed)
+        self._seed = None
+        self.model.step = 0
+        self.model.episode_return = 0.0
+        self.model.last_reward = None
+        self.model.gauges = env_gauges(self.env_id, self.obs, self.env.unwrapped, self.lang)
+
+    def handle(self, events: list[Any]) -> None:
+        """Apply window events: action keys, r (restart), q/Esc and the close button (quit)."""
+        pygame = _pygame()
+        for event in events:
+            if event.type in (pygame.QUIT, getattr(pygame, "WINDOWCLOSE", -1)):
+                self.quit = True
+            elif event.type == pygame.KEYDOWN:
+                if event.key in (pygame.K_q, pygame.K_ESCAPE):
+                    self.quit = True
+                elif event.key == pygame.K_r:
+                    self.model.episode += 1
+                    self._reset()
+                    self.waiting = self.wait_for_key
+                elif event.key in self.key_to_action:
+                    self.pressed.append(event.key)
+                    self.waiting = False
+                    if event.key in self.held:
+                        self.held.remove(event.key)
+                    self.held.append(event.key)
+            elif event.type == pygame.KEYUP and event.key in self.held:
+                self.held.remove(event.key)
+
+    def current_action(self) -> tuple[Any, int]:
+        """The action for the next step and its row in the key help.
+
+        A fresh press wins, else the key pressed last and still held, else the no-op (whose
+        row follows the action keys').
+        """
+        if self.pressed:
+            action = self.key_to_action[self.pressed.pop(0)]
+        elif self.held:
+            action = self.key_to_action[self.held[-1]]
+        elif self.keymap.noop is None:
+            self._alternate ^= 1
+            return self._alternate, len(self.keymap.labels)
+        else:
+            return self.keymap.noop, len(self.keymap.labels)
+        rows = [row_action for _, row_action in self.keymap.labels]
+        return action, rows.index(action)
+
+    def tick(self) -> tuple[bool, bool]:
+        """Take one env step with the keyboard's action: ``(stepped, episode ended)``.
+
+        While waiting for the first key of an episode nothing happens: ``(False, False)``.
+        """
+        if self.waiting:
+            return False, False
+        action, row = self.current_action()
+        self.model.highlight_key = row
+        env_action = (
+            np.array([action], dtype=self.env.action_space.dtype)
+            if isinstance(self.env.action_space, spaces.Box)
+            else action
+        )
+        obs = self.obs
+        self.obs, reward, terminated, truncated, info = self.env.step(env_action)
+        reward = float(reward)
+        if self.record:
+            for key, value in zip(
+                self.transitions,
+                (obs, env_action, reward, terminated, truncated, self.episodes_finished),
+                strict=True,
+            ):
+                self.transitions[key].append(value)
+        self.model.step += 1
+        self.model.episode_return += reward
+        self.model.last_reward = reward
+        self.model.rewards.append(reward)
+        event = describe_step(self.env_id, info, reward, terminated, truncated, self.lang)
+        self.model.record_event(event, frames=max(2, round(self.keymap.fps)))
+        self.model.gauges = env_gauges(self.env_id, self.obs, self.env.unwrapped, self.lang)
+        self.model.tick_banner()
+        if terminated or truncated:
+            self.episodes_finished += 1
+            self.model.episode += 1
+            self._reset()
+            self.waiting = self.wait_for_key
+            return True, True
+        return True, False
+
+    def frame(self) -> np.ndarray:
+        return compose_frame(np.asarray(self.env.render()), self.model)
+
+    @property
+    def num_transitions(self) -> int:
+        return len(self.transitions["actions"])
+
+    def demos(self) -> dict[str, Any]:
+        """The recorded transitions in ``agents.bc``'s demonstration format.
+
+        Keys: ``obs`` ``(T, *obs_shape)`` float32 (the observation the action was taken in),
+        ``actions`` ``(T,)`` int64 (``(T, *action_shape)`` float32 for Box actions, which
+        behaviour cloning does not read), ``episode_ids`` ``(T,)`` int64, ``env_id``,
+        ``env_kwargs``, ``format``, ``format_version``; and, for learners' own analyses,
+        ``rewards`` ``(T,)`` float32, ``terminated``/``truncated`` ``(T,)`` bool and
+        ``source`` (``"human"``).
+        """
+        t = self.transitions
+        discrete = isinstance(self.env.action_space, spaces.Discrete)
+        obs_shape = self.env.observation_space.shape
+        return {
+            "format": DEMO_FORMAT,
+            "format_version": DEMO_FORMAT_VERSION,
+            "obs": torch.as_tensor(np.asarray(t["obs"], dtype=np.float32).reshape(-1, *obs_shape)),
+            "actions": (
+                torch.as_tensor(np.asarray(t["actions"], dtype=np.int64))
+                if discrete
+                else torch.as_tensor(
+                    np.asarray(t["actions"], dtype=np.float32).reshape(
+                        -1, *self.env.action_space.shape
+                    )
+                )
+            ),
+            "rewards": torch.as_tensor(np.asarray(t["rewards"], dtype=np.float32)),
+            "terminated": torch.as_tensor(np.asarray(t["terminated"], dtype=bool)),
+            "truncated": torch.as_tensor(np.asarray(t["truncated"], dtype=bool)),
+            "episode_ids": torch.as_tensor(np.asarray(t["episode_ids"], dtype=np.int64)),
+            "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "source": "human",
+        }
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _scheme_line(env_kwargs: dict[str, Any]) -> list[str]:
+    scheme = env_kwargs.get("reward_scheme")
+    return [f"reward_scheme = {scheme}"] if isinstance(scheme, str) else []
+
+
+def _pygame() -> Any:
+    from envs.rendering import import_pygame
+
+    return import_pygame()
+
+
+def save_demos(path: Path, demos: dict[str, Any]) -> Path:
+    """Write demos atomically (a reader never sees half a file)."""
+    from rl.checkpoint import atomic_save
+
+    return atomic_save(demos, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    lang = check_lang(args.lang)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise CLIError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.fps is not None and (args.fps < 0 or not math.isfinite(args.fps)):
+        raise CLIError(f"--fps must be >= 0 (0: as fast as possible), got {args.fps}")
+    if args.record_demos is not None and args.record_demos.suffix != ".pt":
+        raise CLIError(f"--record-demos writes a .pt file, got {args.record_demos}")
+    register_envs()
+    if args.env not in gymnasium.registry:
+        raise CLIError(f"unknown env {args.env!r}; `rl envs` lists the sandbox's env ids")
+    session = PlaySession(
+        args.env,
+        parse_env_overrides(args.set),
+        lang=lang,
+        seed=args.seed,
+        record=args.record_demos is not None,
+        wait_for_key=args.max_steps is None,
+    )
+    fps = args.fps if args.fps is not None else session.keymap.fps
+    controls = Controls(fps=fps)
+    speed = tr("max_speed", lang) if fps <= 0 else tr("speed", lang, fps=f"{fps:g}")
+    prompt = tr("press_to_start", lang)
+    window: ViewerWindow | None = None
+    steps = 0
+    try:
+        while not session.quit:
+            session.model.status = prompt if session.waiting else speed
+            session.model.attention = session.waiting
+            frame = session.frame()
+            if window is None:
+                window = ViewerWindow(f"rl play — {args.env}", (frame.shape[1], frame.shape[0]))
+            window.show(frame)
+            session.handle(window.events())
+            if session.quit:
+                break
+            for _ in range(window.steps_due(controls)):
+                stepped, _ = session.tick()
+                steps += stepped
+                if args.max_steps is not None and steps >= args.max_steps:
+                    session.quit = True
+                    break
+    finally:
+        if window is not None:
+            window.close()
+        session.close()
+        if args.record_demos is not None:
+            _write(args.record_demos, session)
+    return 0
+
+
+def _write(path: Path, session: PlaySession) -> None:
+    if session.num_transitions == 0:
+        print(f"rl play: no steps taken, {path} not written", file=sys.stderr)
+        return
+    save_demos(path, session.demos())
+    print(
+        f"rl play: saved {session.num_transitions} transitions "
+        f"({session.episodes_finished} finished episodes) to {path}"
+    )

@@ -1,0 +1,271 @@
+"""``rl plot``: learning curves of one or more runs, read from their TensorBoard events, as a PNG.
+
+Runs whose configs differ only in their seed are one group: the group's mean is drawn with its
+spread (± one standard deviation across seeds) shaded. Groups are labelled by what differs
+between them, so ``rl plot runs/*DogTraining*`` after training under each reward preset labels
+the curves ``reward_scheme=treats``, ``reward_scheme=coached``, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rl.cli import CLIError
+from rl.runs import read_json
+
+RETURN_TAG = "charts/episodic_return"
+SUCCESS_TAG = "charts/success_rate"
+# Config fields that say how a run was executed or logged, not what was trained.
+IGNORED_FIELDS = {
+    "seed",
+    "run_dir",
+    "device",
+    "progress",
+    "torch_deterministic",
+    "log_interval",
+    "save_interval",
+    "checkpoint_every",
+    "num_snapshots",
+    "eval_episodes",
+    "capture_video",
+    "compile",
+}
+GRID_POINTS = 200  # Points of the common step grid on which seeds are averaged.
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plot",
+        help="plot learning curves of runs (return, success rate) to a PNG",
+        description=(
+            "Plot return and success rate against env steps from runs' TensorBoard events. "
+            "Runs that differ only in their seed are averaged (mean, with ± 1 std shaded). "
+            "A folder of runs (e.g. runs/) stands for every run in it."
+        ),
+    )
+    parser.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run directories (or folders of runs)"
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="the PNG to write")
+    parser.add_argument(
+        "--smooth",
+        type=float,
+        default=0.6,
+        help="exponential smoothing weight in [0, 1), as TensorBoard's slider (default 0.6)",
+    )
+    parser.add_argument("--title", default=None, help="figure title (default: the env id)")
+    parser.set_defaults(run=run)
+
+
+@dataclass
+class RunCurves:
+    """One run's scalars and the config fields that describe it."""
+
+    path: Path
+    config: dict[str, Any]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    """Run directories named by ``paths``: each one itself, or the runs inside a folder.
+
+    Raises:
+        CLIError: a path that does not exist or holds no TensorBoard events.
+    """
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if not path.is_dir():
+            raise CLIError(
+                f"{text} is not a directory; expected a run directory made by `rl train`"
+            )
+        if any(path.glob("events.out.tfevents.*")):
+            found.append(path)
+            continue
+        inner = sorted(p.parent for p in path.glob("*/events.out.tfevents.*"))
+        if not inner:
+            raise CLIError(
+                f"{text} holds no TensorBoard events (events.out.tfevents.*) nor runs that do"
+            )
+        found.extend(dict.fromkeys(inner))
+    return list(dict.fromkeys(found))
+
+
+def read_run(path: Path) -> RunCurves:
+    """The run's return and success-rate curves (sorted by step) and flattened config."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    tags = set(accumulator.Tags().get("scalars", []))
+    run = RunCurves(path=path, config=_describe(path))
+    for tag in (RETURN_TAG, SUCCESS_TAG):
+        if tag in tags:
+            events = accumulator.Scalars(tag)
+            steps = np.array([e.step for e in events], dtype=np.float64)
+            values = np.array([e.value for e in events], dtype=np.float64)
+            order = np.argsort(steps, kind="stable")
+            run.curves[tag] = (steps[order], values[order])
+    if RETURN_TAG not in run.curves:
+        raise CLIError(
+            f"{path} has no {RETURN_TAG} scalars yet (tags: {sorted(tags) or 'none'}); "
+            "train longer so that episodes finish"
+        )
+    return run
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    """The run's config, with ``env_kwargs`` flattened in, plus its algorithm."""
+    config: dict[str, Any] = {}
+    if (path / "config.json").is_file():
+        raw = read_json(path / "config.json")
+        for key, value in raw.items():
+            if key == "env_kwargs" and isinstance(value, dict):
+                config.update({k: _hashable(v) for k, v in value.items()})
+            else:
+                config[key] = _hashable(value)
+    # Run folders are named <env>__<algo>__<seed>__<timestamp>.
+    parts = path.name.split("__")
+    if "algo" not in config and len(parts) >= 4:
+        config["algo"] = parts[1]
+    return config
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
+def group_runs(runs: list[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
+    """Runs grouped by config (seeds and logging aside), each group labelled by what differs."""
+    keys = sorted({k for run in runs for k in run.config} - IGNORED_FIELDS)
+    differing = [k for k in keys if len({repr(run.config.get(k)) for run in runs}) > 1]
+    groups: dict[tuple[Any, ...], list[RunCurves]] = {}
+    for run in runs:
+        groups.setdefault(tuple(repr(run.config.get(k)) for k in differing), []).append(run)
+    labelled = []
+    for members in groups.values():
+        config = members[0].config
+        if differing:
+            label = ", ".join(f"{k}={_show(config.get(k))}" for k in differing)
+        else:
+            label = str(config.get("algo", members[0].path.name))
+        if len(members) > 1:
+            label += f" ({len(members)} seeds)"
+        labelled.append((label, members))
+    return labelled
+
+
+def _show(value: Any) -> str:
+    return str(value) if not isinstance(value, tuple) else re.sub(r"[()']", "", str(value))
+
+
+def smooth(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's exponential moving average, debiased so early points are not pulled to 0."""
+    if weight <= 0 or values.size == 0:
+        return values
+    out = np.empty_like(values)
+    last, norm = 0.0, 0.0
+    for i, value in enumerate(values):
+        last = last * weight + (1 - weight) * value
+        norm = norm * weight + (1 - weight)
+        out[i] = last / norm
+    return out
+
+
+def mean_and_spread(
+    curves: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Curves of several seeds on a common step grid: ``(steps, mean, std)``.
+
+    The grid spans the steps every seed reached, so the mean never mixes in extrapolation.
+    """
+    start = max(steps[0] for steps, _ in curves)
+    stop = min(steps[-1] for steps, _ in curves)
+    if stop <= start:
+        stop = start
+    grid = np.linspace(start, stop, GRID_POINTS if stop > start else 1)
+    stacked = np.stack([np.interp(grid, steps, values) for steps, values in curves])
+    return grid, stacked.mean(axis=0), stacked.std(axis=0)
+
+
+def plot(
+    runs: list[RunCurves], out: Path, *, smoothing: float = 0.6, title: str | None = None
+) -> Path:
+    """Draw the runs' curves (one panel per metric) and save ``out`` as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # Files only: never open a window, work without a display.
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    tags = [RETURN_TAG] + ([SUCCESS_TAG] if any(SUCCESS_TAG in r.curves for r in runs) else [])
+    names = {RETURN_TAG: "episode return", SUCCESS_TAG: "success rate"}
+    fig, axes = plt.subplots(1, len(tags), figsize=(6.4 * len(tags), 4.4), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, members) in enumerate(group_runs(runs)):
+        color = colors[index % len(colors)]
+        for ax, tag in zip(axes[0], tags, strict=True):
+            curves = [
+                (r.curves[tag][0], smooth(r.curves[tag][1], smoothing))
+                for r in members
+                if tag in r.curves
+            ]
+            if not curves:
+                continue
+            if len(curves) == 1:
+                steps, values = curves[0]
+                raw = next(r.curves[tag][1] for r in members if tag in r.curves)
+                ax.plot(steps, raw, color=color, alpha=0.2, linewidth=1)
+                ax.plot(steps, values, color=color, linewidth=2, label=label)
+            else:
+                grid, mean, std = mean_and_spread(curves)
+                ax.plot(grid, mean, color=color, linewidth=2, label=label)
+                ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
+    schemes = {repr(r.config.get("reward_scheme")) for r in runs}
+    if len(schemes) > 1:
+        # Returns are sums of each scheme's own rewards: a fair comparison is the success rate.
+        note = "each run's return is in its own reward scheme's units"
+        if SUCCESS_TAG in tags:
+            note += ": compare success rates"
+        axes[0][0].set_title(note, fontsize=9, color="0.35")
+    env_ids = sorted({str(r.config.get("env_id", "")) for r in runs} - {""})
+    for ax, tag in zip(axes[0], tags, strict=True):
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(names[tag])
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.grid(True, alpha=0.3)
+        if tag == SUCCESS_TAG:
+            ax.set_ylim(-0.02, 1.02)
+    axes[0][0].legend(loc="best", fontsize=9, frameon=False)
+    fig.suptitle(title or ", ".join(env_ids) or "learning curves")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.suffix.lower() != ".png":
+        raise CLIError(f"--out must be a .png file, got {args.out}")
+    if not (0 <= args.smooth < 1) or math.isnan(args.smooth):
+        raise CLIError(f"--smooth must be in [0, 1), got {args.smooth}")
+    runs = [read_run(path) for path in find_runs(args.runs)]
+    plot(runs, args.out, smoothing=args.smooth, title=args.title)
+    groups = group_runs(runs)
+    print(f"rl plot: wrote {args.out} ({len(runs)} runs in {len(groups)} groups)")
+    for label, members in groups:
+        final = [float(m.curves[RETURN_TAG][1][-1]) for m in members]
+        print(f"  {label}: final return {np.mean(final):+.3f}")
+    return 0

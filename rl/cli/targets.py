@@ -1,0 +1,305 @@
+"""What ``rl watch`` and ``rl record`` are pointed at: a run, a checkpoint or an env id.
+
+A ``TARGET`` resolves to a :class:`Target`: the env (id and constructor arguments, as trained)
+and a policy. A run directory gives its best checkpoint, a ``.pt`` file that checkpoint, and an
+env id a uniformly random policy — the "before" picture a learner compares a trained agent with.
+:func:`progress_targets` lists a run's training snapshots (0 %, 10 %, ..., 100 %) in order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import torch
+from gymnasium import spaces
+
+from agents.base import PolicyView
+from rl.checkpoint import CheckpointError, load_checkpoint
+from rl.cli import CLIError
+from rl.runs import find_checkpoint, list_snapshots
+
+
+class RandomPolicy:
+    """Uniformly random actions: what every agent does before it has learned anything.
+
+    ``explain`` reports the uniform probabilities (or the Box's centre and spread) and no value
+    estimate (NaN), so the HUD can say that a random policy has none.
+    """
+
+    def __init__(self, action_space: spaces.Space, seed: int | None = None) -> None:
+        if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
+            raise CLIError(
+                f"a random policy needs a Discrete or Box action space, got {action_space}"
+            )
+        self.action_space = action_space
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """One random action per row of ``obs`` (``deterministic`` changes nothing)."""
+        n = obs.shape[0]
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            actions = int(space.start) + torch.randint(int(space.n), (n,), generator=self.generator)
+            return actions.to(obs.device)
+        low = torch.as_tensor(space.low, dtype=torch.float32)
+        high = torch.as_tensor(space.high, dtype=torch.float32)
+        u = torch.rand((n, *space.shape), generator=self.generator)
+        return (low + u * (high - low)).to(obs.device)
+
+    def explain(self, obs: torch.Tensor) -> PolicyView:
+        n = obs.shape[0]
+        value = torch.full((n,), math.nan)
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            return PolicyView(value=value, probs=torch.full((n, int(space.n)), 1.0 / int(space.n)))
+        low = torch.as_tensor(space.low, dtype=torch.float32).expand(n, *space.shape)
+        high = torch.as_tensor(space.high, dtype=torch.float32).expand(n, *space.shape)
+        # The mean and standard deviation of a uniform distribution on [low, high].
+        return PolicyView(value=value, mean=(low + high) / 2, std=(high - low) / math.sqrt(12.0))
+
+
+@dataclass
+class Target:
+    """An env to show and the policy that acts in it.
+
+    Attributes:
+        env_id: the registered id.
+        env_kwargs: constructor arguments the run was trained with (e.g. its reward scheme).
+        policy: acts on ``(N, *obs_shape)`` float32 tensors.
+        is_random: the policy is :class:`RandomPolicy`.
+        algo: the algorithm that trained the checkpoint (``None`` for a random policy).
+        checkpoint: the checkpoint file, if any.
+        global_step: env steps the checkpoint was trained for.
+        total_timesteps: the run's planned training length (for "30 % of training").
+    """
+
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy: Any = None
+    is_random: bool = False
+    algo: str | None = None
+    checkpoint: Path | None = None
+    global_step: int | None = None
+    total_timesteps: int | None = None
+
+    @property
+    def percent(self) -> float | None:
+        """How far through training the checkpoint was, in percent (``None`` if unknown)."""
+        if self.global_step is None or not self.total_timesteps:
+            return None
+        return min(100.0, 100.0 * self.global_step / self.total_timesteps)
+
+
+def register_envs() -> None:
+    """Register the sandbox's envs (``sandbox/...``) with Gymnasium."""
+    import envs  # noqa: F401  (registration is the import's side effect)
+
+
+def is_env_id(text: str) -> bool:
+    register_envs()
+    return text in gymnasium.registry
+
+
+def parse_env_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["reward_scheme=treats", "layout=random"]`` → env constructor arguments.
+
+    Values are read as JSON where they parse (numbers, ``true``, dicts), else kept as text.
+    """
+    kwargs: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(
+                f"--set expects KEY=VALUE (e.g. --set reward_scheme=treats), got {item!r}"
+            )
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value.strip()
+    return kwargs
+
+
+def _single_spaces(env_id: str, env_kwargs: dict[str, Any]) -> tuple[spaces.Space, spaces.Space]:
+    try:
+        env = gymnasium.make(env_id, **env_kwargs)
+    except (TypeError, ValueError, gymnasium.error.Error) as exc:
+        raise CLIError(f"cannot make {env_id} with {env_kwargs}: {exc}") from None
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def target_from_checkpoint(
+    path: Path,
+    *,
+    env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> Target:
+    """Load the checkpoint at ``path`` and its policy.
+
+    Args:
+        path: a ``.pt`` file written by ``rl train``.
+        env_id: show the policy in this env instead of the one it was trained in (its spaces
+            must match).
+        env_kwargs: constructor arguments that replace or add to the run's own.
+        device: where the policy runs.
+
+    Raises:
+        CLIError: the file is not a usable checkpoint, or the env does not fit the policy.
+    """
+    from agents import get_algo
+
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise CLIError(str(exc)) from None
+    config = checkpoint.get("config") or {}
+    algo = checkpoint.get("algo")
+    try:
+        module = get_algo(str(algo))
+    except ValueError as exc:
+        raise CLIError(f"{path}: {exc}") from None
+    trained_env = checkpoint.get("env_id") or config.get("env_id")
+    kwargs = {**(config.get("env_kwargs") or {}), **(env_kwargs or {})}
+    chosen = env_id or trained_env
+    if not chosen:
+        raise CLIError(f"{path} does not say which env it was trained in; pass --env ID")
+    register_envs()
+    if chosen not in gymnasium.registry:
+        raise CLIError(f"unknown env {chosen!r}; `rl envs` lists the sandbox's env ids")
+    if chosen != trained_env and trained_env:
+        ours, _ = _single_spaces(chosen, kwargs)
+        theirs, _ = _single_spaces(trained_env, {})
+        if ours.shape != theirs.shape:
+            raise CLIError(
+                f"{path} was trained in {trained_env} (observations {theirs.shape}); {chosen} "
+                f"has observations {ours.shape}, which this policy cannot read"
+            )
+    try:
+        policy = module.load_policy(checkpoint, device)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CLIError(f"cannot load the policy in {path}: {exc}") from None
+    step = checkpoint.get("global_step")
+    total = config.get("total_timesteps")
+    return Target(
+        env_id=chosen,
+        env_kwargs=kwargs,
+        policy=policy,
+        algo=str(algo),
+        checkpoint=Path(path),
+        global_step=int(step) if step is not None else None,
+        total_timesteps=int(total) if total else None,
+    )
+
+
+def resolve_target(
+    target: str,
+    *,
+    env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    seed: int | None = None,
+) -> Target:
+    """A run directory, a checkpoint file or an env id → :class:`Target`.
+
+    Args:
+        target: ``runs/<name>`` (its ``best.pt``, else ``latest.pt``), a ``.pt`` file, or a
+            registered env id (a random policy acts).
+        env_id: override the env (``--env``).
+        env_kwargs: env constructor arguments (``--set``), on top of the run's.
+        device: where the policy runs.
+        seed: seeds the random policy.
+
+    Raises:
+        CLIError: ``target`` is none of these, or cannot be loaded.
+    """
+    path = Path(target)
+    if path.exists():
+        try:
+            checkpoint = find_checkpoint(path)
+        except CheckpointError as exc:
+            raise CLIError(str(exc)) from None
+        return target_from_checkpoint(
+            checkpoint, env_id=env_id, env_kwargs=env_kwargs, device=device
+        )
+    if is_env_id(target):
+        if env_id is not None and env_id != target:
+            raise CLIError(f"TARGET is the env {target}; --env {env_id} contradicts it")
+        kwargs = dict(env_kwargs or {})
+        _, action_space = _single_spaces(target, kwargs)
+        return Target(
+            env_id=target,
+            env_kwargs=kwargs,
+            policy=RandomPolicy(action_space, seed),
+            is_random=True,
+        )
+    raise CLIError(
+        f"{target!r} is neither a run directory, a checkpoint file nor a registered env id; "
+        "pass runs/<run name>, a .pt file, or an id from `rl envs` (e.g. sandbox/DogTraining-v0)"
+    )
+
+
+def progress_targets(
+    run_dir: str,
+    *,
+    env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> list[Target]:
+    """Every training snapshot of a run (``checkpoints/step_<N>.pt``), in training order.
+
+    Raises:
+        CLIError: ``run_dir`` is not a run directory, or it has no snapshots.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise CLIError(
+            f"--progress needs a run directory (runs/<run name>), got {run_dir!r}: it plays the "
+            "run's checkpoints in training order"
+        )
+    snapshots = list_snapshots(path)
+    if not snapshots:
+        raise CLIError(
+            f"{run_dir} has no training snapshots (checkpoints/step_<N>.pt); train with "
+            "`rl train` (it keeps 11 by default) or watch the run without --progress"
+        )
+    return [
+        target_from_checkpoint(file, env_id=env_id, env_kwargs=env_kwargs, device=device)
+        for _, file in snapshots
+    ]
+
+
+def parse_percents(text: str) -> list[float]:
+    """``"0,50,100"`` → ``[0.0, 50.0, 100.0]``; a CLIError unless each is in [0, 100]."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CLIError(f"--checkpoints expects percentages like 0,50,100, got {text!r}") from None
+    if not values or any(not 0 <= v <= 100 for v in values):
+        raise CLIError(f"--checkpoints expects percentages in [0, 100] like 0,50,100, got {text!r}")
+    return values
+
+
+def select_checkpoints(targets: list[Target], percents: list[float]) -> list[Target]:
+    """The snapshot nearest to each percentage of training, in training order, no repeats."""
+    chosen: dict[int, Target] = {}
+    for percent in percents:
+        index = min(
+            range(len(targets)),
+            key=lambda i: abs(
+                (targets[i].percent if targets[i].percent is not None else i) - percent
+            ),
+        )
+        chosen[index] = targets[index]
+    return [chosen[i] for i in sorted(chosen)]
