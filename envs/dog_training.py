@@ -26,7 +26,6 @@ import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode
 
 from envs.core import TorchSingleEnv, TorchVectorEnv
 from envs.dog_drawing import Scene, draw_frame
@@ -724,11 +723,7 @@ class DogTrainingVectorEnv(TorchVectorEnv):
     * v0: initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
-        "autoreset_mode": AutoresetMode.SAME_STEP,
-        "render_modes": ["rgb_array"],
-        "render_fps": 8,
-    }
+    metadata: ClassVar[dict[str, Any]] = {**TorchVectorEnv.metadata, "render_fps": 8}
     env_name: ClassVar[str] = ENV_ID
 
     def __init__(
