@@ -18,12 +18,22 @@ from types import ModuleType
 from agents.base import Policy, PolicyView, TrainResult
 
 ALGOS = ("ppo", "a2c", "dqn")
+"""What ``rl train --algo`` trains."""
+POLICY_ALGOS = (*ALGOS, "bc")
+"""Whose checkpoints ``rl eval``/``rl watch`` load: behaviour cloning writes them too."""
 
-__all__ = ["ALGOS", "Policy", "PolicyView", "TrainResult", "get_algo"]
+__all__ = ["ALGOS", "POLICY_ALGOS", "Policy", "PolicyView", "TrainResult", "get_algo"]
 
 
-def get_algo(name: str) -> ModuleType:
-    """The module of algorithm ``name`` (``ppo``, ``a2c`` or ``dqn``)."""
-    if name not in ALGOS:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGOS)}")
+def get_algo(name: str, *, trainable: bool = False) -> ModuleType:
+    """The module of algorithm ``name``.
+
+    Args:
+        name: ``ppo``, ``a2c``, ``dqn`` (or ``bc``, whose policies load but which
+            ``rl train`` does not train: ``rl supervised bc`` does).
+        trainable: accept only what ``rl train`` trains.
+    """
+    choices = ALGOS if trainable else POLICY_ALGOS
+    if name not in choices:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(choices)}")
     return importlib.import_module(f"agents.{name}")
