@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from envs.core import TorchSingleEnv, TorchVectorEnv, sin_cos
+from envs.compiled import compiling
+from envs.core import TorchSingleEnv, TorchVectorEnv, random_bits, sin_cos, uniform_from_bits
 from envs.rendering import Window, import_pygame, new_canvas, surface_to_array
 
 _INTEGRATORS = ("euler", "semi-implicit euler")
@@ -125,6 +126,13 @@ def _constants(params: Params, dtype: torch.dtype, device: torch.device) -> _Con
     )
 
 
+def start_states(params: Params, bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Start states ``(n, 4)`` from ``(4, n)`` int32 random bits (see :func:`reset`)."""
+    del params  # The start distribution does not depend on the physics; kept for a uniform API.
+    u = uniform_from_bits(bits, dtype)  # (4, n) in [0, 1)
+    return (u * 0.1 - 0.05).T  # Gymnasium's low + (high - low) * u, for (-0.05, 0.05)
+
+
 def reset(
     params: Params,
     n: int,
@@ -137,9 +145,8 @@ def reset(
     The ``(n, 4)`` tensor is a transposed view of ``(4, n)`` storage, so that :func:`step` reads
     and writes each variable as one contiguous vector (as Gymnasium's ``CartPoleVectorEnv`` does).
     """
-    del params  # The start distribution does not depend on the physics; kept for a uniform API.
-    state = torch.empty((4, n), device=device, dtype=dtype)
-    return state.uniform_(-0.05, 0.05, generator=generator).T
+    bits = random_bits(generator, 4, n, device)
+    return start_states(params, bits, dtype)
 
 
 def step(
@@ -157,6 +164,8 @@ def step(
         ``next_state`` ``(N, 4)`` (laid out as :func:`reset`'s), ``reward`` ``(N,)`` in the
         state's dtype and ``terminated`` ``(N,)`` bool.
     """
+    if compiling():
+        return _step_functional(params, state, actions)
     # Gymnasium's expressions, each computed in place in Gymnasium's operand order (a * b as
     # b * a: IEEE-identical), so float64 matches bit for bit. Never ``torch.add(a, b, alpha=c)``
     # or ``addcmul``: their kernels fuse into an FMA that rounds once. At N=4096 a step costs
@@ -199,6 +208,41 @@ def step(
     else:
         reward = torch.ones_like(force)
     return out.T, reward, terminated
+
+
+def _step_functional(
+    params: Params, state: torch.Tensor, actions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`step` out of place, for torch.compile: the same operations in the same order.
+
+    Inductor turns :func:`step`'s in-place writes into strided views into one loop over the
+    four state rows that recomputes every intermediate for each (4x the work, ~50x slower than
+    this); one vector per variable fuses into a single pass. The compiled tests check that
+    both spellings give the same bits (and CPU inductor emits no FMA: ``-ffp-contract=off``).
+    """
+    # The constants are built in the graph and folded (the lru_cache is for eager calls).
+    k = _constants.__wrapped__(params, state.dtype, state.device)
+    x, x_dot, theta, theta_dot = state.unbind(1)
+    # The same two values as step()'s index_select, without a gather (scalarised by inductor).
+    force = torch.where(actions == 1, k.forces[1], k.forces[0])
+    sintheta, costheta = sin_cos(theta)
+    temp = theta_dot * theta_dot * k.polemass_length * sintheta
+    temp = (temp + force) / k.total_mass
+    denominator = costheta * costheta * k.masspole / k.total_mass
+    denominator = (k.four_thirds - denominator) * k.length
+    thetaacc = (sintheta * k.gravity - costheta * temp) / denominator
+    xacc = temp - thetaacc * k.polemass_length * costheta / k.total_mass
+    if params.kinematics_integrator == "euler":
+        new_x, new_x_dot = x_dot * k.tau + x, xacc * k.tau + x_dot
+        new_theta, new_theta_dot = theta_dot * k.tau + theta, thetaacc * k.tau + theta_dot
+    else:  # semi-implicit euler: positions move with the updated velocities
+        new_x_dot, new_theta_dot = xacc * k.tau + x_dot, thetaacc * k.tau + theta_dot
+        new_x, new_theta = new_x_dot * k.tau + x, new_theta_dot * k.tau + theta
+    x_threshold, theta_threshold = k.thresholds.unbind(0)  # (1,) each
+    terminated = (torch.abs(new_x) > x_threshold) | (torch.abs(new_theta) > theta_threshold)
+    reward = -terminated.to(state.dtype) if params.sutton_barto_reward else torch.ones_like(force)
+    # (4, N) storage seen as (N, 4), as reset() and step() lay the state out.
+    return torch.stack((new_x, new_x_dot, new_theta, new_theta_dot)).T, reward, terminated
 
 
 def observation(params: Params, state: torch.Tensor) -> torch.Tensor:
@@ -317,6 +361,7 @@ _VECTOR_ARGUMENTS = """\
     | `dtype`               | `torch.float32` | float dtype of state, observations and rewards    |
     | `max_episode_steps`   | `500`           | truncation step count (`None`: never truncate)    |
     | `validate_actions`    | `True`          | check action values (one host sync per step on CUDA) |
+    | `compile`             | `False`         | `True`/`"auto"`: one compiled graph per step      |
 """
 
 
@@ -332,11 +377,15 @@ class CartPoleVectorEnv(TorchVectorEnv):
             "a device-side assert). Autoreset is SAME_STEP: "
             'a finished row is reset inside `step`, its last observation in `info["final_obs"]` '
             '(mask `info["_final_obs"]`), its return and length in `info["episode"]`. One '
-            "`torch.Generator`, seeded by `reset(seed=...)`, draws every row's start state."
+            "`torch.Generator`, seeded by `reset(seed=...)`, draws the start states at `reset` "
+            "and the key of the hash that draws autoreset start states: a seed fixes every "
+            "trajectory, eager or compiled (`compile`), and autoreset draws are the same on "
+            "every device."
         ),
     )
 
     env_name: ClassVar[str] = "sandbox/CartPole-v1"
+    start_lanes: ClassVar[int] = 4
     metadata: ClassVar[dict[str, Any]] = {**TorchVectorEnv.metadata, "render_fps": 50}
 
     def __init__(
@@ -349,6 +398,7 @@ class CartPoleVectorEnv(TorchVectorEnv):
         render_mode: str | None = None,
         validate_actions: bool = True,
         sutton_barto_reward: bool = False,
+        compile: bool | str = False,
     ) -> None:
         self.params = Params(sutton_barto_reward=bool(sutton_barto_reward))
         self.single_observation_space = observation_space(self.params)
@@ -360,6 +410,7 @@ class CartPoleVectorEnv(TorchVectorEnv):
             max_episode_steps=max_episode_steps,
             render_mode=render_mode,
             validate_actions=validate_actions,
+            compile=compile,
         )
 
     @property
@@ -367,8 +418,8 @@ class CartPoleVectorEnv(TorchVectorEnv):
         """Arguments that make a :class:`CartPoleEnv` with this env's physics."""
         return {"sutton_barto_reward": self.params.sutton_barto_reward}
 
-    def _initial_state(self, n: int) -> torch.Tensor:
-        return reset(self.params, n, self.generator, self.device, self.dtype)
+    def _start_states(self, bits: torch.Tensor) -> torch.Tensor:
+        return start_states(self.params, bits, self.dtype)
 
     def _transition(
         self, state: torch.Tensor, actions: torch.Tensor

@@ -9,19 +9,31 @@ tensor has the batch dimension first (``(N, ...)``). Two thin classes expose tha
 * :class:`TorchSingleEnv` — a numpy ``gymnasium.Env`` over the same core with N=1 on the CPU in
   float64, for ``gymnasium.make``, Stable-Baselines3, ``rl play`` and ``rl watch``.
 
-A subclass of :class:`TorchVectorEnv` provides four hooks:
+A subclass of :class:`TorchVectorEnv` sets ``start_lanes`` and provides four pure hooks
+(pure: no side effects, so that the whole step can be compiled as one graph):
 
-* ``_initial_state(n)`` — ``n`` fresh start states drawn from ``self.generator``;
+* ``_start_states(bits)`` — start states from ``(start_lanes, n)`` random 32-bit integers
+  (:func:`uniform_from_bits`, :func:`integers_from_bits` turn them into draws);
 * ``_transition(state, actions)`` — ``(next_state, reward, terminated, info)`` for validated
   actions; ``info`` is a dict of ``(N,)`` tensors describing the transition (events);
 * ``_observe(state)`` — the ``(N, *obs_shape)`` observation;
 * ``_render_state(state_row)`` — an ``(H, W, 3)`` uint8 frame of one row (optional).
 
 State is a tensor or a ``NamedTuple`` of tensors (see :func:`select_rows`).
+
+Random start states. ``reset()`` draws the bits from the env's ``torch.Generator``. Autoreset
+inside ``step`` draws them from a counter-based hash of (key, step count, row, lane), the key
+drawn from the generator at ``reset()``: a row's fresh start state is then a pure function of
+those numbers, the same whether only the finished rows are hashed (eager CPU) or every row is
+and ``torch.where`` keeps the finished ones (CUDA, and the compiled step on any device). So the
+eager and compiled steps give identical trajectories, and the autoreset stream is the same on
+every device. A ``torch.Generator`` cannot be read inside a compiled graph without breaking it,
+and drawing N fresh states eagerly every step cost half a step on the CPU.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -31,11 +43,124 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from envs.compiled import CompiledFlat, compiling
 from rl.device import resolve_device
 
 State = Any  # torch.Tensor | NamedTuple of torch.Tensor, batch dimension first.
 
 _TORCH_TO_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+COMPILE_CHOICES = (False, True, "auto")
+# compile="auto" compiles the step on CUDA, and on the CPU from this many rows: measured in
+# docs/PERFORMANCE.md (compiled CartPole/Pendulum/DogTraining steps beat eager from N = 64 on
+# the 2-core CPU; the floor keeps tiny test envs from paying a 10-30 s compile).
+AUTO_COMPILE_MIN_ENVS_CPU = 1024
+
+# -- counter-based random bits for autoreset -----------------------------------------------------
+# 32-bit unsigned arithmetic, written once for three holders that give identical bits: int32
+# tensors (two's complement: multiplication wraps on every backend, and `& 0xFFFF` after `>> 16`
+# undoes the sign extension of an arithmetic shift), numpy uint32 arrays (wrap natively) and
+# Python ints (masked explicitly). int32 rather than int64 tensors: AVX2 has no 64-bit multiply,
+# and inductor's emulated one made the hash 3x slower.
+_MASK32 = 0xFFFFFFFF
+_MIX32 = 0x045D9F3B  # Thomas Mueller's integer hash: https://stackoverflow.com/a/12996028
+_GOLDEN32 = 0x9E3779B9  # 2**32 / golden ratio: spreads consecutive indices over 32 bits
+
+
+def _signed32(value: int) -> int:
+    """An unsigned 32-bit Python int as the int32 with the same bits."""
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _mix32_int(x: int) -> int:
+    """:func:`mix32` of a Python int in ``[0, 2**32)``."""
+    x = (((x >> 16) ^ x) * _MIX32) & _MASK32
+    x = (((x >> 16) ^ x) * _MIX32) & _MASK32
+    return (x >> 16) ^ x
+
+
+def mix32(x: Any) -> Any:
+    """A 32-bit integer hash (bijective, full avalanche) of an int32 tensor or uint32 array."""
+    x = (((x >> 16) & 0xFFFF) ^ x) * _MIX32
+    x = (((x >> 16) & 0xFFFF) ^ x) * _MIX32
+    return ((x >> 16) & 0xFFFF) ^ x
+
+
+def step_salt(key: int, step: int) -> int:
+    """The autoreset hash's salt for one step, as an int32 value (host arithmetic, no device op).
+
+    Args:
+        key: the env's hash key in ``[0, 2**32)``, drawn from its generator at ``reset``.
+        step: steps since that ``reset``.
+    """
+    return _signed32(_mix32_int(_mix32_int(step & _MASK32) ^ key))
+
+
+def step_salt_tensor(key: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """:func:`step_salt` of 0-dim int32 tensors (inside a compiled graph: no host sync)."""
+    return mix32(mix32(step) ^ key)
+
+
+def start_bits(salt: int | torch.Tensor, rows: torch.Tensor, lanes: int) -> torch.Tensor:
+    """``(lanes, n)`` int32 random bits for ``rows`` (``(n,)`` ints) at one step.
+
+    ``bits[j, i] = mix32((rows[i] * lanes + j) * _GOLDEN32 ^ salt)`` in uint32 arithmetic: a
+    distinct index per (row, lane) (``N * lanes < 2**31``), spread over 32 bits, salted per
+    step, then hashed.
+    """
+    lane = torch.arange(lanes, dtype=torch.int32, device=rows.device).unsqueeze(1)
+    index = rows.to(torch.int32).unsqueeze(0) * lanes + lane  # (lanes, n)
+    return mix32((index * _signed32(_GOLDEN32)) ^ salt)
+
+
+def start_bits_numpy(salt: int, rows: np.ndarray, lanes: int) -> np.ndarray:
+    """:func:`start_bits` in numpy (int32 result): ~10x cheaper than torch on a few rows."""
+    lane = np.arange(lanes, dtype=np.uint32)[:, None]
+    index = rows.astype(np.uint32)[None, :] * np.uint32(lanes) + lane
+    salted = (index * np.uint32(_GOLDEN32)) ^ np.uint32(salt & _MASK32)
+    return mix32(salted).view(np.int32)
+
+
+def random_bits(
+    generator: torch.Generator, lanes: int, n: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """``(lanes, n)`` int32 random bits drawn from ``generator`` (for ``reset``)."""
+    return torch.randint(
+        -(2**31), 2**31, (lanes, n), generator=generator, device=device, dtype=torch.int32
+    )
+
+
+def uniform_from_bits(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Uniform floats in [0, 1) from int32 bits: 24 bits for float32, all 32 for float64.
+
+    Both conversions are exact (integer to float, then a power of two), so any backend agrees.
+    """
+    if dtype == torch.float64:
+        return (bits.to(torch.int64) & _MASK32).to(torch.float64) * 2.0**-32
+    return ((bits >> 8) & 0xFFFFFF).to(dtype) * 2.0**-24
+
+
+def integers_from_bits(bits: torch.Tensor, high: int | torch.Tensor) -> torch.Tensor:
+    """int64 integers in ``[0, high)`` from int32 bits (Lemire's multiply-shift; ``high < 2**31``)."""
+    return ((bits.to(torch.int64) & _MASK32) * high) >> 32
+
+
+# Opaque ops for eager kernels inside compiled CPU graphs (see sin_cos). Defined with the
+# low-level Library API: a custom_op adds an autograd wrapper that cost ~15 µs more per call.
+_LIBRARY = torch.library.Library("sandbox", "DEF")
+_LIBRARY.define("sin_cos(Tensor x) -> (Tensor, Tensor)")
+
+
+def _sin_cos_kernel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return _eager_sin_cos(x)
+
+
+_LIBRARY.impl("sin_cos", _sin_cos_kernel, "CPU")
+
+
+@torch.library.register_fake("sandbox::sin_cos")
+def _sin_cos_fake(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.empty_like(x), torch.empty_like(x)
 
 
 def select_rows(mask: torch.Tensor, if_true: State, if_false: State) -> State:
@@ -84,7 +209,18 @@ def sin_cos(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     the cart-pole grow one ulp into a different trajectory within a few hundred steps, so float64
     on the CPU, the configuration checked against Gymnasium's numpy envs, borrows numpy's
     functions (zero-copy views, no device sync). Other dtypes and devices keep torch's kernels.
+
+    Inside a compiled CPU graph the same functions run as one opaque op: inductor's own
+    ``sin``/``cos`` (SLEEF) differ from torch's eager kernels in ~1 % of float32 calls, and the
+    compiled step must give the eager step's trajectories exactly. Compiled CUDA graphs keep
+    the fused ``sin``/``cos`` (see docs/PERFORMANCE.md).
     """
+    if x.device.type == "cpu" and compiling():
+        return torch.ops.sandbox.sin_cos(x)
+    return _eager_sin_cos(x)
+
+
+def _eager_sin_cos(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if x.dtype == torch.float64 and x.device.type == "cpu" and not x.requires_grad:
         array = x.numpy()
         return torch.from_numpy(np.sin(array)), torch.from_numpy(np.cos(array))
@@ -130,8 +266,9 @@ class _LazyText:
 class TorchVectorEnv(VectorEnv):
     """Base class for the sandbox's batched torch environments (see the module docstring).
 
-    Subclasses set ``env_name``, ``single_observation_space`` and ``single_action_space`` in
-    ``__init__`` *before* calling :meth:`_setup`, and implement the hooks.
+    Subclasses set ``env_name``, ``start_lanes``, ``single_observation_space`` and
+    ``single_action_space`` in ``__init__`` *before* calling :meth:`_setup`, and implement the
+    hooks.
 
     Autoreset is SAME_STEP: rows that finish are reset inside ``step``; the observation they ended
     on is in ``info["final_obs"]`` (a full ``(N, *obs_shape)`` tensor, valid where
@@ -139,9 +276,11 @@ class TorchVectorEnv(VectorEnv):
     ``info["episode"]["r"]``/``["l"]`` (valid where ``info["_episode"]``). ``terminated`` and
     ``truncated`` are returned separately, never merged.
 
-    Start states for finished rows: on the CPU only those rows draw from the generator; on CUDA
-    every row draws each step and ``torch.where`` keeps the finished rows' (no host sync). So
-    the random streams differ between devices, and on either a seed fixes the trajectories.
+    ``compile`` (``False``, ``True`` or ``"auto"``) runs the whole step (transition, truncation,
+    episode statistics, autoreset, observation) as one ``torch.compile(fullgraph=True)`` graph,
+    compiled on the first ``step``; it gives the eager step's trajectories exactly on the CPU.
+    ``"auto"`` compiles where it measured faster: on CUDA, and on the CPU from
+    ``AUTO_COMPILE_MIN_ENVS_CPU`` rows; if compiling fails there it warns and stays eager.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -152,6 +291,8 @@ class TorchVectorEnv(VectorEnv):
         "render_fps": 50,
     }
     env_name: ClassVar[str] = "sandbox env"
+    start_lanes: ClassVar[int] = 1
+    """How many random 32-bit values one start state takes (the first dim of ``bits``)."""
 
     # Set by subclasses before _setup().
     single_observation_space: spaces.Space
@@ -166,6 +307,7 @@ class TorchVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
         validate_actions: bool = True,
+        compile: bool | str = False,
     ) -> None:
         self.num_envs = check_num_envs(num_envs, self.env_name)
         try:
@@ -188,8 +330,24 @@ class TorchVectorEnv(VectorEnv):
                 f"{self.env_name}: render_mode must be one of {self.metadata['render_modes']} "
                 f"or None, got {render_mode!r}"
             )
+        if not any(compile is choice for choice in COMPILE_CHOICES):  # `is`: 1 is not True
+            raise ValueError(
+                f'{self.env_name}: compile must be False, True or "auto", got {compile!r}'
+            )
         self.render_mode = render_mode
         self.validate_actions = bool(validate_actions)
+        self.compile_mode: bool | str = compile
+        self.compiled = compile is True or (
+            compile == "auto"
+            and (self.device.type == "cuda" or self.num_envs >= AUTO_COMPILE_MIN_ENVS_CPU)
+        )
+        self.compile_seconds: float | None = None
+        """Seconds the first compiled step took (tracing, code generation or a cache hit)."""
+        self._compiled_step: CompiledFlat | None = None
+        self._state_type: type | None = None  # None: a tensor state; else its NamedTuple
+        self._extras_keys: list[str] = []
+        self._info_keys: list[str] = []
+        self._bool_outputs: list[bool] = []
         self.observation_space = gymnasium.vector.utils.batch_space(
             self.single_observation_space, self.num_envs
         )
@@ -198,9 +356,11 @@ class TorchVectorEnv(VectorEnv):
         )
         self.generator = torch.Generator(device=self.device)
         self.generator.seed()
+        self._last_actions: torch.Tensor | None = None
         self._elapsed = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._returns = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
         self.state: State = self._initial_state(self.num_envs)
+        self._draw_rng_key()
         if isinstance(self.single_action_space, spaces.Box):
             self._action_low = torch.as_tensor(
                 self.single_action_space.low, dtype=self.dtype, device=self.device
@@ -210,7 +370,8 @@ class TorchVectorEnv(VectorEnv):
             )
 
     # -- hooks ---------------------------------------------------------------------------------
-    def _initial_state(self, n: int) -> State:
+    def _start_states(self, bits: torch.Tensor) -> State:
+        """``n`` start states from ``(start_lanes, n)`` int32 random bits (see ``random_bits``)."""
         raise NotImplementedError
 
     def _transition(
@@ -224,16 +385,23 @@ class TorchVectorEnv(VectorEnv):
     def _render_state(self, state_row: State) -> np.ndarray:
         raise NotImplementedError(f"{self.env_name} has no renderer")
 
-    def _episode_extras(self) -> dict[str, torch.Tensor]:
+    def _episode_extras(self, next_state: State) -> dict[str, torch.Tensor]:
         """Per-episode statistics beyond return and length, read when rows finish (optional).
 
-        Returned tensors are ``(N,)``; they appear in ``info["episode"]`` under their keys.
-        Subclasses that track per-episode counts reset them in ``_on_rows_reset``.
+        Args:
+            next_state: the state the step reached, before finished rows are reset.
+
+        Returns:
+            ``(N,)`` tensors that appear in ``info["episode"]`` under their keys.
         """
         return {}
 
     def _on_rows_reset(self, done: torch.Tensor) -> None:
-        """Called after finished rows were reset, to clear per-episode counters (optional)."""
+        """Called eagerly after finished rows were reset, e.g. to clear caches (optional)."""
+
+    def _initial_state(self, n: int) -> State:
+        """``n`` start states drawn from ``self.generator`` (``reset`` and the single env)."""
+        return self._start_states(random_bits(self.generator, self.start_lanes, n, self.device))
 
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(
@@ -249,9 +417,11 @@ class TorchVectorEnv(VectorEnv):
                 raise ValueError(f"{self.env_name}: seed must be an integer >= 0, got {seed!r}")
             self.generator.manual_seed(int(seed))
         self.state = self._initial_state(self.num_envs)
+        self._draw_rng_key()
         # New tensors, not zero_(): the old ones may be in a returned info["episode"].
         self._elapsed = torch.zeros_like(self._elapsed)
         self._returns = torch.zeros_like(self._returns)
+        self._last_actions = None
         self._on_rows_reset(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         return self._observe(self.state), {}
 
@@ -259,6 +429,9 @@ class TorchVectorEnv(VectorEnv):
         self, actions: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         actions = self.check_actions(actions)
+        self._last_actions = actions  # no copy: for render(), which draws the torque
+        if self.compiled:
+            return self._step_compiled(actions)
         next_state, reward, terminated, info = self._transition(self.state, actions)
         # The counters are replaced, never updated in place, so info["episode"] can hand them
         # out without a copy.
@@ -270,35 +443,166 @@ class TorchVectorEnv(VectorEnv):
             truncated = elapsed >= self.max_episode_steps
         done = terminated | truncated
         final_obs = self._observe(next_state)
-        self._elapsed, self._returns = elapsed, returns  # read by _episode_extras overrides
-        episode = {"r": returns, "l": elapsed, **self._episode_extras()}
+        episode = {"r": returns, "l": elapsed, **self._episode_extras(next_state)}
         episode["_r"] = done
         episode["_l"] = done
+        salt = step_salt(self._rng_key, self._rng_step)  # Python int arithmetic: no device op
+        self._rng_step += 1
         if self.device.type == "cpu":
-            # On the CPU a count costs no device sync, so only the finished rows draw start
+            # On the CPU a count costs no device sync, so only the finished rows hash start
             # states and are observed again, as Gymnasium's numpy vector envs do. Drawing and
             # merging all N rows every step was ~half of a CartPole step at N=65536.
             rows = done.nonzero().squeeze(1)
+            self._elapsed, self._returns = elapsed, returns
             if rows.numel() == 0:
                 self.state = next_state
                 obs = final_obs.clone()
             else:
-                fresh = self._initial_state(rows.numel())
+                bits = start_bits_numpy(salt, rows.numpy(), self.start_lanes)
+                fresh = self._start_states(torch.from_numpy(bits))
                 self.state = put_rows(next_state, rows, fresh)
                 obs = put_rows(final_obs, rows, self._observe(fresh))
                 self._elapsed = elapsed.index_fill(0, rows, 0)
                 self._returns = returns.index_fill(0, rows, 0.0)
         else:
             # Fresh start states for every row, kept only where the episode ended: no host sync.
-            self.state = select_rows(done, self._initial_state(self.num_envs), next_state)
+            rows = torch.arange(self.num_envs, device=self.device)
+            fresh = self._start_states(start_bits(salt, rows, self.start_lanes))
+            self.state = select_rows(done, fresh, next_state)
             self._elapsed = elapsed.masked_fill(done, 0)
             self._returns = returns.masked_fill(done, 0.0)
-            obs = None
-        self._on_rows_reset(done)
-        if obs is None:
             obs = self._observe(self.state)
+        self._on_rows_reset(done)
         info.update(final_obs=final_obs, _final_obs=done, episode=episode, _episode=done)
         return obs, reward, terminated, truncated, info
+
+    # -- the compiled step --------------------------------------------------------------------
+    def _whole_step(
+        self,
+        state: State,
+        elapsed: torch.Tensor,
+        returns: torch.Tensor,
+        actions: torch.Tensor,
+        rng_key: torch.Tensor,
+        rng_step: torch.Tensor,
+    ) -> tuple[Any, ...]:
+        """The eager step as one pure function of tensors (dense autoreset), for compiling.
+
+        Every row hashes a start state and ``torch.where`` keeps the finished rows' (the CUDA
+        eager path, on any device): the rows the eager CPU step resets get the same values.
+        """
+        next_state, reward, terminated, info = self._transition(state, actions)
+        elapsed = elapsed + 1
+        returns = returns + reward
+        if self.max_episode_steps is None:
+            truncated = torch.zeros_like(terminated)
+        else:
+            truncated = elapsed >= self.max_episode_steps
+        done = terminated | truncated
+        final_obs = self._observe(next_state)
+        extras = self._episode_extras(next_state)
+        rows = torch.arange(self.num_envs, device=self.device)
+        salt = step_salt_tensor(rng_key, rng_step)
+        fresh = self._start_states(start_bits(salt, rows, self.start_lanes))
+        new_state = select_rows(done, fresh, next_state)
+        obs = select_rows(done, self._observe(fresh), final_obs)
+        return (
+            new_state,
+            obs,
+            reward,
+            terminated,
+            truncated,
+            done,
+            final_obs,
+            elapsed,
+            returns,
+            elapsed.masked_fill(done, 0),
+            returns.masked_fill(done, 0.0),
+            extras,
+            info,
+            rng_step + 1,
+        )
+
+    def _whole_step_flat(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`_whole_step` over a flat tensor list, as :class:`CompiledFlat` compiles it.
+
+        Inputs: the state's tensors, then elapsed, returns, actions, rng_key, rng_step.
+        Outputs: the new state's tensors, then obs, reward, terminated, truncated, done,
+        final_obs, elapsed, returns, new elapsed, new returns, the episode extras and the
+        info tensors (in ``_extras_keys``/``_info_keys`` order, recorded while tracing), and
+        the next rng_step.
+        """
+        state_size = len(inputs) - 5
+        state = inputs[0] if self._state_type is None else self._state_type(*inputs[:state_size])
+        outputs = self._whole_step(state, *inputs[state_size:])
+        new_state, extras, info = outputs[0], outputs[11], outputs[12]
+        self._extras_keys, self._info_keys = list(extras), list(info)
+        leaves = [new_state] if self._state_type is None else list(new_state)
+        flat = [*leaves, *outputs[1:11], *extras.values(), *info.values(), outputs[13]]
+        # Bool outputs leave as uint8 (viewed back as bool after the call, no copy): inductor's
+        # CPU code stores a comparison mask into a bool tensor at ~20 ns an element (torch
+        # 2.13, AVX2), through float and uint8 at ~0.6 ns; the masked step was 3x slower.
+        self._bool_outputs = [t.dtype == torch.bool for t in flat]
+        return [t.to(self.dtype).to(torch.uint8) if t.dtype == torch.bool else t for t in flat]
+
+    def _step_compiled(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        state = self.state
+        self._state_type = None if isinstance(state, torch.Tensor) else type(state)
+        leaves = [state] if self._state_type is None else list(state)
+        inputs = [*leaves, self._elapsed, self._returns, actions, self._rng_key_t, self._rng_step_t]
+        if self._compiled_step is None:
+            self._compiled_step = CompiledFlat(self._whole_step_flat, "sandbox_whole_step")
+        try:
+            outputs = self._compiled_step(inputs)
+            outputs = [
+                t.view(torch.bool) if is_bool else t
+                for t, is_bool in zip(outputs, self._bool_outputs, strict=True)
+            ]
+        except Exception as exc:
+            if self._compiled_step.compile_seconds is not None or self.compile_mode != "auto":
+                raise
+            warnings.warn(
+                f'{self.env_name}: compile="auto" could not compile the step ({exc!r:.300}); '
+                "stepping eagerly",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.compiled = False
+            self._compiled_step = None
+            return self.step(actions)
+        self.compile_seconds = self._compiled_step.compile_seconds
+        size = len(leaves)
+        self.state = outputs[0] if self._state_type is None else self._state_type(*outputs[:size])
+        obs, reward, terminated, truncated, done, final_obs, elapsed, returns = outputs[
+            size : size + 8
+        ]
+        self._elapsed, self._returns = outputs[size + 8 : size + 10]
+        extras_end = size + 10 + len(self._extras_keys)
+        extras = dict(zip(self._extras_keys, outputs[size + 10 : extras_end], strict=True))
+        info = dict(zip(self._info_keys, outputs[extras_end:-1], strict=True))
+        self._rng_step_t = outputs[-1]
+        self._rng_step += 1  # the host's copy, for state_dict(): no device sync
+        episode = {"r": returns, "l": elapsed, **extras, "_r": done, "_l": done}
+        self._on_rows_reset(done)
+        info.update(final_obs=final_obs, _final_obs=done, episode=episode, _episode=done)
+        return obs, reward, terminated, truncated, info
+
+    def _draw_rng_key(self) -> None:
+        """A new autoreset hash key from the generator (after the start states: they keep
+        their draws), and the step count back to 0."""
+        key = torch.randint(2**32, (), generator=self.generator, device=self.device)
+        self._set_rng(int(key), 0)  # int(): a host sync on CUDA, once per reset()
+
+    def _set_rng(self, key: int, step: int) -> None:
+        self._rng_key, self._rng_step = key, step
+        # The compiled step reads them as 0-dim int32 device tensors (the same bits) and counts
+        # the steps itself: no host-to-device copy per step.
+        self._rng_key_t = torch.tensor(_signed32(key), dtype=torch.int32, device=self.device)
+        self._rng_step_t = torch.tensor(
+            _signed32(step & _MASK32), dtype=torch.int32, device=self.device
+        )
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """Frames of the first ``min(N, 16)`` rows (``render_mode="rgb_array"``)."""
@@ -380,7 +684,7 @@ class TorchVectorEnv(VectorEnv):
 
     # -- exact resume -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue stepping exactly: state, counters and the generator.
+        """Everything needed to continue stepping exactly: state, counters, generator, hash key.
 
         Subclasses with more per-row tensors (episode counters, layouts) extend it.
         """
@@ -395,6 +699,8 @@ class TorchVectorEnv(VectorEnv):
             "elapsed": self._elapsed.clone(),
             "returns": self._returns.clone(),
             "generator": self.generator.get_state(),
+            "rng_key": self._rng_key,
+            "rng_step": self._rng_step,
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -418,6 +724,10 @@ class TorchVectorEnv(VectorEnv):
         self.generator.set_state(
             saved["generator"].cpu() if self.device.type == "cpu" else saved["generator"]
         )
+        if "rng_key" in saved:
+            self._set_rng(int(saved["rng_key"]), int(saved["rng_step"]))
+        else:  # saved before autoreset hashed its start states: resumes, not bit for bit
+            self._draw_rng_key()
 
     def close_extras(self, **kwargs: Any) -> None:
         pass
@@ -468,6 +778,7 @@ class TorchSingleEnv(gymnasium.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         batch = self._check_action(action)
+        self.core._last_actions = batch
         self._state, reward, terminated, info = self.core._transition(self._state, batch)
         self.last_info = {key: value[0].item() for key, value in info.items()}
         return self._obs(), float(reward[0]), bool(terminated[0]), False, dict(self.last_info)

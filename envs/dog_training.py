@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from envs.core import TorchSingleEnv, TorchVectorEnv
+from envs.core import TorchSingleEnv, TorchVectorEnv, integers_from_bits, random_bits
 from envs.dog_drawing import Scene, draw_frame
 from envs.rendering import Window
 from rl.device import resolve_device
@@ -466,26 +466,16 @@ class DogState(NamedTuple):
     attempts: torch.Tensor  # (N,) long reliefs anywhere plus accidents this episode
 
 
-def dog_reset(
-    params: DogParams,
-    houses: Houses,
-    n: int,
-    generator: torch.Generator,
-    dtype: torch.dtype = torch.float32,
+def dog_start_states(
+    params: DogParams, houses: Houses, bits: torch.Tensor, dtype: torch.dtype = torch.float32
 ) -> DogState:
-    """``n`` start states: a random house, a random floor tile, a random low bladder."""
+    """Start states from ``(3, n)`` int32 random bits: house, floor tile, bladder level."""
     device = houses.tiles.device
-    num_houses = houses.tiles.shape[0]
-    house = (
-        torch.randint(num_houses, (n,), generator=generator, device=device)
-        if num_houses > 1
-        else torch.zeros(n, dtype=torch.long, device=device)
-    )
-    u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-    count = houses.num_start_cells[house]
-    pick = torch.minimum((u * count).long(), count - 1)
+    n = bits.shape[1]
+    house = integers_from_bits(bits[0], houses.tiles.shape[0])  # always 0 for one house
+    pick = integers_from_bits(bits[1], houses.num_start_cells[house])  # a floor tile, uniform
     cell = houses.start_cells[house, pick]
-    bladder = torch.randint(params.start_max_count + 1, (n,), generator=generator, device=device)
+    bladder = integers_from_bits(bits[2], params.start_max_count + 1)
     zeros = torch.zeros(n, dtype=torch.long, device=device)
     fzeros = torch.zeros(n, dtype=dtype, device=device)
     return DogState(
@@ -500,6 +490,18 @@ def dog_reset(
         successes=zeros,
         attempts=zeros,
     )
+
+
+def dog_reset(
+    params: DogParams,
+    houses: Houses,
+    n: int,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+) -> DogState:
+    """``n`` start states: a random house, a random floor tile, a random low bladder."""
+    bits = random_bits(generator, 3, n, houses.tiles.device)
+    return dog_start_states(params, houses, bits, dtype)
 
 
 def _at(table: torch.Tensor, house: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -705,14 +707,15 @@ class DogTrainingVectorEnv(TorchVectorEnv):
       ``layout_offset + num_layouts - 1`` (default 0 .. 999). House ``k`` is the same
       everywhere, so disjoint ranges give disjoint training and test houses.
     * ``params``: a :class:`DogParams` (bladder speed, relief threshold, view radius).
-    * ``device``, ``dtype``, ``max_episode_steps``, ``render_mode``, ``validate_actions``: as
-      in :class:`envs.core.TorchVectorEnv`.
+    * ``device``, ``dtype``, ``max_episode_steps``, ``render_mode``, ``validate_actions``,
+      ``compile``: as in :class:`envs.core.TorchVectorEnv`.
 
     ## Batched Semantics
 
     State is a :class:`DogState` of ``(N, ...)`` tensors; each row has its own house, drawn
     from the env's ``torch.Generator`` (``reset(seed=...)`` reproduces them). Finished rows
-    reset in the same step (SAME_STEP autoreset), in a newly drawn house. ``info`` holds
+    reset in the same step (SAME_STEP autoreset), in a newly drawn house (a counter-based
+    hash keyed from the generator: see :mod:`envs.core`). ``info`` holds
     ``(N,)`` bool event tensors ``relief_outdoors``, ``relief_indoors``, ``accident``,
     ``on_sofa``; ``info["episode"]`` adds ``successes`` (garden reliefs) and ``attempts``
     (reliefs anywhere plus accidents) to ``r``/``l``: success rate = sum(successes) /
@@ -725,6 +728,7 @@ class DogTrainingVectorEnv(TorchVectorEnv):
 
     metadata: ClassVar[dict[str, Any]] = {**TorchVectorEnv.metadata, "render_fps": 8}
     env_name: ClassVar[str] = ENV_ID
+    start_lanes: ClassVar[int] = 3
 
     def __init__(
         self,
@@ -740,6 +744,7 @@ class DogTrainingVectorEnv(TorchVectorEnv):
         num_layouts: int | None = None,
         layout_offset: int | None = None,
         params: DogParams | None = None,
+        compile: bool | str = False,
     ) -> None:
         if params is not None and not isinstance(params, DogParams):
             raise ValueError(f"{ENV_ID}: params must be a DogParams, got {type(params).__name__}")
@@ -764,7 +769,6 @@ class DogTrainingVectorEnv(TorchVectorEnv):
             0.0, 1.0, (self.params.obs_size,), dtype=np.float32
         )
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
-        self._last_next_state: DogState | None = None
         self._setup(
             num_envs,
             device=house_device,
@@ -772,6 +776,7 @@ class DogTrainingVectorEnv(TorchVectorEnv):
             max_episode_steps=max_episode_steps,
             render_mode=render_mode,
             validate_actions=validate_actions,
+            compile=compile,
         )
 
     @property
@@ -779,29 +784,19 @@ class DogTrainingVectorEnv(TorchVectorEnv):
         """Arguments that make a :class:`DogTrainingEnv` with the same houses and rewards."""
         return dict(self._single_env_kwargs)
 
-    def _initial_state(self, n: int) -> DogState:
-        return dog_reset(self.params, self.houses, n, self.generator, self.dtype)
+    def _start_states(self, bits: torch.Tensor) -> DogState:
+        return dog_start_states(self.params, self.houses, bits, self.dtype)
 
     def _transition(
         self, state: DogState, actions: torch.Tensor
     ) -> tuple[DogState, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        next_state, reward, terminated, info = dog_step(
-            self.params, self.houses, self.reward_weights, state, actions
-        )
-        # The base class reads _episode_extras() before it swaps in next_state: keep it at hand.
-        self._last_next_state = next_state
-        return next_state, reward, terminated, info
+        return dog_step(self.params, self.houses, self.reward_weights, state, actions)
 
     def _observe(self, state: DogState) -> torch.Tensor:
         return dog_observe(self.params, self.houses, state, self.dtype)
 
-    def _episode_extras(self) -> dict[str, torch.Tensor]:
-        state = self._last_next_state if self._last_next_state is not None else self.state
-        return {"successes": state.successes, "attempts": state.attempts}
-
-    def _on_rows_reset(self, done: torch.Tensor) -> None:
-        # The counts live in DogState, so the autoreset's fresh rows already hold zeros.
-        self._last_next_state = None
+    def _episode_extras(self, next_state: DogState) -> dict[str, torch.Tensor]:
+        return {"successes": next_state.successes, "attempts": next_state.attempts}
 
     def _render_state(self, state_row: DogState) -> np.ndarray:
         house = int(state_row.house[0])

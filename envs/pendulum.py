@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from envs.core import TorchSingleEnv, TorchVectorEnv, sin_cos
+from envs.compiled import compiling
+from envs.core import TorchSingleEnv, TorchVectorEnv, random_bits, sin_cos, uniform_from_bits
 from envs.rendering import Window, import_pygame, new_canvas, surface_to_array
 
 
@@ -57,8 +58,15 @@ def action_space(params: Params) -> spaces.Box:
 
 
 def angle_normalize(x: torch.Tensor) -> torch.Tensor:
-    """``x`` wrapped into [-pi, pi) (torch's float remainder matches numpy's ``%`` exactly)."""
-    return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
+    """``x`` wrapped into [-pi, pi), as numpy's ``%`` and torch's eager ``remainder`` compute it.
+
+    Spelled out as ``fmod`` (exact) plus a correction because inductor lowers ``remainder`` to
+    ``a - b * floor(a / b)``, which differs in ~20 % of float32 cases: compiled and eager steps
+    must agree exactly.
+    """
+    wrapped = torch.fmod(x + math.pi, 2 * math.pi)
+    wrapped = torch.where(wrapped < 0, wrapped + 2 * math.pi, wrapped)
+    return wrapped - math.pi
 
 
 def square(x: torch.Tensor) -> torch.Tensor:
@@ -70,9 +78,34 @@ def square(x: torch.Tensor) -> torch.Tensor:
     exponent would take numpy's ``x * x`` fast path). Other dtypes and devices use ``x * x``.
     """
     if x.dtype == torch.float64 and x.device.type == "cpu" and not x.requires_grad:
-        array = x.numpy()
-        return torch.from_numpy(np.power(array, np.full_like(array, 2.0)))
+        if compiling():
+            return torch.ops.sandbox.libm_square(x)  # a compiled graph cannot call numpy
+        return _libm_square_eager(x)
     return x * x
+
+
+def _libm_square_eager(x: torch.Tensor) -> torch.Tensor:
+    array = x.numpy()
+    return torch.from_numpy(np.power(array, np.full_like(array, 2.0)))
+
+
+# An opaque op for the float64 CPU square inside compiled graphs (see envs.core.sin_cos).
+_LIBRARY = torch.library.Library("sandbox", "FRAGMENT")
+_LIBRARY.define("libm_square(Tensor x) -> Tensor")
+_LIBRARY.impl("libm_square", _libm_square_eager, "CPU")
+
+
+@torch.library.register_fake("sandbox::libm_square")
+def _libm_square_fake(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def start_states(params: Params, bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Start states ``(n, 2)`` from ``(2, n)`` int32 random bits (see :func:`reset`)."""
+    del params
+    u = uniform_from_bits(bits, dtype)  # (2, n) in [0, 1)
+    # Gymnasium's low + (high - low) * u for theta in [-pi, pi), theta_dot in [-1, 1).
+    return torch.stack((u[0] * (2 * math.pi) - math.pi, u[1] * 2.0 - 1.0), dim=-1)
 
 
 def reset(
@@ -83,10 +116,8 @@ def reset(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """``n`` start states ``(n, 2)``: ``theta`` uniform in [-pi, pi], ``theta_dot`` in [-1, 1]."""
-    del params
-    state = torch.empty((n, 2), device=device, dtype=dtype).uniform_(-1.0, 1.0, generator=generator)
-    state[:, 0] *= math.pi  # a Python scalar, not a tensor built per call: no host-to-device copy
-    return state
+    bits = random_bits(generator, 2, n, device)
+    return start_states(params, bits, dtype)
 
 
 def step(
@@ -230,6 +261,7 @@ _VECTOR_ARGUMENTS = """\
     | `dtype`            | `torch.float32` | float dtype of state, observations and rewards       |
     | `max_episode_steps`| `200`           | truncation step count (`None`: never truncate)       |
     | `validate_actions` | `True`          | check for NaN (one host sync per step on CUDA)       |
+    | `compile`          | `False`         | `True`/`"auto"`: one compiled graph per step         |
 """
 
 
@@ -243,11 +275,14 @@ class PendulumVectorEnv(TorchVectorEnv):
             "Autoreset is SAME_STEP: a truncated row is reset inside `step`, its last "
             'observation in `info["final_obs"]` (mask `info["_final_obs"]`), its return and '
             'length in `info["episode"]`. One `torch.Generator`, seeded by '
-            "`reset(seed=...)`, draws every row's start state."
+            "`reset(seed=...)`, draws the start states at `reset` and the key of the hash "
+            "that draws autoreset start states: a seed fixes every trajectory, eager or "
+            "compiled (`compile`)."
         ),
     )
 
     env_name: ClassVar[str] = "sandbox/Pendulum-v1"
+    start_lanes: ClassVar[int] = 2
     metadata: ClassVar[dict[str, Any]] = {**TorchVectorEnv.metadata, "render_fps": 30}
 
     def __init__(
@@ -260,6 +295,7 @@ class PendulumVectorEnv(TorchVectorEnv):
         render_mode: str | None = None,
         validate_actions: bool = True,
         g: float = 10.0,
+        compile: bool | str = False,
     ) -> None:
         try:
             self.params = Params(g=g)
@@ -267,8 +303,6 @@ class PendulumVectorEnv(TorchVectorEnv):
             raise ValueError(f"{self.env_name}: {exc}") from None
         self.single_observation_space = observation_space(self.params)
         self.single_action_space = action_space(self.params)
-        # The last torques, kept (no copy) only so render() can draw the torque arrow.
-        self._last_actions: torch.Tensor | None = None
         self._setup(
             num_envs,
             device=device,
@@ -276,6 +310,7 @@ class PendulumVectorEnv(TorchVectorEnv):
             max_episode_steps=max_episode_steps,
             render_mode=render_mode,
             validate_actions=validate_actions,
+            compile=compile,
         )
 
     @property
@@ -283,19 +318,12 @@ class PendulumVectorEnv(TorchVectorEnv):
         """Arguments that make a :class:`PendulumEnv` with this env's physics."""
         return {"g": self.params.g}
 
-    def reset(
-        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        self._last_actions = None
-        return super().reset(seed=seed, options=options)
-
-    def _initial_state(self, n: int) -> torch.Tensor:
-        return reset(self.params, n, self.generator, self.device, self.dtype)
+    def _start_states(self, bits: torch.Tensor) -> torch.Tensor:
+        return start_states(self.params, bits, self.dtype)
 
     def _transition(
         self, state: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        self._last_actions = actions
         next_state, reward, terminated = step(self.params, state, actions)
         return next_state, reward, terminated, {}
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
 import json
+import textwrap
 import types
 import typing
 from typing import Any, TypeVar
@@ -32,7 +36,9 @@ def _convert(value: Any, annotation: Any, name: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if isinstance(value, str) and value.lower() in {"none", "null"} and type(None) in args:
+        if type(None) in args and (
+            value is None or (isinstance(value, str) and value.lower() in {"none", "null"})
+        ):
             return None
         errors = []
         for arg in args:
@@ -129,3 +135,27 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     if unknown:
         raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
     return cls(**{k: _convert(v, types_by_name[k], k) for k, v in data.items()})
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a dataclass, for ``--help`` texts.
+
+    Reads the class source (attribute docstrings are not kept at runtime); fields without one,
+    or a class whose source is unavailable, map to ``""``.
+    """
+    docs = {f.name: "" for f in dataclasses.fields(cls)}
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return docs
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for node, following in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs

@@ -119,8 +119,22 @@ class EpisodeTracker:
 
     def summary(self) -> dict[str, float] | None:
         """Mean return, length and success rate since the last call; ``None`` if none ended."""
-        count, ret, length, successes, attempts = self._sums.tolist()  # sync: once per iteration
+        return self.summarize(self.take().tolist())  # sync: once per iteration
+
+    def take(self) -> torch.Tensor:
+        """The running sums as a device tensor, zeroing them; no host sync.
+
+        Lets a caller fetch these sums together with its own statistics in one host sync, then
+        turn them into a summary with :meth:`summarize`.
+        """
+        sums = self._sums.clone()
         self._sums.zero_()
+        return sums
+
+    @staticmethod
+    def summarize(sums: list[float]) -> dict[str, float] | None:
+        """:meth:`take`'s sums, on the host, as :meth:`summary`'s dict (``None`` if none ended)."""
+        count, ret, length, successes, attempts = sums
         if count == 0:
             return None
         stats = {
@@ -242,6 +256,10 @@ class TrainingRun:
         """Write ``latest.pt``; also ``best.pt`` on a new best return and a step snapshot."""
         if not self.is_writer:
             return None
+        if self._writer is not None:
+            # Events up to the checkpoint reach the disk before it does: after a kill -9 and a
+            # resume (purge_step), TensorBoard then has no gap before the resumed steps.
+            self._writer.flush()
         payload = {**payload, "global_step": int(global_step)}
         latest = save_checkpoint(payload, self.checkpoint_dir / "latest.pt")
         if mean_return is not None and mean_return > self.best_return:

@@ -1,0 +1,132 @@
+"""``rl eval PATH``: evaluate a trained policy deterministically over whole episodes.
+
+``PATH`` is a run directory (its ``best.pt``, else ``latest.pt``) or a checkpoint file. With
+``--env`` the policy is evaluated in another env with the same spaces (e.g. trained on
+sandbox/CartPole-v1, evaluated on Gymnasium's CartPole-v1). Checkpoints are read with
+``torch.load(weights_only=True)``: a crafted pickle is refused, never run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rl.checkpoint import CheckpointError, load_checkpoint
+from rl.cli import CLIError
+from rl.cli.train_cmd import check_env_id, load_algo, register_envs, solved_thresholds
+from rl.device import DEVICE_CHOICES, resolve_device
+from rl.runs import find_checkpoint, write_json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a run or checkpoint (deterministic policy)",
+        description="Evaluate a trained policy deterministically: mean ± std return, episode "
+        "length and, where the env reports it, success rate. Writes eval.json into a run "
+        "directory.",
+    )
+    parser.add_argument("path", metavar="PATH", help="a run directory or a .pt checkpoint")
+    parser.add_argument("--env", metavar="ID", help="evaluate in this env (same spaces)")
+    parser.add_argument("--episodes", type=int, default=100, metavar="N", help="default 100")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--device", default="cpu", metavar="|".join(DEVICE_CHOICES), help="default cpu"
+    )
+    parser.add_argument("--seed", type=int, metavar="S", help="env seed (default: the run's)")
+    parser.set_defaults(run=run)
+
+
+def load(path: str) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint file behind ``path`` and its (safely loaded) contents."""
+    try:
+        checkpoint_path = find_checkpoint(path)
+        return checkpoint_path, load_checkpoint(checkpoint_path)
+    except CheckpointError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def check_spaces(checkpoint: dict[str, Any], env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """A CLIError unless ``env_id``'s spaces are the ones the policy was trained on."""
+    import gymnasium
+
+    from agents.base import check_space_spec
+    from rl.vector import make_vector_env
+
+    if "spaces" not in checkpoint:
+        return  # nothing to compare with; load_policy will complain if it cannot cope
+    try:
+        env = make_vector_env(env_id, 1, "cpu", env_kwargs=env_kwargs)
+    except (ValueError, TypeError, gymnasium.error.Error) as exc:
+        raise CLIError(f"cannot make {env_id} with {env_kwargs}: {exc}") from None
+    try:
+        check_space_spec(
+            checkpoint["spaces"], env.single_observation_space, env.single_action_space, env_id
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        env.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from rl.evaluation import evaluate
+
+    register_envs()
+    if args.episodes < 1:
+        raise CLIError(f"--episodes must be >= 1, got {args.episodes}")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    checkpoint_path, checkpoint = load(args.path)
+    module = load_algo(str(checkpoint.get("algo")))
+    config = checkpoint.get("config") or {}
+    trained_env = checkpoint.get("env_id") or config.get("env_id")
+    env_id = args.env or trained_env
+    if not env_id:
+        raise CLIError(f"{checkpoint_path} does not say which env it was trained in; pass --env")
+    check_env_id(env_id)
+    # The run's env arguments (e.g. its reward scheme) belong to its env only.
+    env_kwargs = dict(config.get("env_kwargs") or {}) if env_id == trained_env else {}
+    check_spaces(checkpoint, env_id, env_kwargs)
+    try:
+        policy = module.load_policy(checkpoint, device)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CLIError(f"cannot load the policy in {checkpoint_path}: {exc}") from None
+    seed = args.seed if args.seed is not None else int(config.get("seed", 0))
+    result = evaluate(
+        policy.act, env_id, episodes=args.episodes, device=device, seed=seed, env_kwargs=env_kwargs
+    )
+    data = result.to_json()
+    data.update(
+        checkpoint=str(checkpoint_path),
+        algo=checkpoint.get("algo"),
+        trained_env_id=trained_env,
+        global_step=checkpoint.get("global_step"),
+        seed=seed,
+        deterministic=True,
+        solved_thresholds=solved_thresholds(env_id),
+    )
+    if Path(args.path).is_dir():
+        write_json(Path(args.path) / "eval.json", data)
+    if args.json:
+        print(json.dumps(data, sort_keys=True))
+        return 0
+    print(f"{checkpoint_path} ({data['algo']}, {data['global_step']:,} steps) on {env_id}:")
+    print(
+        f"  mean return {result.mean_return:.2f} ± {result.std_return:.2f} over "
+        f"{result.episodes} episodes (min {min(result.returns):.2f}, max {max(result.returns):.2f})"
+    )
+    print(f"  mean episode length {result.mean_length:.1f}")
+    if result.success_rate is not None:
+        print(f"  success rate {result.success_rate:.1%}")
+    bar = data["solved_thresholds"]
+    if bar:
+        solved = result.mean_return >= bar.get("mean_return", -float("inf")) and (
+            result.success_rate is None or result.success_rate >= bar.get("success_rate", 0.0)
+        )
+        print(f"  {'solved' if solved else 'not solved'} (bar: {bar})")
+    return 0

@@ -1,0 +1,416 @@
+"""``rl train``: train an agent; with no arguments, PPO on sandbox/DogTraining-v0 until solved.
+
+``--set KEY=VALUE`` sets a field of the algorithm's ``Config`` (``learning_rate=3e-4``) or, for
+keys the env's constructor takes, an env argument (``reward_scheme=treats``, ``layout=random``).
+Every user error is one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rl.checkpoint import CheckpointError
+from rl.cli import CLIError
+from rl.config import config_from_dict, field_types, parse_overrides, replace_config
+from rl.device import DEVICE_CHOICES, resolve_device
+from rl.runs import RUNS_ROOT, TrainingDiverged, load_resume_checkpoint, run_name
+
+DEFAULT_ENV = "sandbox/DogTraining-v0"
+DEFAULT_ALGO = "ppo"
+ALGO_CHOICES = ("ppo", "a2c", "dqn")
+# Constructor arguments that the vector-env machinery sets itself, never ``--set``.
+_RESERVED_ENV_ARGS = {
+    "self",
+    "num_envs",
+    "device",
+    "dtype",
+    "render_mode",
+    "validate_actions",
+    "max_episode_steps",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train an agent (default: PPO on sandbox/DogTraining-v0)",
+        description="Train an agent and write a run folder (TensorBoard events, config.json, "
+        "checkpoints, eval.json). With no arguments: PPO on sandbox/DogTraining-v0 until it "
+        "is house-trained (about a minute on a laptop CPU).",
+        epilog="examples:  rl train --env sandbox/CartPole-v1 --seed 2 | "
+        "rl train --set reward_scheme=treats | rl train --set learning_rate=3e-4 | "
+        "rl train --resume runs/<run>",
+    )
+    parser.add_argument("--env", metavar="ID", help=f"environment id (default {DEFAULT_ENV})")
+    parser.add_argument("--algo", choices=ALGO_CHOICES, help=f"algorithm (default {DEFAULT_ALGO})")
+    parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 1)")
+    parser.add_argument(
+        "--seeds",
+        metavar="SPEC",
+        help="train one PPO agent per seed together in one process (e.g. 0-63 or 0,1,5): a run "
+        "folder per seed and a summary JSON (agents/multiseed.py)",
+    )
+    parser.add_argument(
+        "--device", metavar="|".join(DEVICE_CHOICES), help="where to train (default auto)"
+    )
+    parser.add_argument("--num-envs", type=int, metavar="N", help="environments stepped together")
+    parser.add_argument("--total-timesteps", type=int, metavar="N", help="env steps to train for")
+    parser.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<name>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest.pt")
+    parser.add_argument(
+        "--resume-if-exists",
+        action="store_true",
+        help="with --run-dir: continue from its latest.pt when there is one, else start "
+        "fresh (the command torchrun --max-restarts re-runs after a crash)",
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over torchrun's ranks (PPO, A2C): torchrun --nproc-per-node N "
+        "-m rl train --distributed ...; --num-envs is per rank (docs/DISTRIBUTED.md)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Config field (learning_rate=3e-4) or an env argument (reward_scheme=treats); "
+        "repeatable",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def load_algo(name: str) -> ModuleType:
+    """``agents.<name>``, or a CLIError that says why it cannot be used."""
+    from agents import get_algo
+
+    try:
+        return get_algo(name)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    except ImportError as exc:
+        raise CLIError(
+            f"algorithm {name!r} is not available: agents/{name}.py could not be imported ({exc})"
+        ) from None
+
+
+def register_envs() -> None:
+    try:
+        import envs  # noqa: F401  (registers the sandbox/ ids)
+    except ImportError as exc:
+        raise CLIError(f"the sandbox environments could not be imported ({exc})") from None
+
+
+def check_env_id(env_id: str) -> None:
+    from rl.vector import env_spec
+
+    try:
+        env_spec(env_id)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def env_arg_names(env_id: str) -> list[str]:
+    """Constructor arguments ``--set`` may give the env (what ``make_vector_env`` builds)."""
+    import gymnasium
+    from gymnasium.envs.registration import load_env_creator
+
+    spec = gymnasium.spec(env_id)
+    entry = spec.vector_entry_point
+    sandbox = isinstance(entry, str) and entry.split(":")[0].split(".")[0] == "envs"
+    entry = entry if sandbox else spec.entry_point
+    try:
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        parameters = inspect.signature(creator).parameters.values()
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in parameters if p.kind in kinds and p.name not in _RESERVED_ENV_ARGS]
+
+
+def parse_env_value(text: str) -> Any:
+    """``--set`` env values: JSON where it parses (numbers, true, dicts), else the text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def split_overrides(
+    items: list[str], config_cls: type, env_id: str
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """``--set`` items → (Config field overrides, env constructor arguments)."""
+    try:
+        overrides = parse_overrides(items)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    fields = field_types(config_cls)
+    env_args = env_arg_names(env_id)
+    cfg_overrides: dict[str, str] = {}
+    env_kwargs: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in fields:
+            cfg_overrides[key] = value
+        elif key in env_args:
+            env_kwargs[key] = parse_env_value(value)
+        else:
+            raise CLIError(
+                f"unknown --set key {key!r}: Config fields are {', '.join(sorted(fields))}; "
+                f"{env_id} arguments are {', '.join(env_args) or '(none)'}"
+            )
+    return cfg_overrides, env_kwargs
+
+
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Build the env once with these arguments, so a bad value fails here, in one line."""
+    import gymnasium
+
+    from rl.vector import make_vector_env
+
+    try:
+        make_vector_env(env_id, 1, "cpu", env_kwargs=env_kwargs).close()
+    except (ValueError, TypeError, gymnasium.error.Error) as exc:
+        raise CLIError(f"cannot make {env_id} with {env_kwargs}: {exc}") from None
+
+
+def solved_thresholds(env_id: str) -> dict[str, float]:
+    """The env's "solved" bar: its module's ``SOLVED_SUCCESS_RATE``/``SOLVED_MEAN_RETURN``
+    (the sandbox's envs) or the registration's ``reward_threshold`` (Gymnasium's)."""
+    import gymnasium
+
+    spec = gymnasium.spec(env_id)
+    thresholds: dict[str, float] = {}
+    if isinstance(spec.entry_point, str):
+        try:
+            module = importlib.import_module(spec.entry_point.split(":")[0])
+        except ImportError:
+            module = None
+        for key, name in (
+            ("success_rate", "SOLVED_SUCCESS_RATE"),
+            ("mean_return", "SOLVED_MEAN_RETURN"),
+        ):
+            if module is not None and isinstance(getattr(module, name, None), (int, float)):
+                thresholds[key] = float(getattr(module, name))
+    if "mean_return" not in thresholds and spec.reward_threshold is not None:
+        thresholds["mean_return"] = float(spec.reward_threshold)
+    return thresholds
+
+
+def require_distributed(module: ModuleType) -> None:
+    """A CLIError unless the algorithm trains data-parallel (its Config has ``distributed``)."""
+    if "distributed" not in field_types(module.Config):
+        algo = module.__name__.rsplit(".", 1)[-1]
+        raise CLIError(
+            f"{algo.upper()} trains in one process (its replay buffer and target network are "
+            "not data-parallel here): --distributed works with --algo ppo and --algo a2c; "
+            "drop --distributed and torchrun for this algorithm"
+        )
+
+
+def build_config(args: argparse.Namespace, module: ModuleType) -> Any:
+    """The algorithm's Config from the env's preset, the flags and ``--set``."""
+    env_id = args.env or DEFAULT_ENV
+    check_env_id(env_id)
+    cfg_overrides, env_kwargs = split_overrides(args.set, module.Config, env_id)
+    flags = {
+        "seed": args.seed,
+        "device": args.device,
+        "num_envs": args.num_envs,
+        "total_timesteps": args.total_timesteps,
+        "run_dir": args.run_dir,
+    }
+    overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    overrides.update(cfg_overrides)
+    if args.no_progress:
+        overrides["progress"] = False
+    if args.distributed:
+        require_distributed(module)
+        overrides["distributed"] = True
+    try:
+        cfg = module.default_config(env_id, **overrides)
+        if env_kwargs:
+            cfg = replace_config(cfg, {"env_kwargs": {**cfg.env_kwargs, **env_kwargs}})
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    check_env_kwargs(env_id, cfg.env_kwargs)
+    if cfg.run_dir is None:
+        name = run_name(env_id, args.algo or DEFAULT_ALGO, cfg.seed)
+        cfg = replace_config(cfg, {"run_dir": str(Path(RUNS_ROOT) / name)})
+    return cfg
+
+
+def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
+    """The checkpoint's algorithm and config, with the flags a resume may change."""
+    try:
+        checkpoint = load_resume_checkpoint(args.resume)
+    except CheckpointError as exc:
+        raise CLIError(str(exc)) from None
+    algo = str(checkpoint.get("algo"))
+    if args.algo is not None and args.algo != algo:
+        raise CLIError(f"{args.resume} is a {algo} run; drop --algo or pass --algo {algo}")
+    module = load_algo(algo)
+    if args.env is not None and args.env != checkpoint.get("env_id"):
+        raise CLIError(f"{args.resume} trains on {checkpoint.get('env_id')}, not {args.env}")
+    try:
+        cfg = config_from_dict(module.Config, checkpoint["config"])
+        overrides = parse_overrides(args.set)
+        for name in ("seed", "device", "num_envs", "total_timesteps"):
+            if getattr(args, name) is not None:
+                overrides[name] = getattr(args, name)
+        if args.no_progress:
+            overrides["progress"] = False
+        if args.distributed:
+            require_distributed(module)
+            overrides["distributed"] = True
+        cfg = replace_config(cfg, {**overrides, "run_dir": str(args.resume)})
+    except (ValueError, KeyError) as exc:
+        raise CLIError(f"cannot resume {args.resume}: {exc}") from None
+    return module, cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    register_envs()
+    if args.num_envs is not None and args.num_envs < 1:
+        raise CLIError(f"--num-envs must be >= 1, got {args.num_envs}")
+    if args.total_timesteps is not None and args.total_timesteps < 1:
+        raise CLIError(f"--total-timesteps must be >= 1, got {args.total_timesteps}")
+    if args.seed is not None and args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    if args.device is not None:
+        try:
+            resolve_device(args.device)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    if args.seeds is not None:
+        return run_seeds(args)
+    if args.resume_if_exists:
+        if args.resume is not None or args.run_dir is None:
+            raise CLIError(
+                "--resume-if-exists needs --run-dir DIR (and no --resume): it continues DIR "
+                "when DIR/checkpoints/latest.pt exists and starts DIR fresh otherwise"
+            )
+        if (Path(args.run_dir) / "checkpoints" / "latest.pt").is_file():
+            args.resume = args.run_dir
+    if args.resume is not None:
+        module, cfg = build_resume_config(args)
+    else:
+        module = load_algo(args.algo or DEFAULT_ALGO)
+        cfg = build_config(args, module)
+    algo = module.__name__.rsplit(".", 1)[-1]
+    # torchrun sets RANK; only rank 0 talks, so N ranks do not print N copies.
+    rank0 = os.environ.get("RANK", "0") == "0"
+    action = "Resuming" if args.resume else "Training"
+    if rank0:
+        print(
+            f"{action} {algo.upper()} on {cfg.env_id} (seed {cfg.seed}, {cfg.num_envs} envs, "
+            f"{cfg.total_timesteps:,} steps, device {resolve_device(cfg.device)}) → {cfg.run_dir}"
+        )
+    try:
+        result = module.train(cfg, resume=args.resume)
+    except TrainingDiverged as exc:
+        print(f"rl train: {exc} ({cfg.run_dir}/checkpoints/latest.pt)", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # e.g. a resume that changes a fixed field
+        raise CLIError(str(exc)) from None
+    except KeyboardInterrupt:
+        if (Path(cfg.run_dir) / "checkpoints" / "latest.pt").is_file():
+            print(f"\nto continue: rl train --resume {cfg.run_dir}", file=sys.stderr)
+        raise
+    except RuntimeError as exc:  # e.g. --distributed without torchrun
+        if "torchrun" not in str(exc):
+            raise
+        raise CLIError(str(exc)) from None
+    if rank0:
+        print_summary(result, cfg)
+    return 0
+
+
+def run_seeds(args: argparse.Namespace) -> int:
+    """``--seeds``: K PPO agents trained together (agents.multiseed), one run folder each."""
+    from agents import multiseed
+
+    if args.resume is not None or args.resume_if_exists or args.distributed:
+        raise CLIError(
+            "--seeds cannot be combined with --resume, --resume-if-exists or --distributed: "
+            "train the seeds afresh, or resume one seed's run folder on its own with --resume"
+        )
+    if (args.algo or DEFAULT_ALGO) != "ppo":
+        raise CLIError(f"--seeds trains PPO only, not {args.algo}; drop --algo or pass --algo ppo")
+    if args.seed is not None or args.run_dir is not None:
+        raise CLIError(
+            "--seeds gives each agent its own seed and run folder: drop --seed/--run-dir"
+        )
+    try:
+        seeds = multiseed.parse_seeds(args.seeds)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    cfg = build_config(args, load_algo("ppo"))
+    try:
+        seeds_cfg = multiseed.MultiSeedConfig(
+            ppo=cfg,
+            seeds=seeds,
+            write_runs=cfg.write_run,
+            eval_episodes=cfg.eval_episodes,
+            solved_return=solved_thresholds(cfg.env_id).get("mean_return"),
+            progress=cfg.progress,
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    print(
+        f"Training {len(seeds)} PPO agents on {cfg.env_id} (seeds {args.seeds}, {cfg.num_envs} "
+        f"envs and {cfg.total_timesteps:,} steps each, device {resolve_device(cfg.device)}) "
+        f"→ {RUNS_ROOT}/"
+    )
+    try:
+        result = multiseed.train(seeds_cfg)
+    except TrainingDiverged as exc:
+        print(f"rl train: {exc}")
+        return 1
+    print(multiseed.format_summary(result))
+    return 0
+
+
+def print_summary(result: Any, cfg: Any) -> None:
+    """The evaluation against the env's solved bar, and what to run next."""
+    from rich.console import Console
+
+    console = Console()
+    run_dir = result.run_dir or cfg.run_dir
+    seconds = result.metrics.get("train_seconds")
+    took = f" in {seconds:.0f} s" if seconds is not None else ""
+    console.print(f"Trained {result.global_step:,} steps{took}.")
+    evaluation = result.evaluation
+    if evaluation is not None:
+        bar = solved_thresholds(cfg.env_id)
+        line = (
+            f"Evaluation ({evaluation.episodes} deterministic episodes): mean return "
+            f"{evaluation.mean_return:.2f} ± {evaluation.std_return:.2f}"
+        )
+        solved = True
+        if "mean_return" in bar:
+            line += f" (solved at ≥ {bar['mean_return']:g})"
+            solved = evaluation.mean_return >= bar["mean_return"]
+        rate = evaluation.success_rate
+        if rate is not None:
+            line += f", success rate {rate:.0%}"
+            if "success_rate" in bar:
+                line += f" (solved at ≥ {bar['success_rate']:.0%})"
+                solved = solved and rate >= bar["success_rate"]
+        console.print(line)
+        if bar:
+            console.print("[bold green]Solved.[/]" if solved else "[bold yellow]Not solved yet.[/]")
+    console.print("Next:")
+    console.print(
+        f"  rl eval {run_dir}        # evaluate again (--json for a machine-readable line)"
+    )
+    console.print(f"  rl watch {run_dir}       # watch the agent in a window")
+    console.print(f"  tensorboard --logdir {Path(run_dir).parent}   # the learning curves")

@@ -1,0 +1,176 @@
+"""A2C: smoke training, checkpoints, determinism, exact resume, divergence, and (slow) learning."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from agents import a2c
+from rl.checkpoint import load_checkpoint
+from rl.runs import TrainingDiverged, list_snapshots, read_json
+
+CARTPOLE = "sandbox/CartPole-v1"
+
+
+def tiny(env_id: str = CARTPOLE, **overrides: Any) -> a2c.Config:
+    """A few seconds' worth of training: 24 iterations of 8 envs x 8 steps, CPU, no eval."""
+    base: dict[str, Any] = {
+        "total_timesteps": 1_536,
+        "num_envs": 8,
+        "num_steps": 8,
+        "device": "cpu",
+        "eval_episodes": 0,
+        "progress": False,
+        "log_every": 4,
+        "checkpoint_every": 4,
+        "target_return": None,
+        "anneal_lr": False,
+    }
+    return a2c.default_config(env_id, **{**base, **overrides})
+
+
+def weights(policy: a2c.A2CPolicy) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in policy.agent.state_dict().items()}
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize(
+    ("env_id", "overrides"),
+    [
+        (CARTPOLE, {}),
+        (CARTPOLE, {"shared_network": True, "gae_lambda": 0.95, "norm_adv": True}),
+        (CARTPOLE, {"optimizer": "adam", "norm_obs": True, "anneal_lr": True}),
+        ("sandbox/Pendulum-v1", {}),
+        ("CartPole-v1", {"num_envs": 2, "total_timesteps": 256}),  # numpy env via the adapter
+    ],
+)
+def test_smoke_train_has_finite_losses(
+    tmp_path: Path, env_id: str, overrides: dict[str, Any]
+) -> None:
+    cfg = tiny(env_id, run_dir=str(tmp_path / "run"), eval_episodes=2, **overrides)
+    result = a2c.train(cfg)
+    assert result.global_step == cfg.num_iterations * cfg.batch_size
+    losses = {k: v for k, v in result.metrics.items() if k.startswith("losses/")}
+    assert set(losses) == {f"losses/{name}" for name in a2c.LOSS_NAMES}
+    assert all(math.isfinite(v) for v in losses.values()), losses
+    assert result.evaluation is not None and result.evaluation.episodes == 2
+    run = Path(result.run_dir)
+    assert (run / "checkpoints" / "latest.pt").is_file()
+    assert list(run.glob("events.out.tfevents.*"))
+    assert read_json(run / "eval.json")["episodes"] == 2
+    assert list_snapshots(run)[0][0] == 0  # the untrained "before" policy
+
+
+def test_checkpoint_reloads_with_identical_actions(tmp_path: Path) -> None:
+    result = a2c.train(tiny(run_dir=str(tmp_path / "run")))
+    path = tmp_path / "run" / "checkpoints" / "latest.pt"
+    raw = torch.load(path, weights_only=True)  # tensors and plain values only
+    expected = {"algo", "model", "optimizer", "config", "env_id", "global_step", "iteration"}
+    assert expected | {"rng", "env_state", "spaces", "next_obs"} <= raw.keys()
+    assert raw["algo"] == "a2c" and raw["global_step"] == result.global_step
+    policy = a2c.load_policy(load_checkpoint(path), "cpu")
+    obs = torch.randn(64, 4)
+    assert torch.equal(policy.act(obs), result.policy.act(obs))
+    view, original = policy.explain(obs), result.policy.explain(obs)
+    assert torch.equal(view.probs, original.probs) and torch.equal(view.value, original.value)
+    assert view.probs.shape == (64, 2) and view.value.shape == (64,)
+    assert torch.allclose(view.probs.sum(-1), torch.ones(64))
+    # A path works as well as a dict.
+    assert torch.equal(a2c.load_policy(path).act(obs), result.policy.act(obs))
+
+
+def test_gaussian_policy_acts_within_bounds() -> None:
+    result = a2c.train(tiny("sandbox/Pendulum-v1", write_run=False))
+    obs = torch.randn(32, 3) * 5
+    for deterministic in (True, False):
+        actions = result.policy.act(obs, deterministic=deterministic)
+        assert actions.shape == (32, 1)
+        assert bool(((actions >= -2.0) & (actions <= 2.0)).all())
+    view = result.policy.explain(obs)
+    assert view.mean.shape == (32, 1) and view.std.shape == (32, 1) and view.probs is None
+
+
+def test_same_seed_same_weights_other_seed_differs() -> None:
+    first = weights(a2c.train(tiny(write_run=False, seed=3)).policy)
+    second = weights(a2c.train(tiny(write_run=False, seed=3)).policy)
+    other = weights(a2c.train(tiny(write_run=False, seed=4)).policy)
+    assert_same_weights(first, second)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    straight = a2c.train(tiny(write_run=False, total_timesteps=1_536))
+    half = tiny(run_dir=str(tmp_path / "run"), total_timesteps=768)
+    a2c.train(half)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["iteration"] == 12
+    resumed = a2c.train(
+        tiny(run_dir=str(tmp_path / "run"), total_timesteps=1_536), resume=tmp_path / "run"
+    )
+    assert resumed.global_step == straight.global_step == 1_536
+    # Sandbox envs save their state and every RNG is restored: the same run, bit for bit.
+    assert_same_weights(weights(resumed.policy), weights(straight.policy))
+
+
+def test_resume_refuses_changed_hyperparameters(tmp_path: Path) -> None:
+    a2c.train(tiny(run_dir=str(tmp_path / "run"), total_timesteps=128))
+    with pytest.raises(ValueError, match="learning_rate"):
+        a2c.train(tiny(learning_rate=0.1), resume=tmp_path / "run")
+
+
+def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real_loss = a2c.a2c_loss
+
+    def poisoned(agent: a2c.ActorCritic, storage: a2c.Rollout, cfg: a2c.Config) -> Any:
+        calls["n"] += 1
+        loss, stats = real_loss(agent, storage, cfg)
+        if calls["n"] >= 10:  # iteration 10: after the checkpoint at iteration 8
+            return loss * math.nan, stats * math.nan
+        return loss, stats
+
+    monkeypatch.setattr(a2c, "a2c_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="iteration 10"):
+        a2c.train(tiny(run_dir=str(tmp_path / "run")))
+    latest = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert latest["iteration"] == 8
+    assert all(bool(t.isfinite().all()) for t in latest["model"].values())
+
+
+def test_bad_config_and_wrong_checkpoint_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 1"):
+        a2c.Config(num_steps=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        a2c.Config(optimizer="sgd")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not an A2C one"):
+        a2c.load_policy({"algo": "ppo", "model": {}})
+
+
+def test_presets_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for env_id in ("sandbox/DogTraining-v0", "CartPole-v1", "Acrobot-v1", "Pendulum-v1"):
+        assert a2c.default_config(env_id).env_id == env_id
+    assert a2c.default_config("CartPole-v1", learning_rate="3e-4").learning_rate == 3e-4
+    with pytest.raises(SystemExit) as exc:
+        a2c.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--gae-lambda" in out and "n-step returns" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_default_config_solves_cartpole(seed: int) -> None:
+    cfg = a2c.default_config("CartPole-v1", seed=seed, write_run=False, progress=False)
+    result = a2c.train(cfg)
+    assert result.evaluation is not None
+    assert result.evaluation.mean_return >= 475, result.evaluation.summary()

@@ -1,0 +1,335 @@
+"""PPO: smoke training, determinism, exact resume, checkpoints, truncation bootstrapping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from agents import ppo
+from agents.base import Policy
+from rl.checkpoint import load_checkpoint
+from rl.config import replace_config
+from rl.evaluation import evaluate
+from rl.runs import EpisodeTracker, TrainingDiverged, TrainingRun
+
+TINY = {
+    "num_envs": 4,
+    "num_steps": 16,
+    "total_timesteps": 128,  # 2 iterations
+    "num_minibatches": 2,
+    "update_epochs": 2,
+    "eval_episodes": 0,
+    "progress": False,
+    "write_run": False,
+}
+
+
+def tiny(env_id: str, **overrides: Any) -> ppo.Config:
+    return ppo.default_config(env_id, **{**TINY, **overrides})
+
+
+def weights(policy: ppo.PPOPolicy) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in policy.agent.state_dict().items()}
+
+
+def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+@pytest.mark.parametrize(
+    ("env_id", "overrides"),
+    [
+        ("sandbox/CartPole-v1", {}),
+        ("sandbox/Pendulum-v1", {"norm_obs": True, "norm_reward": True}),
+        ("CartPole-v1", {}),  # Gymnasium's numpy env through rl.vector's adapter
+    ],
+)
+def test_smoke_train_gives_finite_losses(env_id: str, overrides: dict[str, Any]) -> None:
+    result = ppo.train(tiny(env_id, **overrides))
+    assert result.global_step == 128
+    assert isinstance(result.policy, Policy)
+    for name in ppo.LOSS_NAMES:
+        assert math.isfinite(result.metrics[f"losses/{name}"]), name
+    obs = torch.randn(3, 3 if env_id.endswith("Pendulum-v1") else 4)
+    view = result.policy.explain(obs)
+    assert view.value.shape == (3,)
+    if env_id.endswith("Pendulum-v1"):
+        actions = result.policy.act(obs)
+        assert actions.shape == (3, 1)
+        assert bool((actions.abs() <= 2.0).all())
+        assert view.mean.shape == (3, 1) and view.std.shape == (3, 1)
+    else:
+        assert result.policy.act(obs).dtype == torch.int64
+        assert torch.allclose(view.probs.sum(-1), torch.ones(3))
+
+
+def test_same_seed_gives_identical_weights() -> None:
+    cfg = tiny("sandbox/CartPole-v1", norm_obs=True)
+    first = ppo.train(cfg)
+    second = ppo.train(cfg)
+    assert_bitwise_equal(weights(first.policy), weights(second.policy))
+    other = ppo.train(replace_config(cfg, {"seed": cfg.seed + 1}))
+    assert not torch.equal(
+        weights(first.policy)["actor.0.weight"], weights(other.policy)["actor.0.weight"]
+    )
+
+
+def test_checkpoint_reads_with_weights_only_and_policy_round_trips(tmp_path: Path) -> None:
+    cfg = tiny("sandbox/Pendulum-v1", norm_obs=True, norm_reward=True, write_run=True)
+    result = ppo.train(replace_config(cfg, {"run_dir": str(tmp_path / "run")}))
+    latest = tmp_path / "run" / "checkpoints" / "latest.pt"
+    raw = torch.load(latest, weights_only=True)
+    for key in (
+        "algo", "model", "optimizer", "config", "env_id", "global_step", "iteration", "rng",
+        "env_state", "obs_rms", "return_rms", "spaces",
+    ):  # fmt: skip
+        assert key in raw, key
+    assert raw["algo"] == "ppo" and raw["global_step"] == 128 and raw["iteration"] == 2
+    assert raw["spaces"]["action_kind"] == "box"
+
+    loaded = ppo.load_policy(load_checkpoint(latest))
+    obs = torch.randn(16, 3) * 3
+    assert torch.equal(loaded.act(obs), result.policy.act(obs))
+    assert torch.equal(loaded.explain(obs).mean, result.policy.explain(obs).mean)
+    # The saved observation statistics are applied: without them the actions change.
+    assert loaded.obs_rms is not None
+    assert not torch.equal(loaded.obs_rms.mean, torch.zeros(3, dtype=torch.float64))
+
+
+def test_discrete_policy_round_trips_through_a_file(tmp_path: Path) -> None:
+    cfg = tiny("sandbox/CartPole-v1", write_run=True, run_dir=str(tmp_path / "run"))
+    result = ppo.train(cfg)
+    loaded = ppo.load_policy(tmp_path / "run" / "checkpoints" / "latest.pt")
+    obs = torch.randn(64, 4)
+    assert torch.equal(loaded.act(obs), result.policy.act(obs))
+    assert torch.allclose(loaded.explain(obs).probs, result.policy.explain(obs).probs)
+
+
+class _Interrupt(Exception):
+    """Stands in for a kill right after a checkpoint was written."""
+
+
+def test_resume_equals_uninterrupted_run_bitwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Observation and reward normalisation on, so their running statistics must resume too.
+    cfg = tiny(
+        "sandbox/CartPole-v1",
+        total_timesteps=4 * 64,
+        checkpoint_every=1,
+        norm_obs=True,
+        norm_reward=True,
+        write_run=True,
+    )
+    whole = ppo.train(replace_config(cfg, {"run_dir": str(tmp_path / "whole")}))
+
+    interrupted = str(tmp_path / "interrupted")
+    real_save = TrainingRun.save
+    saves: list[int] = []
+
+    def save_then_die(self: TrainingRun, payload: dict[str, Any], global_step: int, **kw: Any):
+        out = real_save(self, payload, global_step, **kw)
+        saves.append(global_step)
+        if payload["iteration"] == 2:
+            raise _Interrupt
+        return out
+
+    monkeypatch.setattr(TrainingRun, "save", save_then_die)
+    with pytest.raises(_Interrupt):
+        ppo.train(replace_config(cfg, {"run_dir": interrupted}))
+    monkeypatch.setattr(TrainingRun, "save", real_save)
+    assert load_checkpoint(Path(interrupted) / "checkpoints" / "latest.pt")["iteration"] == 2
+
+    resumed = ppo.train(cfg, resume=interrupted)
+    assert resumed.global_step == whole.global_step == 256
+    assert_bitwise_equal(weights(resumed.policy), weights(whole.policy))
+    end = load_checkpoint(Path(interrupted) / "checkpoints" / "latest.pt")
+    reference = load_checkpoint(tmp_path / "whole" / "checkpoints" / "latest.pt")
+    assert torch.equal(end["obs_rms"]["mean"], reference["obs_rms"]["mean"])
+    for a, b in zip(
+        end["optimizer"]["state"].values(), reference["optimizer"]["state"].values(), strict=True
+    ):
+        assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+
+
+def test_resume_after_a_crash_between_checkpoints_purges_and_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Iteration 3 is logged, then the run dies before its checkpoint: resuming from
+    iteration 2 redoes iteration 3 exactly, and TensorBoard keeps one copy of each step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny(
+        "sandbox/Pendulum-v1",  # continuous actions; no episode ends, so no best.pt saves
+        num_envs=2, total_timesteps=6 * 32, checkpoint_every=2, num_snapshots=1,
+        norm_obs=True, norm_reward=True, write_run=True,
+    )  # fmt: skip
+    whole = ppo.train(replace_config(cfg, {"run_dir": str(tmp_path / "whole")}))
+    crashed = tmp_path / "crashed"
+
+    def die_at_iteration_3(self: TrainingRun, global_step: int, status: str = "") -> None:
+        if global_step == 3 * 32:
+            raise _Interrupt
+
+    monkeypatch.setattr(TrainingRun, "update_progress", die_at_iteration_3)
+    with pytest.raises(_Interrupt):
+        ppo.train(replace_config(cfg, {"run_dir": str(crashed)}))
+    monkeypatch.undo()
+    assert load_checkpoint(crashed / "checkpoints" / "latest.pt")["iteration"] == 2
+
+    resumed = ppo.train(cfg, resume=crashed)
+    assert_bitwise_equal(weights(resumed.policy), weights(whole.policy))
+    events = EventAccumulator(str(crashed))
+    events.Reload()
+    steps = [event.step for event in events.Scalars("losses/value_loss")]
+    assert steps == [32, 64, 96, 128, 160, 192]
+
+
+def test_resume_refuses_a_changed_hyperparameter(tmp_path: Path) -> None:
+    cfg = tiny("sandbox/CartPole-v1", write_run=True, run_dir=str(tmp_path / "run"))
+    ppo.train(cfg)
+    with pytest.raises(ValueError, match="learning_rate"):
+        ppo.train(replace_config(cfg, {"learning_rate": 1.0}), resume=tmp_path / "run")
+
+
+# -- truncation bootstrapping ---------------------------------------------------------------
+class _ScriptedEnv:
+    """Two rows, obs = [x]; row 0 is truncated at step 1 (final obs 7, reset obs 100), row 1
+    terminates at step 2 (final obs 9, reset obs 200). Otherwise x counts up by 1."""
+
+    def __init__(self) -> None:
+        self.t = 0
+        self.x = torch.tensor([[0.0], [0.0]])
+
+    def step(self, actions: torch.Tensor):
+        self.t += 1
+        self.x = self.x + 1
+        final = self.x.clone()
+        terminated = torch.tensor([False, False])
+        truncated = torch.tensor([False, False])
+        if self.t == 1:
+            truncated[0] = True
+            final[0] = 7.0
+            self.x[0] = 100.0
+        if self.t == 2:
+            terminated[1] = True
+            final[1] = 9.0
+            self.x[1] = 200.0
+        done = terminated | truncated
+        info = {
+            "final_obs": final,
+            "_final_obs": done,
+            "episode": {"r": torch.zeros(2), "l": torch.full((2,), self.t)},
+            "_episode": done,
+        }
+        return self.x.clone(), torch.ones(2), terminated, truncated, info
+
+
+def _value_is_ten_times_obs() -> ppo.ActorCritic:
+    agent = ppo.ActorCritic(
+        {"obs_shape": [1], "action_kind": "discrete", "action_n": 2}, (1,), "relu"
+    )
+    with torch.no_grad():  # V(x) = 10 * relu(x) + 0 = 10x for x >= 0
+        agent.critic[0].weight.fill_(1.0)
+        agent.critic[0].bias.zero_()
+        agent.critic[2].weight.fill_(10.0)
+        agent.critic[2].bias.zero_()
+    return agent
+
+
+def test_collect_rollout_bootstraps_truncation_from_final_obs() -> None:
+    agent = _value_is_ten_times_obs()
+    cfg = ppo.Config(env_id="none", num_envs=2, num_steps=3, num_minibatches=1, gamma=0.5)
+    storage = ppo.make_rollout(cfg, {"obs_shape": [1], "action_kind": "discrete"}, "cpu")
+    env = _ScriptedEnv()
+    tracker = EpisodeTracker(torch.device("cpu"))
+    next_obs = ppo.collect_rollout(env, agent, storage, env.x.clone(), tracker)
+
+    # Row 0: obs 0 → truncated with final obs 7 (reset to 100) → 101 → 102.
+    assert storage.obs[:, 0, 0].tolist() == [0.0, 100.0, 101.0]
+    assert storage.values[:, 0].tolist() == [0.0, 1000.0, 1010.0]
+    assert storage.next_values[:, 0].tolist() == [70.0, 1010.0, 1020.0]  # V(final_obs), not V(100)
+    # Row 1: 0 → 1 → terminated with final obs 9 (reset to 200) → 201.
+    assert storage.next_values[:, 1].tolist() == [10.0, 90.0, 2010.0]
+    assert storage.truncated[:, 0].tolist() == [True, False, False]
+    assert storage.terminated[:, 1].tolist() == [False, True, False]
+    assert next_obs[:, 0].tolist() == [102.0, 201.0]
+
+    batch = ppo.compute_advantages(storage, cfg)
+    advantages = batch.advantages.view(3, 2)
+    # Truncated: delta = r + gamma * V(final_obs) - V(s) = 1 + 0.5 * 70 - 0 = 36, no recursion.
+    assert advantages[0, 0].item() == pytest.approx(36.0)
+    # Terminated: delta = r - V(s) = 1 - 10 = -9: V(final_obs) = 90 is not bootstrapped.
+    assert advantages[1, 1].item() == pytest.approx(-9.0)
+
+
+# -- divergence -------------------------------------------------------------------------------
+class _PoisonedEnv(gymnasium.Env):
+    """Never ends; its reward turns NaN after 32 steps (the third 16-step iteration)."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.steps = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action: Any):
+        self.steps += 1
+        reward = float("nan") if self.steps > 32 else 1.0
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), reward, False, False, {}
+
+
+def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    if "test/Poisoned-v0" not in gymnasium.registry:
+        gymnasium.register("test/Poisoned-v0", entry_point=_PoisonedEnv)
+    cfg = ppo.Config(
+        env_id="test/Poisoned-v0", num_envs=2, num_steps=16, total_timesteps=32 * 5,
+        num_minibatches=2, update_epochs=1, checkpoint_every=1, eval_episodes=0,
+        progress=False, run_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    with pytest.raises(TrainingDiverged, match="iteration 3"):
+        ppo.train(cfg)
+    latest = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert latest["iteration"] == 2
+    assert all(bool(t.isfinite().all()) for t in latest["model"].values())
+
+
+# -- presets and the command line -----------------------------------------------------------------
+def test_presets_and_validation() -> None:
+    assert ppo.default_config("sandbox/Pendulum-v1").norm_obs
+    assert ppo.default_config("Unknown-v0").num_envs == ppo.Config().num_envs
+    assert ppo.default_config("CartPole-v1", learning_rate="1e-3").learning_rate == 1e-3
+    with pytest.raises(ValueError, match="num_envs"):
+        ppo.Config(num_envs=0)
+    with pytest.raises(ValueError, match="num_minibatches"):
+        ppo.Config(num_envs=1, num_steps=2, num_minibatches=4)
+
+
+def test_module_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        ppo.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--learning-rate" in out and "Adam's step size" in out
+
+
+@pytest.mark.slow
+def test_ppo_solves_cartpole() -> None:
+    """Trained on the sandbox's CartPole, judged on Gymnasium's own (100 deterministic episodes)."""
+    cfg = ppo.default_config(
+        "sandbox/CartPole-v1", write_run=False, progress=False, eval_episodes=0
+    )
+    result = ppo.train(cfg)
+    evaluation = evaluate(result.policy.act, "CartPole-v1", episodes=100, seed=123)
+    assert evaluation.mean_return >= 475.0

@@ -1,0 +1,190 @@
+"""`rl train` and `rl eval`: run layout, JSON output, safe checkpoint loading, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from rl.checkpoint import FORMAT
+from rl.cli import main
+from rl.cli.train_cmd import solved_thresholds, split_overrides
+
+TINY_TRAIN = [
+    "--env", "sandbox/CartPole-v1", "--total-timesteps", "256", "--num-envs", "4",
+    "--no-progress", "--set", "num_steps=32", "--set", "eval_episodes=4",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("runs") / "cartpole"
+    assert main(["train", *TINY_TRAIN, "--run-dir", str(path)]) == 0
+    return path
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"rl {command}: error: ")
+    assert "Traceback" not in err
+    return err
+
+
+def test_train_writes_the_run_layout(run_dir: Path) -> None:
+    assert (run_dir / "config.json").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["env_id"] == "sandbox/CartPole-v1"
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    checkpoints = run_dir / "checkpoints"
+    assert (checkpoints / "latest.pt").is_file() and (checkpoints / "best.pt").is_file()
+    snapshots = sorted(p.name for p in checkpoints.glob("step_*.pt"))
+    assert snapshots[0] == "step_000000000.pt" and snapshots[-1] == "step_000000256.pt"
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert evaluation["episodes"] == 4
+
+
+def scalar_steps(run: Path) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_train_logs_the_tensorboard_tags(run_dir: Path) -> None:
+    steps = scalar_steps(run_dir)
+    for tag in (
+        "charts/episodic_return", "charts/episodic_length", "charts/SPS",
+        "charts/learning_rate", "losses/value_loss", "losses/policy_loss", "losses/entropy",
+        "losses/approx_kl", "losses/clipfrac", "losses/explained_variance",
+    ):  # fmt: skip
+        assert tag in steps, tag
+    assert steps["charts/SPS"] == [128, 256]
+
+
+def test_eval_json_prints_one_object(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json", "--episodes", "3"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    for key in ("mean_return", "std_return", "episodes", "mean_length", "env_id", "checkpoint"):
+        assert key in data, key
+    assert data["episodes"] == 3 and data["checkpoint"].endswith("best.pt")
+    assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 3
+
+
+def test_eval_on_gymnasiums_env_with_the_same_spaces(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latest = run_dir / "checkpoints" / "latest.pt"
+    assert main(["eval", str(latest), "--env", "CartPole-v1", "--episodes", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["env_id"] == "CartPole-v1" and data["trained_env_id"] == "sandbox/CartPole-v1"
+
+
+def test_eval_refuses_an_env_with_other_spaces(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--env", "Pendulum-v1"]) == 2
+    assert "does not match" in one_error_line(capsys, "eval")
+
+
+class _Payload:
+    """Unpickling this would create ``marker``: the attack a weights-only load refuses."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_eval_refuses_a_malicious_pickle(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    marker = tmp_path / "pwned.txt"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "algo": "ppo", "model": _Payload(marker)}, evil)
+    assert not marker.exists()
+    assert main(["eval", str(evil)]) == 2
+    assert not marker.exists(), "the payload ran"
+    assert "refused" in one_error_line(capsys, "eval")
+
+
+def test_eval_reports_a_truncated_checkpoint(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = (run_dir / "checkpoints" / "latest.pt").read_bytes()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main(["eval", str(broken)]) == 2
+    assert "truncated" in one_error_line(capsys, "eval")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    assert main(["eval", str(foreign)]) == 2
+    assert "not an RL Sandbox checkpoint" in one_error_line(capsys, "eval")
+
+
+def test_resume_continues_a_run(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    code = main(["train", "--resume", str(copy), "--total-timesteps", "384", "--no-progress"])
+    assert code == 0
+    latest = torch.load(copy / "checkpoints" / "latest.pt", weights_only=True)
+    assert latest["global_step"] == 384 and latest["iteration"] == 3
+    assert scalar_steps(copy)["charts/SPS"] == [128, 256, 384]  # no step logged twice
+    assert "Resuming PPO" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--num-envs", "0"], "--num-envs"),
+        (["train", "--env", "NoSuchEnv-v0"], "unknown environment"),
+        (["train", "--set", "no_such_key=1"], "reward_scheme"),
+        (["train", "--set", "learning_rate=fast"], "learning_rate"),
+        (["train", "--set", "reward_scheme=bribes"], "reward_scheme"),
+        (["train", "--set", "novalue"], "KEY=VALUE"),
+        (["train", "--device", "tpu"], "device"),
+        (["train", "--resume", "."], "no checkpoints/latest.pt"),
+        (["eval", "no/such/run"], "does not exist"),
+        (["eval", ".", "--episodes", "0"], "--episodes"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in one_error_line(capsys, argv[0])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_absent_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in one_error_line(capsys, "train")
+
+
+def test_set_splits_config_fields_from_env_arguments() -> None:
+    from agents.ppo import Config
+
+    fields, env_kwargs = split_overrides(
+        ["learning_rate=3e-4", "reward_scheme=treats", "layout=random", "num_layouts=10"],
+        Config,
+        "sandbox/DogTraining-v0",
+    )
+    assert fields == {"learning_rate": "3e-4"}
+    assert env_kwargs == {"reward_scheme": "treats", "layout": "random", "num_layouts": 10}
+
+
+def test_solved_thresholds() -> None:
+    from envs import dog_training
+
+    assert solved_thresholds("sandbox/DogTraining-v0") == {
+        "success_rate": dog_training.SOLVED_SUCCESS_RATE,
+        "mean_return": dog_training.SOLVED_MEAN_RETURN,
+    }
+    assert solved_thresholds("CartPole-v1") == {"mean_return": 475.0}
