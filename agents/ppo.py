@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
-from agents.base import PolicyView, TrainResult, space_spec
+from agents.base import PolicyView, TrainResult, check_space_spec, space_spec
 from rl import distributed
 from rl.checkpoint import load_checkpoint
 from rl.config import config_from_dict, config_to_dict, field_docs, replace_config
@@ -40,6 +40,7 @@ from rl.runs import (
     EpisodeTracker,
     TrainingDiverged,
     TrainingRun,
+    find_checkpoint,
     load_resume_checkpoint,
     run_name,
     write_json,
@@ -116,6 +117,11 @@ class Config:
     this return (the stochastic policy's episodes; checked once per iteration). ``None``: never."""
     target_window: int = 50
     """Episodes averaged for ``target_return``: enough that a few lucky ones cannot stop a run."""
+    init_from: str | None = None
+    """A checkpoint (``.pt`` file, or a run folder: its best.pt, else latest.pt) whose network
+    weights (and observation statistics, with ``norm_obs``) start this run: transfer learning
+    and pretrained torsos. The optimizer, counters and RNG start fresh, so ``env_kwargs`` (e.g.
+    the houses) may differ; the spaces and ``hidden_sizes`` must match. ``None``: random init."""
     write_run: bool = True
     """Write the run folder (TensorBoard, config.json, checkpoints, eval.json); False keeps
     everything in memory (benchmarks, quick experiments)."""
@@ -668,6 +674,24 @@ def checkpoint_payload(
     return distributed.gather_rank_state(payload, RANK_KEYS)
 
 
+def init_weights(state: TrainState, env: Any, source: str) -> None:
+    """Load ``Config.init_from``'s network weights (and obs statistics) into fresh state."""
+    init = load_checkpoint(find_checkpoint(source))
+    if "spaces" in init:
+        check_space_spec(
+            init["spaces"], env.single_observation_space, env.single_action_space, source
+        )
+    try:
+        state.agent.load_state_dict(init["model"])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"init_from {source}: its network does not fit this config's (hidden_sizes and "
+            f"activation must match): {str(exc).splitlines()[0]}"
+        ) from None
+    if state.obs_rms is not None and "obs_rms" in init:
+        state.obs_rms.load_state_dict(init["obs_rms"])
+
+
 def _restore(state: TrainState, env: Any, ckpt: dict[str, Any]) -> None:
     """Load a checkpoint into freshly built training state, RNG streams last."""
     device = state.next_obs.device
@@ -800,6 +824,8 @@ def _train(
         state, spaces = _build_state(cfg, env, device)
         if ckpt is not None:
             _restore(state, env, ckpt)
+        elif cfg.init_from is not None:
+            init_weights(state, env, cfg.init_from)
         if cfg.write_run:
             run = _open_run(cfg, state, env, spaces, resumed=ckpt is not None)
         metrics = _train_loop(cfg, state, env, spaces, run)

@@ -13,11 +13,6 @@ from agents import representation as rep
 from rl.checkpoint import load_checkpoint
 from rl.runs import TrainingRun
 
-needs_init_from = pytest.mark.skipif(
-    not hasattr(ppo.Config, "init_from"),
-    reason="agents.ppo.Config has no init_from field yet (see agents/representation.py)",
-)
-
 
 def _small(tmp_path: Path, **changes: object) -> rep.Config:
     values: dict[str, object] = {
@@ -92,7 +87,6 @@ def test_ppo_config_and_bad_values(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@needs_init_from
 def test_transfer_beats_scratch(tmp_path: Path) -> None:
     result = rep.transfer(_small(tmp_path, source_timesteps=100_000, max_timesteps=100_000))
     scratch = result["steps_to_threshold_scratch"]
@@ -102,7 +96,6 @@ def test_transfer_beats_scratch(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@needs_init_from
 def test_pretrain_reports_its_effect(tmp_path: Path) -> None:
     result = rep.pretrain(_small(tmp_path, max_timesteps=100_000, unlabelled_steps=5000))
     assert result["encoder"]["r2"] > 0.3
