@@ -191,6 +191,8 @@ class TrainingRun:
                 SummaryWriter,
             )  # Lazy: tensorboard is slow to import.
 
+            if purge_step is not None:
+                _wait_past_existing_event_files(self.run_dir)
             self._writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
         if progress and writer:
             from rich.progress import (
@@ -290,6 +292,23 @@ class TrainingRun:
             self._writer.flush()
             self._writer.close()
             self._writer = None
+
+
+def _wait_past_existing_event_files(run_dir: Path) -> None:
+    """Sleep (at most ~1 s) until a new event file's name sorts after every existing one.
+
+    TensorBoard reads a run's event files in name order, and the purge that drops duplicate
+    steps after a resume only works if the resumed file is read last. Names start with the
+    creation second, then a per-process counter, so two writers opened within one second can
+    sort the wrong way round (counter 9 → 10). A new second settles it.
+    """
+    newest = 0
+    for path in run_dir.glob("events.out.tfevents.*"):
+        parts = path.name.split(".")
+        if len(parts) > 3 and parts[3].isdigit():
+            newest = max(newest, int(parts[3]))
+    while int(time.time()) <= newest:
+        time.sleep(0.05)
 
 
 def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
