@@ -163,6 +163,11 @@ def _sin_cos_fake(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.empty_like(x), torch.empty_like(x)
 
 
+def _mask_u8(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A bool mask as uint8 0/1 through ``dtype`` (see ``TorchVectorEnv._whole_step``)."""
+    return mask.to(dtype).to(torch.uint8)
+
+
 def select_rows(mask: torch.Tensor, if_true: State, if_false: State) -> State:
     """Row-wise ``torch.where`` over a state (a tensor or a NamedTuple of tensors).
 
@@ -347,7 +352,7 @@ class TorchVectorEnv(VectorEnv):
         self._state_type: type | None = None  # None: a tensor state; else its NamedTuple
         self._extras_keys: list[str] = []
         self._info_keys: list[str] = []
-        self._bool_outputs: list[bool] = []
+        self._mask_outputs: list[int] = []
         self.observation_space = gymnasium.vector.utils.batch_space(
             self.single_observation_space, self.num_envs
         )
@@ -477,20 +482,20 @@ class TorchVectorEnv(VectorEnv):
         return obs, reward, terminated, truncated, info
 
     # -- the compiled step --------------------------------------------------------------------
-    def _whole_step(
-        self,
-        state: State,
-        elapsed: torch.Tensor,
-        returns: torch.Tensor,
-        actions: torch.Tensor,
-        rng_key: torch.Tensor,
-        rng_step: torch.Tensor,
-    ) -> tuple[Any, ...]:
-        """The eager step as one pure function of tensors (dense autoreset), for compiling.
+    def _whole_step(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """The eager step as one pure function of a flat tensor list, for compiling.
 
-        Every row hashes a start state and ``torch.where`` keeps the finished rows' (the CUDA
-        eager path, on any device): the rows the eager CPU step resets get the same values.
+        Autoreset is dense: every row hashes a start state and ``torch.where`` keeps the
+        finished rows' (the CUDA eager path, on any device); the rows the eager CPU step resets
+        get the same values. Inputs: the state's tensors, elapsed, returns, actions and the
+        0-dim int32 hash key and step count. Outputs: the new state's tensors, obs, reward,
+        terminated, truncated, done, final_obs, elapsed, returns, the next elapsed and returns,
+        the episode extras and info tensors (keys in ``_extras_keys``/``_info_keys``, recorded
+        while tracing), the salt and the next step count. Masks leave as uint8 (0/1), viewed
+        as bool after the call.
         """
+        *leaves, elapsed, returns, actions, rng_key, rng_step = inputs
+        state = leaves[0] if self._state_type is None else self._state_type(*leaves)
         next_state, reward, terminated, info = self._transition(state, actions)
         elapsed = elapsed + 1
         returns = returns + reward
@@ -498,52 +503,45 @@ class TorchVectorEnv(VectorEnv):
             truncated = torch.zeros_like(terminated)
         else:
             truncated = elapsed >= self.max_episode_steps
-        done = terminated | truncated
+        # uint8 masks, via float: inductor's CPU code (torch 2.13, AVX2) stores a comparison
+        # mask into a bool buffer at ~20 ns an element, into float then uint8 at ~0.6 ns. Every
+        # mask a later loop reads is realised, so none may be bool (3x the step's time).
+        done = _mask_u8(terminated | truncated, self.dtype)
+        finished = done != 0
         final_obs = self._observe(next_state)
         extras = self._episode_extras(next_state)
-        rows = torch.arange(self.num_envs, device=self.device)
+        # The salt is an output so that it is computed once, not inside every row's hash.
         salt = step_salt_tensor(rng_key, rng_step)
+        rows = torch.arange(self.num_envs, device=self.device)
         fresh = self._start_states(start_bits(salt, rows, self.start_lanes))
-        new_state = select_rows(done, fresh, next_state)
-        obs = select_rows(done, self._observe(fresh), final_obs)
-        return (
-            new_state,
+        new_state = select_rows(finished, fresh, next_state)
+        obs = select_rows(finished, self._observe(fresh), final_obs)
+        self._extras_keys, self._info_keys = list(extras), list(info)
+        new_leaves = [new_state] if self._state_type is None else list(new_state)
+        info_values = list(info.values())
+        outputs = [
+            *new_leaves,
             obs,
             reward,
-            terminated,
-            truncated,
+            _mask_u8(terminated, self.dtype),
+            _mask_u8(truncated, self.dtype),
             done,
             final_obs,
             elapsed,
             returns,
-            elapsed.masked_fill(done, 0),
-            returns.masked_fill(done, 0.0),
-            extras,
-            info,
+            elapsed.masked_fill(finished, 0),
+            returns.masked_fill(finished, 0.0),
+            *extras.values(),
+            *(_mask_u8(t, self.dtype) if t.dtype == torch.bool else t for t in info_values),
+            salt,
             rng_step + 1,
-        )
-
-    def _whole_step_flat(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        """:meth:`_whole_step` over a flat tensor list, as :class:`CompiledFlat` compiles it.
-
-        Inputs: the state's tensors, then elapsed, returns, actions, rng_key, rng_step.
-        Outputs: the new state's tensors, then obs, reward, terminated, truncated, done,
-        final_obs, elapsed, returns, new elapsed, new returns, the episode extras and the
-        info tensors (in ``_extras_keys``/``_info_keys`` order, recorded while tracing), and
-        the next rng_step.
-        """
-        state_size = len(inputs) - 5
-        state = inputs[0] if self._state_type is None else self._state_type(*inputs[:state_size])
-        outputs = self._whole_step(state, *inputs[state_size:])
-        new_state, extras, info = outputs[0], outputs[11], outputs[12]
-        self._extras_keys, self._info_keys = list(extras), list(info)
-        leaves = [new_state] if self._state_type is None else list(new_state)
-        flat = [*leaves, *outputs[1:11], *extras.values(), *info.values(), outputs[13]]
-        # Bool outputs leave as uint8 (viewed back as bool after the call, no copy): inductor's
-        # CPU code stores a comparison mask into a bool tensor at ~20 ns an element (torch
-        # 2.13, AVX2), through float and uint8 at ~0.6 ns; the masked step was 3x slower.
-        self._bool_outputs = [t.dtype == torch.bool for t in flat]
-        return [t.to(self.dtype).to(torch.uint8) if t.dtype == torch.bool else t for t in flat]
+        ]
+        # The outputs that are masks, to view back as bool: terminated, truncated, done, info's.
+        first, info_start = len(new_leaves) + 2, len(outputs) - 2 - len(info_values)
+        self._mask_outputs = [first, first + 1, first + 2] + [
+            info_start + i for i, value in enumerate(info_values) if value.dtype == torch.bool
+        ]
+        return outputs
 
     def _step_compiled(
         self, actions: torch.Tensor
@@ -553,13 +551,9 @@ class TorchVectorEnv(VectorEnv):
         leaves = [state] if self._state_type is None else list(state)
         inputs = [*leaves, self._elapsed, self._returns, actions, self._rng_key_t, self._rng_step_t]
         if self._compiled_step is None:
-            self._compiled_step = CompiledFlat(self._whole_step_flat, "sandbox_whole_step")
+            self._compiled_step = CompiledFlat(self._whole_step, "sandbox_whole_step")
         try:
             outputs = self._compiled_step(inputs)
-            outputs = [
-                t.view(torch.bool) if is_bool else t
-                for t, is_bool in zip(outputs, self._bool_outputs, strict=True)
-            ]
         except Exception as exc:
             if self._compiled_step.compile_seconds is not None or self.compile_mode != "auto":
                 raise
@@ -573,6 +567,8 @@ class TorchVectorEnv(VectorEnv):
             self._compiled_step = None
             return self.step(actions)
         self.compile_seconds = self._compiled_step.compile_seconds
+        for i in self._mask_outputs:
+            outputs[i] = outputs[i].view(torch.bool)  # same bytes, no copy
         size = len(leaves)
         self.state = outputs[0] if self._state_type is None else self._state_type(*outputs[:size])
         obs, reward, terminated, truncated, done, final_obs, elapsed, returns = outputs[
@@ -581,7 +577,7 @@ class TorchVectorEnv(VectorEnv):
         self._elapsed, self._returns = outputs[size + 8 : size + 10]
         extras_end = size + 10 + len(self._extras_keys)
         extras = dict(zip(self._extras_keys, outputs[size + 10 : extras_end], strict=True))
-        info = dict(zip(self._info_keys, outputs[extras_end:-1], strict=True))
+        info = dict(zip(self._info_keys, outputs[extras_end:-2], strict=True))
         self._rng_step_t = outputs[-1]
         self._rng_step += 1  # the host's copy, for state_dict(): no device sync
         episode = {"r": returns, "l": elapsed, **extras, "_r": done, "_l": done}
