@@ -86,6 +86,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "repeatable",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--capture-video",
+        action="store_true",
+        help="after training, record one episode per snapshot (0 %%, 10 %%, ..., 100 %%) as "
+        "GIFs in RUN/videos/ and as animations in TensorBoard's Images tab",
+    )
     parser.set_defaults(run=run)
 
 
@@ -330,6 +336,11 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise CLIError(str(exc)) from None
     if rank0:
+        if getattr(args, "capture_video", False) and result.run_dir is not None:
+            from rl.cli.record_cmd import capture_run_videos
+
+            videos = capture_run_videos(result.run_dir)
+            print(f"Recorded {len(videos)} episode videos in {Path(result.run_dir) / 'videos'}")
         print_summary(result, cfg)
     return 0
 

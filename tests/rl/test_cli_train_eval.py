@@ -188,3 +188,19 @@ def test_solved_thresholds() -> None:
         "mean_return": dog_training.SOLVED_MEAN_RETURN,
     }
     assert solved_thresholds("CartPole-v1") == {"mean_return": 475.0}
+
+
+def test_train_capture_video_records_each_snapshot(tmp_path: Path) -> None:
+    from rl.cli import main as rl_main
+
+    run_dir = tmp_path / "cv"
+    code = rl_main(
+        [
+            "train", "--env", "sandbox/CartPole-v1", "--total-timesteps", "2048",
+            "--run-dir", str(run_dir), "--capture-video", "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    gifs = sorted((run_dir / "videos").glob("step_*.gif"))
+    snapshots = sorted((run_dir / "checkpoints").glob("step_*.pt"))
+    assert gifs and [g.stem for g in gifs] == [s.stem for s in snapshots]
