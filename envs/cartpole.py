@@ -18,8 +18,9 @@ import torch
 from gymnasium import spaces
 
 from envs.compiled import compiling
-from envs.core import TorchSingleEnv, TorchVectorEnv, random_bits, sin_cos, uniform_from_bits
+from envs.core import TorchSingleEnv, TorchVectorEnv, sin_cos
 from envs.rendering import Window, import_pygame, new_canvas, surface_to_array
+from envs.rng import random_bits, uniform_from_bits
 
 _INTEGRATORS = ("euler", "semi-implicit euler")
 

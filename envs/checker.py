@@ -66,6 +66,8 @@ class _Checker:
         self.num_steps = num_steps
         self.n = int(env.num_envs)
         self.device = torch.device(getattr(self.base, "device", "cpu"))
+        if self.device.type == "cuda" and self.device.index is None:  # as tensors report it
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.dtype = getattr(self.base, "dtype", torch.float32)
         self.rng = np.random.default_rng(seed)
 

@@ -44,6 +44,14 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from envs.compiled import CompiledFlat, compiling
+from envs.rng import (
+    int32_bits,
+    random_bits,
+    start_bits,
+    start_bits_numpy,
+    step_salt,
+    step_salt_tensor,
+)
 from rl.device import resolve_device
 
 State = Any  # torch.Tensor | NamedTuple of torch.Tensor, batch dimension first.
@@ -55,95 +63,6 @@ COMPILE_CHOICES = (False, True, "auto")
 # docs/PERFORMANCE.md (compiled CartPole/Pendulum/DogTraining steps beat eager from N = 64 on
 # the 2-core CPU; the floor keeps tiny test envs from paying a 10-30 s compile).
 AUTO_COMPILE_MIN_ENVS_CPU = 1024
-
-# -- counter-based random bits for autoreset -----------------------------------------------------
-# 32-bit unsigned arithmetic, written once for three holders that give identical bits: int32
-# tensors (two's complement: multiplication wraps on every backend, and `& 0xFFFF` after `>> 16`
-# undoes the sign extension of an arithmetic shift), numpy uint32 arrays (wrap natively) and
-# Python ints (masked explicitly). int32 rather than int64 tensors: AVX2 has no 64-bit multiply,
-# and inductor's emulated one made the hash 3x slower.
-_MASK32 = 0xFFFFFFFF
-_MIX32 = 0x045D9F3B  # Thomas Mueller's integer hash: https://stackoverflow.com/a/12996028
-_GOLDEN32 = 0x9E3779B9  # 2**32 / golden ratio: spreads consecutive indices over 32 bits
-
-
-def _signed32(value: int) -> int:
-    """An unsigned 32-bit Python int as the int32 with the same bits."""
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def _mix32_int(x: int) -> int:
-    """:func:`mix32` of a Python int in ``[0, 2**32)``."""
-    x = (((x >> 16) ^ x) * _MIX32) & _MASK32
-    x = (((x >> 16) ^ x) * _MIX32) & _MASK32
-    return (x >> 16) ^ x
-
-
-def mix32(x: Any) -> Any:
-    """A 32-bit integer hash (bijective, full avalanche) of an int32 tensor or uint32 array."""
-    x = (((x >> 16) & 0xFFFF) ^ x) * _MIX32
-    x = (((x >> 16) & 0xFFFF) ^ x) * _MIX32
-    return ((x >> 16) & 0xFFFF) ^ x
-
-
-def step_salt(key: int, step: int) -> int:
-    """The autoreset hash's salt for one step, as an int32 value (host arithmetic, no device op).
-
-    Args:
-        key: the env's hash key in ``[0, 2**32)``, drawn from its generator at ``reset``.
-        step: steps since that ``reset``.
-    """
-    return _signed32(_mix32_int(_mix32_int(step & _MASK32) ^ key))
-
-
-def step_salt_tensor(key: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-    """:func:`step_salt` of 0-dim int32 tensors (inside a compiled graph: no host sync)."""
-    return mix32(mix32(step) ^ key)
-
-
-def start_bits(salt: int | torch.Tensor, rows: torch.Tensor, lanes: int) -> torch.Tensor:
-    """``(lanes, n)`` int32 random bits for ``rows`` (``(n,)`` ints) at one step.
-
-    ``bits[j, i] = mix32((rows[i] * lanes + j) * _GOLDEN32 ^ salt)`` in uint32 arithmetic: a
-    distinct index per (row, lane) (``N * lanes < 2**31``), spread over 32 bits, salted per
-    step, then hashed.
-    """
-    lane = torch.arange(lanes, dtype=torch.int32, device=rows.device).unsqueeze(1)
-    index = rows.to(torch.int32).unsqueeze(0) * lanes + lane  # (lanes, n)
-    return mix32((index * _signed32(_GOLDEN32)) ^ salt)
-
-
-def start_bits_numpy(salt: int, rows: np.ndarray, lanes: int) -> np.ndarray:
-    """:func:`start_bits` in numpy (int32 result): ~10x cheaper than torch on a few rows."""
-    lane = np.arange(lanes, dtype=np.uint32)[:, None]
-    index = rows.astype(np.uint32)[None, :] * np.uint32(lanes) + lane
-    salted = (index * np.uint32(_GOLDEN32)) ^ np.uint32(salt & _MASK32)
-    return mix32(salted).view(np.int32)
-
-
-def random_bits(
-    generator: torch.Generator, lanes: int, n: int, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """``(lanes, n)`` int32 random bits drawn from ``generator`` (for ``reset``)."""
-    return torch.randint(
-        -(2**31), 2**31, (lanes, n), generator=generator, device=device, dtype=torch.int32
-    )
-
-
-def uniform_from_bits(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Uniform floats in [0, 1) from int32 bits: 24 bits for float32, all 32 for float64.
-
-    Both conversions are exact (integer to float, then a power of two), so any backend agrees.
-    """
-    if dtype == torch.float64:
-        return (bits.to(torch.int64) & _MASK32).to(torch.float64) * 2.0**-32
-    return ((bits >> 8) & 0xFFFFFF).to(dtype) * 2.0**-24
-
-
-def integers_from_bits(bits: torch.Tensor, high: int | torch.Tensor) -> torch.Tensor:
-    """int64 integers in ``[0, high)`` from int32 bits (Lemire's multiply-shift; ``high < 2**31``)."""
-    return ((bits.to(torch.int64) & _MASK32) * high) >> 32
-
 
 # Opaque ops for eager kernels inside compiled CPU graphs (see sin_cos). Defined with the
 # low-level Library API: a custom_op adds an autograd wrapper that cost ~15 µs more per call.
@@ -491,8 +410,8 @@ class TorchVectorEnv(VectorEnv):
         0-dim int32 hash key and step count. Outputs: the new state's tensors, obs, reward,
         terminated, truncated, done, final_obs, elapsed, returns, the next elapsed and returns,
         the episode extras and info tensors (keys in ``_extras_keys``/``_info_keys``, recorded
-        while tracing), the salt and the next step count. Masks leave as uint8 (0/1), viewed
-        as bool after the call.
+        while tracing), the salt, done as a float and the next step count. Masks leave as
+        uint8 (0/1), viewed as bool after the call.
         """
         *leaves, elapsed, returns, actions, rng_key, rng_step = inputs
         state = leaves[0] if self._state_type is None else self._state_type(*leaves)
@@ -503,11 +422,13 @@ class TorchVectorEnv(VectorEnv):
             truncated = torch.zeros_like(terminated)
         else:
             truncated = elapsed >= self.max_episode_steps
-        # uint8 masks, via float: inductor's CPU code (torch 2.13, AVX2) stores a comparison
-        # mask into a bool buffer at ~20 ns an element, into float then uint8 at ~0.6 ns. Every
-        # mask a later loop reads is realised, so none may be bool (3x the step's time).
-        done = _mask_u8(terminated | truncated, self.dtype)
-        finished = done != 0
+        # Masks leave as uint8 made through float, and the loops over (N, k) state read the
+        # done mask as a float output: inductor's CPU code (torch 2.13, AVX2) stores a
+        # comparison mask into a bool buffer at ~20 ns an element (float then uint8: ~0.6 ns)
+        # and unpacks a uint8 mask byte by byte. Measured at N=4096: 3x, then 1.4x faster.
+        done_float = (terminated | truncated).to(self.dtype)
+        done = done_float.to(torch.uint8)
+        finished = done_float != 0
         final_obs = self._observe(next_state)
         extras = self._episode_extras(next_state)
         # The salt is an output so that it is computed once, not inside every row's hash.
@@ -534,10 +455,11 @@ class TorchVectorEnv(VectorEnv):
             *extras.values(),
             *(_mask_u8(t, self.dtype) if t.dtype == torch.bool else t for t in info_values),
             salt,
+            done_float,  # an output so that it is stored once, then read (not recomputed)
             rng_step + 1,
         ]
         # The outputs that are masks, to view back as bool: terminated, truncated, done, info's.
-        first, info_start = len(new_leaves) + 2, len(outputs) - 2 - len(info_values)
+        first, info_start = len(new_leaves) + 2, len(outputs) - 3 - len(info_values)
         self._mask_outputs = [first, first + 1, first + 2] + [
             info_start + i for i, value in enumerate(info_values) if value.dtype == torch.bool
         ]
@@ -546,10 +468,12 @@ class TorchVectorEnv(VectorEnv):
     def _step_compiled(
         self, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        # Plain Python on purpose: at N=4096 on the CPU this wrapper is ~10 % of the step.
         state = self.state
         self._state_type = None if isinstance(state, torch.Tensor) else type(state)
-        leaves = [state] if self._state_type is None else list(state)
-        inputs = [*leaves, self._elapsed, self._returns, actions, self._rng_key_t, self._rng_step_t]
+        inputs = [state] if self._state_type is None else list(state)
+        size = len(inputs)
+        inputs += (self._elapsed, self._returns, actions, self._rng_key_t, self._rng_step_t)
         if self._compiled_step is None:
             self._compiled_step = CompiledFlat(self._whole_step, "sandbox_whole_step")
         try:
@@ -569,18 +493,17 @@ class TorchVectorEnv(VectorEnv):
         self.compile_seconds = self._compiled_step.compile_seconds
         for i in self._mask_outputs:
             outputs[i] = outputs[i].view(torch.bool)  # same bytes, no copy
-        size = len(leaves)
         self.state = outputs[0] if self._state_type is None else self._state_type(*outputs[:size])
         obs, reward, terminated, truncated, done, final_obs, elapsed, returns = outputs[
             size : size + 8
         ]
-        self._elapsed, self._returns = outputs[size + 8 : size + 10]
+        self._elapsed, self._returns = outputs[size + 8], outputs[size + 9]
         extras_end = size + 10 + len(self._extras_keys)
-        extras = dict(zip(self._extras_keys, outputs[size + 10 : extras_end], strict=True))
-        info = dict(zip(self._info_keys, outputs[extras_end:-2], strict=True))
+        episode = dict(zip(self._extras_keys, outputs[size + 10 : extras_end], strict=True))
+        episode = {"r": returns, "l": elapsed, **episode, "_r": done, "_l": done}
+        info = dict(zip(self._info_keys, outputs[extras_end:-3], strict=True))
         self._rng_step_t = outputs[-1]
         self._rng_step += 1  # the host's copy, for state_dict(): no device sync
-        episode = {"r": returns, "l": elapsed, **extras, "_r": done, "_l": done}
         self._on_rows_reset(done)
         info.update(final_obs=final_obs, _final_obs=done, episode=episode, _episode=done)
         return obs, reward, terminated, truncated, info
@@ -595,10 +518,8 @@ class TorchVectorEnv(VectorEnv):
         self._rng_key, self._rng_step = key, step
         # The compiled step reads them as 0-dim int32 device tensors (the same bits) and counts
         # the steps itself: no host-to-device copy per step.
-        self._rng_key_t = torch.tensor(_signed32(key), dtype=torch.int32, device=self.device)
-        self._rng_step_t = torch.tensor(
-            _signed32(step & _MASK32), dtype=torch.int32, device=self.device
-        )
+        self._rng_key_t = torch.tensor(int32_bits(key), dtype=torch.int32, device=self.device)
+        self._rng_step_t = torch.tensor(int32_bits(step), dtype=torch.int32, device=self.device)
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """Frames of the first ``min(N, 16)`` rows (``render_mode="rgb_array"``)."""

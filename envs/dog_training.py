@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from envs.core import TorchSingleEnv, TorchVectorEnv, integers_from_bits, random_bits
+from envs.core import TorchSingleEnv, TorchVectorEnv
 from envs.dog_drawing import Scene, draw_frame
 from envs.rendering import Window
+from envs.rng import integers_from_bits, random_bits
 from rl.device import resolve_device
 
 __all__ = [

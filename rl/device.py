@@ -20,7 +20,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         ValueError: for an unknown device string, or CUDA asked for on a machine without it.
     """
     if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -38,6 +38,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
                 f"device {str(device)!r} does not exist: this machine has "
                 f"{torch.cuda.device_count()} CUDA device(s)"
             )
+        if resolved.index is None:
+            # "cuda" means the current device: name it, as the tensors made there say "cuda:0",
+            # and torch.device("cuda") != torch.device("cuda:0").
+            resolved = torch.device("cuda", torch.cuda.current_device())
     elif resolved.type != "cpu":
         raise ValueError(
             f"unsupported device {str(device)!r}: expected one of 'auto', 'cpu', 'cuda' or 'cuda:K'"

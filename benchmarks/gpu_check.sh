@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Every GPU measurement of issue 6 in one short run (at most $BUDGET = 540 s), for a session that is lent a
+# CUDA machine once (about 15 minutes of device time, start-up included). Writes JSON, logs and
+# summary.md to $OUT (the device tool's output folder; default ./gpu_results).
+#
+#   bash benchmarks/gpu_check.sh            # from the repository root
+#   STEPS="env_goal pytest_gpu" bash benchmarks/gpu_check.sh   # only those steps (a rerun)
+#
+# Steps, most important first, each under its own timeout so one stuck step cannot eat the rest
+# (every Python step prints a JSON line per finished row, unbuffered, so a killed step keeps them):
+#   1. device.txt                 nvidia-smi, torch/CUDA versions, measured copy bandwidth
+#   2. env_goal.json              CartPole at N = 2^20: eager, compiled, and compiled steps
+#                                 replayed from a CUDA graph (the 1e10 steps/s goal)
+#   3. pytest_gpu.log             the gpu-marked tests (compiled vs eager on CUDA, no host sync,
+#                                 agents training on CUDA, checkpoints loading on the CPU)
+#   4. env_cartpole.json          CartPole at N = 2^10, 2^12, 2^16, 2^22, all three modes
+#   5. env_others.json            Pendulum and DogTraining at N = 2^16, 2^20
+#   6. ppo_sps*.json              end-to-end PPO SPS at N = 1024 .. 65536, eager/compiled env
+#   7. solve_cold/warm.json       time to solve CartPole with PPO on the GPU, cold then warm
+#   8. multiseed*.json            K-seed training for K = 1, 8, 64: to solve, and per iteration
+#   9. compile_times.json         CartPole's first compiled step at N = 2^20: cold and warm cache
+#
+# The machine has python3 with CUDA torch but not gymnasium: carry its wheels in .whl/, fetched
+# on a machine with internet access (farama-notifications is its only missing dependency there;
+# pygame-ce is only for rendering, which nothing here does, but the env modules may import it):
+#
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#       gymnasium==1.4.0 farama-notifications==0.0.4 pygame-ce==2.5.8
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-./gpu_results}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+START=$(date +%s)
+
+if compgen -G ".whl/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1  # rows reach the files as they finish, even from a killed step
+# A fresh inductor cache, so the first compile of each graph is a cold one.
+export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/sandbox_inductor_cache}"
+
+BUDGET="${BUDGET:-540}"  # seconds for the whole script: later steps shrink or are skipped
+run() {  # run NAME SECONDS COMMAND...: stdout to NAME.json (or .log), stderr to NAME.err
+    local name=$1 limit=$2
+    shift 2
+    if [[ -n "${STEPS:-}" && " $STEPS " != *" ${name%.*} "* ]]; then
+        return  # not one of the steps asked for
+    fi
+    local began left
+    began=$(date +%s)
+    left=$(( BUDGET - (began - START) ))
+    if (( left < 20 )); then
+        echo "$(date +%T) $name: skipped, the ${BUDGET} s budget is spent" | tee -a "$OUT/steps.log"
+        return
+    fi
+    (( limit > left )) && limit=$left
+    timeout -k 10 "$limit" "$@" > "$OUT/$name" 2> "$OUT/${name%.*}.err"
+    local rc=$?
+    echo "$(date +%T) $name: exit $rc after $(( $(date +%s) - began )) s (limit $limit s)" \
+        | tee -a "$OUT/steps.log"
+}
+
+if ! "$PY" -c "import gymnasium" 2> /dev/null; then
+    echo "gymnasium is not importable: carry its wheels in .whl/ (see the top of this script)"
+    exit 1
+fi
+
+# 1. The device.
+{
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.memory,driver_version --format=csv
+    "$PY" - <<'EOF'
+import torch
+from benchmarks.env_throughput import measure_bandwidth
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))
+print(f"measured copy bandwidth: {measure_bandwidth(torch.device('cuda')):.0f} GB/s")
+EOF
+} > "$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+
+# 2. The goal row: CartPole at N = 2^20 (>= 1e10 env steps/s).
+ENV=("$PY" -m benchmarks.env_throughput --device cuda --no-validate --steps 128 --repeats 3
+     --max-seconds 3 --json --modes eager,compiled,graphed)
+run env_goal.json 70 "${ENV[@]}" --envs CartPole --num-envs 1048576
+
+# 3. Correctness on CUDA.
+run pytest_gpu.log 100 "$PY" -m pytest tests -m gpu -q -p no:cacheprovider -rfE --tb=short
+
+# 4-5. The rest of the env table.
+run env_cartpole.json 80 "${ENV[@]}" --envs CartPole --num-envs 1024,4096,65536,4194304
+run env_others.json 80 "${ENV[@]}" --envs Pendulum,DogTraining --num-envs 65536,1048576
+
+# 6. End-to-end PPO steps/s.
+run ppo_sps.json 45 "$PY" benchmarks/ppo_sps.py --device cuda --num-envs 1024,4096,16384,65536,262144 \
+    --json
+run ppo_sps_compiled.json 45 "$PY" benchmarks/ppo_sps.py --device cuda \
+    --num-envs 4096,65536 --compile --json
+
+# 7. Time to solve CartPole-v1 on the GPU: cold (first process), then warm.
+run solve_cold.json 40 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 1 --json
+run solve_warm.json 30 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 1 --json
+
+# 8. K seeds in one process: to solve, then a fixed 20 iterations each (the cost per iteration).
+run multiseed.json 75 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 --json
+run multiseed_iterations.json 40 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 \
+    --iterations 20 --json
+
+# 9. Compile time: a first step with an empty inductor cache (cold), then with the cache that
+#    run filled (warm), each in a fresh process.
+run compile_times.json 50 "$PY" -m benchmarks.env_throughput --compile-times --device cuda \
+    --envs CartPole --compile-envs 1048576 --json
+
+# Summary tables (markdown), from whatever finished.
+"$PY" - "$OUT" <<'EOF' > "$OUT/summary.md"
+import json, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+print("# GPU check\n")
+print("```\n" + (out / "device.txt").read_text().strip() + "\n```\n")
+def lines(name):
+    try:
+        return [json.loads(l) for l in (out / name).read_text().splitlines() if l.startswith("{")]
+    except OSError:
+        return []
+
+
+rows = [
+    r for n in ("env_goal.json", "env_cartpole.json", "env_others.json") for r in lines(n)
+    if r.get("impl") == "sandbox"
+]
+if rows:
+    print("## Env-only steps/s (validate_actions off)\n")
+    print("graphed: a CUDA graph of 32 compiled steps, replayed (no Python per step).\n")
+    print("| env | N | eager | compiled | graphed | B/step | bandwidth limit | best of limit | compile s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    keyed = {(r["env"], r["num_envs"], r["mode"]): r for r in rows}
+    for env, n in sorted({(r["env"], r["num_envs"]) for r in rows}):
+        found = [keyed.get((env, n, m)) for m in ("eager", "compiled", "graphed")]
+        best = max((r for r in found if r), key=lambda r: r["steps_per_s"])
+        cells = [f"{r['steps_per_s']:.3g}" if r else "-" for r in found]
+        limit = best["bandwidth_limit_steps_per_s"]
+        comp = f"{found[1]['compile_s']:.1f}" if found[1] and found[1].get("compile_s") else "-"
+        print(f"| {env} | {n} | {' | '.join(cells)} | {best['bytes_per_step']} | "
+              f"{limit:.3g} | {best['steps_per_s'] / limit:.1%} | {comp} |")
+    print()
+for name in ("ppo_sps.json", "ppo_sps_compiled.json", "solve_cold.json", "solve_warm.json",
+             "multiseed.json", "multiseed_iterations.json", "compile_times.json"):
+    path = out / name
+    if path.exists() and path.stat().st_size:
+        print(f"## {name}\n\n```\n{path.read_text().strip()[:6000]}\n```\n")
+tail = (out / "pytest_gpu.log").read_text().strip().splitlines()[-40:] if (out / "pytest_gpu.log").exists() else []
+print("## pytest -m gpu\n\n```\n" + "\n".join(tail) + "\n```")
+EOF
+echo "done in $(( $(date +%s) - START )) s; tables in $OUT/summary.md"
+cat "$OUT/summary.md"
