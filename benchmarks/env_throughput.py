@@ -222,10 +222,11 @@ def sandbox_rows(
 
 
 def emit(row: dict[str, Any], args: argparse.Namespace) -> None:
-    """Show a finished row now: a JSON line (``--json``) or a line of text."""
-    if args.json:
+    """Show a finished row now: a JSON line (``--jsonl``), a line of text, or nothing yet
+    (``--json`` prints the whole list at the end)."""
+    if args.jsonl:
         print(json.dumps(row), flush=True)
-    else:
+    elif not args.json:
         print_row(row)
 
 
@@ -487,9 +488,9 @@ def compile_times(args: argparse.Namespace) -> list[dict[str, Any]]:
                     raise RuntimeError(f"{env_id} {kind} compile failed:\n{result.stderr[-2000:]}")
                 row[f"{kind}_s"] = float(result.stdout.strip().splitlines()[-1])
             rows.append(row)
-            if args.json:
+            if args.jsonl:
                 print(json.dumps(row), flush=True)
-            else:
+            elif not args.json:
                 print(
                     f"  {env_id:24s} first compiled step: cold {row['cold_s']:6.1f} s, "
                     f"warm {row['warm_s']:6.1f} s",
@@ -559,9 +560,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile-envs", type=int, default=4096, help="N for --compile-times")
     parser.add_argument("--compile-timeout", type=float, default=600.0, help="seconds per compile")
     parser.add_argument(
-        "--json",
+        "--json", action="store_true", help="print the rows as one JSON list at the end, only"
+    )
+    parser.add_argument(
+        "--jsonl",
         action="store_true",
-        help="print each row as one JSON line as it finishes (nothing else)",
+        help="print each row as one JSON line as soon as it is measured, only (a run killed "
+        "part-way keeps its finished rows)",
     )
     args = parser.parse_args(argv)
     if args.num_envs is None:
@@ -581,11 +586,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.compile_times:
-        compile_times(args)
-        return
-    rows = run(args)
-    if not args.json:
+    rows = compile_times(args) if args.compile_times else run(args)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif not args.jsonl and not args.compile_times:
         print_table(rows, args)
 
 

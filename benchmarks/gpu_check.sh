@@ -84,7 +84,7 @@ cat "$OUT/device.txt"
 
 # 2. The goal row: CartPole at N = 2^20 (>= 1e10 env steps/s).
 ENV=("$PY" -m benchmarks.env_throughput --device cuda --no-validate --steps 128 --repeats 3
-     --max-seconds 3 --json --modes eager,compiled,graphed)
+     --max-seconds 3 --jsonl --modes eager,compiled,graphed)
 run env_goal.json 70 "${ENV[@]}" --envs CartPole --num-envs 1048576
 
 # 3. Correctness on CUDA.
@@ -112,7 +112,7 @@ run multiseed_iterations.json 40 "$PY" benchmarks/multiseed.py --device cuda --s
 # 9. Compile time: a first step with an empty inductor cache (cold), then with the cache that
 #    run filled (warm), each in a fresh process.
 run compile_times.json 50 "$PY" -m benchmarks.env_throughput --compile-times --device cuda \
-    --envs CartPole --compile-envs 1048576 --json
+    --envs CartPole --compile-envs 1048576 --jsonl
 
 # Summary tables (markdown), from whatever finished.
 "$PY" - "$OUT" <<'EOF' > "$OUT/summary.md"
