@@ -59,9 +59,10 @@ State = Any  # torch.Tensor | NamedTuple of torch.Tensor, batch dimension first.
 _TORCH_TO_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
 COMPILE_CHOICES = (False, True, "auto")
-# compile="auto" compiles the step on CUDA, and on the CPU from this many rows: measured in
-# docs/PERFORMANCE.md (compiled CartPole/Pendulum/DogTraining steps beat eager from N = 64 on
-# the 2-core CPU; the floor keeps tiny test envs from paying a 10-30 s compile).
+# compile="auto" compiles the step on CUDA, and on the CPU from this many rows unless an env
+# says otherwise (its auto_compile_min_envs_cpu): measured in docs/PERFORMANCE.md (compiled
+# CartPole and DogTraining steps beat eager from N = 64 on the 2-core CPU; the floor keeps
+# small envs from paying a 4-15 s compile).
 AUTO_COMPILE_MIN_ENVS_CPU = 1024
 
 # Opaque ops for eager kernels inside compiled CPU graphs (see sin_cos). Defined with the
@@ -204,8 +205,12 @@ class TorchVectorEnv(VectorEnv):
     episode statistics, autoreset, observation) as one ``torch.compile(fullgraph=True)`` graph,
     compiled on the first ``step``; it gives the eager step's trajectories exactly on the CPU.
     ``"auto"`` compiles where it measured faster: on CUDA, and on the CPU from
-    ``AUTO_COMPILE_MIN_ENVS_CPU`` rows; if compiling fails there it warns and stays eager.
+    ``auto_compile_min_envs_cpu`` rows (never where that is ``None``); if compiling fails there
+    it warns and stays eager.
     """
+
+    auto_compile_min_envs_cpu: ClassVar[int | None] = AUTO_COMPILE_MIN_ENVS_CPU
+    """The fewest rows from which ``compile="auto"`` compiles on the CPU (``None``: never)."""
 
     metadata: ClassVar[dict[str, Any]] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
@@ -263,7 +268,13 @@ class TorchVectorEnv(VectorEnv):
         self.compile_mode: bool | str = compile
         self.compiled = compile is True or (
             compile == "auto"
-            and (self.device.type == "cuda" or self.num_envs >= AUTO_COMPILE_MIN_ENVS_CPU)
+            and (
+                self.device.type == "cuda"
+                or (
+                    self.auto_compile_min_envs_cpu is not None
+                    and self.num_envs >= self.auto_compile_min_envs_cpu
+                )
+            )
         )
         self.compile_seconds: float | None = None
         """Seconds the first compiled step took (tracing, code generation or a cache hit)."""

@@ -285,6 +285,10 @@ class PendulumVectorEnv(TorchVectorEnv):
     env_name: ClassVar[str] = "sandbox/Pendulum-v1"
     start_lanes: ClassVar[int] = 2
     metadata: ClassVar[dict[str, Any]] = {**TorchVectorEnv.metadata, "render_fps": 30}
+    # The compiled CPU step calls sin and cos as opaque eager ops (envs.core.sin_cos), which
+    # leaves it 0.5-1.0x the eager step at N = 256-65536 on the 2-core CPU (docs/PERFORMANCE.md):
+    # "auto" compiles Pendulum on CUDA only.
+    auto_compile_min_envs_cpu: ClassVar[int | None] = None
 
     def __init__(
         self,

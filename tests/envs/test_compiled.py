@@ -141,6 +141,9 @@ def test_auto_compiles_where_it_measured_faster() -> None:
     assert not small.compiled and large.compiled
     assert small.compile_mode == large.compile_mode == "auto"
     assert not make("sandbox/CartPole-v1", False, 4096).compiled
+    # Pendulum's compiled CPU step measured slower than its eager one at every N: never auto.
+    assert not make("sandbox/Pendulum-v1", "auto", 65536).compiled
+    assert make("sandbox/Pendulum-v1", True, 4).compiled
 
 
 def test_auto_falls_back_to_eager_with_a_warning_when_compiling_fails(
