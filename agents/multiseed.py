@@ -27,10 +27,13 @@ rows are still statistically independent streams (distinct rows of a counter-bas
 ``envs/core.py``), but agent ``k``'s trajectory *does* depend on which other seeds run beside
 it: results are reproducible for a given seed list, not identical across ``K``.
 
-Not supported yet (a clear error): ``norm_obs`` / ``norm_reward`` (per-agent running
-statistics), ``target_kl``, resuming. Each per-seed run folder holds ``agents.ppo``'s checkpoint
-keys, so ``rl eval``, ``rl watch`` and :func:`agents.ppo.load_policy` read it; only the env's
-exact state is left out (a ``--resume`` of one seed restarts its episodes).
+``norm_obs`` and ``norm_reward`` keep one set of running statistics per agent
+(:class:`rl.tensors.GroupedRunningMeanStd` over its own rows), as ``K`` runs of
+:func:`agents.ppo.train` would. Not supported yet (a clear error): ``target_kl`` (a per-agent
+early stop inside a batched update) and resuming. Each per-seed run folder holds
+``agents.ppo``'s checkpoint keys (its agent's observation and return statistics included), so
+``rl eval``, ``rl watch`` and :func:`agents.ppo.load_policy` read it; only the env's exact state
+is left out (a ``--resume`` of one seed restarts its episodes).
 
 Shapes: ``K`` agents, ``N = num_envs`` rows each, ``T = num_steps``, ``B = T * N`` transitions
 per agent per iteration, ``D`` flattened observation size, ``A`` action size.
@@ -55,8 +58,10 @@ from agents.ppo import (
     ActorCritic,
     Config,
     PPOPolicy,
+    RewardScaler,
     collect_rollout,
     make_rollout,
+    normalize_obs,
 )
 from rl.config import config_to_dict, replace_config
 from rl.device import configure_threads, resolve_device
@@ -64,6 +69,7 @@ from rl.evaluation import EvalResult
 from rl.returns import compute_gae
 from rl.runs import RUNS_ROOT, TrainingDiverged, TrainingRun, run_name, write_json
 from rl.seeding import rng_state, seed_everything
+from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
 from rl.vector import make_vector_env
 
 
@@ -105,19 +111,10 @@ class MultiSeedConfig:
                 f"learning_rates needs one value > 0 per seed ({len(self.seeds)}), "
                 f"got {self.learning_rates}"
             )
-        unsupported = [
-            name
-            for name, on in (
-                ("norm_obs", self.ppo.norm_obs),
-                ("norm_reward", self.ppo.norm_reward),
-                ("target_kl", self.ppo.target_kl is not None),
-            )
-            if on
-        ]
-        if unsupported:
+        if self.ppo.target_kl is not None:
             raise ValueError(
-                f"multi-seed PPO does not support {', '.join(unsupported)} yet; turn it off or "
-                "train the seeds one by one with agents.ppo"
+                "multi-seed PPO does not support target_kl yet; turn it off or train the seeds "
+                "one by one with agents.ppo"
             )
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
@@ -313,14 +310,40 @@ class StackedActorCritic:
         return dict(zip(self.param_names(), self.agent_tensors(self.params, k), strict=True))
 
     def policy(
-        self, k: int, spaces: dict[str, Any], hidden: tuple[int, ...], init_log_std: float
+        self,
+        k: int,
+        spaces: dict[str, Any],
+        hidden: tuple[int, ...],
+        init_log_std: float,
+        obs_rms: RunningMeanStd | None = None,
+        clip_obs: float = 10.0,
     ) -> PPOPolicy:
-        """Agent ``k`` as a standalone :class:`agents.ppo.PPOPolicy` on the training device."""
+        """Agent ``k`` as a standalone :class:`agents.ppo.PPOPolicy` on the training device,
+        with its observation statistics ``obs_rms`` when it trained with ``norm_obs``."""
         agent = ActorCritic(
             spaces, hidden, "tanh" if self.act is torch.tanh else "relu", init_log_std
         )
         agent.load_state_dict(self.state_dict(k))
-        return PPOPolicy(agent.to(self.params[0].device), spaces)
+        return PPOPolicy(agent.to(self.params[0].device), spaces, obs_rms, clip_obs)
+
+
+class GroupedRewardScaler(RewardScaler):
+    """:class:`agents.ppo.RewardScaler` with one return statistic per agent (its ``N`` rows)."""
+
+    def __init__(
+        self, groups: int, num_envs: int, gamma: float, clip: float, device: torch.device
+    ) -> None:
+        super().__init__(groups * num_envs, gamma, clip, device)
+        self.rms = GroupedRunningMeanStd(groups, (), device)  # type: ignore[assignment]
+        self.num_envs = num_envs
+
+    def scale(self, dtype: torch.dtype) -> torch.Tensor:
+        return torch.sqrt(self.rms.var + 1e-8).to(dtype).repeat_interleave(self.num_envs)
+
+    def agent_state(self, k: int) -> dict[str, Any]:
+        """Agent ``k``'s part in :meth:`RewardScaler.state_dict` form (for its checkpoint)."""
+        rows = slice(k * self.num_envs, (k + 1) * self.num_envs)
+        return {"rms": self.rms.group(k).state_dict(), "returns": self.returns[rows].clone()}
 
 
 # -- batched Adam and per-agent clipping ------------------------------------------------------
@@ -496,10 +519,12 @@ def evaluate_stacked(
     device: torch.device,
     spaces: dict[str, Any],
     max_steps: int = 100_000,
+    obs_rms: GroupedRunningMeanStd | None = None,
 ) -> list[EvalResult]:
     """Deterministic evaluation of all ``K`` agents in one env of ``K * episodes`` rows.
 
-    As :func:`rl.evaluation.evaluate`: each row counts only its first episode.
+    As :func:`rl.evaluation.evaluate`: each row counts only its first episode. ``obs_rms``:
+    the agents' observation statistics (frozen), when they trained with ``norm_obs``.
     """
     k = net.num_agents
     env = make_vector_env(cfg.env_id, k * episodes, device, env_kwargs=cfg.env_kwargs)
@@ -510,7 +535,7 @@ def evaluate_stacked(
         returns = torch.zeros(k * episodes, dtype=torch.float64, device=obs.device)
         lengths = torch.zeros(k * episodes, dtype=torch.int64, device=obs.device)
         for step in range(max_steps):
-            actions = net.get_action(obs, deterministic=True)
+            actions = net.get_action(normalize_obs(obs, obs_rms, cfg.clip_obs), deterministic=True)
             if not net.discrete:
                 low, high = spaces["action_low"].to(device), spaces["action_high"].to(device)
                 actions = torch.maximum(torch.minimum(actions, high), low)
@@ -626,7 +651,9 @@ def train(cfg: MultiSeedConfig) -> MultiSeedResult:
             run.close()
     evaluations: list[EvalResult] = []
     if cfg.eval_episodes > 0:
-        evaluations = evaluate_stacked(net, base, cfg.eval_episodes, shared_seed, device, spaces)
+        evaluations = evaluate_stacked(
+            net, base, cfg.eval_episodes, shared_seed, device, spaces, obs_rms=loop.obs_rms
+        )
     return _finish(cfg, net, spaces, runs, loop, evaluations, train_seconds)
 
 
@@ -655,6 +682,16 @@ class _Loop:
             replace_config(self.base, {"num_envs": k * net.num_envs}), spaces, device
         )
         self.tracker = AgentEpisodes(k, net.num_envs, device)
+        self.obs_rms = (
+            GroupedRunningMeanStd(k, tuple(spaces["obs_shape"]), device)
+            if self.base.norm_obs
+            else None
+        )
+        self.reward_scaler = (
+            GroupedRewardScaler(k, net.num_envs, self.base.gamma, self.base.clip_reward, device)
+            if self.base.norm_reward
+            else None
+        )
         self.iteration = 0
         self.active = [True] * k  # False once an agent reached target_return (frozen, lr 0)
         self.steps = [0] * k  # each agent's own global_step (frozen at its stop)
@@ -668,7 +705,7 @@ class _Loop:
         """Agent ``k``'s checkpoint with :func:`agents.ppo.checkpoint_payload`'s keys (the env's
         exact state excepted: its rows belong to a ``K * N`` env)."""
         n = self.net.num_envs
-        return {
+        payload: dict[str, Any] = {
             "algo": ALGO,
             "model": self.net.state_dict(k),
             "optimizer": _optimizer_state(self.net, self.optimizer, k, self.group, self.lrs[k]),
@@ -681,6 +718,11 @@ class _Loop:
             "spaces": self.spaces,
             "next_obs": self.next_obs[k * n : (k + 1) * n].clone(),
         }
+        if self.obs_rms is not None:
+            payload["obs_rms"] = self.obs_rms.group(k).state_dict()
+        if self.reward_scaler is not None:
+            payload["return_rms"] = self.reward_scaler.agent_state(k)
+        return payload
 
     def save_all(self, step: int, snapshot: bool) -> None:
         for k, run in enumerate(self.runs):
@@ -698,7 +740,14 @@ class _Loop:
                 for lr_k, on in zip(self.cfg.agent_learning_rates, self.active, strict=True)
             ]
             self.next_obs = collect_rollout(
-                self.env, self.net, self.storage, self.next_obs, self.tracker
+                self.env,
+                self.net,
+                self.storage,
+                self.next_obs,
+                self.tracker,
+                obs_rms=self.obs_rms,
+                reward_scaler=self.reward_scaler,
+                clip_obs=base.clip_obs,
             )
             batch = self.batch()
             stats = update(self.net, self.optimizer, batch, lr, base)  # (K, 5)
@@ -867,7 +916,15 @@ def _finish(
             Path(cfg.runs_root) / f"{name}.json", {**summary, "per_seed": per_seed}
         )
     policies = [
-        net.policy(k, spaces, base.hidden_sizes, base.init_log_std) for k in range(cfg.num_agents)
+        net.policy(
+            k,
+            spaces,
+            base.hidden_sizes,
+            base.init_log_std,
+            loop.obs_rms.group(k) if loop.obs_rms is not None else None,
+            base.clip_obs,
+        )
+        for k in range(cfg.num_agents)
     ]
     return MultiSeedResult(
         seeds=cfg.seeds,

@@ -180,9 +180,11 @@ class Config:
 
 
 # Per-env presets: only what differs from Config's defaults. Measured in benchmarks/solve.py.
-# CartPole: tuned for wall-clock to a 475 deterministic mean (5/5 seeds at ~45k steps). Value
-# clipping is off: with unnormalised returns (~50 at gamma 0.98) a +-0.2 clip per update throttles
-# the critic (4/5 seeds solved with it off vs 3/5 and ~40 % more steps with it on).
+# CartPole: tuned for wall-clock to a 475 deterministic mean. Value clipping is off: with
+# unnormalised returns (~50 at gamma 0.98) a +-0.2 clip per update throttles the critic (4/5
+# seeds solved with it off vs 3/5 and ~40 % more steps with it on). 4 minibatches x 5 epochs
+# (20 steps of 256 samples) over 2 x 10 of 512: the same ~50k steps to solve, each step cheaper;
+# median 4.4 s against 6.5 s on one CPU core, 12/12 seeds solved (2026-11-26, seeds 1-12).
 _CARTPOLE = {
     "total_timesteps": 100_000,
     "num_envs": 32,
@@ -190,8 +192,8 @@ _CARTPOLE = {
     "learning_rate": 4e-3,
     "gamma": 0.98,
     "gae_lambda": 0.8,
-    "num_minibatches": 2,
-    "update_epochs": 10,
+    "num_minibatches": 4,
+    "update_epochs": 5,
     "ent_coef": 0.0,
     "clip_vloss": False,
     "target_return": 475.0,
@@ -365,8 +367,11 @@ class RewardScaler:
         self.returns = self.returns * self.gamma + rewards
         self.rms.update(self.returns)
         self.returns = self.returns.masked_fill(done, 0.0)  # a new episode starts from 0
-        scale = torch.sqrt(self.rms.var + 1e-8).to(rewards.dtype)
-        return (rewards / scale).clamp(-self.clip, self.clip)
+        return (rewards / self.scale(rewards.dtype)).clamp(-self.clip, self.clip)
+
+    def scale(self, dtype: torch.dtype) -> torch.Tensor:
+        """What rewards are divided by: the running std of the returns."""
+        return torch.sqrt(self.rms.var + 1e-8).to(dtype)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rms": self.rms.state_dict(), "returns": self.returns.clone()}

@@ -102,6 +102,75 @@ class RunningMeanStd:
         self.count = state["count"].to(device, self.count.dtype)
 
 
+class GroupedRunningMeanStd:
+    """``groups`` independent :class:`RunningMeanStd` over equal, consecutive slices of a batch.
+
+    Row ``i`` of a ``(G * B, *shape)`` batch belongs to group ``i // B``: the layout of
+    :mod:`agents.multiseed`'s env, where agent ``g`` owns rows ``[g * B, (g + 1) * B)``. Group
+    ``g``'s statistics are those a :class:`RunningMeanStd` fed only its rows would hold
+    (:meth:`group`), computed for all groups in one pass.
+    """
+
+    def __init__(
+        self,
+        groups: int,
+        shape: tuple[int, ...] = (),
+        device: torch.device | str = "cpu",
+        epsilon: float = 1e-4,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
+        self.groups, self.shape = groups, tuple(shape)
+        self.mean = torch.zeros((groups, *self.shape), dtype=dtype, device=device)
+        self.var = torch.ones((groups, *self.shape), dtype=dtype, device=device)
+        # Every update gives each group the same number of rows: one count serves all.
+        self.count = torch.tensor(epsilon, dtype=dtype, device=device)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        """``(G * B, *shape)`` → ``(G, B, *shape)``."""
+        if x.shape[0] % self.groups:
+            raise ValueError(
+                f"a batch of {x.shape[0]} rows does not split into {self.groups} equal groups"
+            )
+        return x.reshape(self.groups, -1, *self.shape)
+
+    def update(self, batch: torch.Tensor) -> None:
+        """Fold in a ``(G * B, *shape)`` batch: group ``g`` takes rows ``g * B ... g * B + B - 1``."""
+        grouped = self._split(batch.to(self.mean.dtype))
+        batch_mean = grouped.mean(1)
+        batch_var = grouped.var(1, unbiased=False)
+        batch_count = grouped.shape[1]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * (batch_count / total)
+        m2 = (
+            self.var * self.count
+            + batch_var * batch_count
+            + delta.square() * self.count * batch_count / total
+        )
+        self.var = m2 / total
+        self.count = total
+
+    def normalize(
+        self, x: torch.Tensor, clip: float | None = 10.0, eps: float = 1e-8
+    ) -> torch.Tensor:
+        """``x`` ``(G * B, *shape)``, each group by its own statistics."""
+        grouped = self._split(x)
+        mean = self.mean.to(x.dtype).unsqueeze(1)
+        std = torch.sqrt(self.var.to(x.dtype).unsqueeze(1) + eps)
+        out = ((grouped - mean) / std).reshape(x.shape)
+        return out if clip is None else out.clamp(-clip, clip)
+
+    def group(self, g: int) -> RunningMeanStd:
+        """Group ``g``'s statistics as a standalone :class:`RunningMeanStd` (a copy)."""
+        rms = RunningMeanStd(self.shape, self.mean.device, dtype=self.mean.dtype)
+        rms.load_state_dict(
+            {"mean": self.mean[g].clone(), "var": self.var[g].clone(), "count": self.count.clone()}
+        )
+        return rms
+
+
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """``(H, W, C)`` uint8 image → ``(C, H, W)`` float tensor in ``[0, 1]``."""
     if image.ndim != 3 or image.dtype != np.uint8:

@@ -316,9 +316,15 @@ def run(args: argparse.Namespace) -> int:
     rank0 = os.environ.get("RANK", "0") == "0"
     action = "Resuming" if args.resume else "Training"
     if rank0:
+        device = resolve_device(cfg.device)
+        where = f"device {device}"
+        if args.distributed:  # what rl.distributed.init will pick: the same rule
+            ranks = os.environ.get("WORLD_SIZE", "1")
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            where = f"{ranks} rank(s) on {device.type} over {backend}, envs per rank, steps in all"
         print(
             f"{action} {algo.upper()} on {cfg.env_id} (seed {cfg.seed}, {cfg.num_envs} envs, "
-            f"{cfg.total_timesteps:,} steps, device {resolve_device(cfg.device)}) → {cfg.run_dir}"
+            f"{cfg.total_timesteps:,} steps, {where}) → {cfg.run_dir}"
         )
     try:
         result = module.train(cfg, resume=args.resume)

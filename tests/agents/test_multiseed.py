@@ -13,6 +13,7 @@ from agents import ppo
 from agents.base import space_spec
 from rl.checkpoint import load_checkpoint
 from rl.seeding import seed_everything
+from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
 from rl.vector import make_vector_env
 
 TINY = {
@@ -206,9 +207,54 @@ def test_parse_seeds_and_config_errors() -> None:
         ms.MultiSeedConfig(ppo=base, seeds=(1, 1))
     with pytest.raises(ValueError, match="learning_rates"):
         ms.MultiSeedConfig(ppo=base, seeds=(1, 2), learning_rates=(1e-3,))
-    with pytest.raises(ValueError, match="norm_obs"):
-        ms.MultiSeedConfig(ppo=ppo.default_config("sandbox/Pendulum-v1"), seeds=(1,))
+    with pytest.raises(ValueError, match="target_kl"):
+        ms.MultiSeedConfig(ppo=ppo.default_config(CARTPOLE, target_kl=0.02), seeds=(1,))
     assert ms.env_seed((7,)) == 7 and ms.env_seed((0, 1)) != ms.env_seed((0, 2))
+
+
+def test_grouped_running_statistics_equal_one_per_group() -> None:
+    generator = torch.Generator().manual_seed(0)
+    grouped = GroupedRunningMeanStd(3, (2,))
+    singles = [RunningMeanStd((2,)) for _ in range(3)]
+    for step in range(4):
+        batch = (
+            torch.randn(3 * 5, 2, generator=generator) * (step + 1) + torch.arange(15.0)[:, None]
+        )
+        grouped.update(batch)
+        for g, rms in enumerate(singles):
+            rms.update(batch[g * 5 : (g + 1) * 5])
+    x = torch.randn(3 * 4, 2, generator=generator)
+    for g, rms in enumerate(singles):
+        torch.testing.assert_close(grouped.group(g).mean, rms.mean)
+        torch.testing.assert_close(grouped.group(g).var, rms.var)
+        torch.testing.assert_close(
+            grouped.normalize(x)[g * 4 : (g + 1) * 4], rms.normalize(x[g * 4 : (g + 1) * 4])
+        )
+    with pytest.raises(ValueError, match="equal groups"):
+        grouped.update(torch.zeros(7, 2))
+
+
+def test_norm_obs_and_reward_are_per_agent_and_saved(tmp_path) -> None:
+    pendulum = ppo.default_config(
+        "sandbox/Pendulum-v1", **{**TINY, "write_run": True}, norm_obs=True, norm_reward=True
+    )
+    cfg = ms.MultiSeedConfig(
+        ppo=pendulum, seeds=(0, 1), write_runs=True, runs_root=str(tmp_path), eval_episodes=2,
+        progress=False,
+    )  # fmt: skip
+    result = ms.train(cfg)
+    obs = torch.randn(8, 3) * 3
+    means = []
+    for k, run_dir in enumerate(result.run_dirs):
+        raw = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+        assert {"obs_rms", "return_rms"} <= raw.keys()
+        assert raw["return_rms"]["returns"].shape == (TINY["num_envs"],)
+        means.append(raw["obs_rms"]["mean"])
+        # The file's policy applies the agent's own statistics: the trained policy's actions.
+        loaded = ppo.load_policy(run_dir / "checkpoints" / "latest.pt")
+        assert torch.equal(loaded.act(obs), result.policies[k].act(obs))
+        assert result.policies[k].obs_rms is not None
+    assert not torch.equal(means[0], means[1])  # each agent saw its own rows
 
 
 def test_per_agent_learning_rates_are_used() -> None:
