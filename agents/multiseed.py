@@ -28,9 +28,9 @@ rows are still statistically independent streams (distinct rows of a counter-bas
 it: results are reproducible for a given seed list, not identical across ``K``.
 
 ``norm_obs`` and ``norm_reward`` keep one set of running statistics per agent
-(:class:`rl.tensors.GroupedRunningMeanStd` over its own rows), as ``K`` runs of
-:func:`agents.ppo.train` would. Not supported yet (a clear error): ``target_kl`` (a per-agent
-early stop inside a batched update) and resuming. Each per-seed run folder holds
+(:class:`rl.tensors.GroupedRunningMeanStd` over its own rows), and ``target_kl`` stops each
+agent's epochs on its own, as ``K`` runs of :func:`agents.ppo.train` would. Not supported yet:
+resuming a multi-seed run as a whole. Each per-seed run folder holds
 ``agents.ppo``'s checkpoint keys (its agent's observation and return statistics included), so
 ``rl eval``, ``rl watch`` and :func:`agents.ppo.load_policy` read it; only the env's exact state
 is left out (a ``--resume`` of one seed restarts its episodes).
@@ -110,11 +110,6 @@ class MultiSeedConfig:
             raise ValueError(
                 f"learning_rates needs one value > 0 per seed ({len(self.seeds)}), "
                 f"got {self.learning_rates}"
-            )
-        if self.ppo.target_kl is not None:
-            raise ValueError(
-                "multi-seed PPO does not support target_kl yet; turn it off or train the seeds "
-                "one by one with agents.ppo"
             )
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
@@ -353,6 +348,9 @@ class StackedAdam:
     Adam is elementwise, so one optimizer over stacked parameters equals ``K`` optimizers,
     except for the step size, which torch's Adam takes as one scalar: this one takes a ``(K,)``
     tensor. The update is torch's (non-fused) ``Adam`` formula with ``eps=1e-5`` as in ppo.py.
+    A step can also leave some agents out entirely (``active``), parameters and Adam state, as
+    ``target_kl``'s epoch stop leaves an agent that :func:`agents.ppo.update` stopped; from the
+    first such step each agent counts its own steps (``agent_steps``).
     """
 
     def __init__(self, params: list[torch.Tensor], betas: tuple[float, float] = (0.9, 0.999)):
@@ -360,12 +358,25 @@ class StackedAdam:
         self.betas = betas
         self.eps = 1e-5
         self.step_count = 0
+        self.agent_steps: torch.Tensor | None = None  # (K,), once an agent was left out
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
 
+    def steps_of(self, k: int) -> float:
+        """How many steps agent ``k`` has taken."""
+        if self.agent_steps is None:
+            return float(self.step_count)
+        return float(self.agent_steps[k])
+
     @torch.no_grad()
-    def step(self, lr: torch.Tensor) -> None:
-        """One step; ``lr`` is ``(K,)`` on the parameters' device (0 freezes an agent)."""
+    def step(self, lr: torch.Tensor, active: torch.Tensor | None = None) -> None:
+        """One step; ``lr`` is ``(K,)`` on the parameters' device (0 freezes an agent).
+
+        ``active``: ``(K,)`` bool; an agent where it is False is left exactly as it is.
+        """
+        if active is not None or self.agent_steps is not None:
+            self._masked_step(lr, active)
+            return
         beta1, beta2 = self.betas
         self.step_count += 1
         bias1 = 1 - beta1**self.step_count
@@ -377,6 +388,27 @@ class StackedAdam:
             denom = (v.sqrt() / bias2_sqrt).add_(self.eps)
             step_size = (lr / bias1).view(-1, *(1,) * (p.dim() - 1))
             p.sub_(step_size * m / denom)
+
+    def _masked_step(self, lr: torch.Tensor, active: torch.Tensor | None) -> None:
+        """:meth:`step` for the agents in ``active`` only, each with its own step count."""
+        beta1, beta2 = self.betas
+        if self.agent_steps is None:
+            self.agent_steps = torch.full_like(lr, float(self.step_count), dtype=torch.float64)
+        if active is None:
+            active = torch.ones_like(self.agent_steps, dtype=torch.bool)
+        self.step_count += 1
+        self.agent_steps += active
+        steps = self.agent_steps.clamp(min=1)  # an agent never stepped: no 0 / 0
+        bias1 = 1 - beta1**steps
+        bias2_sqrt = (1 - beta2**steps).sqrt()
+        step_size = lr.double() / bias1 * active
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+            shape = (-1, *(1,) * (p.dim() - 1))
+            on, g = active.view(shape), p.grad
+            m.copy_(torch.where(on, m.lerp(g, 1 - beta1), m))
+            v.copy_(torch.where(on, v * beta2 + (1 - beta2) * g * g, v))
+            denom = (v.sqrt() / bias2_sqrt.to(p.dtype).view(shape)).add_(self.eps)
+            p.sub_(step_size.to(p.dtype).view(shape) * m / denom)
 
 
 @torch.no_grad()
@@ -446,12 +478,17 @@ def update(
 ) -> torch.Tensor:
     """``update_epochs`` passes of per-agent minibatch steps; ``(K, 5)`` mean loss stats.
 
-    Each agent gets its own random minibatch order (one batched argsort, no host sync).
+    Each agent gets its own random minibatch order (one batched argsort, no host sync). With
+    ``target_kl``, an agent whose last minibatch of an epoch went past it takes no more steps
+    this update (:func:`agents.ppo.update`'s break, per agent and without a host sync); its
+    statistics average the minibatches it took.
     """
     k, size = batch["advantages"].shape  # (K, B)
     device = batch["advantages"].device
     stats_sum = torch.zeros(k, len(LOSS_NAMES), device=device)
     count = 0
+    running = None if cfg.target_kl is None else torch.ones(k, dtype=torch.bool, device=device)
+    counts = torch.zeros(k, device=device)
     for _ in range(cfg.update_epochs):
         order = torch.rand(k, size, device=device).argsort(1)  # (K, B): a permutation per agent
         for idx in order.tensor_split(cfg.num_minibatches, dim=1):
@@ -466,10 +503,16 @@ def update(
                 p.grad = None
             loss.sum().backward()
             clip_grad_norm_per_agent(net.params, cfg.max_grad_norm)
-            optimizer.step(lr)
-            stats_sum += stats
-            count += 1
-    return stats_sum / count
+            optimizer.step(lr, running)
+            if running is None:
+                stats_sum += stats
+                count += 1
+            else:
+                stats_sum += stats * running[:, None]
+                counts += running
+        if running is not None:
+            running = running & ~(stats[:, 3] > cfg.target_kl)  # NaN does not stop, as in ppo
+    return stats_sum / count if running is None else stats_sum / counts[:, None]
 
 
 class AgentEpisodes:
@@ -587,7 +630,7 @@ def _optimizer_state(
             strict=True,
         )
         for i, (m, v) in enumerate(moments):
-            step = torch.tensor(float(optimizer.step_count))
+            step = torch.tensor(optimizer.steps_of(k))
             state[i] = {"step": step, "exp_avg": m, "exp_avg_sq": v}
     return {"state": state, "param_groups": [{**group, "lr": lr}]}
 

@@ -187,6 +187,61 @@ def test_stacked_adam_matches_torch_adam_and_per_agent_lr() -> None:
             torch.testing.assert_close(net.state_dict(i)[key], want, rtol=1e-5, atol=1e-7)
 
 
+def test_masked_adam_steps_only_active_agents_as_their_own_adam_would() -> None:
+    net, agents, _ = stacked(CARTPOLE, (0, 1))
+    adams = [torch.optim.Adam(a.parameters(), lr=1e-3, eps=1e-5) for a in agents]
+    opt = ms.StackedAdam(net.params)
+    gen = torch.Generator().manual_seed(4)
+    pattern = [(True, True), (True, False), (True, False), (True, True)]  # agent 1 sits out 2
+    for active in pattern:
+        for p in net.params:
+            p.grad = torch.randn(p.shape, generator=gen)
+        for i, (agent, adam) in enumerate(zip(agents, adams, strict=True)):
+            if active[i]:
+                grads = net.agent_tensors([p.grad for p in net.params], i)
+                for param, grad in zip(agent.parameters(), grads, strict=True):
+                    param.grad = grad
+                adam.step()
+        opt.step(torch.tensor([1e-3, 1e-3]), torch.tensor(active))
+    assert opt.steps_of(0) == 4 and opt.steps_of(1) == 2
+    for i, agent in enumerate(agents):
+        for key, want in agent.state_dict().items():
+            torch.testing.assert_close(net.state_dict(i)[key], want, rtol=1e-5, atol=1e-7)
+
+
+def test_target_kl_stops_each_agent_after_the_epoch_that_passed_it() -> None:
+    """target_kl = 0: every agent passes it in its first epoch, so 3 epochs give 1 epoch's
+    weights; a target no agent reaches gives the plain 3 epochs."""
+    gen = torch.Generator().manual_seed(5)
+    k, b = 2, 32
+    batch = {
+        "obs": torch.randn(k, b, 4, generator=gen),
+        "actions": torch.randint(0, 2, (k, b), generator=gen),
+        "logprobs": torch.full((k, b), math.log(0.5)),
+        "advantages": torch.randn(k, b, generator=gen),
+        "returns": torch.randn(k, b, generator=gen),
+        "values": torch.zeros(k, b),
+    }
+
+    def weights_after(epochs: int, target_kl: float | None) -> list[dict[str, torch.Tensor]]:
+        net, _, _ = stacked(CARTPOLE, (0, 1))
+        cfg = ppo.default_config(
+            CARTPOLE, update_epochs=epochs, num_minibatches=2, target_kl=target_kl
+        )
+        torch.manual_seed(0)
+        stats = ms.update(net, ms.StackedAdam(net.params), batch, torch.tensor([3e-3, 3e-3]), cfg)
+        assert stats.isfinite().all()
+        return [net.state_dict(i) for i in range(k)]
+
+    one, stopped = weights_after(1, None), weights_after(3, 0.0)
+    three, unstopped = weights_after(3, None), weights_after(3, 1e9)
+    for i in range(k):
+        for key in one[i]:
+            torch.testing.assert_close(stopped[i][key], one[i][key], rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(unstopped[i][key], three[i][key], rtol=1e-5, atol=1e-7)
+        assert not torch.allclose(three[i]["actor.0.weight"], one[i]["actor.0.weight"])
+
+
 def test_same_seeds_give_identical_results() -> None:
     a = ms.train(tiny((4, 5)))
     b = ms.train(tiny((4, 5)))
@@ -207,8 +262,6 @@ def test_parse_seeds_and_config_errors() -> None:
         ms.MultiSeedConfig(ppo=base, seeds=(1, 1))
     with pytest.raises(ValueError, match="learning_rates"):
         ms.MultiSeedConfig(ppo=base, seeds=(1, 2), learning_rates=(1e-3,))
-    with pytest.raises(ValueError, match="target_kl"):
-        ms.MultiSeedConfig(ppo=ppo.default_config(CARTPOLE, target_kl=0.02), seeds=(1,))
     assert ms.env_seed((7,)) == 7 and ms.env_seed((0, 1)) != ms.env_seed((0, 2))
 
 
