@@ -128,5 +128,10 @@ def run(args: argparse.Namespace) -> int:
         solved = result.mean_return >= bar.get("mean_return", -float("inf")) and (
             result.success_rate is None or result.success_rate >= bar.get("success_rate", 0.0)
         )
-        print(f"  {'solved' if solved else 'not solved'} (bar: {bar})")
+        parts = []
+        if "mean_return" in bar:
+            parts.append(f"mean return >= {bar['mean_return']:g}")
+        if "success_rate" in bar:
+            parts.append(f"success rate >= {bar['success_rate']:.0%}")
+        print(f"  {'solved' if solved else 'not solved'} (bar: {', '.join(parts)})")
     return 0
