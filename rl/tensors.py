@@ -38,6 +38,21 @@ def min_max_scale(x: torch.Tensor, dim: int = 0, eps: float = 1e-12) -> torch.Te
     return (x - low) / (high - low + eps)
 
 
+def _merge_moments(
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    count: torch.Tensor,
+    batch_mean: torch.Tensor,
+    batch_var: torch.Tensor,
+    batch_count: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chan et al.'s parallel update: the moments of (count, mean, var) and a batch's, merged."""
+    delta = batch_mean - mean
+    total = count + batch_count
+    m2 = var * count + batch_var * batch_count + delta.square() * count * batch_count / total
+    return mean + delta * (batch_count / total), m2 / total, total
+
+
 class RunningMeanStd:
     """Running mean and variance over batches (Chan et al.'s parallel update), on the device.
 
@@ -64,19 +79,14 @@ class RunningMeanStd:
     def update(self, batch: torch.Tensor) -> None:
         """Fold in a ``(B, *shape)`` batch."""
         batch = batch.to(self.mean.dtype).reshape(-1, *self.mean.shape)
-        batch_mean = batch.mean(0)
-        batch_var = batch.var(0, unbiased=False)
-        batch_count = batch.shape[0]
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        self.mean = self.mean + delta * (batch_count / total)
-        m2 = (
-            self.var * self.count
-            + batch_var * batch_count
-            + delta.square() * self.count * batch_count / total
+        self.mean, self.var, self.count = _merge_moments(
+            self.mean,
+            self.var,
+            self.count,
+            batch.mean(0),
+            batch.var(0, unbiased=False),
+            batch.shape[0],
         )
-        self.var = m2 / total
-        self.count = total
 
     def normalize(
         self, x: torch.Tensor, clip: float | None = 10.0, eps: float = 1e-8
@@ -138,19 +148,10 @@ class GroupedRunningMeanStd:
     def update(self, batch: torch.Tensor) -> None:
         """Fold in a ``(G * B, *shape)`` batch: group ``g`` takes rows ``g * B ... g * B + B - 1``."""
         grouped = self._split(batch.to(self.mean.dtype))
-        batch_mean = grouped.mean(1)
-        batch_var = grouped.var(1, unbiased=False)
-        batch_count = grouped.shape[1]
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        self.mean = self.mean + delta * (batch_count / total)
-        m2 = (
-            self.var * self.count
-            + batch_var * batch_count
-            + delta.square() * self.count * batch_count / total
-        )
-        self.var = m2 / total
-        self.count = total
+        self.mean, self.var, self.count = _merge_moments(
+            self.mean, self.var, self.count, grouped.mean(1), grouped.var(1, unbiased=False),
+            grouped.shape[1],
+        )  # fmt: skip
 
     def normalize(
         self, x: torch.Tensor, clip: float | None = 10.0, eps: float = 1e-8
