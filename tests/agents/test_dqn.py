@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,26 @@ def test_default_config_solves_cartpole(seed: int) -> None:
     result = dqn.train(cfg)
     assert result.evaluation is not None
     assert result.evaluation.mean_return >= 475, result.evaluation.summary()
+
+
+def test_early_stop_needs_the_greedy_check_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Any finished episode passes a target of 1, so the window stops the run at its first log
+    # point; a failing greedy check keeps it training to the end.
+    stopped = dqn.train(tiny(target_return=1.0))
+    assert stopped.global_step < 800
+    monkeypatch.setattr(dqn, "_greedy_check", lambda cfg, state: 0.0)
+    assert dqn.train(tiny(target_return=1.0)).global_step == 800
+    monkeypatch.undo()
+    assert dqn.train(tiny(target_return=1.0, target_check_episodes=0)).global_step < 800
+
+
+def test_greedy_check_leaves_the_random_streams_alone() -> None:
+    result = dqn.train(tiny())
+    state = types.SimpleNamespace(
+        q_network=result.policy.q_network, next_obs=torch.zeros(4, 4), global_step=7
+    )
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    first = dqn._greedy_check(tiny(target_return=1.0), state)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert dqn._greedy_check(tiny(target_return=1.0), state) == first  # seeded from the step

@@ -304,8 +304,9 @@ def test_norm_obs_and_reward_are_per_agent_and_saved(tmp_path) -> None:
         assert raw["return_rms"]["returns"].shape == (TINY["num_envs"],)
         means.append(raw["obs_rms"]["mean"])
         # The file's policy applies the agent's own statistics: the trained policy's actions.
-        loaded = ppo.load_policy(run_dir / "checkpoints" / "latest.pt")
-        assert torch.equal(loaded.act(obs), result.policies[k].act(obs))
+        loaded = ppo.load_policy(run_dir / "checkpoints" / "latest.pt")  # on the CPU
+        trained = result.policies[k]  # on the training device ("auto": CUDA where present)
+        torch.testing.assert_close(loaded.act(obs), trained.act(obs.to(trained.device)).cpu())
         assert result.policies[k].obs_rms is not None
     assert not torch.equal(means[0], means[1])  # each agent saw its own rows
 
