@@ -184,7 +184,9 @@ _CARTPOLE = {
     # greedy policy did not share (evaluation 355).
     "log_every": 128,
 }
-# After rl-baselines3-zoo's A2C Pendulum entry (without gSDE); not measured here yet.
+# After rl-baselines3-zoo's A2C Pendulum entry, without its gSDE. Measured 2026-11-26 (seed 1,
+# 1M steps, 85 s on one CPU core): -1044 +- 423 over 100 greedy episodes of Gymnasium's
+# Pendulum-v1, far from the -250 bar: this preset does not learn Pendulum. PPO's does (-208).
 _PENDULUM = {
     "total_timesteps": 1_000_000,
     "num_envs": 16,
@@ -214,8 +216,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "CartPole-v1": _CARTPOLE,
     "sandbox/Pendulum-v1": _PENDULUM,
     "Pendulum-v1": _PENDULUM,
-    # After rl-baselines3-zoo's A2C Acrobot entry (16 envs, normalised observations); not
-    # measured here yet.
+    # After rl-baselines3-zoo's A2C Acrobot entry (16 envs, normalised observations). Measured
+    # 2026-11-26 (seed 1, 500k steps, 76 s on one CPU core): -85.0 +- 17.0 over 100 greedy
+    # episodes (a random policy: about -500).
     "Acrobot-v1": {
         "total_timesteps": 500_000,
         "num_envs": 16,

@@ -233,7 +233,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "sandbox/CartPole-v1": _CARTPOLE,
     "CartPole-v1": _CARTPOLE,
-    # After rl-baselines3-zoo's DQN Acrobot entry; not measured here yet.
+    # After rl-baselines3-zoo's DQN Acrobot entry. Measured 2026-11-26 (seed 1, 100k steps,
+    # 458 s on one CPU core, shared part of the time): -78.6 +- 18.7 over 100 greedy episodes.
     "Acrobot-v1": {
         "total_timesteps": 100_000,
         "num_envs": 4,
