@@ -32,9 +32,16 @@ import torch
 from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
-from agents.base import PolicyView, TrainResult, space_spec
+from agents.base import (
+    ActorCriticPolicy,
+    PolicyView,
+    TrainResult,
+    normalize_obs,
+    read_policy_checkpoint,
+    saved_obs_rms,
+    space_spec,
+)
 from rl import distributed
-from rl.checkpoint import load_checkpoint
 from rl.config import config_from_dict, config_to_dict, field_docs, replace_config
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate
@@ -386,11 +393,6 @@ def make_rollout(cfg: Config, spaces: dict[str, Any], device: torch.device) -> R
         truncated=torch.zeros(tn, dtype=torch.bool, device=device),
         final_obs=torch.zeros(*tn, *obs_shape, device=device),
     )
-
-
-def normalize_obs(obs: torch.Tensor, obs_rms: RunningMeanStd | None, clip: float) -> torch.Tensor:
-    """Observations as the network sees them (identity without running statistics)."""
-    return obs if obs_rms is None else obs_rms.normalize(obs, clip=clip)
 
 
 @torch.no_grad()
@@ -806,52 +808,9 @@ def _train_loop(
 
 
 # -- the trained policy -------------------------------------------------------------------------
-class A2CPolicy:
-    """A trained actor-critic as an :class:`agents.base.Policy`, with its obs normalisation.
-
-    Args:
-        agent: the network (its device is the policy's).
-        spaces: :func:`agents.base.space_spec`'s dict (action bounds for clipping).
-        obs_rms: the training run's observation statistics (copied, frozen), or ``None``.
-        clip_obs: the clip of normalised observations.
-    """
-
-    def __init__(
-        self,
-        agent: ActorCritic,
-        spaces: dict[str, Any],
-        obs_rms: RunningMeanStd | None = None,
-        clip_obs: float = 10.0,
-    ) -> None:
-        self.agent = agent.eval()
-        self.device = next(agent.parameters()).device
-        self.spaces = spaces
-        self.clip_obs = clip_obs
-        self.obs_rms = None
-        if obs_rms is not None:
-            self.obs_rms = RunningMeanStd(tuple(spaces["obs_shape"]), self.device)
-            self.obs_rms.load_state_dict(obs_rms.state_dict())
-        if spaces["action_kind"] == "box":
-            self._low = spaces["action_low"].to(self.device)
-            self._high = spaces["action_high"].to(self.device)
-
-    def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        return normalize_obs(obs, self.obs_rms, self.clip_obs)
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        """``(N, *obs_shape)`` → ``(N,)`` action indices or ``(N, *action_shape)`` actions
-        (clipped to the action bounds), on ``obs``'s device."""
-        actions = self.agent.get_action(self._prepare(obs), deterministic=deterministic)
-        if not self.agent.discrete:
-            actions = torch.maximum(torch.minimum(actions, self._high), self._low)
-        return actions.to(obs.device) if isinstance(obs, torch.Tensor) else actions
-
-    @torch.no_grad()
-    def explain(self, obs: torch.Tensor) -> PolicyView:
-        """Action probabilities (or Gaussian mean/std) and ``V(s)`` for ``(N, ...)`` obs."""
-        return self.agent.view(self._prepare(obs))
+class A2CPolicy(ActorCriticPolicy):
+    """A trained A2C actor-critic as an :class:`agents.base.Policy` (see
+    :class:`agents.base.ActorCriticPolicy`)."""
 
 
 def load_policy(checkpoint: dict[str, Any] | str | Path, device: str = "cpu") -> A2CPolicy:
@@ -861,23 +820,13 @@ def load_policy(checkpoint: dict[str, Any] | str | Path, device: str = "cpu") ->
         rl.checkpoint.CheckpointError: an unreadable file.
         ValueError: a checkpoint of another algorithm or with missing entries.
     """
-    if not isinstance(checkpoint, dict):
-        checkpoint = load_checkpoint(checkpoint)
-    if checkpoint.get("algo") != ALGO:
-        raise ValueError(f"this is a {checkpoint.get('algo')!r} checkpoint, not an A2C one")
-    missing = [k for k in ("model", "config", "spaces") if k not in checkpoint]
-    if missing:
-        raise ValueError(f"the A2C checkpoint lacks {', '.join(missing)}")
+    checkpoint = read_policy_checkpoint(checkpoint, ALGO)
     cfg = config_from_dict(Config, checkpoint["config"])
     dev = resolve_device(device)
     spaces = checkpoint["spaces"]
     agent = build_agent(cfg, spaces)
     agent.load_state_dict(checkpoint["model"])
-    obs_rms = None
-    if "obs_rms" in checkpoint:
-        obs_rms = RunningMeanStd(tuple(spaces["obs_shape"]), dev)
-        obs_rms.load_state_dict(checkpoint["obs_rms"])
-    return A2CPolicy(agent.to(dev), spaces, obs_rms, cfg.clip_obs)
+    return A2CPolicy(agent.to(dev), spaces, saved_obs_rms(checkpoint, dev), cfg.clip_obs)
 
 
 # -- python -m agents.a2c -----------------------------------------------------------------------

@@ -9,7 +9,9 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from gymnasium import spaces
 
+from rl.checkpoint import load_checkpoint
 from rl.evaluation import EvalResult
+from rl.tensors import RunningMeanStd
 
 
 @dataclass
@@ -106,3 +108,91 @@ def check_space_spec(
                 f"{env_id} does not match the checkpoint's spaces: {key} is "
                 f"{current[key].tolist()} there but {saved[key].tolist()} in the checkpoint"
             )
+
+
+def normalize_obs(obs: torch.Tensor, obs_rms: Any, clip: float) -> torch.Tensor:
+    """Observations as the network sees them: ``obs_rms.normalize`` (a
+    :class:`rl.tensors.RunningMeanStd` or its grouped form), or ``obs`` itself without one."""
+    return obs if obs_rms is None else obs_rms.normalize(obs, clip=clip)
+
+
+class ActorCriticPolicy:
+    """A trained actor-critic as an :class:`agents.base.Policy`, with its obs normalisation.
+
+    The agent is any network with ``get_action(obs, deterministic)``, ``view(obs)`` and a
+    ``discrete`` flag (PPO's and A2C's ``ActorCritic``).
+
+    Args:
+        agent: the network (its device is the policy's).
+        spaces: :func:`space_spec`'s dict (action bounds for clipping).
+        obs_rms: the training run's observation statistics (copied, frozen), or ``None``.
+        clip_obs: the clip of normalised observations.
+    """
+
+    def __init__(
+        self,
+        agent: Any,
+        spaces: dict[str, Any],
+        obs_rms: RunningMeanStd | None = None,
+        clip_obs: float = 10.0,
+    ) -> None:
+        self.agent = agent.eval()
+        self.device = next(agent.parameters()).device
+        self.spaces = spaces
+        self.clip_obs = clip_obs
+        self.obs_rms = None
+        if obs_rms is not None:
+            self.obs_rms = RunningMeanStd(tuple(spaces["obs_shape"]), self.device)
+            self.obs_rms.load_state_dict(obs_rms.state_dict())
+        if spaces["action_kind"] == "box":
+            self._low = spaces["action_low"].to(self.device)
+            self._high = spaces["action_high"].to(self.device)
+
+    def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        return normalize_obs(obs, self.obs_rms, self.clip_obs)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """``(N, *obs_shape)`` → ``(N,)`` action indices or ``(N, *action_shape)`` actions
+        (clipped to the action bounds), on ``obs``'s device."""
+        actions = self.agent.get_action(self._prepare(obs), deterministic=deterministic)
+        if not self.agent.discrete:
+            actions = torch.maximum(torch.minimum(actions, self._high), self._low)
+        return actions.to(obs.device) if isinstance(obs, torch.Tensor) else actions
+
+    @torch.no_grad()
+    def explain(self, obs: torch.Tensor) -> PolicyView:
+        """Action probabilities (or Gaussian mean/std) and ``V(s)`` for ``(N, ...)`` obs."""
+        return self.agent.view(self._prepare(obs))
+
+
+def read_policy_checkpoint(checkpoint: dict[str, Any] | str | Path, algo: str) -> dict[str, Any]:
+    """A checkpoint dict of ``algo`` with ``model``, ``config`` and ``spaces`` (the part every
+    ``load_policy`` needs), read from a ``.pt`` path if not already a dict.
+
+    Raises:
+        rl.checkpoint.CheckpointError: an unreadable file.
+        ValueError: a checkpoint of another algorithm or with missing entries.
+    """
+    if not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint)
+    label = algo.upper()
+    if checkpoint.get("algo") != algo:
+        article = "an" if label[0] in "AEIOU" else "a"
+        raise ValueError(
+            f"this is a {checkpoint.get('algo')!r} checkpoint, not {article} {label} one"
+        )
+    missing = [k for k in ("model", "config", "spaces") if k not in checkpoint]
+    if missing:
+        raise ValueError(f"the {label} checkpoint lacks {', '.join(missing)}")
+    return checkpoint
+
+
+def saved_obs_rms(checkpoint: dict[str, Any], device: torch.device) -> RunningMeanStd | None:
+    """The checkpoint's observation statistics (``"obs_rms"``) on ``device``, if it has any."""
+    if "obs_rms" not in checkpoint:
+        return None
+    obs_rms = RunningMeanStd(tuple(checkpoint["spaces"]["obs_shape"]), device)
+    obs_rms.load_state_dict(checkpoint["obs_rms"])
+    return obs_rms

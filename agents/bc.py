@@ -51,8 +51,8 @@ import torch
 from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
-from agents.base import PolicyView, TrainResult, space_spec
-from rl.checkpoint import atomic_save, load_checkpoint
+from agents.base import PolicyView, TrainResult, read_policy_checkpoint, space_spec
+from rl.checkpoint import atomic_save
 from rl.config import config_from_dict, config_to_dict, field_docs, replace_config
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, evaluate
@@ -571,13 +571,7 @@ def load_policy(checkpoint: dict[str, Any] | str | Path, device: str = "cpu") ->
         rl.checkpoint.CheckpointError: an unreadable file.
         ValueError: a checkpoint of another algorithm or with missing entries.
     """
-    if not isinstance(checkpoint, dict):
-        checkpoint = load_checkpoint(checkpoint)
-    if checkpoint.get("algo") != ALGO:
-        raise ValueError(f"this is a {checkpoint.get('algo')!r} checkpoint, not a BC one")
-    missing = [k for k in ("model", "config", "spaces") if k not in checkpoint]
-    if missing:
-        raise ValueError(f"the BC checkpoint lacks {', '.join(missing)}")
+    checkpoint = read_policy_checkpoint(checkpoint, ALGO)
     cfg = config_from_dict(Config, checkpoint["config"])
     model = build_model(checkpoint["spaces"], cfg)
     model.load_state_dict(checkpoint["model"])

@@ -39,7 +39,7 @@ from gymnasium import spaces as gym_spaces
 from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
-from agents.base import PolicyView, TrainResult, space_spec
+from agents.base import PolicyView, TrainResult, read_policy_checkpoint, space_spec
 from rl.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, atomic_save, load_checkpoint
 from rl.config import config_from_dict, config_to_dict, field_docs, replace_config
 from rl.device import configure_threads, resolve_device
@@ -889,13 +889,7 @@ def load_policy(checkpoint: dict[str, Any] | str | Path, device: str = "cpu") ->
         rl.checkpoint.CheckpointError: an unreadable file.
         ValueError: a checkpoint of another algorithm or with missing entries.
     """
-    if not isinstance(checkpoint, dict):
-        checkpoint = load_checkpoint(checkpoint)
-    if checkpoint.get("algo") != ALGO:
-        raise ValueError(f"this is a {checkpoint.get('algo')!r} checkpoint, not a DQN one")
-    missing = [k for k in ("model", "config", "spaces") if k not in checkpoint]
-    if missing:
-        raise ValueError(f"the DQN checkpoint lacks {', '.join(missing)}")
+    checkpoint = read_policy_checkpoint(checkpoint, ALGO)
     cfg = config_from_dict(Config, checkpoint["config"])
     q_network = QNetwork(checkpoint["spaces"], cfg.hidden_sizes, cfg.activation)
     q_network.load_state_dict(checkpoint["model"])

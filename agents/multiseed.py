@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from agents.base import space_spec
+from agents.base import normalize_obs, space_spec
 from agents.ppo import (
     ALGO,
     LOSS_NAMES,
@@ -61,7 +61,6 @@ from agents.ppo import (
     RewardScaler,
     collect_rollout,
     make_rollout,
-    normalize_obs,
 )
 from rl.config import config_to_dict, replace_config
 from rl.device import configure_threads, resolve_device
