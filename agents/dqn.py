@@ -41,7 +41,13 @@ from torch import nn
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents.base import PolicyView, TrainResult, read_policy_checkpoint, space_spec
 from rl.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, atomic_save, load_checkpoint
-from rl.config import config_from_dict, config_to_dict, field_docs, replace_config
+from rl.config import (
+    config_from_dict,
+    config_to_dict,
+    field_docs,
+    replace_config,
+    resume_config,
+)
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate
 from rl.runs import (
@@ -529,22 +535,6 @@ RESUMABLE_FIELDS = (
 )
 
 
-def resume_config(cfg: Config, saved: dict[str, Any]) -> Config:
-    """The checkpoint's config with ``cfg``'s :data:`RESUMABLE_FIELDS`; other changes raise."""
-    saved_cfg = config_from_dict(Config, saved)
-    changed = [
-        name
-        for name in config_to_dict(cfg)
-        if name not in RESUMABLE_FIELDS and getattr(cfg, name) != getattr(saved_cfg, name)
-    ]
-    if changed:
-        raise ValueError(
-            f"cannot resume with a different {', '.join(changed)} than the checkpoint; only "
-            f"{', '.join(RESUMABLE_FIELDS)} may change"
-        )
-    return replace_config(saved_cfg, {k: getattr(cfg, k) for k in RESUMABLE_FIELDS})
-
-
 def checkpoint_payload(
     cfg: Config, state: TrainState, env: Any, spaces: dict[str, Any]
 ) -> dict[str, Any]:
@@ -671,7 +661,9 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
     if ckpt is not None:
         if ckpt.get("algo") != ALGO:
             raise ValueError(f"cannot resume a {ckpt.get('algo')!r} run with DQN")
-        cfg = resume_config(replace_config(cfg, {"run_dir": str(resume)}), ckpt["config"])
+        cfg = resume_config(
+            replace_config(cfg, {"run_dir": str(resume)}), ckpt["config"], RESUMABLE_FIELDS
+        )
     device = resolve_device(cfg.device)
     configure_threads(device, cfg.num_threads)
     seed_everything(cfg.seed)

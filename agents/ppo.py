@@ -40,7 +40,13 @@ from agents.base import (
 )
 from rl import distributed
 from rl.checkpoint import load_checkpoint
-from rl.config import config_from_dict, config_to_dict, field_docs, replace_config
+from rl.config import (
+    config_from_dict,
+    config_to_dict,
+    field_docs,
+    replace_config,
+    resume_config,
+)
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate
 from rl.returns import compute_gae
@@ -634,22 +640,6 @@ RESUMABLE_FIELDS = (
 )
 
 
-def resume_config(cfg: Config, saved: dict[str, Any]) -> Config:
-    """The checkpoint's config with ``cfg``'s :data:`RESUMABLE_FIELDS`; other changes raise."""
-    saved_cfg = config_from_dict(Config, saved)
-    changed = [
-        name
-        for name in config_to_dict(cfg)
-        if name not in RESUMABLE_FIELDS and getattr(cfg, name) != getattr(saved_cfg, name)
-    ]
-    if changed:
-        raise ValueError(
-            f"cannot resume with a different {', '.join(changed)} than the checkpoint; only "
-            f"{', '.join(RESUMABLE_FIELDS)} may change"
-        )
-    return replace_config(saved_cfg, {k: getattr(cfg, k) for k in RESUMABLE_FIELDS})
-
-
 # Entries that differ between ranks of a distributed run (each rank's envs and RNG streams);
 # the rest (weights, optimizer, synced statistics, counters) is the same on every rank.
 RANK_KEYS = ("rng", "next_obs", "env_state", "return_rms")
@@ -825,7 +815,9 @@ def _train(
     if ckpt is not None:
         ckpt = distributed.select_rank_state(ckpt, RANK_KEYS)  # this rank's envs and RNG
         run_dir = str(resume) if resume is not None else cfg.run_dir
-        cfg = resume_config(replace_config(cfg, {"run_dir": run_dir}), ckpt["config"])
+        cfg = resume_config(
+            replace_config(cfg, {"run_dir": run_dir}), ckpt["config"], RESUMABLE_FIELDS
+        )
     device = info.device if info is not None else resolve_device(cfg.device)
     configure_threads(device, cfg.num_threads)
     seed_everything(distributed.rank_seed(cfg.seed))  # each rank its own stream

@@ -137,6 +137,26 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     return cls(**{k: _convert(v, types_by_name[k], k) for k, v in data.items()})
 
 
+def resume_config(cfg: C, saved: dict[str, Any], resumable: tuple[str, ...]) -> C:
+    """The checkpoint's config ``saved`` with ``cfg``'s ``resumable`` fields; other changes raise.
+
+    Raises:
+        ValueError: ``cfg`` differs from ``saved`` in a field outside ``resumable``.
+    """
+    saved_cfg = config_from_dict(type(cfg), saved)
+    changed = [
+        name
+        for name in config_to_dict(cfg)
+        if name not in resumable and getattr(cfg, name) != getattr(saved_cfg, name)
+    ]
+    if changed:
+        raise ValueError(
+            f"cannot resume with a different {', '.join(changed)} than the checkpoint; only "
+            f"{', '.join(resumable)} may change"
+        )
+    return replace_config(saved_cfg, {k: getattr(cfg, k) for k in resumable})
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring written under each field of a dataclass, for ``--help`` texts.
 
