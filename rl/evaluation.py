@@ -47,6 +47,14 @@ class EvalResult:
         # No attempt at all (the dog never relieved itself) counts as no success.
         return self.successes / self.attempts if self.attempts > 0 else 0.0
 
+    def meets(self, bar: dict[str, float]) -> bool:
+        """Whether this evaluation reaches ``bar`` (``mean_return`` and/or ``success_rate``
+        minimums; a success-rate bar does not apply where the env reports no success rate)."""
+        rate = self.success_rate
+        return self.mean_return >= bar.get("mean_return", -math.inf) and (
+            rate is None or rate >= bar.get("success_rate", 0.0)
+        )
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "env_id": self.env_id,

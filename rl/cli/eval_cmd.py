@@ -125,9 +125,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  success rate {result.success_rate:.1%}")
     bar = data["solved_thresholds"]
     if bar:
-        solved = result.mean_return >= bar.get("mean_return", -float("inf")) and (
-            result.success_rate is None or result.success_rate >= bar.get("success_rate", 0.0)
-        )
+        solved = result.meets(bar)
         parts = []
         if "mean_return" in bar:
             parts.append(f"mean return >= {bar['mean_return']:g}")

@@ -412,18 +412,16 @@ def print_summary(result: Any, cfg: Any) -> None:
             f"Evaluation ({evaluation.episodes} deterministic episodes): mean return "
             f"{evaluation.mean_return:.2f} ± {evaluation.std_return:.2f}"
         )
-        solved = True
         if "mean_return" in bar:
             line += f" (solved at ≥ {bar['mean_return']:g})"
-            solved = evaluation.mean_return >= bar["mean_return"]
         rate = evaluation.success_rate
         if rate is not None:
             line += f", success rate {rate:.0%}"
             if "success_rate" in bar:
                 line += f" (solved at ≥ {bar['success_rate']:.0%})"
-                solved = solved and rate >= bar["success_rate"]
         console.print(line)
         if bar:
+            solved = evaluation.meets(bar)
             console.print("[bold green]Solved.[/]" if solved else "[bold yellow]Not solved yet.[/]")
     console.print("Next:")
     console.print(
