@@ -49,7 +49,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import evaluate
+from rl.evaluation import check_return, evaluate
 from rl.runs import (
     RUNS_ROOT,
     EpisodeTracker,
@@ -817,19 +817,13 @@ def _train_loop(
 
 
 def _greedy_check(cfg: Config, state: TrainState) -> float:
-    """Mean return of the greedy Q-network over ``target_check_episodes`` fresh episodes.
-
-    Its env is seeded from the global step (same run, same check) and the global RNG streams
-    are left as they were, so a resumed run stops where an uninterrupted one does.
-    """
-    greedy = DQNPolicy(state.q_network, cfg.end_e)
-    with torch.random.fork_rng(devices=[]):
-        check = evaluate(
-            greedy.act, cfg.env_id, episodes=cfg.target_check_episodes,
-            device=state.next_obs.device, seed=cfg.seed + state.global_step,
-            env_kwargs=cfg.env_kwargs,
-        )  # fmt: skip
-    return check.mean_return
+    """Mean return of the greedy Q-network over ``target_check_episodes`` fresh episodes
+    (:func:`rl.evaluation.check_return`: seeded from the step, RNG streams untouched)."""
+    return check_return(
+        DQNPolicy(state.q_network, cfg.end_e).act, cfg.env_id,
+        episodes=cfg.target_check_episodes, seed=cfg.seed + state.global_step,
+        device=state.next_obs.device, env_kwargs=cfg.env_kwargs,
+    )  # fmt: skip
 
 
 # -- the trained policy -------------------------------------------------------------------------

@@ -540,12 +540,11 @@ class AgentEpisodes:
         return sums
 
 
-def _window_mean(
-    recent: list[list[float]], episodes: float, total: float, size: int
+def _window_return(
+    recent: list[list[float]], episodes: float, rewards: float, size: int
 ) -> float | None:
-    """:meth:`agents.ppo.TrainState.recent_mean_return` for one agent's ``recent`` list."""
-    if episodes > 0:
-        recent.append([episodes, total])
+    """:meth:`agents.ppo.TrainState.recent_return` for one agent's ``recent`` list."""
+    recent.append([episodes, rewards])
     while len(recent) > 1 and sum(c for c, _ in recent[1:]) >= size:
         recent.pop(0)
     count = sum(c for c, _ in recent)
@@ -724,6 +723,7 @@ class _Loop:
             replace_config(self.base, {"num_envs": k * net.num_envs}), spaces, device
         )
         self.tracker = AgentEpisodes(k, net.num_envs, device)
+        self.reward_sum = torch.zeros(k * net.num_envs, dtype=torch.float64, device=device)
         self.obs_rms = (
             GroupedRunningMeanStd(k, tuple(spaces["obs_shape"]), device)
             if self.base.norm_obs
@@ -755,7 +755,7 @@ class _Loop:
             "env_id": self.base.env_id,
             "iteration": self.iteration,
             "best_return": self.best[k],
-            "recent_returns": [list(x) for x in self.recent[k]],
+            "recent_rewards": [list(x) for x in self.recent[k]],
             "rng": rng_state(),
             "spaces": self.spaces,
             "next_obs": self.next_obs[k * n : (k + 1) * n].clone(),
@@ -790,6 +790,7 @@ class _Loop:
                 obs_rms=self.obs_rms,
                 reward_scaler=self.reward_scaler,
                 clip_obs=base.clip_obs,
+                reward_sum=self.reward_sum,
             )
             batch = self.batch()
             stats = update(self.net, self.optimizer, batch, lr, base)  # (K, 5)
@@ -809,13 +810,15 @@ class _Loop:
                         stats.double(),
                         explained.double()[:, None],
                         finite.double()[:, None],
+                        self.reward_sum.view(k_agents, -1).sum(1, keepdim=True),
                     ],
                     1,
-                ).tolist()  # sync: the one host sync of the iteration, (K, 10)
+                ).tolist()  # sync: the one host sync of the iteration, (K, 11)
+                self.reward_sum.zero_()
             bad = [
                 self.cfg.seeds[k]
                 for k in range(k_agents)
-                if not (host[k][-1] and all(math.isfinite(v) for v in host[k][3:8]))
+                if not (host[k][9] and all(math.isfinite(v) for v in host[k][3:8]))
             ]
             if bad:
                 raise TrainingDiverged(
@@ -823,9 +826,10 @@ class _Loop:
                     "parameter is not finite; the last good checkpoints are kept. Try a lower "
                     "learning_rate or max_grad_norm"
                 )
+            reached = self.reached(host)
             for k in range(k_agents):
                 if self.active[k]:
-                    self.log_agent(k, host[k])
+                    self.log_agent(k, host[k], reached[k])
             if self.runs:
                 done = sum(not a for a in self.active)
                 returns = [
@@ -860,8 +864,35 @@ class _Loop:
             "values": by_agent(s.values.flatten()),
         }
 
-    def log_agent(self, k: int, host: list[float]) -> None:
-        """One agent's iteration: TensorBoard, target check, checkpoints (as ppo's loop)."""
+    def reached(self, host: list[list[float]]) -> list[bool]:
+        """Per agent: reached ``target_return`` this iteration (as :func:`agents.ppo.train`
+        judges it; one stacked deterministic check for every agent whose window passed)."""
+        base = self.base
+        window = [
+            _window_return(self.recent[k], row[0], row[10], base.target_window)
+            if self.active[k]
+            else None
+            for k, row in enumerate(host)
+        ]
+        reached = [
+            base.target_return is not None and w is not None and w >= base.target_return
+            for w in window
+        ]
+        if base.target_check_episodes > 0 and any(reached):
+            with torch.random.fork_rng(devices=[]):
+                checks = evaluate_stacked(
+                    self.net, base, base.target_check_episodes,
+                    self.cfg.seeds[0] + self.iteration * base.batch_size,
+                    self.next_obs.device, self.spaces, obs_rms=self.obs_rms,
+                )  # fmt: skip
+            reached = [
+                r and c.mean_return >= base.target_return
+                for r, c in zip(reached, checks, strict=True)
+            ]
+        return reached
+
+    def log_agent(self, k: int, host: list[float], reached: bool) -> None:
+        """One agent's iteration: TensorBoard, target stop, checkpoints (as ppo's loop)."""
         base = self.base
         self.steps[k] = self.iteration * base.batch_size
         count, total, length = host[:3]
@@ -873,8 +904,6 @@ class _Loop:
             mean_return = total / count
             metrics["charts/episodic_return"] = mean_return
             metrics["charts/episodic_length"] = length / count
-        window = _window_mean(self.recent[k], count, total, base.target_window)
-        reached = base.target_return is not None and (window or -math.inf) >= base.target_return
         if reached:
             self.active[k] = False
             self.reached_step[k] = self.steps[k]

@@ -135,3 +135,24 @@ def evaluate(
         successes=float(successes.sum()) if has_success else None,
         attempts=float(attempts.sum()) if has_success else None,
     )
+
+
+def check_return(
+    act: Callable[[torch.Tensor], torch.Tensor],
+    env_id: str,
+    *,
+    episodes: int,
+    seed: int,
+    device: str | torch.device = "cpu",
+    env_kwargs: dict[str, Any] | None = None,
+) -> float:
+    """Mean return of ``act`` over ``episodes`` fresh episodes: an early-stop check.
+
+    Agents seed it from the global step (same run, same check) and it leaves the global RNG
+    streams as they were, so a resumed run stops where an uninterrupted one does.
+    """
+    with torch.random.fork_rng(devices=[]):
+        result = evaluate(
+            act, env_id, episodes=episodes, device=device, seed=seed, env_kwargs=env_kwargs
+        )
+    return result.mean_return

@@ -172,6 +172,33 @@ class GroupedRunningMeanStd:
         return rms
 
 
+def flatten_parameters(module: torch.nn.Module) -> torch.nn.Parameter:
+    """Make ``module``'s parameters views of one flat parameter, and their gradients views of
+    its gradient; return the flat parameter (for the optimizer and the gradient clip).
+
+    Small networks on the CPU spend their optimizer step on per-tensor overhead: Adam, the
+    global-norm clip and zeroing over one flat tensor are one kernel each instead of one per
+    parameter (3x faster for a 64-64 actor-critic). The module keeps its parameters, names and
+    ``state_dict``; backward accumulates into the shared gradient buffer, so clear it with
+    ``optimizer.zero_grad(set_to_none=False)``: ``None`` gradients would detach the views.
+    Call after moving ``module`` to its device.
+    """
+    params = list(module.parameters())
+    if not params:
+        raise ValueError("flatten_parameters: the module has no parameters")
+    if len({(p.device, p.dtype) for p in params}) > 1:
+        raise ValueError("flatten_parameters: parameters differ in device or dtype")
+    flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    flat.grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat.data[offset : offset + n].view_as(p)
+        p.grad = flat.grad[offset : offset + n].view_as(p)
+        offset += n
+    return flat
+
+
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """``(H, W, C)`` uint8 image → ``(C, H, W)`` float tensor in ``[0, 1]``."""
     if image.ndim != 3 or image.dtype != np.uint8:

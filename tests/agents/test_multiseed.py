@@ -360,3 +360,23 @@ def test_eight_seeds_solve_cartpole() -> None:
     returns = [row["eval_mean_return"] for row in result.per_seed]
     assert sum(row["solved"] for row in result.per_seed) >= 7, returns
     assert result.summary["eval_mean_return"] >= 475.0, returns
+
+
+def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
+    """A target of 1 passes every agent's window at once; the stacked check then decides per
+    agent: the agent whose check fails keeps training to the end."""
+    base = ppo.default_config(
+        CARTPOLE, **{**TINY, "total_timesteps": 256}, target_return=1.0, target_window=1,
+        target_check_episodes=2,
+    )  # fmt: skip
+    cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2), write_runs=False, progress=False)
+    assert [row["reached_target_step"] for row in ms.train(cfg).per_seed] == [64, 64]
+    real = ms.evaluate_stacked
+
+    def second_fails(*args, **kwargs):
+        results = real(*args, **kwargs)
+        results[1].returns = [0.0] * len(results[1].returns)
+        return results
+
+    monkeypatch.setattr(ms, "evaluate_stacked", second_fails)
+    assert [row["reached_target_step"] for row in ms.train(cfg).per_seed] == [64, None]

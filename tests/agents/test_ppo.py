@@ -305,6 +305,74 @@ def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(tmp_path: Path) -
     assert all(bool(t.isfinite().all()) for t in latest["model"].values())
 
 
+# -- the early stop ---------------------------------------------------------------------------
+def test_recent_return_is_reward_per_finished_episode_over_the_window() -> None:
+    state = ppo.TrainState(None, None, None, None, torch.zeros(1))  # type: ignore[arg-type]
+    # Iterations of 1,000 steps: 10, then 2, 1 and 0 finished episodes (longer and longer).
+    assert state.recent_return(10, 1000.0, min_episodes=3) == 100.0
+    assert state.recent_return(2, 1000.0, min_episodes=3) == 2000.0 / 12  # needs the first
+    # The window drops iterations it no longer needs: 1 + 2 >= 3 episodes.
+    assert state.recent_return(1, 1000.0, min_episodes=3) == 2000.0 / 3
+    assert state.recent_return(0, 1000.0, min_episodes=3) == 3000.0 / 3
+    assert [c for c, _ in state.recent] == [2, 1, 0]
+    assert (
+        ppo.TrainState(None, None, None, None, torch.zeros(1)).recent_return(  # type: ignore[arg-type]
+            1, 5.0, min_episodes=2
+        )
+        is None
+    )
+
+
+def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A target of 1 passes the training window at once; a failing check trains to the end.
+    cfg = tiny("sandbox/CartPole-v1", target_return=1.0, target_window=1, total_timesteps=256)
+    assert ppo.train(replace_config(cfg, {"target_check_episodes": 0})).global_step == 64
+    assert ppo.train(replace_config(cfg, {"target_check_episodes": 4})).global_step == 64
+    calls = []
+
+    def failing(*args: Any, **kwargs: Any) -> float:
+        calls.append(kwargs["seed"])
+        return 0.0
+
+    monkeypatch.setattr(ppo, "check_return", failing)
+    assert ppo.train(replace_config(cfg, {"target_check_episodes": 4})).global_step == 256
+    assert calls == [cfg.seed + 64 * i for i in (1, 2, 3, 4)]  # seeded from the step
+
+
+def test_check_leaves_the_run_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose checks all run and fail ends bitwise where a run without checks does."""
+    cfg = tiny("sandbox/CartPole-v1", target_window=1, total_timesteps=256)
+    plain = ppo.train(cfg)
+    real_check, returns = ppo.check_return, []
+
+    def failing(*args: Any, **kwargs: Any) -> float:
+        returns.append(real_check(*args, **kwargs))
+        return -math.inf
+
+    monkeypatch.setattr(ppo, "check_return", failing)
+    checked = ppo.train(replace_config(cfg, {"target_return": 1.0, "target_check_episodes": 3}))
+    assert len(returns) == 4 and all(r >= 1.0 for r in returns)
+    assert_bitwise_equal(weights(plain.policy), weights(checked.policy))
+
+
+def test_optimizer_state_of_per_tensor_checkpoints_is_flattened() -> None:
+    torch.manual_seed(0)
+    spaces_ = {"obs_shape": [4], "action_kind": "discrete", "action_n": 2}
+    agent = ppo.ActorCritic(spaces_, (8,), "tanh")
+    old = torch.optim.Adam(agent.parameters(), lr=1e-3, eps=1e-5)
+    logprob, _, value = agent.evaluate_actions(torch.randn(3, 4), torch.tensor([0, 1, 1]))
+    (logprob + value).sum().backward()
+    old.step()
+    converted = ppo.flat_optimizer_state(old.state_dict())
+    flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in agent.parameters()]))
+    new = torch.optim.Adam([flat], lr=1e-3, eps=1e-5)
+    new.load_state_dict(converted)
+    moments = new.state[flat]["exp_avg_sq"]
+    expected = torch.cat([old.state[p]["exp_avg_sq"].reshape(-1) for p in agent.parameters()])
+    assert torch.equal(moments, expected)
+    assert ppo.flat_optimizer_state(converted) is converted
+
+
 # -- presets and the command line -----------------------------------------------------------------
 def test_presets_and_validation() -> None:
     assert ppo.default_config("sandbox/Pendulum-v1").norm_obs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from rl.device import resolve_device
 from rl.seeding import rng_state, seed_everything, set_rng_state
 from rl.tensors import (
     RunningMeanStd,
+    flatten_parameters,
     image_to_tensor,
     min_max_scale,
     one_hot,
@@ -114,3 +117,35 @@ def test_device_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_flatten_parameters_shares_weights_and_gradients() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    reference = copy.deepcopy(net)
+    keys = list(net.state_dict())
+    flat = flatten_parameters(net)
+    assert list(net.state_dict()) == keys and flat.numel() == 3 * 4 + 4 + 4 * 2 + 2
+    for p, q in zip(net.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p, q)
+    x = torch.randn(5, 3)
+    net(x).square().sum().backward()
+    reference(x).square().sum().backward()
+    grads = torch.cat([p.grad.reshape(-1) for p in reference.parameters()])
+    assert torch.allclose(flat.grad, grads)  # backward wrote into the flat gradient
+    # One Adam over the flat parameter moves the module's weights as per-tensor Adam does.
+    torch.optim.Adam([flat], lr=0.1).step()
+    torch.optim.Adam(reference.parameters(), lr=0.1).step()
+    for p, q in zip(net.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(p, q)
+    # load_state_dict copies into the views: the flat parameter sees it.
+    net.load_state_dict(reference.state_dict())
+    assert torch.equal(flat.detach(), torch.cat([p.reshape(-1) for p in reference.parameters()]))
+
+
+def test_flatten_parameters_rejects_what_it_cannot_flatten() -> None:
+    with pytest.raises(ValueError, match="no parameters"):
+        flatten_parameters(torch.nn.Tanh())
+    mixed = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).double())
+    with pytest.raises(ValueError, match="device or dtype"):
+        flatten_parameters(mixed)
