@@ -305,6 +305,20 @@ def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(tmp_path: Path) -
     assert all(bool(t.isfinite().all()) for t in latest["model"].values())
 
 
+def test_sampled_actions_follow_the_policy_probabilities() -> None:
+    torch.manual_seed(0)
+    agent = ppo.ActorCritic(
+        {"obs_shape": [3], "action_kind": "discrete", "action_n": 3}, (8,), "tanh"
+    )
+    with torch.no_grad():
+        agent.actor[-1].bias.copy_(torch.tensor([0.0, 1.0, -1.0]))
+        agent.actor[-1].weight.zero_()  # the same logits for every observation
+        actions = agent.get_action(torch.randn(200_000, 3))
+    frequencies = torch.bincount(actions, minlength=3) / actions.numel()
+    expected = torch.tensor([0.0, 1.0, -1.0]).softmax(-1)
+    assert torch.allclose(frequencies, expected, atol=0.004)  # ~4 standard errors
+
+
 # -- the early stop ---------------------------------------------------------------------------
 def test_recent_return_is_reward_per_finished_episode_over_the_window() -> None:
     state = ppo.TrainState(None, None, None, None, torch.zeros(1))  # type: ignore[arg-type]
