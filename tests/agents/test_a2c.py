@@ -174,3 +174,21 @@ def test_default_config_solves_cartpole(seed: int) -> None:
     result = a2c.train(cfg)
     assert result.evaluation is not None
     assert result.evaluation.mean_return >= 475, result.evaluation.summary()
+
+
+def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A target of 1 passes the first log window; a failing check trains to the end, and a
+    # check that runs and fails leaves the run where a run without a target ends.
+    cfg = tiny(write_run=False, target_return=1.0, target_check_episodes=3)
+    assert a2c.train(cfg).global_step == 4 * 64
+    plain = a2c.train(tiny(write_run=False))
+    real_check, returns = a2c.check_return, []
+
+    def failing(*args: Any, **kwargs: Any) -> float:
+        returns.append(real_check(*args, **kwargs))
+        return -math.inf
+
+    monkeypatch.setattr(a2c, "check_return", failing)
+    checked = a2c.train(cfg)
+    assert checked.global_step == 1_536 and len(returns) == 6
+    assert_same_weights(weights(plain.policy), weights(checked.policy))
