@@ -791,8 +791,12 @@ def _train_loop(
         metrics = _log_window(run, state, host, lr)
         mean_return = metrics.get("charts/episodic_return")
         reached = cfg.target_return is not None and (mean_return or -math.inf) >= cfg.target_return
+        reached_at = mean_return
         if reached and cfg.target_check_episodes > 0:
-            reached = _deterministic_check(cfg, state, spaces) >= cfg.target_return
+            reached_at = _deterministic_check(cfg, state, spaces)
+            reached = reached_at >= cfg.target_return
+        if reached:
+            metrics["target_reached_return"] = reached_at
         last = reached or state.iteration == iterations
         improved = mean_return is not None and mean_return > state.best_return
         if mean_return is not None:

@@ -796,8 +796,12 @@ def _train_loop(
         metrics = _log_window(run, state, host, lr, epsilon)
         mean_return = metrics.get("charts/episodic_return")
         reached = cfg.target_return is not None and (mean_return or -math.inf) >= cfg.target_return
+        reached_at = mean_return
         if reached and cfg.target_check_episodes > 0:
-            reached = _greedy_check(cfg, state) >= cfg.target_return
+            reached_at = _greedy_check(cfg, state)
+            reached = reached_at >= cfg.target_return
+        if reached:
+            metrics["target_reached_return"] = reached_at
         last = reached or state.iteration == cfg.num_iterations
         improved = mean_return is not None and mean_return > state.best_return
         if mean_return is not None:

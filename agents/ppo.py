@@ -984,7 +984,10 @@ def _train_loop(
             )
         metrics = _log_iteration(run, cfg, state, host_values, lr)
         mean_return = metrics.get("charts/episodic_return")
-        reached = _target_reached(cfg, state, host_values[0], host_values[5], spaces)
+        reached_at = _target_reached(cfg, state, host_values[0], host_values[5], spaces)
+        reached = reached_at is not None
+        if reached:
+            metrics["target_reached_return"] = reached_at
         last = reached or state.iteration == iterations
         if run is not None:
             improved = mean_return is not None and mean_return > state.best_return
@@ -1004,14 +1007,15 @@ def _train_loop(
 
 def _target_reached(
     cfg: Config, state: TrainState, episodes: float, rewards: float, spaces: dict[str, Any]
-) -> bool:
-    """Whether the run has reached ``cfg.target_return`` (see its docstring), after this
-    iteration's ``episodes`` finished episodes and ``rewards`` summed over its steps."""
+) -> float | None:
+    """The return that reached ``cfg.target_return`` (see its docstring) after this
+    iteration's ``episodes`` finished episodes and ``rewards`` summed over its steps: the
+    deterministic check's, or the training window's without a check; ``None`` if not reached."""
     window = state.recent_return(episodes, rewards, cfg.target_window)
     if cfg.target_return is None or window is None or window < cfg.target_return:
-        return False
+        return None
     if cfg.target_check_episodes == 0:
-        return True
+        return window
     agent = state.agent
     policy = PPOPolicy(agent, spaces, state.obs_rms, cfg.clip_obs)
     try:
@@ -1022,7 +1026,7 @@ def _target_reached(
         )  # fmt: skip
     finally:
         agent.train()  # PPOPolicy switched it to eval mode
-    return check >= cfg.target_return
+    return check if check >= cfg.target_return else None
 
 
 # -- the trained policy -------------------------------------------------------------------------

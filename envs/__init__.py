@@ -17,17 +17,19 @@ __all__ = ["SANDBOX_ENV_IDS", "check_vector_env"]
 
 SANDBOX_ENV_IDS = ("sandbox/DogTraining-v0", "sandbox/CartPole-v1", "sandbox/Pendulum-v1")
 
+# id: (module, class prefix, max_episode_steps, reward_threshold as Gymnasium registers it)
 _REGISTRATIONS = {
-    "sandbox/DogTraining-v0": ("envs.dog_training", "DogTraining", 200),
-    "sandbox/CartPole-v1": ("envs.cartpole", "CartPole", 500),
-    "sandbox/Pendulum-v1": ("envs.pendulum", "Pendulum", 200),
+    "sandbox/DogTraining-v0": ("envs.dog_training", "DogTraining", 200, None),
+    "sandbox/CartPole-v1": ("envs.cartpole", "CartPole", 500, 475.0),
+    "sandbox/Pendulum-v1": ("envs.pendulum", "Pendulum", 200, None),
 }
 
-for _env_id, (_module, _name, _max_steps) in _REGISTRATIONS.items():
+for _env_id, (_module, _name, _max_steps, _threshold) in _REGISTRATIONS.items():
     if _env_id not in gymnasium.registry:
         gymnasium.register(
             _env_id,
             entry_point=f"{_module}:{_name}Env",
             vector_entry_point=f"{_module}:{_name}VectorEnv",
             max_episode_steps=_max_steps,
+            reward_threshold=_threshold,
         )

@@ -405,6 +405,15 @@ def print_summary(result: Any, cfg: Any) -> None:
     seconds = result.metrics.get("train_seconds")
     took = f" in {seconds:.0f} s" if seconds is not None else ""
     console.print(f"Trained {result.global_step:,} steps{took}.")
+    reached = result.metrics.get("target_reached_return")
+    if reached is not None and getattr(cfg, "target_return", None) is not None:
+        checked = getattr(cfg, "target_check_episodes", 0)
+        how = (
+            f"{checked} deterministic episodes averaged {reached:.1f}"
+            if checked
+            else f"training episodes averaged {reached:.1f}"
+        )
+        console.print(f"Stopped early at the target return {cfg.target_return:g}: {how}.")
     evaluation = result.evaluation
     if evaluation is not None:
         bar = solved_thresholds(cfg.env_id)

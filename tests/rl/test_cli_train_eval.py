@@ -188,6 +188,21 @@ def test_solved_thresholds() -> None:
         "mean_return": dog_training.SOLVED_MEAN_RETURN,
     }
     assert solved_thresholds("CartPole-v1") == {"mean_return": 475.0}
+    assert solved_thresholds("sandbox/CartPole-v1") == {"mean_return": 475.0}
+
+
+def test_train_says_when_it_stopped_at_the_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Any finished episode passes a target of 1: the first iteration's check stops the run.
+    argv = [*TINY_TRAIN, "--set", "target_return=1", "--set", "target_window=1"]
+    assert (
+        main(["train", *argv, "--set", "target_check_episodes=3", "--run-dir", str(tmp_path / "a")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "Trained 128 steps" in out
+    assert "Stopped early at the target return 1: 3 deterministic episodes averaged" in out
 
 
 def test_train_capture_video_records_each_snapshot(tmp_path: Path) -> None:
