@@ -29,11 +29,16 @@ it: results are reproducible for a given seed list, not identical across ``K``.
 
 ``norm_obs`` and ``norm_reward`` keep one set of running statistics per agent
 (:class:`rl.tensors.GroupedRunningMeanStd` over its own rows), and ``target_kl`` stops each
-agent's epochs on its own, as ``K`` runs of :func:`agents.ppo.train` would. Not supported yet:
-resuming a multi-seed run as a whole. Each per-seed run folder holds
-``agents.ppo``'s checkpoint keys (its agent's observation and return statistics included), so
-``rl eval``, ``rl watch`` and :func:`agents.ppo.load_policy` read it; only the env's exact state
-is left out (a ``--resume`` of one seed restarts its episodes).
+agent's epochs on its own, as ``K`` runs of :func:`agents.ppo.train` would. Each per-seed run
+folder holds ``agents.ppo``'s checkpoint keys (its agent's observation and return statistics
+included), so ``rl eval``, ``rl watch`` and :func:`agents.ppo.load_policy` read it; only the
+env's exact state is left out (a ``--resume`` of one seed alone restarts its episodes).
+
+Resuming the whole run: a group folder beside the seeds' folders
+(``runs/<env>__ppo-seeds__<first>-<last>_K<k>__<time>/multiseed.pt``, written atomically every
+``checkpoint_every`` iterations and at the end) holds the stacked weights and Adam state, every
+agent's statistics and stop-rule state, the shared env and the random streams:
+``rl train --resume <group folder>`` continues bit for bit where an uninterrupted run would be.
 
 Shapes: ``K`` agents, ``N = num_envs`` rows each, ``T = num_steps``, ``B = T * N`` transitions
 per agent per iteration, ``D`` flattened observation size, ``A`` action size.
@@ -55,6 +60,7 @@ from agents.base import normalize_obs, space_spec
 from agents.ppo import (
     ALGO,
     LOSS_NAMES,
+    RESUMABLE_FIELDS,
     ActorCritic,
     Config,
     PPOPolicy,
@@ -62,12 +68,13 @@ from agents.ppo import (
     collect_rollout,
     make_rollout,
 )
-from rl.config import config_to_dict, replace_config
+from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rl.config import config_from_dict, config_to_dict, replace_config, resume_config
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult
 from rl.returns import compute_gae
 from rl.runs import RUNS_ROOT, TrainingDiverged, TrainingRun, run_name, write_json
-from rl.seeding import rng_state, seed_everything
+from rl.seeding import rng_state, seed_everything, set_rng_state
 from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
 from rl.vector import make_vector_env
 
@@ -633,13 +640,91 @@ def _optimizer_state(
     return {"state": state, "param_groups": [{**group, "lr": lr}]}
 
 
-def train(cfg: MultiSeedConfig) -> MultiSeedResult:
+GROUP_CHECKPOINT = "multiseed.pt"
+"""The group folder's checkpoint: what ``rl train --resume GROUP`` continues from."""
+
+
+def group_name(cfg: MultiSeedConfig) -> str:
+    """``<env>__ppo-seeds__<first>-<last>_K<k>__<timestamp>``: the group folder (under
+    ``runs_root``, beside the seeds' run folders) and its summary JSON."""
+    first = cfg.seeds[0]
+    return run_name(cfg.ppo.env_id, ALGO, first).replace(
+        f"__{ALGO}__{first}__", f"__{ALGO}-seeds__{first}-{cfg.seeds[-1]}_K{cfg.num_agents}__"
+    )
+
+
+def is_group(path: str | Path) -> bool:
+    """Whether ``path`` is a multi-seed group folder (holds ``multiseed.pt``)."""
+    return (Path(path) / GROUP_CHECKPOINT).is_file()
+
+
+def load_group_checkpoint(group_dir: str | Path) -> dict[str, Any]:
+    """A group folder's ``multiseed.pt``; a one-line :class:`CheckpointError` otherwise."""
+    path = Path(group_dir) / GROUP_CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(
+            f"cannot resume: {group_dir} has no {GROUP_CHECKPOINT} (a multi-seed group folder, "
+            "runs/<env>__ppo-seeds__..., holds one)"
+        )
+    saved = load_checkpoint(path)
+    if saved.get("algo") != ALGO + "-multiseed":
+        raise CheckpointError(f"{path} is not a multi-seed PPO checkpoint")
+    return saved
+
+
+def saved_config(group_dir: str | Path, **changes: Any) -> MultiSeedConfig:
+    """The configuration a group folder trained with, with ``changes`` to the fields of
+    :data:`agents.ppo.RESUMABLE_FIELDS` (e.g. ``total_timesteps``, ``device``) and
+    ``progress``: what ``rl train --resume GROUP`` runs."""
+    saved = load_group_checkpoint(group_dir)
+    base = replace_config(config_from_dict(Config, saved["config"]), changes)
+    return _config_of(saved, base, progress=base.progress)
+
+
+def _config_of(saved: dict[str, Any], base: Config, progress: bool) -> MultiSeedConfig:
+    extra = saved["multiseed"]
+    rates = extra["learning_rates"]
+    return MultiSeedConfig(
+        ppo=base, seeds=tuple(extra["seeds"]),
+        learning_rates=None if rates is None else tuple(rates), write_runs=True,
+        runs_root=extra["runs_root"], eval_episodes=extra["eval_episodes"],
+        solved_return=extra["solved_return"], progress=progress,
+    )  # fmt: skip
+
+
+def _check_resume(cfg: MultiSeedConfig, saved: dict[str, Any]) -> MultiSeedConfig:
+    """``cfg`` as the resume runs it; a ValueError where it changes a fixed field."""
+    if tuple(saved["multiseed"]["seeds"]) != cfg.seeds:
+        raise ValueError(
+            f"cannot resume seeds {list(cfg.seeds)} from a group of seeds "
+            f"{saved['multiseed']['seeds']}"
+        )
+    base = resume_config(cfg.ppo, saved["config"], RESUMABLE_FIELDS)
+    resumed = _config_of(saved, base, progress=cfg.progress)
+    if resumed.learning_rates != cfg.learning_rates:
+        raise ValueError("cannot resume with different per-seed learning_rates")
+    return resumed
+
+
+def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSeedResult:
     """Train ``K = len(cfg.seeds)`` PPO agents together; log, checkpoint and evaluate each.
+
+    Args:
+        cfg: the configuration. With ``resume``, it must equal the saved one except for
+            ``agents.ppo.RESUMABLE_FIELDS`` of ``cfg.ppo`` (see :func:`resume_config`).
+        resume: a group folder (``runs/<env>__ppo-seeds__...``) to continue from its
+            ``multiseed.pt``: every agent, the shared env and the random streams, exactly.
 
     Raises:
         TrainingDiverged: a loss or parameter of some agent became non-finite (named by seed).
+        rl.checkpoint.CheckpointError: ``resume`` holds no readable ``multiseed.pt``.
+        ValueError: ``cfg`` changes a field a resume may not change.
     """
     start_time = time.perf_counter()
+    saved = None
+    if resume is not None:
+        saved = load_group_checkpoint(resume)
+        cfg = _check_resume(cfg, saved)
     base, seeds = cfg.ppo, cfg.seeds
     k_agents, n = cfg.num_agents, base.num_envs
     device = resolve_device(base.device)
@@ -669,9 +754,17 @@ def train(cfg: MultiSeedConfig) -> MultiSeedResult:
             replace_config(base, {"seed": s, "learning_rate": lr})
             for s, lr in zip(seeds, cfg.agent_learning_rates, strict=True)
         ]
+        group_dir = None
         if cfg.write_runs:
+            group_dir = (
+                Path(resume) if resume is not None else Path(cfg.runs_root) / group_name(cfg)
+            )
             for i, seed_cfg in enumerate(seed_cfgs):
-                run_dir = Path(cfg.runs_root) / run_name(base.env_id, ALGO, seed_cfg.seed)
+                run_dir = (
+                    Path(saved["run_dirs"][i])
+                    if saved is not None
+                    else Path(cfg.runs_root) / run_name(base.env_id, ALGO, seed_cfg.seed)
+                )
                 seed_cfgs[i] = seed_cfg = replace_config(seed_cfg, {"run_dir": str(run_dir)})
                 runs.append(
                     TrainingRun(
@@ -679,11 +772,18 @@ def train(cfg: MultiSeedConfig) -> MultiSeedResult:
                         config_to_dict(seed_cfg),
                         total_timesteps=base.num_iterations * base.batch_size,
                         num_snapshots=base.num_snapshots,
+                        # Each agent logged up to its own step at the checkpoint.
+                        purge_step=saved["steps"][i] + 1 if saved is not None else None,
                         progress=cfg.progress and i == 0,
                     )
                 )
         loop = _Loop(cfg, seed_cfgs, net, optimizer, group, lr0, env, spaces, runs, next_obs)
-        loop.save_all(0, snapshot=True)  # the untrained policies: "before" of before/after
+        loop.group_dir = group_dir
+        if saved is not None:
+            loop.restore(saved)
+        else:
+            loop.save_all(0, snapshot=True)  # the untrained policies: "before" of before/after
+            loop.save_group()
         loop.run()
         train_seconds = time.perf_counter() - start_time
     finally:
@@ -742,6 +842,85 @@ class _Loop:
         self.recent: list[list[list[float]]] = [[] for _ in range(k)]
         self.last_metrics: list[dict[str, float]] = [{} for _ in range(k)]
         self.lrs = [0.0] * k
+        self.group_dir: Path | None = None  # where multiseed.pt goes (None: no run folders)
+
+    def group_state(self) -> dict[str, Any]:
+        """Everything :meth:`restore` needs to continue exactly: the stacked weights and Adam
+        state, every agent's statistics and stop-rule state, the shared env and RNG streams."""
+        opt = self.optimizer
+        return {
+            "algo": ALGO + "-multiseed",
+            "model": {f"param_{i}": p.detach().clone() for i, p in enumerate(self.net.params)},
+            "optimizer": {
+                "step_count": opt.step_count,
+                "agent_steps": None if opt.agent_steps is None else opt.agent_steps.clone(),
+                "exp_avg": [m.clone() for m in opt.exp_avg],
+                "exp_avg_sq": [v.clone() for v in opt.exp_avg_sq],
+            },
+            "config": config_to_dict(self.base),
+            "multiseed": {
+                "seeds": list(self.cfg.seeds),
+                "learning_rates": (
+                    None if self.cfg.learning_rates is None else list(self.cfg.learning_rates)
+                ),
+                "eval_episodes": self.cfg.eval_episodes,
+                "solved_return": self.cfg.solved_return,
+                "runs_root": self.cfg.runs_root,
+            },
+            "run_dirs": [str(run.run_dir) for run in self.runs],
+            "env_id": self.base.env_id,
+            "iteration": self.iteration,
+            "active": list(self.active),
+            "steps": list(self.steps),
+            "reached_step": [-1 if s is None else s for s in self.reached_step],
+            "best": list(self.best),
+            "recent_rewards": [[list(x) for x in r] for r in self.recent],
+            "obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
+            "return_rms": None if self.reward_scaler is None else self.reward_scaler.state_dict(),
+            "env_state": self.env.state_dict() if hasattr(self.env, "state_dict") else None,
+            "next_obs": self.next_obs.clone(),
+            "rng": rng_state(),
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Load :meth:`group_state`'s output (same seeds and sizes); RNG streams last."""
+        device = self.next_obs.device
+        with torch.no_grad():
+            for i, p in enumerate(self.net.params):
+                p.copy_(saved["model"][f"param_{i}"])
+        opt, state = self.optimizer, saved["optimizer"]
+        opt.step_count = int(state["step_count"])
+        opt.agent_steps = None if state["agent_steps"] is None else state["agent_steps"].to(device)
+        for mine, theirs in (
+            (opt.exp_avg, state["exp_avg"]),
+            (opt.exp_avg_sq, state["exp_avg_sq"]),
+        ):
+            for m, t in zip(mine, theirs, strict=True):
+                m.copy_(t)
+        if self.obs_rms is not None:
+            self.obs_rms.load_state_dict(saved["obs_rms"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(saved["return_rms"])
+        if saved["env_state"] is not None:
+            self.env.load_state_dict(saved["env_state"])
+            self.next_obs = saved["next_obs"].to(device)
+        else:  # Gymnasium's numpy envs keep no state: their episodes restart
+            self.next_obs, _ = self.env.reset(seed=env_seed(self.cfg.seeds) + saved["iteration"])
+        self.iteration = int(saved["iteration"])
+        self.active = [bool(a) for a in saved["active"]]
+        self.steps = [int(s) for s in saved["steps"]]
+        self.reached_step = [None if s < 0 else int(s) for s in saved["reached_step"]]
+        self.best = [float(b) for b in saved["best"]]
+        self.recent = [[list(x) for x in r] for r in saved["recent_rewards"]]
+        for k, run in enumerate(self.runs):
+            run.restore_schedule(self.steps[k], self.best[k])
+        set_rng_state(saved["rng"])
+
+    def save_group(self) -> None:
+        """Write ``multiseed.pt`` (atomically) into the group folder, if there is one."""
+        if self.group_dir is not None:
+            self.group_dir.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(self.group_state(), self.group_dir / GROUP_CHECKPOINT)
 
     def payload(self, k: int) -> dict[str, Any]:
         """Agent ``k``'s checkpoint with :func:`agents.ppo.checkpoint_payload`'s keys (the env's
@@ -830,6 +1009,9 @@ class _Loop:
             for k in range(k_agents):
                 if self.active[k]:
                     self.log_agent(k, host[k], reached[k])
+            finished = self.iteration == base.num_iterations or not any(self.active)
+            if finished or self.iteration % base.checkpoint_every == 0:
+                self.save_group()
             if self.runs:
                 done = sum(not a for a in self.active)
                 returns = [
@@ -978,13 +1160,10 @@ def _finish(
         if bar is not None:
             summary["solve_rate"] = sum(m >= bar for m in means) / len(means)
     summary_path = None
-    if runs:
-        name = run_name(base.env_id, ALGO, cfg.seeds[0]).replace(
-            f"__{ALGO}__{cfg.seeds[0]}__",
-            f"__{ALGO}-seeds__{cfg.seeds[0]}-{cfg.seeds[-1]}_K{cfg.num_agents}__",
-        )
+    if runs and loop.group_dir is not None:
+        summary["group_dir"] = str(loop.group_dir)
         summary_path = write_json(
-            Path(cfg.runs_root) / f"{name}.json", {**summary, "per_seed": per_seed}
+            loop.group_dir.parent / f"{loop.group_dir.name}.json", {**summary, "per_seed": per_seed}
         )
     policies = [
         net.policy(
@@ -1022,6 +1201,8 @@ def format_summary(result: MultiSeedResult) -> str:
         lines.append(f"per seed: {per}")
     if result.summary_path is not None:
         lines.append(f"summary: {result.summary_path}")
+    if "group_dir" in s:
+        lines.append(f"group folder (rl train --resume it to continue): {s['group_dir']}")
     return "\n".join(lines)
 
 

@@ -163,6 +163,20 @@ class GroupedRunningMeanStd:
         out = ((grouped - mean) / std).reshape(x.shape)
         return out if clip is None else out.clamp(-clip, clip)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean.clone(), "var": self.var.clone(), "count": self.count.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if tuple(state["mean"].shape) != tuple(self.mean.shape):
+            raise ValueError(
+                f"grouped statistics of shape {tuple(state['mean'].shape)} do not fit "
+                f"{tuple(self.mean.shape)} (groups, *shape)"
+            )
+        device, dtype = self.mean.device, self.mean.dtype
+        self.mean = state["mean"].to(device, dtype)
+        self.var = state["var"].to(device, dtype)
+        self.count = state["count"].to(device, dtype)
+
     def group(self, g: int) -> RunningMeanStd:
         """Group ``g``'s statistics as a standalone :class:`RunningMeanStd` (a copy)."""
         rms = RunningMeanStd(self.shape, self.mean.device, dtype=self.mean.dtype)

@@ -296,6 +296,8 @@ def run(args: argparse.Namespace) -> int:
             resolve_device(args.device)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
+    if args.resume is not None and (Path(args.resume) / "multiseed.pt").is_file():
+        return resume_seeds(args)
     if args.seeds is not None:
         return run_seeds(args)
     if args.resume_if_exists:
@@ -357,8 +359,9 @@ def run_seeds(args: argparse.Namespace) -> int:
 
     if args.resume is not None or args.resume_if_exists or args.distributed:
         raise CLIError(
-            "--seeds cannot be combined with --resume, --resume-if-exists or --distributed: "
-            "train the seeds afresh, or resume one seed's run folder on its own with --resume"
+            "--seeds cannot be combined with --resume (of a single run), --resume-if-exists or "
+            "--distributed: continue a multi-seed run with rl train --resume <its group folder, "
+            "runs/<env>__ppo-seeds__...>, or one seed's run folder on its own with --resume"
         )
     if (args.algo or DEFAULT_ALGO) != "ppo":
         raise CLIError(f"--seeds trains PPO only, not {args.algo}; drop --algo or pass --algo ppo")
@@ -392,6 +395,44 @@ def run_seeds(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"rl train: {exc}")
         return 1
+    print(multiseed.format_summary(result))
+    return 0
+
+
+def resume_seeds(args: argparse.Namespace) -> int:
+    """``--resume GROUP``: continue a multi-seed run from its group folder's multiseed.pt."""
+    from agents import multiseed
+
+    if args.algo not in (None, "ppo") or args.distributed or args.run_dir is not None:
+        raise CLIError(
+            f"{args.resume} is a multi-seed PPO run: drop --algo, --run-dir and --distributed"
+        )
+    try:
+        overrides = parse_overrides(args.set)
+        for name in ("seed", "device", "num_envs", "total_timesteps"):
+            if getattr(args, name) is not None:
+                overrides[name] = getattr(args, name)
+        if args.no_progress:
+            overrides["progress"] = False
+        cfg = multiseed.saved_config(args.resume, **overrides)
+        if args.seeds is not None and multiseed.parse_seeds(args.seeds) != cfg.seeds:
+            raise ValueError(f"{args.resume} trains seeds {list(cfg.seeds)}, not {args.seeds}")
+        if args.env is not None and args.env != cfg.ppo.env_id:
+            raise ValueError(f"{args.resume} trains on {cfg.ppo.env_id}, not {args.env}")
+    except (CheckpointError, ValueError, KeyError) as exc:
+        raise CLIError(f"cannot resume {args.resume}: {exc}") from None
+    print(
+        f"Resuming {cfg.num_agents} PPO agents on {cfg.ppo.env_id} (seeds "
+        f"{','.join(map(str, cfg.seeds))}, {cfg.ppo.total_timesteps:,} steps each, device "
+        f"{resolve_device(cfg.ppo.device)}) → {args.resume}"
+    )
+    try:
+        result = multiseed.train(cfg, resume=args.resume)
+    except TrainingDiverged as exc:
+        print(f"rl train: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     print(multiseed.format_summary(result))
     return 0
 

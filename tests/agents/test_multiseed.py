@@ -12,6 +12,7 @@ from agents import multiseed as ms
 from agents import ppo
 from agents.base import space_spec
 from rl.checkpoint import load_checkpoint
+from rl.config import replace_config
 from rl.seeding import seed_everything
 from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
 from rl.vector import make_vector_env
@@ -380,3 +381,65 @@ def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
 
     monkeypatch.setattr(ms, "evaluate_stacked", second_fails)
     assert [row["reached_target_step"] for row in ms.train(cfg).per_seed] == [64, None]
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted_run_bitwise(tmp_path, monkeypatch) -> None:
+    """Killed after its iteration-2 group checkpoint, a resumed run ends where an
+    uninterrupted one does: every agent's weights, the shared env and random streams."""
+    base = ppo.default_config(
+        CARTPOLE, **{**TINY, "total_timesteps": 4 * 64}, checkpoint_every=2, norm_obs=True,
+        norm_reward=True,
+    )  # fmt: skip
+
+    def config(root) -> ms.MultiSeedConfig:
+        return ms.MultiSeedConfig(ppo=base, seeds=(3, 5), runs_root=str(root), progress=False)
+
+    whole = ms.train(config(tmp_path / "whole"))
+    real_save = ms._Loop.save_group
+
+    def save_then_crash(self) -> None:
+        real_save(self)
+        if self.iteration == 2:
+            raise _Crash
+
+    monkeypatch.setattr(ms._Loop, "save_group", save_then_crash)
+    with pytest.raises(_Crash):
+        ms.train(config(tmp_path / "crashed"))
+    monkeypatch.undo()
+    (group,) = (tmp_path / "crashed").glob("*ppo-seeds*[!n]")  # the folder, not its .json
+    assert ms.load_group_checkpoint(group)["iteration"] == 2
+    resumed = ms.train(config(tmp_path / "crashed"), resume=group)
+    assert [r["global_step"] for r in resumed.per_seed] == [256, 256]
+    for mine, theirs in zip(resumed.policies, whole.policies, strict=True):
+        a, b = mine.agent.state_dict(), theirs.agent.state_dict()
+        assert all(torch.equal(a[key], b[key]) for key in a)
+    assert resumed.run_dirs[0].parent == tmp_path / "crashed"
+    with pytest.raises(ValueError, match="learning_rate"):
+        ms.train(
+            ms.MultiSeedConfig(ppo=replace_config(base, {"learning_rate": 1.0}), seeds=(3, 5)),
+            resume=group,
+        )
+    with pytest.raises(ValueError, match="seeds"):
+        ms.train(ms.MultiSeedConfig(ppo=base, seeds=(3, 4)), resume=group)
+
+
+def test_cli_resumes_a_group(tmp_path, monkeypatch, capsys) -> None:
+    from rl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--seeds", "1-2", "--env", CARTPOLE, "--num-envs", "4",
+            "--total-timesteps", "128", "--no-progress", "--set", "num_steps=16",
+            "--set", "eval_episodes=2"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    group = out.split("group folder (rl train --resume it to continue): ")[1].split()[0]
+    assert main(["train", "--resume", group, "--total-timesteps", "192", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming 2 PPO agents" in out and "seeds 1,2" in out
+    assert ms.load_group_checkpoint(group)["iteration"] == 3
+    assert main(["train", "--resume", group, "--set", "learning_rate=1"]) == 2
+    assert "learning_rate" in capsys.readouterr().err
