@@ -1202,7 +1202,7 @@ def format_summary(result: MultiSeedResult) -> str:
     if result.summary_path is not None:
         lines.append(f"summary: {result.summary_path}")
     if "group_dir" in s:
-        lines.append(f"group folder (rl train --resume it to continue): {s['group_dir']}")
+        lines.append(f"group folder (for --resume): {s['group_dir']}")
     return "\n".join(lines)
 
 

@@ -395,6 +395,12 @@ def run_seeds(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"rl train: {exc}")
         return 1
+    except KeyboardInterrupt:
+        pattern = multiseed.group_name(seeds_cfg).rsplit("__", 1)[0] + "__*"
+        groups = sorted(p for p in Path(seeds_cfg.runs_root).glob(pattern) if p.is_dir())
+        if groups and multiseed.is_group(groups[-1]):
+            print(f"\nto continue: rl train --resume {groups[-1]}", file=sys.stderr)
+        raise
     print(multiseed.format_summary(result))
     return 0
 

@@ -436,7 +436,7 @@ def test_cli_resumes_a_group(tmp_path, monkeypatch, capsys) -> None:
             "--set", "eval_episodes=2"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    group = out.split("group folder (rl train --resume it to continue): ")[1].split()[0]
+    group = out.split("group folder (for --resume): ")[1].split()[0]
     assert main(["train", "--resume", group, "--total-timesteps", "192", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "Resuming 2 PPO agents" in out and "seeds 1,2" in out
