@@ -74,6 +74,15 @@ def find_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
     for name in order:
         if (folder / name).is_file():
             return folder / name
+    if (path / "multiseed.pt").is_file():
+        seeds = sorted(
+            p.name for p in path.parent.glob(path.name.split("__ppo-seeds__")[0] + "__ppo__*")
+        )
+        example = f", e.g. {path.parent / seeds[0]}" if seeds else ""
+        raise CheckpointError(
+            f"{path} is a multi-seed group folder (for rl train --resume); give one seed's run "
+            f"folder{example}"
+        )
     raise CheckpointError(
         f"{path} holds no checkpoint (looked for {', '.join(order)} in {folder}); "
         "expected a run directory made by `rl train` or a .pt file"

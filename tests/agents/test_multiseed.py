@@ -443,3 +443,5 @@ def test_cli_resumes_a_group(tmp_path, monkeypatch, capsys) -> None:
     assert ms.load_group_checkpoint(group)["iteration"] == 3
     assert main(["train", "--resume", group, "--set", "learning_rate=1"]) == 2
     assert "learning_rate" in capsys.readouterr().err
+    assert main(["eval", group]) == 2
+    assert "is a multi-seed group folder" in capsys.readouterr().err
