@@ -236,8 +236,9 @@ class StackedActorCritic:
         if self.discrete:
             if deterministic:
                 return out.argmax(-1)
-            flat = out.reshape(-1, out.shape[-1]).softmax(-1)
-            return torch.multinomial(flat, 1).view(out.shape[:-1])
+            # Gumbel-max, as agents.ppo.ActorCritic.get_action samples.
+            noise = torch.empty_like(out).exponential_().clamp_min_(torch.finfo(out.dtype).tiny)
+            return (out - noise.log_()).argmax(-1)
         if deterministic:
             return out
         return out + self.log_std.exp() * torch.randn_like(out)
