@@ -679,21 +679,27 @@ def saved_config(group_dir: str | Path, **changes: Any) -> MultiSeedConfig:
     ``progress``: what ``rl train --resume GROUP`` runs."""
     saved = load_group_checkpoint(group_dir)
     base = replace_config(config_from_dict(Config, saved["config"]), changes)
-    return _config_of(saved, base, progress=base.progress)
+    return _config_of(saved, base, base.progress, group_dir)
 
 
-def _config_of(saved: dict[str, Any], base: Config, progress: bool) -> MultiSeedConfig:
+def _config_of(
+    saved: dict[str, Any], base: Config, progress: bool, group_dir: str | Path
+) -> MultiSeedConfig:
+    """The saved group's config around ``base``; its runs root is the group folder's parent
+    (where the seeds' folders are), wherever the folder was moved."""
     extra = saved["multiseed"]
     rates = extra["learning_rates"]
     return MultiSeedConfig(
         ppo=base, seeds=tuple(extra["seeds"]),
         learning_rates=None if rates is None else tuple(rates), write_runs=True,
-        runs_root=extra["runs_root"], eval_episodes=extra["eval_episodes"],
+        runs_root=str(Path(group_dir).parent), eval_episodes=extra["eval_episodes"],
         solved_return=extra["solved_return"], progress=progress,
     )  # fmt: skip
 
 
-def _check_resume(cfg: MultiSeedConfig, saved: dict[str, Any]) -> MultiSeedConfig:
+def _check_resume(
+    cfg: MultiSeedConfig, saved: dict[str, Any], group_dir: str | Path
+) -> MultiSeedConfig:
     """``cfg`` as the resume runs it; a ValueError where it changes a fixed field."""
     if tuple(saved["multiseed"]["seeds"]) != cfg.seeds:
         raise ValueError(
@@ -701,7 +707,7 @@ def _check_resume(cfg: MultiSeedConfig, saved: dict[str, Any]) -> MultiSeedConfi
             f"{saved['multiseed']['seeds']}"
         )
     base = resume_config(cfg.ppo, saved["config"], RESUMABLE_FIELDS)
-    resumed = _config_of(saved, base, progress=cfg.progress)
+    resumed = _config_of(saved, base, cfg.progress, group_dir)
     if resumed.learning_rates != cfg.learning_rates:
         raise ValueError("cannot resume with different per-seed learning_rates")
     return resumed
@@ -725,7 +731,7 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
     saved = None
     if resume is not None:
         saved = load_group_checkpoint(resume)
-        cfg = _check_resume(cfg, saved)
+        cfg = _check_resume(cfg, saved, resume)
     base, seeds = cfg.ppo, cfg.seeds
     k_agents, n = cfg.num_agents, base.num_envs
     device = resolve_device(base.device)
@@ -762,8 +768,9 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
             )
             for i, seed_cfg in enumerate(seed_cfgs):
                 run_dir = (
-                    Path(saved["run_dirs"][i])
-                    if saved is not None
+                    # Siblings of the group folder, wherever it was moved or resumed from.
+                    Path(resume).parent / Path(saved["run_dirs"][i]).name
+                    if saved is not None and resume is not None
                     else Path(cfg.runs_root) / run_name(base.env_id, ALGO, seed_cfg.seed)
                 )
                 seed_cfgs[i] = seed_cfg = replace_config(seed_cfg, {"run_dir": str(run_dir)})
@@ -866,7 +873,6 @@ class _Loop:
                 ),
                 "eval_episodes": self.cfg.eval_episodes,
                 "solved_return": self.cfg.solved_return,
-                "runs_root": self.cfg.runs_root,
             },
             "run_dirs": [str(run.run_dir) for run in self.runs],
             "env_id": self.base.env_id,

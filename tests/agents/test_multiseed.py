@@ -410,14 +410,17 @@ def test_resume_equals_uninterrupted_run_bitwise(tmp_path, monkeypatch) -> None:
     with pytest.raises(_Crash):
         ms.train(config(tmp_path / "crashed"))
     monkeypatch.undo()
-    (group,) = (tmp_path / "crashed").glob("*ppo-seeds*[!n]")  # the folder, not its .json
+    # The runs folder moves (another machine, another working directory): still resumable.
+    (tmp_path / "crashed").rename(tmp_path / "moved")
+    (group,) = (tmp_path / "moved").glob("*ppo-seeds*[!n]")  # the folder, not its .json
     assert ms.load_group_checkpoint(group)["iteration"] == 2
     resumed = ms.train(config(tmp_path / "crashed"), resume=group)
     assert [r["global_step"] for r in resumed.per_seed] == [256, 256]
     for mine, theirs in zip(resumed.policies, whole.policies, strict=True):
         a, b = mine.agent.state_dict(), theirs.agent.state_dict()
         assert all(torch.equal(a[key], b[key]) for key in a)
-    assert resumed.run_dirs[0].parent == tmp_path / "crashed"
+    assert {p.parent for p in resumed.run_dirs} == {tmp_path / "moved"}
+    assert not (tmp_path / "crashed").exists()
     with pytest.raises(ValueError, match="learning_rate"):
         ms.train(
             ms.MultiSeedConfig(ppo=replace_config(base, {"learning_rate": 1.0}), seeds=(3, 5)),
