@@ -177,8 +177,10 @@ class Config:
             raise ValueError(
                 "norm_adv needs at least 2 transitions per rollout (num_envs * num_steps)"
             )
-        if self.eval_episodes < 0 or self.seed < 0 or self.target_check_episodes < 0:
-            raise ValueError("eval_episodes and seed must be >= 0")
+        for name in ("eval_episodes", "target_check_episodes", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
     @property
     def batch_size(self) -> int:

@@ -185,8 +185,10 @@ class Config:
             raise ValueError(f"activation must be 'relu' or 'tanh', got {self.activation!r}")
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be widths >= 1, got {self.hidden_sizes}")
-        if self.eval_episodes < 0 or self.seed < 0 or self.target_check_episodes < 0:
-            raise ValueError("eval_episodes, target_check_episodes and seed must be >= 0")
+        for name in ("eval_episodes", "target_check_episodes", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
     @property
     def num_iterations(self) -> int:
