@@ -64,7 +64,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-envs", type=int, metavar="N", help="environments stepped together")
     parser.add_argument("--total-timesteps", type=int, metavar="N", help="env steps to train for")
     parser.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<name>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest.pt")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run from its latest.pt (or every seed of a --seeds run from its group "
+        "folder, runs/<env>__ppo-seeds__...)",
+    )
     parser.add_argument(
         "--resume-if-exists",
         action="store_true",
