@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 SOLVE = Path(__file__).resolve().parents[2] / "benchmarks" / "solve.py"
@@ -11,6 +12,7 @@ SOLVE = Path(__file__).resolve().parents[2] / "benchmarks" / "solve.py"
 def load_solve():
     spec = importlib.util.spec_from_file_location("solve_benchmark", SOLVE)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
