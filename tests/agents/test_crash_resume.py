@@ -10,6 +10,7 @@ back after one of its workers is killed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import multiprocessing
 import os
@@ -152,6 +153,22 @@ def _torchrun(run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
     )
 
 
+def _kill_group(job: subprocess.Popen[bytes]) -> None:
+    """Kill a torchrun job and its workers if still running (a failed or timed-out test must
+    not leave them holding ports and CPU for the tests after it). torchrun starts its workers
+    in sessions of their own, so they are found through /proc, not the process group."""
+    if job.poll() is None:
+        pids, frontier = [], [job.pid]
+        while frontier:
+            pid = frontier.pop()
+            pids.append(pid)
+            frontier.extend(_children(pid))
+        for pid in reversed(pids):  # workers first, torchrun last
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        job.wait()
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -169,17 +186,23 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds torchrun's workers through /proc")
 def test_torchrun_max_restarts_brings_a_killed_worker_back_bitwise(tmp_path: Path) -> None:
     reference = _torchrun(tmp_path / "reference")
-    out, _ = reference.communicate(timeout=300)
+    try:
+        out, _ = reference.communicate(timeout=300)
+    finally:
+        _kill_group(reference)
     assert reference.returncode == 0, out.decode()[-3000:]
 
     job = _torchrun(tmp_path / "elastic", "--max-restarts", "2")
-    deadline = time.monotonic() + 240
-    while latest_iteration(tmp_path / "elastic") < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    workers = _children(job.pid)
-    assert workers, "torchrun has no workers"
-    os.kill(workers[-1], signal.SIGKILL)
-    out, _ = job.communicate(timeout=300)
+    try:
+        deadline = time.monotonic() + 240
+        while latest_iteration(tmp_path / "elastic") < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = _children(job.pid)
+        assert workers, "torchrun has no workers"
+        os.kill(workers[-1], signal.SIGKILL)
+        out, _ = job.communicate(timeout=300)
+    finally:
+        _kill_group(job)
     assert job.returncode == 0, out.decode()[-3000:]
     end = load_checkpoint(tmp_path / "elastic" / "checkpoints" / "latest.pt")
     expected = load_checkpoint(tmp_path / "reference" / "checkpoints" / "latest.pt")
