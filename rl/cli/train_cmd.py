@@ -259,6 +259,17 @@ def build_config(args: argparse.Namespace, module: ModuleType) -> Any:
     return cfg
 
 
+def resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config changes a resume asks for: ``--set`` and the flags that map to fields."""
+    overrides = parse_overrides(args.set)
+    for name in ("seed", "device", "num_envs", "total_timesteps"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.no_progress:
+        overrides["progress"] = False
+    return overrides
+
+
 def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
     """The checkpoint's algorithm and config, with the flags a resume may change."""
     try:
@@ -273,12 +284,7 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
         raise CLIError(f"{args.resume} trains on {checkpoint.get('env_id')}, not {args.env}")
     try:
         cfg = config_from_dict(module.Config, checkpoint["config"])
-        overrides = parse_overrides(args.set)
-        for name in ("seed", "device", "num_envs", "total_timesteps"):
-            if getattr(args, name) is not None:
-                overrides[name] = getattr(args, name)
-        if args.no_progress:
-            overrides["progress"] = False
+        overrides = resume_overrides(args)
         if args.distributed:
             require_distributed(module)
             overrides["distributed"] = True
@@ -301,8 +307,11 @@ def run(args: argparse.Namespace) -> int:
             resolve_device(args.device)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
-    if args.resume is not None and (Path(args.resume) / "multiseed.pt").is_file():
-        return resume_seeds(args)
+    if args.resume is not None:
+        from agents import multiseed
+
+        if multiseed.is_group(args.resume):
+            return resume_seeds(args)
     if args.seeds is not None:
         return run_seeds(args)
     if args.resume_if_exists:
@@ -419,13 +428,7 @@ def resume_seeds(args: argparse.Namespace) -> int:
             f"{args.resume} is a multi-seed PPO run: drop --algo, --run-dir and --distributed"
         )
     try:
-        overrides = parse_overrides(args.set)
-        for name in ("seed", "device", "num_envs", "total_timesteps"):
-            if getattr(args, name) is not None:
-                overrides[name] = getattr(args, name)
-        if args.no_progress:
-            overrides["progress"] = False
-        cfg = multiseed.saved_config(args.resume, **overrides)
+        cfg = multiseed.saved_config(args.resume, **resume_overrides(args))
         if args.seeds is not None and multiseed.parse_seeds(args.seeds) != cfg.seeds:
             raise ValueError(f"{args.resume} trains seeds {list(cfg.seeds)}, not {args.seeds}")
         if args.env is not None and args.env != cfg.ppo.env_id:
