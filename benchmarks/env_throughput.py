@@ -242,36 +242,28 @@ def graphed_rate(env: Any, actions: list[torch.Tensor], num_envs: int, args: Any
     carry back into those buffers, so replay after replay continues the same episodes.
     """
     core = env.unwrapped
-    tensor_state = isinstance(core.state, torch.Tensor)
-    state_type = None if tensor_state else type(core.state)
-
-    def carried() -> list[torch.Tensor]:
-        leaves = [core.state] if tensor_state else list(core.state)
-        return [*leaves, core._elapsed, core._returns, core._rng_step_t]
-
-    static = [t.clone() for t in carried()]
-
-    def point_at_static() -> None:
-        core.state = static[0] if tensor_state else state_type(*static[:-3])
-        core._elapsed, core._returns, core._rng_step_t = static[-3:]
-
+    core.capturable = True
+    static = [t.clone() for t in core.carried()]
+    core.load_carried(static)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
-        point_at_static()
         for i in range(3):
             env.step(actions[i])
     torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
-    point_at_static()
+    for target, source in zip(static, core.carried(), strict=True):
+        if target.data_ptr() != source.data_ptr():
+            target.copy_(source)
+    core.load_carried(static)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         for i in range(GRAPH_STEPS):
             env.step(actions[i % len(actions)])
-        for target, source in zip(static, carried(), strict=True):
+        for target, source in zip(static, core.carried(), strict=True):
             if target.data_ptr() != source.data_ptr():
                 target.copy_(source)
-    point_at_static()
+    core.load_carried(static)
     graph.replay()
     torch.cuda.synchronize()
     replays = max(1, args.steps // GRAPH_STEPS)

@@ -278,6 +278,11 @@ class TorchVectorEnv(VectorEnv):
         )
         self.compile_seconds: float | None = None
         """Seconds the first compiled step took (tracing, code generation or a cache hit)."""
+        self.capturable = False
+        """Step with nothing from the host baked in, as CUDA graph capture needs: the eager CUDA
+        step then hashes its autoreset salt from the step count on the device (a dozen more
+        small kernels) rather than from a host copy that a replayed graph would not advance.
+        See :meth:`carried`."""
         self._compiled_step: CompiledFlat | None = None
         self._state_type: type | None = None  # None: a tensor state; else its NamedTuple
         self._extras_keys: list[str] = []
@@ -381,7 +386,11 @@ class TorchVectorEnv(VectorEnv):
         episode = {"r": returns, "l": elapsed, **self._episode_extras(next_state)}
         episode["_r"] = done
         episode["_l"] = done
-        salt = step_salt(self._rng_key, self._rng_step)  # Python int arithmetic: no device op
+        if self.capturable and self.device.type == "cuda":
+            salt = step_salt_tensor(self._rng_key_t, self._rng_step_t)
+            self._rng_step_t = self._rng_step_t + 1
+        else:
+            salt = step_salt(self._rng_key, self._rng_step)  # Python int arithmetic: no device op
         self._rng_step += 1
         if self.device.type == "cpu":
             # On the CPU a count costs no device sync, so only the finished rows hash start
@@ -519,6 +528,28 @@ class TorchVectorEnv(VectorEnv):
         info.update(final_obs=final_obs, _final_obs=done, episode=episode, _episode=done)
         return obs, reward, terminated, truncated, info
 
+    # -- CUDA graphs --------------------------------------------------------------------------
+    def carried(self) -> list[torch.Tensor]:
+        """The tensors a step reads and replaces: the state's, the episode counters and the
+        autoreset step count (what the next step continues from).
+
+        For capturing steps in a CUDA graph: set :attr:`capturable`, point the env at static
+        copies (:meth:`load_carried`), capture the steps, then copy the last step's
+        :meth:`carried` into those copies inside the graph; each replay then continues where
+        the previous one ended (``benchmarks/env_throughput.py``'s ``graphed`` mode, PPO's
+        ``cuda_graphs``).
+        """
+        state = self.state
+        leaves = [state] if isinstance(state, torch.Tensor) else list(state)
+        return [*leaves, self._elapsed, self._returns, self._rng_step_t]
+
+    def load_carried(self, tensors: list[torch.Tensor]) -> None:
+        """Continue from ``tensors`` (in :meth:`carried`'s order), used as they are."""
+        *leaves, self._elapsed, self._returns, self._rng_step_t = tensors
+        self.state = (
+            leaves[0] if isinstance(self.state, torch.Tensor) else type(self.state)(*leaves)
+        )
+
     def _draw_rng_key(self) -> None:
         """A new autoreset hash key from the generator (after the start states: they keep
         their draws), and the step count back to 0."""
@@ -628,7 +659,12 @@ class TorchVectorEnv(VectorEnv):
             "returns": self._returns.clone(),
             "generator": self.generator.get_state(),
             "rng_key": self._rng_key,
-            "rng_step": self._rng_step,
+            # A capturable step's count lives on the device (graph replays advance it there).
+            "rng_step": (
+                int(self._rng_step_t) & 0xFFFFFFFF
+                if self.capturable and self.device.type == "cuda"
+                else self._rng_step
+            ),
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
