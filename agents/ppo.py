@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
-from agents import ppo_grads
+from agents import ppo_grads, ppo_graphs
 from agents.base import (
     ActorCriticPolicy,
     PolicyView,
@@ -119,6 +119,11 @@ class Config:
     numbers in fewer torch calls, ~1.4x faster updates on the CPU) rather than with autograd.
     Set False after editing :func:`ppo_loss`. Networks that are not :func:`mlp` stacks always
     use autograd."""
+    cuda_graphs: bool = True
+    """On CUDA, replay each iteration's rollout and update from two CUDA graphs captured in
+    the second iteration (:mod:`agents.ppo_graphs`): one launch each instead of thousands, the
+    same numbers. Needs a sandbox env, the fused update, no ``target_kl`` and one process;
+    other runs (and every CPU run) step eagerly."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the actor and of the critic (separate networks)."""
     activation: Literal["tanh", "relu"] = "tanh"
@@ -406,9 +411,10 @@ class RewardScaler:
         self.returns = torch.zeros(num_envs, dtype=torch.float64, device=device)
 
     def __call__(self, rewards: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        self.returns = self.returns * self.gamma + rewards
+        # In place, so that a CUDA graph of the rollout (Config.cuda_graphs) keeps updating it.
+        self.returns.mul_(self.gamma).add_(rewards)
         self.rms.update(self.returns)
-        self.returns = self.returns.masked_fill(done, 0.0)  # a new episode starts from 0
+        self.returns.masked_fill_(done, 0.0)  # a new episode starts from 0
         return (rewards / self.scale(rewards.dtype)).clamp(-self.clip, self.clip)
 
     def scale(self, dtype: torch.dtype) -> torch.Tensor:
@@ -673,6 +679,7 @@ class TrainState:
 RESUMABLE_FIELDS = (
     "device",
     "fused_update",
+    "cuda_graphs",
     "distributed",
     "num_threads",
     "progress",
@@ -699,7 +706,7 @@ def checkpoint_payload(
     payload: dict[str, Any] = {
         "algo": ALGO,
         "model": state.agent.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
+        "optimizer": ppo_graphs.portable_optimizer_state(state.optimizer),
         "config": config_to_dict(cfg),
         "env_id": cfg.env_id,
         "iteration": state.iteration,
@@ -946,33 +953,47 @@ def _train_loop(
     tracker = EpisodeTracker(device)
     reward_sum = torch.zeros(cfg.num_envs, dtype=torch.float64, device=device)
     params = [p for group in state.optimizer.param_groups for p in group["params"]]
+
+    def rollout(next_obs: torch.Tensor) -> torch.Tensor:
+        return collect_rollout(
+            env, state.agent, storage, next_obs, tracker,
+            obs_rms=state.obs_rms, reward_scaler=state.reward_scaler, clip_obs=cfg.clip_obs,
+            reward_sum=reward_sum,
+        )  # fmt: skip
+
+    def learn() -> torch.Tensor:
+        batch = compute_advantages(storage, cfg)
+        loss_stats = update(state.agent, state.optimizer, batch, cfg)
+        with torch.no_grad():
+            finite = torch.stack([p.isfinite().all() for p in params]).all()
+            explained = explained_variance(batch.values, batch.returns)
+            return torch.cat([loss_stats.double(), torch.stack([explained, finite]).double()])
+
+    graphs = None
+    if cfg.cuda_graphs and ppo_graphs.unsupported(cfg, state.agent, env, device) is None:
+        graphs = ppo_graphs.IterationGraphs(env, state.optimizer, rollout, learn)
     metrics: dict[str, float] = {}
     while state.iteration < iterations:
         state.iteration += 1
         lr = cfg.learning_rate
         if cfg.anneal_lr:
             lr *= 1.0 - (state.iteration - 1.0) / iterations
-        state.optimizer.param_groups[0]["lr"] = lr
-        stats_before = [rms.state_dict() for rms in running_stats]
-        state.next_obs = collect_rollout(
-            env, state.agent, storage, state.next_obs, tracker,
-            obs_rms=state.obs_rms, reward_scaler=state.reward_scaler, clip_obs=cfg.clip_obs,
-            reward_sum=reward_sum,
-        )  # fmt: skip
-        # Each rank folded in its own observations; merge them so every rank (and the saved
-        # policy) normalises with the statistics of all ranks' data.
-        for rms, before in zip(running_stats, stats_before, strict=True):
-            distributed.sync_running_stats(rms, before)
+        ppo_graphs.set_lr(state.optimizer, graphs, lr)
+        if graphs is not None:
+            state.next_obs, learned = graphs.iteration(state.next_obs)
+        else:
+            stats_before = [rms.state_dict() for rms in running_stats]
+            state.next_obs = rollout(state.next_obs)
+            # Each rank folded in its own observations; merge them so every rank (and the
+            # saved policy) normalises with the statistics of all ranks' data.
+            for rms, before in zip(running_stats, stats_before, strict=True):
+                distributed.sync_running_stats(rms, before)
+            learned = learn()
         state.global_step += global_batch_size(cfg)
-        batch = compute_advantages(storage, cfg)
-        loss_stats = update(state.agent, state.optimizer, batch, cfg)
         with torch.no_grad():
-            finite = torch.stack([p.isfinite().all() for p in params]).all()
-            explained = explained_variance(batch.values, batch.returns)
             # Every rank's episodes count (sums); losses are averaged over ranks.
             episode_sums, means = distributed.reduce_metrics(
-                torch.cat([tracker.take(), reward_sum.sum().view(1)]),
-                torch.cat([loss_stats.double(), torch.stack([explained, finite]).double()]),
+                torch.cat([tracker.take(), reward_sum.sum().view(1)]), learned
             )
             reward_sum.zero_()
             # [episodes, returns, lengths, successes, attempts, rewards, 5 losses, explained
@@ -1004,6 +1025,8 @@ def _train_loop(
             state.best_return = max(state.best_return, mean_return)
         if reached:
             break
+    if graphs is not None:
+        metrics["graphed_iterations"] = graphs.replays
     return metrics
 
 

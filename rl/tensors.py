@@ -79,7 +79,7 @@ class RunningMeanStd:
     def update(self, batch: torch.Tensor) -> None:
         """Fold in a ``(B, *shape)`` batch."""
         batch = batch.to(self.mean.dtype).reshape(-1, *self.mean.shape)
-        self.mean, self.var, self.count = _merge_moments(
+        merged = _merge_moments(
             self.mean,
             self.var,
             self.count,
@@ -87,6 +87,9 @@ class RunningMeanStd:
             batch.var(0, unbiased=False),
             batch.shape[0],
         )
+        # In place: a CUDA graph that captured this update keeps updating these same tensors.
+        for mine, new in zip((self.mean, self.var, self.count), merged, strict=True):
+            mine.copy_(new)
 
     def normalize(
         self, x: torch.Tensor, clip: float | None = 10.0, eps: float = 1e-8

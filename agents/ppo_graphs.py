@@ -1,0 +1,160 @@
+"""PPO's iterations replayed from CUDA graphs (``Config.cuda_graphs``).
+
+Why: on a GPU a small PPO (CartPole: 32 envs, two 64-64 MLPs) is all launch overhead. A
+rollout of 32 steps is over a thousand kernels launched one by one from Python, the update
+another thousand or two, and each kernel is done in a few microseconds while the next one is
+still being launched. A CUDA graph records those launches once; replaying it is one call, and
+the GPU runs the kernels back to back.
+
+How: the first iteration of a :func:`agents.ppo.train` call runs eagerly (the warm-up: Adam's
+state, cuBLAS, a compiled env step); the second captures the rollout and the learning step
+into two graphs and replays them; every later iteration only replays. A graph replays fixed
+kernels on fixed memory, so everything an iteration reads or changes is a tensor updated in
+place: the rollout storage, the agent's flat parameter, its gradient and Adam's moments, the
+learning rate (a device tensor, filled before each replay), the observations to continue from
+and the env's carried tensors (:meth:`envs.core.TorchVectorEnv.carried`; both copied back at
+the end of the rollout graph), the episode sums and the normalisation statistics. Random
+numbers come from the default CUDA generator, whose graph-safe Philox offsets make a replay
+draw what the eager code would: the tests check that captured and eager iterations give the
+same weights, bit for bit.
+
+What stays on the host, once per iteration: the learning rate, one copy of the iteration's
+statistics to the host (``tolist``), logging, checkpoints and the early-stop check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from agents import ppo_grads
+
+if TYPE_CHECKING:
+    from agents.ppo import Config
+
+
+def unsupported(cfg: Config, agent: torch.nn.Module, env: Any, device: torch.device) -> str | None:
+    """Why this run cannot replay CUDA graphs, or ``None`` when it can."""
+    from envs.core import TorchVectorEnv
+
+    if device.type != "cuda":
+        return "CUDA graphs need a CUDA device"
+    if cfg.distributed:
+        return "distributed runs exchange gradients between ranks every step"
+    if cfg.target_kl is not None:
+        return "target_kl reads the KL on the host after every epoch"
+    if not (cfg.fused_update and ppo_grads.supported(agent)):
+        return "only the fused update (fused_update=True, mlp networks) is captured"
+    if not isinstance(getattr(env, "unwrapped", None), TorchVectorEnv):
+        return "only the sandbox's torch envs step without the host"
+    return None
+
+
+class IterationGraphs:
+    """Runs PPO iterations: eagerly for the warm-up, then from two captured CUDA graphs.
+
+    Args:
+        env: the training env (its ``unwrapped`` a :class:`envs.core.TorchVectorEnv`).
+        optimizer: the agent's Adam over one flat parameter; made capturable here, with its
+            learning rate a device tensor (set it with :meth:`set_lr`).
+        rollout: ``next_obs -> next_obs``, one rollout into the preallocated storage.
+        learn: ``() -> stats``, advantages, the update and a 1-D tensor of statistics.
+    """
+
+    warmup_iterations = 1
+    """Eager iterations before the capture (the tests raise it to compare against eager)."""
+
+    def __init__(
+        self,
+        env: Any,
+        optimizer: torch.optim.Optimizer,
+        rollout: Callable[[torch.Tensor], torch.Tensor],
+        learn: Callable[[], torch.Tensor],
+    ) -> None:
+        self.core = env.unwrapped
+        self.core.capturable = True
+        group = optimizer.param_groups[0]
+        device = group["params"][0].device
+        group["capturable"] = True
+        group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        self.lr: torch.Tensor = group["lr"]
+        self.rollout, self.learn = rollout, learn
+        self.iterations = 0
+        self.replaying = False
+        self.replays = 0
+        """Iterations replayed from the graphs so far."""
+        self._rollout_graph: torch.cuda.CUDAGraph | None = None
+        self._learn_graph: torch.cuda.CUDAGraph | None = None
+        self._next_obs: torch.Tensor | None = None
+        self._carry: list[torch.Tensor] = []
+        self._stats: torch.Tensor | None = None
+
+    def set_lr(self, lr: float) -> None:
+        self.lr.fill_(lr)  # a kernel, no sync: ordered before the next replay
+
+    def iteration(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One rollout and update from ``next_obs``; the observations to continue from and the
+        statistics (both overwritten by the next call)."""
+        self.iterations += 1
+        if not self.replaying:
+            if self.iterations <= self.warmup_iterations:
+                return self.rollout(next_obs), self.learn()
+            try:
+                self._capture(next_obs)
+            except RuntimeError as exc:
+                # Not recoverable in this process: a failed capture leaves torch's CUDA random
+                # generator unusable. The built-in rollout and update capture; edited ones may not.
+                raise RuntimeError(
+                    f"cuda_graphs: capturing PPO's iteration failed ({exc}); the rollout or "
+                    "update reads a value on the host. Train with cuda_graphs=False "
+                    "(--set cuda_graphs=false)"
+                ) from exc
+            self.replaying = True
+        elif next_obs is not self._next_obs:  # not what the last replay returned: take it
+            self._next_obs.copy_(next_obs)
+        self._rollout_graph.replay()
+        self._learn_graph.replay()
+        self.replays += 1
+        return self._next_obs, self._stats
+
+    def _capture(self, next_obs: torch.Tensor) -> None:
+        torch.cuda.synchronize()
+        self._next_obs = next_obs.clone()
+        self._carry = [t.clone() for t in self.core.carried()]
+        self.core.load_carried(self._carry)
+        rollout_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(rollout_graph):
+            self._next_obs.copy_(self.rollout(self._next_obs))
+            for target, source in zip(self._carry, self.core.carried(), strict=True):
+                if target is not source:
+                    target.copy_(source)
+        self.core.load_carried(self._carry)  # what the graph reads and rewrites
+        learn_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(learn_graph):
+            self._stats = self.learn()
+        self._rollout_graph, self._learn_graph = rollout_graph, learn_graph
+
+
+def set_lr(optimizer: torch.optim.Optimizer, graphs: IterationGraphs | None, lr: float) -> None:
+    """The learning rate for the next update, wherever the optimizer keeps it."""
+    if graphs is not None:
+        graphs.set_lr(lr)
+    else:
+        optimizer.param_groups[0]["lr"] = lr
+
+
+def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``optimizer.state_dict()`` with a float learning rate and ``capturable`` off, as an
+    eager run on any device (the CPU included) loads it; a graphed run sets them again."""
+    saved = optimizer.state_dict()
+    groups = []
+    for group in saved["param_groups"]:
+        group = dict(group)
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = float(group["lr"])  # a host sync: at checkpoints only
+        if group.get("capturable"):
+            group["capturable"] = False
+        groups.append(group)
+    return {**saved, "param_groups": groups}

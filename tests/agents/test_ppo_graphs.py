@@ -1,0 +1,216 @@
+"""PPO replayed from CUDA graphs (``Config.cuda_graphs``) against the same run stepped eagerly.
+
+The GPU tests are ``gpu``-marked (skipped without CUDA). The eager side keeps every setting a
+graphed run uses (a capturable Adam with a tensor learning rate, the env's on-device autoreset
+count) and only never captures, so the two must agree bit for bit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from agents import ppo, ppo_graphs
+from rl import evaluation
+from rl.checkpoint import load_checkpoint
+from rl.vector import make_vector_env
+
+QUIET = {"eval_episodes": 0, "progress": False, "write_run": False}
+GPU = pytest.mark.gpu
+
+
+def small(env_id: str, **overrides: Any) -> ppo.Config:
+    base = {"num_envs": 16, "num_steps": 8, "num_minibatches": 2, "update_epochs": 2}
+    cfg = ppo.default_config(env_id, **QUIET, **base, target_return=None)
+    return ppo.replace_config(cfg, {"total_timesteps": 16 * 8 * 6, "device": "cuda", **overrides})
+
+
+def weights(result: Any) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in result.policy.agent.state_dict().items()}
+
+
+def train_eagerly(cfg: ppo.Config, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with monkeypatch.context() as patch:
+        patch.setattr(ppo_graphs.IterationGraphs, "warmup_iterations", 10**9)
+        return ppo.train(cfg)
+
+
+@GPU
+@pytest.mark.parametrize(
+    ("env_id", "overrides"),
+    [
+        ("sandbox/CartPole-v1", {}),
+        ("sandbox/DogTraining-v0", {}),
+        # Gaussian actions, observation and reward normalisation, value clipping.
+        ("sandbox/Pendulum-v1", {"clip_vloss": True}),
+    ],
+)
+def test_graphed_iterations_equal_eager_ones_bit_for_bit(
+    env_id: str, overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = small(env_id, **overrides)
+    graphed = ppo.train(cfg)
+    assert graphed.metrics["graphed_iterations"] == cfg.num_iterations - 1
+    eager = train_eagerly(cfg, monkeypatch)
+    assert eager.metrics["graphed_iterations"] == 0
+    for name, value in weights(graphed).items():
+        assert torch.equal(value, weights(eager)[name]), name
+    for key in ("losses/policy_loss", "losses/value_loss", "charts/episodic_return"):
+        if key in eager.metrics:
+            assert graphed.metrics[key] == eager.metrics[key], key
+
+
+@GPU
+def test_graphed_run_is_close_to_a_plain_eager_one() -> None:
+    # Without the graph settings (float learning rate, host-side Adam bias correction) the
+    # numbers differ only by float rounding.
+    cfg = small("sandbox/CartPole-v1", total_timesteps=16 * 8 * 3)
+    graphed, plain = ppo.train(cfg), ppo.train(ppo.replace_config(cfg, {"cuda_graphs": False}))
+    assert "graphed_iterations" not in plain.metrics
+    for name, value in weights(graphed).items():
+        torch.testing.assert_close(value, weights(plain)[name], rtol=1e-4, atol=1e-5)
+
+
+@GPU
+def test_graphed_run_checkpoints_load_on_the_cpu(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = ppo.replace_config(
+        small("sandbox/CartPole-v1"), {"write_run": True, "run_dir": str(run_dir)}
+    )
+    result = ppo.train(cfg)
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    group = ckpt["optimizer"]["param_groups"][0]
+    assert isinstance(group["lr"], float) and group["capturable"] is False
+    obs = torch.randn(64, 4)
+    policy = ppo.load_policy(ckpt, device="cpu")
+    assert torch.equal(policy.act(obs), result.policy.act(obs.cuda()).cpu())
+
+
+@GPU
+def test_resuming_on_cuda_replays_graphs_again(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = ppo.replace_config(
+        small("sandbox/CartPole-v1"), {"write_run": True, "run_dir": str(run_dir)}
+    )
+    ppo.train(cfg)
+    longer = ppo.replace_config(cfg, {"total_timesteps": cfg.total_timesteps * 2})
+    resumed = ppo.train(longer, resume=run_dir)
+    assert resumed.global_step == longer.total_timesteps
+    assert resumed.metrics["graphed_iterations"] == cfg.num_iterations - 1
+
+
+@GPU
+@pytest.mark.parametrize("env_id", ["sandbox/CartPole-v1", "sandbox/DogTraining-v0"])
+def test_env_steps_replayed_from_a_graph_continue_like_eager_steps(env_id: str) -> None:
+    steps, replays = 7, 3
+    envs = [make_vector_env(env_id, 64, "cuda") for _ in range(2)]
+    for env in envs:
+        env.unwrapped.capturable = True
+        env.reset(seed=3)
+    actions = [envs[0].action_space.sample() for _ in range(steps)]
+    actions = [torch.as_tensor(a, device="cuda") for a in actions]
+    eager_obs = []
+    for _ in range(replays):
+        for a in actions:
+            eager_obs.append(envs[0].step(a)[0].clone())
+    core = envs[1].unwrapped
+    envs[1].step(actions[0])  # warm-up, then rewind to the same start
+    envs[1].reset(seed=3)
+    carry = [t.clone() for t in core.carried()]
+    core.load_carried(carry)
+    out = torch.empty_like(eager_obs[0])
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        seen = [envs[1].step(a)[0] for a in actions]
+        out.copy_(seen[-1])
+        for target, source in zip(carry, core.carried(), strict=True):
+            if target is not source:
+                target.copy_(source)
+    core.load_carried(carry)
+    for r in range(replays):
+        graph.replay()
+        assert torch.equal(out, eager_obs[(r + 1) * steps - 1]), r
+    # The host's step count lags a replayed graph; the saved one comes from the device.
+    assert core.state_dict()["rng_step"] == envs[0].unwrapped.state_dict()["rng_step"]
+
+
+def test_unsupported_runs_say_why() -> None:
+    cfg = ppo.default_config("sandbox/CartPole-v1", **QUIET)
+    env = make_vector_env("sandbox/CartPole-v1", 2, "cpu")
+    agent = ppo.ActorCritic(
+        {"obs_shape": [4], "action_kind": "discrete", "action_n": 2}, (8,), "tanh"
+    )
+    assert "CUDA" in ppo_graphs.unsupported(cfg, agent, env, torch.device("cpu"))
+    cuda = torch.device("cuda")
+    kl = ppo.replace_config(cfg, {"target_kl": 0.02})
+    assert "target_kl" in ppo_graphs.unsupported(kl, agent, env, cuda)
+    fused = ppo.replace_config(cfg, {"fused_update": False})
+    assert "fused" in ppo_graphs.unsupported(fused, agent, env, cuda)
+    gym_env = make_vector_env("CartPole-v1", 2, "cpu")
+    assert "sandbox" in ppo_graphs.unsupported(cfg, agent, gym_env, cuda)
+    assert ppo_graphs.unsupported(cfg, agent, env, cuda) is None
+
+
+def test_checkpoints_keep_a_float_learning_rate_and_no_capturable_flag() -> None:
+    param = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.Adam([param], lr=1e-3)
+    optimizer.param_groups[0]["lr"] = torch.tensor(5e-4)
+    optimizer.param_groups[0]["capturable"] = True
+    saved = ppo_graphs.portable_optimizer_state(optimizer)
+    assert saved["param_groups"][0]["lr"] == pytest.approx(5e-4)
+    assert saved["param_groups"][0]["capturable"] is False
+    assert isinstance(optimizer.param_groups[0]["lr"], torch.Tensor)  # the live one unchanged
+
+
+@GPU
+@pytest.mark.parametrize("env_id", ["sandbox/CartPole-v1", "sandbox/DogTraining-v0"])
+def test_evaluation_replayed_from_a_graph_equals_eager(
+    env_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = make_vector_env(env_id, 1, "cpu")
+    obs_dim = probe.single_observation_space.shape[0]
+    weights_ = torch.randn(obs_dim, int(probe.single_action_space.n), device="cuda")
+    captured = []
+
+    def spy(*args: Any) -> Any:
+        out = capture(*args)
+        captured.append(out[0] is not None)
+        return out
+
+    capture = evaluation._capture_steps
+    monkeypatch.setattr(evaluation, "_capture_steps", spy)
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        if env_id == "sandbox/CartPole-v1":  # a balancer: episodes past the first replays
+            return (obs[:, 2] + 0.5 * obs[:, 3] > 0).long()
+        return (obs.flatten(1) @ weights_).argmax(-1)
+
+    graphed = evaluation.evaluate(act, env_id, episodes=50, device="cuda", seed=5)
+    assert captured == [True]
+    eager = evaluation.evaluate(act, env_id, episodes=50, device="cuda", seed=5, cuda_graphs=False)
+    assert captured == [True]
+    assert graphed.returns == eager.returns and graphed.lengths == eager.lengths
+    assert graphed.successes == eager.successes and graphed.attempts == eager.attempts
+
+
+@GPU
+def test_evaluation_of_an_act_that_syncs_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: Any) -> Any:
+        raise AssertionError("an act that reads values on the host must not be captured")
+
+    monkeypatch.setattr(evaluation, "_capture_steps", never)
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        if bool((obs[:, 2] > 0).any()):  # a host read: cannot be captured
+            return (obs[:, 2] > 0).long()
+        return torch.zeros(obs.shape[0], dtype=torch.long, device=obs.device)
+
+    graphed = evaluation.evaluate(act, "sandbox/CartPole-v1", episodes=20, device="cuda", seed=1)
+    eager = evaluation.evaluate(
+        act, "sandbox/CartPole-v1", episodes=20, device="cuda", seed=1, cuda_graphs=False
+    )
+    assert graphed.returns == eager.returns
+    torch.randint(6, (64,), device="cuda")  # the CUDA generator still works
