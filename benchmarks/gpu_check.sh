@@ -12,11 +12,14 @@
 #   2. env_goal.json              CartPole at N = 2^20: eager, compiled, and compiled steps
 #                                 replayed from a CUDA graph (the 1e10 steps/s goal)
 #   3. pytest_gpu.log             the gpu-marked tests (compiled vs eager on CUDA, no host sync,
-#                                 agents training on CUDA, checkpoints loading on the CPU)
+#                                 agents training on CUDA, checkpoints loading on the CPU, PPO
+#                                 and evaluation replayed from CUDA graphs equal to eager)
 #   4. env_cartpole.json          CartPole at N = 2^10, 2^12, 2^16, 2^22, all three modes
 #   5. env_others.json            Pendulum and DogTraining at N = 2^16, 2^20
-#   6. ppo_sps*.json              end-to-end PPO SPS at N = 1024 .. 65536, eager/compiled env
-#   7. solve_cold/warm.json       time to solve CartPole with PPO on the GPU, cold then warm
+#   6. ppo_sps*.json              end-to-end PPO SPS at N = 1024 .. 262144: eager, compiled env,
+#                                 iterations replayed from CUDA graphs
+#   7. solve*.json, eval_speed    time to solve CartPole with PPO on the GPU (5 seeds), with
+#                                 CUDA graphs (the default) and without; the 100-episode check
 #   8. multiseed*.json            K-seed training for K = 1, 8, 64: to solve, and per iteration
 #   9. compile_times.json         CartPole's first compiled step at N = 2^20: cold and warm cache
 #
@@ -88,7 +91,7 @@ ENV=("$PY" -m benchmarks.env_throughput --device cuda --no-validate --steps 128 
 run env_goal.json 70 "${ENV[@]}" --envs CartPole --num-envs 1048576
 
 # 3. Correctness on CUDA.
-run pytest_gpu.log 100 "$PY" -m pytest tests -m gpu -q -p no:cacheprovider -rfE --tb=short
+run pytest_gpu.log 150 "$PY" -m pytest tests -m gpu -q -p no:cacheprovider -rfE --tb=short
 
 # 4-5. The rest of the env table.
 run env_cartpole.json 80 "${ENV[@]}" --envs CartPole --num-envs 1024,4096,65536,4194304
@@ -99,10 +102,15 @@ run ppo_sps.json 45 "$PY" benchmarks/ppo_sps.py --device cuda --num-envs 1024,40
     --json
 run ppo_sps_compiled.json 45 "$PY" benchmarks/ppo_sps.py --device cuda \
     --num-envs 4096,65536 --compile --json
+run ppo_sps_graphs.json 45 "$PY" benchmarks/ppo_sps.py --device cuda --cuda-graphs \
+    --num-envs 1024,4096,16384,65536,262144 --json
 
-# 7. Time to solve CartPole-v1 on the GPU: cold (first process), then warm.
-run solve_cold.json 40 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 1 --json
-run solve_warm.json 30 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 1 --json
+# 7. Time to solve CartPole-v1 on the GPU (after a warm-up run in the same process), with CUDA
+#    graphs and without; then the early-stop check's 100 episodes alone.
+run solve.json 90 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 5 --json
+run solve_eager.json 90 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 5 \
+    --set cuda_graphs=false --json
+run eval_speed.json 30 "$PY" benchmarks/eval_speed.py --device cuda --json
 
 # 8. K seeds in one process: to solve, then a fixed 20 iterations each (the cost per iteration).
 run multiseed.json 75 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 --json
@@ -148,7 +156,8 @@ if rows:
         print(f"| {env} | {n} | {' | '.join(cells)} | {best['bytes_per_step']} | "
               f"{limit:.3g} | {best['steps_per_s'] / limit:.1%} | {comp} |")
     print()
-for name in ("ppo_sps.json", "ppo_sps_compiled.json", "solve_cold.json", "solve_warm.json",
+for name in ("ppo_sps.json", "ppo_sps_compiled.json", "ppo_sps_graphs.json", "solve.json",
+             "solve_eager.json", "eval_speed.json",
              "multiseed.json", "multiseed_iterations.json", "compile_times.json"):
     path = out / name
     if path.exists() and path.stat().st_size:

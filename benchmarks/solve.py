@@ -106,7 +106,9 @@ def random_policy_return(env_id: str, seed: int) -> float:
     return evaluate(act, env_id, episodes=EPISODES, seed=seed).mean_return
 
 
-def run_child(name: str, device: str, seeds: list[int]) -> dict[str, Any]:
+def run_child(
+    name: str, device: str, seeds: list[int], overrides: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run one benchmark in this (fresh) process and return its row."""
     import torch
 
@@ -128,13 +130,17 @@ def run_child(name: str, device: str, seeds: list[int]) -> dict[str, Any]:
     except ImportError as exc:
         return {"name": name, "device": device, "skipped": f"agents.{bench.algo}: {exc}"}
     common = {"write_run": False, "progress": False, "eval_episodes": 0, "device": device}
-    # Warm-up: imports (torch._dynamo via the optimizer), allocator and kernel caches.
-    warm = module.default_config(bench.train_env, **common, **bench.overrides)
-    warm = replace_config(warm, {"total_timesteps": 1, "target_return": None})
+    extra = overrides or {}
+    overrides = {**bench.overrides, **extra}
+    # Warm-up: imports (torch._dynamo via the optimizer), allocator and kernel caches, and on
+    # CUDA a first capture of PPO's graphs (3 iterations).
+    warm = module.default_config(bench.train_env, **common, **overrides)
+    warm_steps = 3 * getattr(warm, "batch_size", 1)
+    warm = replace_config(warm, {"total_timesteps": warm_steps, "target_return": None})
     module.train(warm)
     per_seed = []
     for seed in seeds:
-        cfg = module.default_config(bench.train_env, seed=seed, **common, **bench.overrides)
+        cfg = module.default_config(bench.train_env, seed=seed, **common, **overrides)
         start, cpu_start = time.perf_counter(), time.process_time()
         result = module.train(cfg)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
@@ -159,6 +165,8 @@ def run_child(name: str, device: str, seeds: list[int]) -> dict[str, Any]:
             }
         )
     row = summarize(name, device, bench, per_seed, torch.get_num_threads())
+    if extra:
+        row["overrides"] = extra
     if bench.random_baseline:
         row["random_return"] = random_policy_return(bench.eval_env, 1000)
     return row | peak_memory_mb(device)
@@ -287,9 +295,12 @@ def run_sb3(device: str, seeds: list[int]) -> dict[str, Any]:
     return row | peak_memory_mb(device)
 
 
-def run_in_subprocess(name: str, device: str, seeds: list[int], timeout: float) -> dict[str, Any]:
+def run_in_subprocess(
+    name: str, device: str, seeds: list[int], timeout: float, overrides: list[str] | None = None
+) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", name, "--device", device]
     command += ["--seed-list", ",".join(map(str, seeds))]
+    command += [f"--set={item}" for item in overrides or []]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     try:
         done = subprocess.run(
@@ -361,6 +372,17 @@ def speedups(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` items as a dict (values are parsed by the agent's config)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (CPU + CUDA)")
@@ -368,15 +390,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(BENCHMARKS))
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON list")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per benchmark")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config field of our agents (repeatable), e.g. cuda_graphs=false",
+    )  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seed-list", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         seeds = [int(s) for s in args.seed_list.split(",")]
-        print(json.dumps(run_child(args.child, args.device, seeds)))
+        print(json.dumps(run_child(args.child, args.device, seeds, parse_overrides(args.set))))
         return 0
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    try:
+        parse_overrides(args.set)
+    except ValueError as exc:
+        parser.error(str(exc))
     import torch
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -387,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         for device in devices:
             if name == "ppo-cartpole-2threads" and device != "cpu":
                 continue
-            row = run_in_subprocess(name, device, list(range(1, args.seeds + 1)), args.timeout)
+            row = run_in_subprocess(
+                name, device, list(range(1, args.seeds + 1)), args.timeout, args.set
+            )
             rows.append(row)
             if not args.json:
                 status = row.get("skipped") or (
