@@ -110,9 +110,10 @@ class RunningMeanStd:
                 f"expected {tuple(self.mean.shape)}"
             )
         device = self.mean.device
-        self.mean = state["mean"].to(device, self.mean.dtype)
-        self.var = state["var"].to(device, self.var.dtype)
-        self.count = state["count"].to(device, self.count.dtype)
+        # Copies: update() works in place and must not write into the caller's tensors.
+        self.mean = state["mean"].to(device, self.mean.dtype, copy=True)
+        self.var = state["var"].to(device, self.var.dtype, copy=True)
+        self.count = state["count"].to(device, self.count.dtype, copy=True)
 
 
 class GroupedRunningMeanStd:
