@@ -24,12 +24,14 @@ statistics to the host (``tolist``), logging, checkpoints and the early-stop che
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from agents import ppo_grads
+from rl.device import host_syncs_recorded
 
 if TYPE_CHECKING:
     from agents.ppo import Config
@@ -64,7 +66,12 @@ class IterationGraphs:
     """
 
     warmup_iterations = 1
-    """Eager iterations before the capture (the tests raise it to compare against eager)."""
+    """Eager iterations before the capture (the tests raise it to compare against eager).
+
+    Each eager iteration is also a check that it can be captured: no host syncs and no env
+    state outside :meth:`envs.core.TorchVectorEnv.carried`. One that fails it (a first step's
+    lazily built constants copy to the device) is followed by another; a second failure, after
+    the warm-up, leaves the run eager with a warning (:attr:`eager_reason`)."""
 
     def __init__(
         self,
@@ -90,6 +97,9 @@ class IterationGraphs:
         self._next_obs: torch.Tensor | None = None
         self._carry: list[torch.Tensor] = []
         self._stats: torch.Tensor | None = None
+        self._checked_clean = False  # the last eager iteration passed the capture check
+        self.eager_reason: str | None = None
+        """Why this run stays eager, once the check found a reason."""
 
     def set_lr(self, lr: float) -> None:
         self.lr.fill_(lr)  # a kernel, no sync: ordered before the next replay
@@ -99,17 +109,18 @@ class IterationGraphs:
         statistics (both overwritten by the next call)."""
         self.iterations += 1
         if not self.replaying:
-            if self.iterations <= self.warmup_iterations:
+            if self.eager_reason is not None:
                 return self.rollout(next_obs), self.learn()
+            if not (self._checked_clean and self.iterations > self.warmup_iterations):
+                return self._checked_eagerly(next_obs)
             try:
                 self._capture(next_obs)
             except RuntimeError as exc:
                 # Not recoverable in this process: a failed capture leaves torch's CUDA random
-                # generator unusable. The built-in rollout and update capture; edited ones may not.
+                # generator unusable. The check above passed, so this is a bug to report.
                 raise RuntimeError(
-                    f"cuda_graphs: capturing PPO's iteration failed ({exc}); the rollout or "
-                    "update reads a value on the host. Train with cuda_graphs=False "
-                    "(--set cuda_graphs=false)"
+                    f"cuda_graphs: capturing PPO's iteration failed ({exc}); train with "
+                    "cuda_graphs=False (--set cuda_graphs=false)"
                 ) from exc
             self.replaying = True
         elif next_obs is not self._next_obs:  # not what the last replay returned: take it
@@ -118,6 +129,23 @@ class IterationGraphs:
         self._learn_graph.replay()
         self.replays += 1
         return self._next_obs, self._stats
+
+    def _checked_eagerly(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """An eager iteration that also checks it could be captured."""
+        with host_syncs_recorded() as syncs, self.core.uncarried_changes() as changed:
+            out = self.rollout(next_obs), self.learn()
+        self._checked_clean = not syncs and not changed
+        if not self._checked_clean and self.iterations > self.warmup_iterations:
+            if syncs:
+                why = f"an iteration syncs with the host ({syncs[0][:200]})"
+            else:
+                why = (
+                    f"{self.core.env_name} replaces {', '.join(changed)} each step, outside "
+                    "the state a graph carries (see TorchVectorEnv.carried)"
+                )
+            self.eager_reason = why
+            warnings.warn(f"cuda_graphs: {why}; training eagerly", RuntimeWarning, stacklevel=3)
+        return out
 
     def _capture(self, next_obs: torch.Tensor) -> None:
         torch.cuda.synchronize()

@@ -34,7 +34,8 @@ and drawing N fresh states eagerly every step cost half a step on the CPU.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import gymnasium
@@ -542,6 +543,30 @@ class TorchVectorEnv(VectorEnv):
         state = self.state
         leaves = [state] if isinstance(state, torch.Tensor) else list(state)
         return [*leaves, self._elapsed, self._returns, self._rng_step_t]
+
+    @contextmanager
+    def uncarried_changes(self) -> Iterator[list[str]]:
+        """The tensor attributes, other than :meth:`carried`'s, that steps inside the block
+        replaced with new tensors; the list fills when the block ends.
+
+        A subclass that keeps per-row state outside ``state`` (and rebinds it each step) would
+        replay stale values from a CUDA graph: the agents and ``evaluate`` step such an env
+        eagerly. Attributes updated in place are carried by the graph as they are.
+        """
+        carried = {"state", "_elapsed", "_returns", "_rng_step_t", "_last_actions"}
+
+        def tensors() -> dict[str, int]:
+            return {
+                name: id(value)
+                for name, value in vars(self).items()
+                if name not in carried and isinstance(value, torch.Tensor)
+            }
+
+        before = tensors()
+        changed: list[str] = []
+        yield changed
+        after = tensors()
+        changed.extend(sorted(name for name, ident in after.items() if before.get(name) != ident))
 
     def load_carried(self, tensors: list[torch.Tensor]) -> None:
         """Continue from ``tensors`` (in :meth:`carried`'s order), used as they are."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -70,3 +73,25 @@ def configure_threads(device: torch.device, num_threads: int | None = None) -> i
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     torch.set_num_threads(num_threads)
     return num_threads
+
+
+@contextmanager
+def host_syncs_recorded() -> Iterator[list[str]]:
+    """The CUDA host syncs inside the block (``item()``, ``bool(tensor)``, ``nonzero``, a copy to
+    the host...), as torch's sync debug mode reports them; the list fills when the block ends.
+
+    Code that is about to be captured in a CUDA graph runs once inside this first: a sync cannot
+    be captured, and a failed capture leaves torch's CUDA random generator unusable for the
+    rest of the process.
+    """
+    mode = torch.cuda.get_sync_debug_mode()
+    syncs: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield syncs
+        finally:
+            torch.cuda.set_sync_debug_mode(mode)
+    # Only the syncs: setting the mode also warns, once per process, that it is a prototype.
+    syncs.extend(str(w.message) for w in caught if "called a synchronizing" in str(w.message))

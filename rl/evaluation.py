@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from rl.device import host_syncs_recorded
 from rl.vector import make_vector_env
 
 
@@ -103,9 +102,10 @@ def evaluate(
     not over-represented. Works for the sandbox's torch envs and any Gymnasium env.
 
     With ``cuda_graphs``, on CUDA with a sandbox env, the steps after the first
-    :data:`CHECK_EVERY` are replayed :data:`CHECK_EVERY` at a time from a CUDA graph (the same
-    numbers; a CartPole evaluation is hundreds of steps of a few dozen tiny kernels each). An
-    ``act`` that cannot be captured (one that reads values on the host) is run eagerly.
+    ``2 * CHECK_EVERY`` are replayed :data:`CHECK_EVERY` at a time from a CUDA graph (the same
+    numbers; a CartPole evaluation is hundreds of steps of a few dozen tiny kernels each). Steps
+    that cannot be captured (an ``act`` that reads values on the host, an env with state outside
+    its ``carried()`` tensors) run eagerly.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
@@ -147,21 +147,20 @@ def evaluate(
             chunk = min(CHECK_EVERY, max_steps - steps)
             if replay is not None and chunk == CHECK_EVERY:
                 replay()
-            elif graphable and steps == 0:
-                # The first steps also tell whether ``act`` reads values on the host: such a
-                # step cannot be captured, and a failed capture leaves torch's CUDA random
-                # generator unusable for the rest of the process.
-                with _host_syncs_recorded() as syncs:
+            elif graphable and steps == CHECK_EVERY:  # after the first (lazy set-up) steps
+                # These steps also tell whether they can be captured: no host syncs (an
+                # ``act`` that reads values), no env state outside ``carried()``.
+                with host_syncs_recorded() as syncs, core.uncarried_changes() as changed:
                     for _ in range(chunk):
                         obs = step(obs)
-                graphable = not syncs
+                graphable = not syncs and not changed
             else:
                 for _ in range(chunk):
                     obs = step(obs)
             steps += chunk
             if bool(finished.all()):  # sync: every CHECK_EVERY steps
                 break
-            if graphable and steps == CHECK_EVERY:
+            if graphable and steps == 2 * CHECK_EVERY:
                 replay, obs = _capture_steps(core, step, obs)
         if not bool(finished.all()):
             raise RuntimeError(
@@ -177,22 +176,6 @@ def evaluate(
         successes=float(successes.sum()) if has_success else None,
         attempts=float(attempts.sum()) if has_success else None,
     )
-
-
-@contextmanager
-def _host_syncs_recorded() -> Iterator[list[warnings.WarningMessage]]:
-    """The CUDA host syncs inside the block, as torch's sync debug mode warns of them."""
-    mode = torch.cuda.get_sync_debug_mode()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        syncs: list[warnings.WarningMessage] = []
-        try:
-            yield syncs
-        finally:
-            torch.cuda.set_sync_debug_mode(mode)
-        # Only the syncs: setting the mode also warns, once per process, that it is a prototype.
-        syncs.extend(w for w in caught if "called a synchronizing" in str(w.message))
 
 
 def _capture_steps(
