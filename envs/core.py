@@ -21,6 +21,12 @@ A subclass of :class:`TorchVectorEnv` sets ``start_lanes`` and provides four pur
 
 State is a tensor or a ``NamedTuple`` of tensors (see :func:`select_rows`).
 
+CUDA graphs. Pure hooks also let PPO and ``evaluate`` replay the steps from a CUDA graph on
+CUDA (:meth:`TorchVectorEnv.carried`): keep everything that changes from step to step in
+``state``, and read no values on the host (``.item()``, ``bool(tensor)``, ``.tolist()``). An
+env that does either still works: the first eager steps detect it, and training and
+evaluation then stay eager with a warning.
+
 Random start states. ``reset()`` draws the bits from the env's ``torch.Generator``. Autoreset
 inside ``step`` draws them from a counter-based hash of (key, step count, row, lane), the key
 drawn from the generator at ``reset()``: a row's fresh start state is then a pure function of
