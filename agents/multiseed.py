@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 
+from agents import ppo_graphs
 from agents.base import normalize_obs, space_spec
 from agents.ppo import (
     ALGO,
@@ -364,13 +365,16 @@ class StackedAdam:
         self.params = params
         self.betas = betas
         self.eps = 1e-5
+        self.capturable = False
+        """Count steps on the device (the per-agent path), as a CUDA graph replaying the step
+        needs; ``step_count`` then counts only the eager steps."""
         self.step_count = 0
         self.agent_steps: torch.Tensor | None = None  # (K,), once an agent was left out
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
 
     def steps_of(self, k: int) -> float:
-        """How many steps agent ``k`` has taken."""
+        """How many steps agent ``k`` has taken (a host sync once they are counted on the device)."""
         if self.agent_steps is None:
             return float(self.step_count)
         return float(self.agent_steps[k])
@@ -381,7 +385,7 @@ class StackedAdam:
 
         ``active``: ``(K,)`` bool; an agent where it is False is left exactly as it is.
         """
-        if active is not None or self.agent_steps is not None:
+        if active is not None or self.agent_steps is not None or self.capturable:
             self._masked_step(lr, active)
             return
         beta1, beta2 = self.betas
@@ -850,6 +854,8 @@ class _Loop:
         self.recent: list[list[list[float]]] = [[] for _ in range(k)]
         self.last_metrics: list[dict[str, float]] = [{} for _ in range(k)]
         self.lrs = [0.0] * k
+        self.lr = torch.zeros_like(lr0)  # (K,) this iteration's rates, updated in place
+        self.graphed_iterations = 0
         self.group_dir: Path | None = None  # where multiseed.pt goes (None: no run folders)
 
     def group_state(self) -> dict[str, Any]:
@@ -956,51 +962,62 @@ class _Loop:
         for k, run in enumerate(self.runs):
             run.save(self.payload(k), step, snapshot=snapshot)
 
+    def rollout(self, next_obs: torch.Tensor) -> torch.Tensor:
+        return collect_rollout(
+            self.env, self.net, self.storage, next_obs, self.tracker, obs_rms=self.obs_rms,
+            reward_scaler=self.reward_scaler, clip_obs=self.base.clip_obs,
+            reward_sum=self.reward_sum,
+        )  # fmt: skip
+
+    def learn(self) -> torch.Tensor:
+        """GAE, the update at the rates in ``self.lr``, and per agent ``(K, 7)``: the 5 loss
+        statistics, explained variance and whether every parameter is finite."""
+        batch = self.batch()
+        stats = update(self.net, self.optimizer, batch, self.lr, self.base)  # (K, 5)
+        with torch.no_grad():
+            finite = torch.stack([p.flatten(1).isfinite().all(1) for p in self.net.params]).all(0)
+            var_returns = batch["returns"].var(1)
+            explained = torch.where(
+                var_returns > 0,
+                1 - (batch["returns"] - batch["values"]).var(1) / var_returns,
+                torch.nan,
+            )
+            return torch.cat(
+                [stats.double(), explained.double()[:, None], finite.double()[:, None]], 1
+            )
+
     def run(self) -> None:
         base, k_agents = self.base, self.cfg.num_agents
+        graphs = None
+        if base.cuda_graphs and ppo_graphs.env_unsupported(self.env, self.lr.device) is None:
+            self.optimizer.capturable = True
+            graphs = ppo_graphs.IterationGraphs(self.env, self.rollout, self.learn)
         while self.iteration < base.num_iterations and any(self.active):
             self.iteration += 1
             frac = 1.0 - (self.iteration - 1.0) / base.num_iterations if base.anneal_lr else 1.0
             active = torch.tensor(self.active, dtype=self.lr0.dtype, device=self.lr0.device)
-            lr = self.lr0 * (frac * active)  # (K,): 0 freezes a solved agent
+            self.lr.copy_(self.lr0 * (frac * active))  # (K,): 0 freezes a solved agent
             self.lrs = [
                 lr_k * frac if on else 0.0
                 for lr_k, on in zip(self.cfg.agent_learning_rates, self.active, strict=True)
             ]
-            self.next_obs = collect_rollout(
-                self.env,
-                self.net,
-                self.storage,
-                self.next_obs,
-                self.tracker,
-                obs_rms=self.obs_rms,
-                reward_scaler=self.reward_scaler,
-                clip_obs=base.clip_obs,
-                reward_sum=self.reward_sum,
-            )
-            batch = self.batch()
-            stats = update(self.net, self.optimizer, batch, lr, base)  # (K, 5)
+            if graphs is not None:
+                self.next_obs, learned = graphs.iteration(self.next_obs)
+            else:
+                self.next_obs = self.rollout(self.next_obs)
+                learned = self.learn()
             with torch.no_grad():
-                finite = torch.stack([p.flatten(1).isfinite().all(1) for p in self.net.params]).all(
-                    0
-                )
-                var_returns = batch["returns"].var(1)
-                explained = torch.where(
-                    var_returns > 0,
-                    1 - (batch["returns"] - batch["values"]).var(1) / var_returns,
-                    torch.nan,
-                )
                 host = torch.cat(
                     [
                         self.tracker.take(),
-                        stats.double(),
-                        explained.double()[:, None],
-                        finite.double()[:, None],
+                        learned,
                         self.reward_sum.view(k_agents, -1).sum(1, keepdim=True),
                     ],
                     1,
                 ).tolist()  # sync: the one host sync of the iteration, (K, 11)
                 self.reward_sum.zero_()
+            if graphs is not None:
+                self.graphed_iterations = graphs.replays
             bad = [
                 self.cfg.seeds[k]
                 for k in range(k_agents)
@@ -1152,6 +1169,7 @@ def _finish(
         "seeds": list(cfg.seeds),
         "num_envs_per_agent": base.num_envs,
         "iterations": loop.iteration,
+        "graphed_iterations": loop.graphed_iterations,
         "train_seconds": train_seconds,
         "reached_target": sum(s is not None for s in loop.reached_step),
         "solved_return": bar,

@@ -971,14 +971,15 @@ def _train_loop(
 
     graphs = None
     if cfg.cuda_graphs and ppo_graphs.unsupported(cfg, state.agent, env, device) is None:
-        graphs = ppo_graphs.IterationGraphs(env, state.optimizer, rollout, learn)
+        ppo_graphs.capturable_adam(state.optimizer)
+        graphs = ppo_graphs.IterationGraphs(env, rollout, learn)
     metrics: dict[str, float] = {}
     while state.iteration < iterations:
         state.iteration += 1
         lr = cfg.learning_rate
         if cfg.anneal_lr:
             lr *= 1.0 - (state.iteration - 1.0) / iterations
-        ppo_graphs.set_lr(state.optimizer, graphs, lr)
+        ppo_graphs.set_lr(state.optimizer, lr)
         if graphs is not None:
             state.next_obs, learned = graphs.iteration(state.next_obs)
         else:

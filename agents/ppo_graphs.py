@@ -37,10 +37,19 @@ if TYPE_CHECKING:
     from agents.ppo import Config
 
 
-def unsupported(cfg: Config, agent: torch.nn.Module, env: Any, device: torch.device) -> str | None:
-    """Why this run cannot replay CUDA graphs, or ``None`` when it can."""
+def env_unsupported(env: Any, device: torch.device) -> str | None:
+    """Why steps of ``env`` on ``device`` cannot be captured in CUDA graphs, or ``None``."""
     from envs.core import TorchVectorEnv
 
+    if device.type != "cuda":
+        return "CUDA graphs need a CUDA device"
+    if not isinstance(getattr(env, "unwrapped", None), TorchVectorEnv):
+        return "only the sandbox's torch envs step without the host"
+    return None
+
+
+def unsupported(cfg: Config, agent: torch.nn.Module, env: Any, device: torch.device) -> str | None:
+    """Why this PPO run cannot replay CUDA graphs, or ``None`` when it can."""
     if device.type != "cuda":
         return "CUDA graphs need a CUDA device"
     if cfg.distributed:
@@ -49,20 +58,37 @@ def unsupported(cfg: Config, agent: torch.nn.Module, env: Any, device: torch.dev
         return "target_kl reads the KL on the host after every epoch"
     if not (cfg.fused_update and ppo_grads.supported(agent)):
         return "only the fused update (fused_update=True, mlp networks) is captured"
-    if not isinstance(getattr(env, "unwrapped", None), TorchVectorEnv):
-        return "only the sandbox's torch envs step without the host"
-    return None
+    return env_unsupported(env, device)
+
+
+def capturable_adam(optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """Make a (fused) Adam capturable, its learning rate a device tensor; return that tensor
+    (fill it to change the rate, see :func:`set_lr`)."""
+    group = optimizer.param_groups[0]
+    group["capturable"] = True
+    group["lr"] = torch.tensor(float(group["lr"]), device=group["params"][0].device)
+    return group["lr"]
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The learning rate for the next step, wherever the optimizer keeps it."""
+    group = optimizer.param_groups[0]
+    if isinstance(group["lr"], torch.Tensor):
+        group["lr"].fill_(lr)  # a kernel, no sync: ordered before the next replay
+    else:
+        group["lr"] = lr
 
 
 class IterationGraphs:
-    """Runs PPO iterations: eagerly for the warm-up, then from two captured CUDA graphs.
+    """Runs PPO iterations: eagerly for the warm-up, then from two captured CUDA graphs
+    (single-agent PPO and :mod:`agents.multiseed`'s K agents).
 
     Args:
         env: the training env (its ``unwrapped`` a :class:`envs.core.TorchVectorEnv`).
-        optimizer: the agent's Adam over one flat parameter; made capturable here, with its
-            learning rate a device tensor (set it with :meth:`set_lr`).
         rollout: ``next_obs -> next_obs``, one rollout into the preallocated storage.
-        learn: ``() -> stats``, advantages, the update and a 1-D tensor of statistics.
+        learn: ``() -> stats``, advantages, the update and a tensor of statistics. Everything
+            it reads that changes between iterations (a learning rate) must be a tensor
+            updated in place, and its optimizer capturable (:func:`capturable_adam`).
     """
 
     warmup_iterations = 1
@@ -76,18 +102,13 @@ class IterationGraphs:
     def __init__(
         self,
         env: Any,
-        optimizer: torch.optim.Optimizer,
         rollout: Callable[[torch.Tensor], torch.Tensor],
         learn: Callable[[], torch.Tensor],
     ) -> None:
         self.core = env.unwrapped
         self.core.capturable = True
-        group = optimizer.param_groups[0]
-        device = group["params"][0].device
-        group["capturable"] = True
-        group["lr"] = torch.tensor(float(group["lr"]), device=device)
-        self.lr: torch.Tensor = group["lr"]
         self.rollout, self.learn = rollout, learn
+        self._side = torch.cuda.Stream()  # eager iterations before the capture run on it
         self.iterations = 0
         self.replaying = False
         self.replays = 0
@@ -101,16 +122,13 @@ class IterationGraphs:
         self.eager_reason: str | None = None
         """Why this run stays eager, once the check found a reason."""
 
-    def set_lr(self, lr: float) -> None:
-        self.lr.fill_(lr)  # a kernel, no sync: ordered before the next replay
-
     def iteration(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One rollout and update from ``next_obs``; the observations to continue from and the
         statistics (both overwritten by the next call)."""
         self.iterations += 1
         if not self.replaying:
             if self.eager_reason is not None:
-                return self.rollout(next_obs), self.learn()
+                return self.rollout(next_obs), self.learn()  # on the default stream
             if not (self._checked_clean and self.iterations > self.warmup_iterations):
                 return self._checked_eagerly(next_obs)
             try:
@@ -131,9 +149,16 @@ class IterationGraphs:
         return self._next_obs, self._stats
 
     def _checked_eagerly(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """An eager iteration that also checks it could be captured."""
-        with host_syncs_recorded() as syncs, self.core.uncarried_changes() as changed:
+        """An eager iteration that also checks it could be captured; on a side stream, as the
+        warm-up before a capture should be (autograd's backward runs on its forward's stream)."""
+        self._side.wait_stream(torch.cuda.current_stream())
+        with (
+            torch.cuda.stream(self._side),
+            host_syncs_recorded() as syncs,
+            self.core.uncarried_changes() as changed,
+        ):
             out = self.rollout(next_obs), self.learn()
+        torch.cuda.current_stream().wait_stream(self._side)
         self._checked_clean = not syncs and not changed
         if not self._checked_clean and self.iterations > self.warmup_iterations:
             if syncs:
@@ -163,14 +188,6 @@ class IterationGraphs:
         with torch.cuda.graph(learn_graph):
             self._stats = self.learn()
         self._rollout_graph, self._learn_graph = rollout_graph, learn_graph
-
-
-def set_lr(optimizer: torch.optim.Optimizer, graphs: IterationGraphs | None, lr: float) -> None:
-    """The learning rate for the next update, wherever the optimizer keeps it."""
-    if graphs is not None:
-        graphs.set_lr(lr)
-    else:
-        optimizer.param_groups[0]["lr"] = lr
 
 
 def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:

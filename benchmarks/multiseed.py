@@ -36,14 +36,21 @@ SOLVED = 475.0
 
 
 def run(
-    num_seeds: int, device: str, repeats: int, episodes: int, iterations: int | None = None
+    num_seeds: int,
+    device: str,
+    repeats: int,
+    episodes: int,
+    iterations: int | None = None,
+    cuda_graphs: bool = True,
 ) -> dict[str, Any]:
     """Train seeds ``0 .. num_seeds - 1`` together ``repeats`` times; the fastest run's row.
 
     ``iterations``: train exactly that many iterations, no target stop and no evaluation (the
     cost per iteration, where a whole run would take too long).
     """
-    base = ppo.default_config(ENV_ID, device=device, write_run=False, progress=False)
+    base = ppo.default_config(
+        ENV_ID, device=device, write_run=False, progress=False, cuda_graphs=cuda_graphs
+    )
     if iterations is not None:
         steps = iterations * base.batch_size
         base = replace_config(base, {"total_timesteps": steps, "target_return": None})
@@ -52,8 +59,9 @@ def run(
         ppo=base, seeds=tuple(range(num_seeds)), write_runs=False, eval_episodes=episodes,
         solved_return=SOLVED, progress=False,
     )  # fmt: skip
-    # Warm-up: kernel and allocator caches, lazy imports (one iteration, no evaluation).
-    warm = replace_config(base, {"total_timesteps": 1, "target_return": None})
+    # Warm-up: kernel and allocator caches, lazy imports, a first capture of the CUDA graphs
+    # (three iterations, no evaluation).
+    warm = replace_config(base, {"total_timesteps": 3 * base.batch_size, "target_return": None})
     ms.train(dataclasses.replace(cfg, ppo=warm, eval_episodes=0))
     best = None
     for _ in range(repeats):
@@ -72,6 +80,8 @@ def run(
         "env_steps": steps,
         "sps": steps / s["train_seconds"],
         "iteration_s": s["train_seconds"] / s["iterations"],
+        "cuda_graphs": cuda_graphs,
+        "graphed_iterations": s["graphed_iterations"],
         "reached_target": s["reached_target"],
         "solve_rate": s.get("solve_rate"),
         "eval_mean_return": s.get("eval_mean_return"),
@@ -91,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--iterations", type=int, help="train exactly I iterations per K (cost per iteration)"
     )
+    parser.add_argument(
+        "--no-cuda-graphs", action="store_true", help="step every iteration eagerly on CUDA"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON row per line")
     args = parser.parse_args(argv)
     counts = [int(k) for k in args.seeds.split(",")]
@@ -98,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         counts, args.episodes = [k for k in counts if k <= 8] or counts[:1], 20
     rows = []
     for k in counts:
-        row = run(k, args.device, args.repeats, args.episodes, args.iterations)
+        row = run(
+            k, args.device, args.repeats, args.episodes, args.iterations,
+            cuda_graphs=not args.no_cuda_graphs,
+        )  # fmt: skip
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)

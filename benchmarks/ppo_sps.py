@@ -90,7 +90,8 @@ def measure(
             def learn() -> torch.Tensor:
                 return ppo.update(agent, optimizer, ppo.compute_advantages(storage, cfg), cfg)
 
-            graphs = ppo_graphs.IterationGraphs(env, optimizer, rollout, learn)
+            ppo_graphs.capturable_adam(optimizer)
+            graphs = ppo_graphs.IterationGraphs(env, rollout, learn)
 
         def iteration() -> tuple[float, float]:
             nonlocal next_obs

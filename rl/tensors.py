@@ -152,10 +152,12 @@ class GroupedRunningMeanStd:
     def update(self, batch: torch.Tensor) -> None:
         """Fold in a ``(G * B, *shape)`` batch: group ``g`` takes rows ``g * B ... g * B + B - 1``."""
         grouped = self._split(batch.to(self.mean.dtype))
-        self.mean, self.var, self.count = _merge_moments(
+        merged = _merge_moments(
             self.mean, self.var, self.count, grouped.mean(1), grouped.var(1, unbiased=False),
             grouped.shape[1],
         )  # fmt: skip
+        for mine, new in zip((self.mean, self.var, self.count), merged, strict=True):
+            mine.copy_(new)  # in place, as RunningMeanStd.update (CUDA graphs)
 
     def normalize(
         self, x: torch.Tensor, clip: float | None = 10.0, eps: float = 1e-8
@@ -177,9 +179,9 @@ class GroupedRunningMeanStd:
                 f"{tuple(self.mean.shape)} (groups, *shape)"
             )
         device, dtype = self.mean.device, self.mean.dtype
-        self.mean = state["mean"].to(device, dtype)
-        self.var = state["var"].to(device, dtype)
-        self.count = state["count"].to(device, dtype)
+        self.mean = state["mean"].to(device, dtype, copy=True)
+        self.var = state["var"].to(device, dtype, copy=True)
+        self.count = state["count"].to(device, dtype, copy=True)
 
     def group(self, g: int) -> RunningMeanStd:
         """Group ``g``'s statistics as a standalone :class:`RunningMeanStd` (a copy)."""

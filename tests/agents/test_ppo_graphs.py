@@ -14,6 +14,7 @@ import gymnasium
 import pytest
 import torch
 
+from agents import multiseed as ms
 from agents import ppo, ppo_graphs
 from envs.cartpole import CartPoleVectorEnv
 from rl import evaluation
@@ -270,3 +271,29 @@ def test_envs_that_cannot_be_captured_train_and_evaluate_eagerly(
     evaluation.evaluate(
         lambda obs: (obs[:, 2] + 0.5 * obs[:, 3] > 0).long(), env_id, episodes=8, device="cuda"
     )
+
+
+@GPU
+@pytest.mark.parametrize(
+    ("env_id", "overrides"),
+    [
+        ("sandbox/CartPole-v1", {"target_kl": 0.01}),  # the per-agent stop, without a host sync
+        ("sandbox/Pendulum-v1", {}),  # Gaussian, grouped obs and reward normalisation
+    ],
+)
+def test_multiseed_graphed_iterations_equal_eager_ones_bit_for_bit(
+    env_id: str, overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = ms.MultiSeedConfig(
+        ppo=small(env_id, **overrides), seeds=(0, 1, 2), write_runs=False, eval_episodes=0,
+        progress=False,
+    )  # fmt: skip
+    graphed = ms.train(cfg)
+    assert graphed.summary["graphed_iterations"] >= cfg.ppo.num_iterations - 2
+    with monkeypatch.context() as patch:
+        patch.setattr(ppo_graphs.IterationGraphs, "warmup_iterations", 10**9)
+        eager = ms.train(cfg)
+    assert eager.summary["graphed_iterations"] == 0
+    for a, b in zip(graphed.policies, eager.policies, strict=True):
+        for name, value in a.agent.state_dict().items():
+            assert torch.equal(value, b.agent.state_dict()[name]), name
