@@ -72,7 +72,7 @@ from agents.ppo import (
 from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rl.config import config_from_dict, config_to_dict, replace_config, resume_config
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import EvalResult
+from rl.evaluation import EvalResult, evaluate
 from rl.returns import compute_gae
 from rl.runs import RUNS_ROOT, TrainingDiverged, TrainingRun, run_name, write_json
 from rl.seeding import rng_state, seed_everything, set_rng_state
@@ -574,41 +574,38 @@ def evaluate_stacked(
     max_steps: int = 100_000,
     obs_rms: GroupedRunningMeanStd | None = None,
 ) -> list[EvalResult]:
-    """Deterministic evaluation of all ``K`` agents in one env of ``K * episodes`` rows.
-
-    As :func:`rl.evaluation.evaluate`: each row counts only its first episode. ``obs_rms``:
-    the agents' observation statistics (frozen), when they trained with ``norm_obs``.
+    """Deterministic evaluation of all ``K`` agents in one env of ``K * episodes`` rows, agent
+    ``k`` acting on rows ``k * episodes ...``: :func:`rl.evaluation.evaluate` (each row counts
+    its first episode; on CUDA replayed from a graph unless ``cfg.cuda_graphs`` is off).
+    ``obs_rms``: the agents' observation statistics (frozen), when they trained with
+    ``norm_obs``.
     """
     k = net.num_agents
-    env = make_vector_env(cfg.env_id, k * episodes, device, env_kwargs=cfg.env_kwargs)
+    bounds = None
+    if not net.discrete:
+        bounds = spaces["action_low"].to(device), spaces["action_high"].to(device)
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        actions = net.get_action(normalize_obs(obs, obs_rms, cfg.clip_obs), deterministic=True)
+        if bounds is not None:
+            actions = torch.maximum(torch.minimum(actions, bounds[1]), bounds[0])
+        return actions
+
     saved_n, net.num_envs = net.num_envs, episodes
     try:
-        obs, _ = env.reset(seed=seed)
-        finished = torch.zeros(k * episodes, dtype=torch.bool, device=obs.device)
-        returns = torch.zeros(k * episodes, dtype=torch.float64, device=obs.device)
-        lengths = torch.zeros(k * episodes, dtype=torch.int64, device=obs.device)
-        for step in range(max_steps):
-            actions = net.get_action(normalize_obs(obs, obs_rms, cfg.clip_obs), deterministic=True)
-            if not net.discrete:
-                low, high = spaces["action_low"].to(device), spaces["action_high"].to(device)
-                actions = torch.maximum(torch.minimum(actions, high), low)
-            obs, _, _, _, info = env.step(actions)
-            ended = info["_episode"] & ~finished
-            returns = torch.where(ended, info["episode"]["r"].to(torch.float64), returns)
-            lengths = torch.where(ended, info["episode"]["l"].to(torch.int64), lengths)
-            finished |= ended
-            if step % 16 == 15 and bool(finished.all()):  # sync: every 16 steps
-                break
-        if not bool(finished.all()):
-            raise RuntimeError(f"evaluation on {cfg.env_id} stopped after {max_steps} steps")
+        result = evaluate(
+            act, cfg.env_id, episodes=k * episodes, device=device, seed=seed,
+            env_kwargs=cfg.env_kwargs, max_steps=max_steps, cuda_graphs=cfg.cuda_graphs,
+        )  # fmt: skip
     finally:
         net.num_envs = saved_n
-        env.close()
-    per_agent_r = returns.view(k, episodes).tolist()
-    per_agent_l = lengths.view(k, episodes).tolist()
     return [
-        EvalResult(cfg.env_id, rets, lens)
-        for rets, lens in zip(per_agent_r, per_agent_l, strict=True)
+        EvalResult(
+            cfg.env_id,
+            result.returns[i * episodes : (i + 1) * episodes],
+            result.lengths[i * episodes : (i + 1) * episodes],
+        )
+        for i in range(k)
     ]
 
 

@@ -297,3 +297,19 @@ def test_multiseed_graphed_iterations_equal_eager_ones_bit_for_bit(
     for a, b in zip(graphed.policies, eager.policies, strict=True):
         for name, value in a.agent.state_dict().items():
             assert torch.equal(value, b.agent.state_dict()[name]), name
+
+
+@GPU
+def test_multiseed_stacked_evaluation_replayed_from_a_graph_equals_eager() -> None:
+    cfg = ms.MultiSeedConfig(
+        ppo=small("sandbox/CartPole-v1"), seeds=(0, 1, 2), write_runs=False, eval_episodes=0,
+        progress=False,
+    )  # fmt: skip
+    result = ms.train(cfg)
+    net = ms.StackedActorCritic([p.agent for p in result.policies], 8, cfg.ppo.activation)
+    spaces = {"obs_shape": [4], "action_kind": "discrete", "action_n": 2}
+    cuda = torch.device("cuda")
+    graphed = ms.evaluate_stacked(net, cfg.ppo, 20, 7, cuda, spaces)
+    eager_cfg = ppo.replace_config(cfg.ppo, {"cuda_graphs": False})
+    eager = ms.evaluate_stacked(net, eager_cfg, 20, 7, cuda, spaces)
+    assert [e.returns for e in graphed] == [e.returns for e in eager]
