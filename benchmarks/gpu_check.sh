@@ -20,7 +20,8 @@
 #                                 iterations replayed from CUDA graphs
 #   7. solve*.json, eval_speed    time to solve CartPole with PPO on the GPU (5 seeds), with
 #                                 CUDA graphs (the default) and without; the 100-episode check
-#   8. multiseed*.json            K-seed training for K = 1, 8, 64: to solve, and per iteration
+#   8. multiseed*.json            K-seed training for K = 1, 8, 64: to solve, and per iteration;
+#                                 K = 1, 64 to solve without CUDA graphs
 #   9. compile_times.json         CartPole's first compiled step at N = 2^20: cold and warm cache
 #
 # The machine has python3 with CUDA torch but not gymnasium: carry its wheels in .whl/, fetched
@@ -116,6 +117,8 @@ run eval_speed.json 30 "$PY" benchmarks/eval_speed.py --device cuda --json
 run multiseed.json 75 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 --json
 run multiseed_iterations.json 40 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 \
     --iterations 20 --json
+run multiseed_eager.json 60 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,64 \
+    --no-cuda-graphs --json
 
 # 9. Compile time: a first step with an empty inductor cache (cold), then with the cache that
 #    run filled (warm), each in a fresh process.
@@ -157,7 +160,7 @@ if rows:
               f"{limit:.3g} | {best['steps_per_s'] / limit:.1%} | {comp} |")
     print()
 for name in ("ppo_sps.json", "ppo_sps_compiled.json", "ppo_sps_graphs.json", "solve.json",
-             "solve_eager.json", "eval_speed.json",
+             "solve_eager.json", "eval_speed.json", "multiseed_eager.json",
              "multiseed.json", "multiseed_iterations.json", "compile_times.json"):
     path = out / name
     if path.exists() and path.stat().st_size:
