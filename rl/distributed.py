@@ -26,6 +26,7 @@ has one rank, so a one-rank run is bit for bit a plain run.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -126,7 +127,16 @@ def init(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(resolved)  # NCCL and the *_object collectives use the current one
     backend = "nccl" if resolved.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, init_method="env://")
+        store = _restart_round_store()
+        if store is None:
+            dist.init_process_group(backend=backend, init_method="env://")
+        else:
+            dist.init_process_group(
+                backend=backend,
+                store=store,
+                rank=int(os.environ["RANK"]),
+                world_size=int(os.environ["WORLD_SIZE"]),
+            )
         owns = True
     return DistInfo(
         rank=dist.get_rank(),
@@ -136,6 +146,49 @@ def init(device: str = "auto") -> DistInfo:
         backend=dist.get_backend(),
         owns_group=owns,
     )
+
+
+def _restart_round_store() -> dist.Store | None:
+    """The store for this torchrun round's process group, or None to let ``env://`` build it.
+
+    Why: torchrun's agent (c10d rendezvous, ``--standalone``, and the static one) hosts one
+    TCPStore for the workers at ``MASTER_PORT`` and keeps it across ``--max-restarts`` rounds,
+    and ``env://`` joins it without a per-round prefix. The process group's keys (Gloo's
+    listening addresses, NCCL's unique id) outlive the workers that wrote them: a restarted rank
+    that reaches ``init_process_group`` before its peer reads the dead peer's address and fails
+    ("connectFullMesh ... Connection refused"), or both ranks wait for a connection that never
+    comes (30 min, Gloo's default timeout). https://github.com/pytorch/pytorch/issues/135712
+
+    On one node every worker gets the agent's restart count, so it names the round: each round
+    gets keys of its own. Across nodes the count is per node (a node restarted for another
+    node's failure keeps its count), so no prefix is safe; for the c10d rendezvous torch's
+    opt-out, ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` in torchrun's environment, gives every
+    round a fresh store instead, and a warning says so.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None  # plain env:// (rank 0 hosts a store per round) or not under torchrun
+    if os.environ.get("GROUP_WORLD_SIZE", "1") != "1":
+        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0:
+            warnings.warn(
+                "torchrun shares its rendezvous store across --max-restarts rounds, so a "
+                "restarted multi-node job can read the previous round's addresses and fail or "
+                "hang (pytorch/pytorch#135712); with --rdzv-backend c10d, launch torchrun with "
+                "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment (docs/DISTRIBUTED.md)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return None
+    from torch.distributed.constants import default_pg_timeout  # needs a distributed build
+
+    client = dist.TCPStore(
+        host_name=os.environ["MASTER_ADDR"],
+        port=int(os.environ["MASTER_PORT"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        is_master=False,  # the agent hosts it
+        timeout=default_pg_timeout,
+    )
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"rl/restart_{restart}", client)
 
 
 def teardown(info: DistInfo | None) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -138,19 +139,37 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _torchrun(run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+def _launch(*args: str) -> subprocess.Popen[bytes]:
+    """``torchrun`` with 2 ranks on this machine (the c10d rendezvous, as ``--standalone``)."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", *extra,
-        "-m", "rl", "train", "--distributed", "--env", "sandbox/CartPole-v1", "--seed", "4",
-        "--device", "cpu", "--total-timesteps", str(24 * 2 * 64), "--run-dir", str(run_dir),
-        "--resume-if-exists", "--no-progress", "--set", "num_envs=4", "--set", "num_steps=16",
-        "--set", "eval_episodes=0", "--set", "checkpoint_every=1", "--set", "norm_obs=true",
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", *args,
     ]  # fmt: skip
     env = {**os.environ, "RL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+
+
+def _torchrun(run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return _launch(
+        *extra, "-m", "rl", "train", "--distributed", "--env", "sandbox/CartPole-v1", "--seed",
+        "4", "--device", "cpu", "--total-timesteps", str(24 * 2 * 64), "--run-dir", str(run_dir),
+        "--resume-if-exists", "--no-progress", "--set", "num_envs=4", "--set", "num_steps=16",
+        "--set", "eval_episodes=0", "--set", "checkpoint_every=1", "--set", "norm_obs=true",
+    )  # fmt: skip
+
+
+def _output(job: subprocess.Popen[bytes], timeout: float) -> str:
+    """The job's output once it ends. A job still running after ``timeout`` seconds is killed,
+    and its output so far (where it hung) is returned, so the assertion that follows shows it."""
+    try:
+        out, _ = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(job)
+        out, _ = job.communicate()
+        out += f"\n[killed: still running after {timeout:.0f} s]".encode()
+    return out.decode(errors="replace")
 
 
 def _kill_group(job: subprocess.Popen[bytes]) -> None:
@@ -187,10 +206,10 @@ def _children(pid: int) -> list[int]:
 def test_torchrun_max_restarts_brings_a_killed_worker_back_bitwise(tmp_path: Path) -> None:
     reference = _torchrun(tmp_path / "reference")
     try:
-        out, _ = reference.communicate(timeout=300)
+        out = _output(reference, timeout=300)
     finally:
         _kill_group(reference)
-    assert reference.returncode == 0, out.decode()[-3000:]
+    assert reference.returncode == 0, out[-3000:]
 
     job = _torchrun(tmp_path / "elastic", "--max-restarts", "2")
     try:
@@ -200,13 +219,61 @@ def test_torchrun_max_restarts_brings_a_killed_worker_back_bitwise(tmp_path: Pat
         workers = _children(job.pid)
         assert workers, "torchrun has no workers"
         os.kill(workers[-1], signal.SIGKILL)
-        out, _ = job.communicate(timeout=300)
+        out = _output(job, timeout=300)
     finally:
         _kill_group(job)
-    assert job.returncode == 0, out.decode()[-3000:]
+    assert job.returncode == 0, out[-3000:]
     end = load_checkpoint(tmp_path / "elastic" / "checkpoints" / "latest.pt")
     expected = load_checkpoint(tmp_path / "reference" / "checkpoints" / "latest.pt")
     for name, value in expected["model"].items():
         assert torch.equal(end["model"][name], value), name
     assert end["world_size"] == 2
     assert tensorboard_duplicates(tmp_path / "elastic") == 0
+
+
+# A worker that makes every restarted round's rendezvous race: one rank joins 3 s late, so its
+# peer reads the store first. Rounds 0 and 1 end with rank 1 killed, round 2 ends normally.
+LATE_JOINER = """
+import os, signal, time
+import torch
+import torch.distributed as dist
+from rl import distributed
+
+restart, rank = int(os.environ["TORCHELASTIC_RESTART_COUNT"]), int(os.environ["RANK"])
+if restart > 0 and rank == restart % 2:
+    time.sleep(3)
+info = distributed.init("cpu")
+total = torch.tensor([rank + 1.0])
+dist.all_reduce(total)
+os.write(1, f"restart {restart} rank {rank} sum {total.item():g}\\n".encode())  # one write
+if restart < 2:
+    dist.barrier()  # both ranks' rendezvous keys are in the store now
+    if rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(120)  # rank 0: torchrun stops it
+distributed.teardown(info)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds torchrun's workers through /proc")
+def test_torchrun_restarted_rounds_rendezvous_afresh(tmp_path: Path) -> None:
+    """Every restarted round's process group comes up at its first try, whichever rank is late.
+
+    torchrun's agent keeps the workers' TCPStore across restarts, and ``env://`` adds no
+    per-round prefix, so the dead round's Gloo addresses were still there: a rank that got to
+    ``init_process_group`` first connected to its dead peer ("connectFullMesh ... Connection
+    refused") or both ranks waited for each other (30 min). That made the test above fail or
+    hang about half the time; here the late rank makes it near certain without
+    ``rl.distributed``'s per-round store (a failed round leaves a ``restart`` line missing).
+    """
+    script = tmp_path / "late_joiner.py"
+    script.write_text(LATE_JOINER)
+    job = _launch("--max-restarts", "2", str(script))
+    try:
+        out = _output(job, timeout=120)
+    finally:
+        _kill_group(job)
+    rounds = set(re.findall(r"restart \d+ rank \d+ sum \d+", out))
+    expected = {f"restart {r} rank {k} sum 3" for r in range(3) for k in range(2)}
+    assert job.returncode == 0 and rounds == expected, out[-3000:]
