@@ -46,6 +46,7 @@ per agent per iteration, ``D`` flattened observation size, ``A`` action size.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import statistics
@@ -283,6 +284,22 @@ class StackedActorCritic:
         ).sum(-1)
         entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
         return logprob, entropy, value
+
+    def subset(self, agents: list[int]) -> StackedActorCritic:
+        """Agents ``agents`` (indices into the K) as their own stack: detached copies, for
+        evaluating some of the agents."""
+        index = torch.tensor(agents, device=self.params[0].device)
+        sub = copy.copy(self)
+        sub.num_agents = len(agents)
+        sub.critic_w, sub.critic_b, sub.actor_w, sub.actor_b = (
+            [t.detach().index_select(0, index) for t in tensors]
+            for tensors in (self.critic_w, self.critic_b, self.actor_w, self.actor_b)
+        )
+        sub.params = [*sub.critic_w, *sub.critic_b, *sub.actor_w, *sub.actor_b]
+        if self.log_std is not None:
+            sub.log_std = self.log_std.detach().index_select(0, index)
+            sub.params.append(sub.log_std)
+        return sub
 
     def agent_tensors(self, stacked: list[torch.Tensor], k: int) -> list[torch.Tensor]:
         """Agent ``k``'s slices of tensors laid out like :attr:`params` (the parameters, or
@@ -1082,16 +1099,18 @@ class _Loop:
             for w in window
         ]
         if base.target_check_episodes > 0 and any(reached):
+            # Only the agents whose window passed: the check's cost grows with its rows.
+            passed = [k for k, r in enumerate(reached) if r]
+            obs_rms = self.obs_rms.subset(passed) if self.obs_rms is not None else None
             with torch.random.fork_rng(devices=[]):
                 checks = evaluate_stacked(
-                    self.net, base, base.target_check_episodes,
+                    self.net.subset(passed), base, base.target_check_episodes,
                     self.cfg.seeds[0] + self.iteration * base.batch_size,
-                    self.next_obs.device, self.spaces, obs_rms=self.obs_rms,
+                    self.next_obs.device, self.spaces, obs_rms=obs_rms,
                 )  # fmt: skip
-            reached = [
-                r and c.mean_return >= base.target_return
-                for r, c in zip(reached, checks, strict=True)
-            ]
+            reached = [False] * len(reached)
+            for k, check in zip(passed, checks, strict=True):
+                reached[k] = check.mean_return >= base.target_return
         return reached
 
     def log_agent(self, k: int, host: list[float], reached: bool) -> None:

@@ -183,6 +183,21 @@ class GroupedRunningMeanStd:
         self.var = state["var"].to(device, dtype, copy=True)
         self.count = state["count"].to(device, dtype, copy=True)
 
+    def subset(self, groups: list[int]) -> GroupedRunningMeanStd:
+        """Groups ``groups`` (indices) as their own statistics (copies)."""
+        index = torch.tensor(groups, device=self.mean.device)
+        sub = GroupedRunningMeanStd(
+            len(groups), self.shape, self.mean.device, dtype=self.mean.dtype
+        )
+        sub.load_state_dict(
+            {
+                "mean": self.mean.index_select(0, index),
+                "var": self.var.index_select(0, index),
+                "count": self.count,
+            }
+        )
+        return sub
+
     def group(self, g: int) -> RunningMeanStd:
         """Group ``g``'s statistics as a standalone :class:`RunningMeanStd` (a copy)."""
         rms = RunningMeanStd(self.shape, self.mean.device, dtype=self.mean.dtype)

@@ -95,6 +95,29 @@ def test_agents_differ_and_initial_weights_match_ppo_per_seed() -> None:
 
 
 @pytest.mark.parametrize("env_id", [CARTPOLE, "sandbox/Pendulum-v1"])
+def test_a_subset_of_agents_acts_as_those_agents(env_id: str) -> None:
+    net, agents, spaces = stacked(env_id, (3, 7, 11), num_envs=5)
+    sub = net.subset([2, 0])
+    assert sub.num_agents == 2 and net.num_agents == 3
+    obs = torch.randn(10, *spaces["obs_shape"])
+    for i, k in enumerate([2, 0]):
+        for key, value in agents[k].state_dict().items():
+            assert torch.equal(sub.state_dict(i)[key], value), key
+    # Deterministic actions of the subset: agent 2's on rows 0-4, agent 0's on rows 5-9.
+    expected = torch.cat(
+        [agents[2].get_action(obs[:5], deterministic=True),
+         agents[0].get_action(obs[5:], deterministic=True)]
+    )  # fmt: skip
+    torch.testing.assert_close(sub.get_action(obs, deterministic=True), expected)
+    grouped = GroupedRunningMeanStd(3, tuple(spaces["obs_shape"]))
+    grouped.update(torch.randn(3 * 8, *spaces["obs_shape"]))
+    part = grouped.subset([2, 0])
+    for i, k in enumerate([2, 0]):
+        assert torch.equal(part.group(i).mean, grouped.group(k).mean)
+        assert torch.equal(part.group(i).var, grouped.group(k).var)
+
+
+@pytest.mark.parametrize("env_id", [CARTPOLE, "sandbox/Pendulum-v1"])
 def test_stacked_loss_and_gradients_equal_ppo_per_agent(env_id: str) -> None:
     net, agents, spaces = stacked(env_id, (0, 1, 2))
     cfg = ppo.default_config(env_id, **TINY)
@@ -372,15 +395,28 @@ def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
     )  # fmt: skip
     cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2), write_runs=False, progress=False)
     assert [row["reached_target_step"] for row in ms.train(cfg).per_seed] == [64, 64]
-    real = ms.evaluate_stacked
+    real, real_subset, checked = ms.evaluate_stacked, ms.StackedActorCritic.subset, []
 
-    def second_fails(*args, **kwargs):
-        results = real(*args, **kwargs)
-        results[1].returns = [0.0] * len(results[1].returns)
+    def subset(net, agents):
+        sub = real_subset(net, agents)
+        sub.agents = agents  # which of the K the check evaluates
+        return sub
+
+    def second_fails(net, *args, **kwargs):
+        results = real(net, *args, **kwargs)
+        if not hasattr(net, "agents"):
+            return results  # the final evaluation of every agent, not a check
+        checked.append(net.agents)
+        if 1 in net.agents:
+            failing = results[net.agents.index(1)]
+            failing.returns = [0.0] * len(failing.returns)
         return results
 
+    monkeypatch.setattr(ms.StackedActorCritic, "subset", subset)
     monkeypatch.setattr(ms, "evaluate_stacked", second_fails)
     assert [row["reached_target_step"] for row in ms.train(cfg).per_seed] == [64, None]
+    # Checked together at first; then only the agent still training (agent 0 stopped).
+    assert checked[0] == [0, 1] and all(agents == [1] for agents in checked[1:]), checked
 
 
 class _Crash(Exception):
