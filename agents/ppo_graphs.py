@@ -175,15 +175,11 @@ class IterationGraphs:
     def _capture(self, next_obs: torch.Tensor) -> None:
         torch.cuda.synchronize()
         self._next_obs = next_obs.clone()
-        self._carry = [t.clone() for t in self.core.carried()]
-        self.core.load_carried(self._carry)
+        self._carry = self.core.static_carried()  # what the graph reads and rewrites
         rollout_graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(rollout_graph):
             self._next_obs.copy_(self.rollout(self._next_obs))
-            for target, source in zip(self._carry, self.core.carried(), strict=True):
-                if target is not source:
-                    target.copy_(source)
-        self.core.load_carried(self._carry)  # what the graph reads and rewrites
+            self.core.copy_carried_into(self._carry)
         learn_graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(learn_graph):
             self._stats = self.learn()

@@ -243,8 +243,7 @@ def graphed_rate(env: Any, actions: list[torch.Tensor], num_envs: int, args: Any
     """
     core = env.unwrapped
     core.capturable = True
-    static = [t.clone() for t in core.carried()]
-    core.load_carried(static)
+    static = core.static_carried()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
@@ -252,18 +251,12 @@ def graphed_rate(env: Any, actions: list[torch.Tensor], num_envs: int, args: Any
             env.step(actions[i])
     torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
-    for target, source in zip(static, core.carried(), strict=True):
-        if target.data_ptr() != source.data_ptr():
-            target.copy_(source)
-    core.load_carried(static)
+    core.copy_carried_into(static)  # the warm-up's last step, eagerly
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         for i in range(GRAPH_STEPS):
             env.step(actions[i % len(actions)])
-        for target, source in zip(static, core.carried(), strict=True):
-            if target.data_ptr() != source.data_ptr():
-                target.copy_(source)
-    core.load_carried(static)
+        core.copy_carried_into(static)
     graph.replay()
     torch.cuda.synchronize()
     replays = max(1, args.steps // GRAPH_STEPS)

@@ -581,6 +581,21 @@ class TorchVectorEnv(VectorEnv):
             leaves[0] if isinstance(self.state, torch.Tensor) else type(self.state)(*leaves)
         )
 
+    def static_carried(self) -> list[torch.Tensor]:
+        """Copies of :meth:`carried`, which the env then continues from: the buffers a CUDA
+        graph of its steps reads (make them before the capture, not inside it)."""
+        static = [t.clone() for t in self.carried()]
+        self.load_carried(static)
+        return static
+
+    def copy_carried_into(self, static: list[torch.Tensor]) -> None:
+        """Copy the steps' :meth:`carried` into :meth:`static_carried`'s buffers and continue
+        from them: the last op of a captured graph, so each replay continues the last one."""
+        for target, source in zip(static, self.carried(), strict=True):
+            if target is not source:
+                target.copy_(source)
+        self.load_carried(static)
+
     def _draw_rng_key(self) -> None:
         """A new autoreset hash key from the generator (after the start states: they keep
         their draws), and the step count back to 0."""

@@ -185,8 +185,7 @@ def _capture_steps(
     the last replay ended (``core``: a capturable ``envs.core.TorchVectorEnv``, see its
     ``carried``); ``(replay, obs)``, or ``(None, obs)`` where ``act`` cannot be captured."""
     static_obs = obs.clone()
-    carry = [t.clone() for t in core.carried()]
-    core.load_carried(carry)
+    carry = core.static_carried()
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.graph(graph):
@@ -194,13 +193,10 @@ def _capture_steps(
             for _ in range(CHECK_EVERY):
                 out = step(out)
             static_obs.copy_(out)
-            for target, source in zip(carry, core.carried(), strict=True):
-                if target is not source:
-                    target.copy_(source)
+            core.copy_carried_into(carry)
     except RuntimeError:
         core.load_carried(carry)
         return None, static_obs
-    core.load_carried(carry)
     return graph.replay, static_obs
 
 
