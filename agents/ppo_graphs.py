@@ -50,15 +50,16 @@ def env_unsupported(env: Any, device: torch.device) -> str | None:
 
 def unsupported(cfg: Config, agent: torch.nn.Module, env: Any, device: torch.device) -> str | None:
     """Why this PPO run cannot replay CUDA graphs, or ``None`` when it can."""
-    if device.type != "cuda":
-        return "CUDA graphs need a CUDA device"
+    reason = env_unsupported(env, device)
+    if reason is not None:
+        return reason
     if cfg.distributed:
         return "distributed runs exchange gradients between ranks every step"
     if cfg.target_kl is not None:
         return "target_kl reads the KL on the host after every epoch"
     if not (cfg.fused_update and ppo_grads.supported(agent)):
         return "only the fused update (fused_update=True, mlp networks) is captured"
-    return env_unsupported(env, device)
+    return None
 
 
 def capturable_adam(optimizer: torch.optim.Optimizer) -> torch.Tensor:
