@@ -372,17 +372,6 @@ def speedups(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def parse_overrides(items: list[str]) -> dict[str, str]:
-    """``--set KEY=VALUE`` items as a dict (values are parsed by the agent's config)."""
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = value.strip()
-    return overrides
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (CPU + CUDA)")
@@ -397,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seed-list", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from rl.config import parse_overrides
+
     if args.child:
         seeds = [int(s) for s in args.seed_list.split(",")]
         print(json.dumps(run_child(args.child, args.device, seeds, parse_overrides(args.set))))
