@@ -404,19 +404,7 @@ def run_seeds(args: argparse.Namespace) -> int:
         f"envs and {cfg.total_timesteps:,} steps each, device {resolve_device(cfg.device)}) "
         f"→ {RUNS_ROOT}/"
     )
-    try:
-        result = multiseed.train(seeds_cfg)
-    except TrainingDiverged as exc:
-        print(f"rl train: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        pattern = multiseed.group_name(seeds_cfg).rsplit("__", 1)[0] + "__*"
-        groups = sorted(p for p in Path(seeds_cfg.runs_root).glob(pattern) if p.is_dir())
-        if groups and multiseed.is_group(groups[-1]):
-            print(f"\nto continue: rl train --resume {groups[-1]}", file=sys.stderr)
-        raise
-    print(multiseed.format_summary(result))
-    return 0
+    return _train_group(seeds_cfg)
 
 
 def resume_seeds(args: argparse.Namespace) -> int:
@@ -440,13 +428,30 @@ def resume_seeds(args: argparse.Namespace) -> int:
         f"{','.join(map(str, cfg.seeds))}, {cfg.ppo.total_timesteps:,} steps each, device "
         f"{resolve_device(cfg.ppo.device)}) → {args.resume}"
     )
+    return _train_group(cfg, resume=args.resume)
+
+
+def _train_group(cfg: Any, resume: str | None = None) -> int:
+    """Train (or continue) a multi-seed group, reporting as a single run does: a divergence on
+    stderr (exit 1), a bad resume as a CLI error, and on Ctrl-C how to continue."""
+    from agents import multiseed
+
     try:
-        result = multiseed.train(cfg, resume=args.resume)
+        result = multiseed.train(cfg, resume=resume)
     except TrainingDiverged as exc:
         print(f"rl train: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except ValueError as exc:  # e.g. a resume that changes a fixed field
         raise CLIError(str(exc)) from None
+    except KeyboardInterrupt:
+        group = Path(resume) if resume is not None else None
+        if group is None:  # the newest group folder of this env and these seeds
+            pattern = multiseed.group_name(cfg).rsplit("__", 1)[0] + "__*"
+            groups = sorted(p for p in Path(cfg.runs_root).glob(pattern) if p.is_dir())
+            group = groups[-1] if groups else None
+        if group is not None and multiseed.is_group(group):
+            print(f"\nto continue: rl train --resume {group}", file=sys.stderr)
+        raise
     print(multiseed.format_summary(result))
     return 0
 

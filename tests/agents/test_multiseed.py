@@ -484,3 +484,36 @@ def test_cli_resumes_a_group(tmp_path, monkeypatch, capsys) -> None:
     assert "learning_rate" in capsys.readouterr().err
     assert main(["eval", group]) == 2
     assert "is a multi-seed group folder" in capsys.readouterr().err
+
+
+def test_cli_reports_a_diverged_or_interrupted_group_as_a_single_run(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from rl.cli import main
+    from rl.runs import TrainingDiverged
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--seeds", "1-2", "--env", CARTPOLE, "--num-envs", "4",
+            "--total-timesteps", "64", "--no-progress", "--set", "num_steps=16",
+            "--set", "eval_episodes=0"]  # fmt: skip
+    assert main(argv) == 0
+    group = capsys.readouterr().out.split("group folder (for --resume): ")[1].split()[0]
+
+    def diverge(cfg, resume=None):
+        raise TrainingDiverged("multi-seed PPO diverged at iteration 3 for seed(s) [2]")
+
+    monkeypatch.setattr(ms, "train", diverge)
+    for args in (argv, ["train", "--resume", group, "--total-timesteps", "128"]):
+        assert main(args) == 1
+        captured = capsys.readouterr()
+        assert "diverged at iteration 3" in captured.err
+        assert "diverged" not in captured.out
+
+    def interrupt(cfg, resume=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ms, "train", interrupt)
+    assert main(["train", "--resume", group, "--total-timesteps", "128"]) == 130
+    assert f"to continue: rl train --resume {group}" in capsys.readouterr().err
+    assert main(argv) == 130  # a new group: the newest folder of these seeds is the one to continue
+    assert "to continue: rl train --resume runs/" in capsys.readouterr().err
