@@ -870,6 +870,9 @@ class _Loop:
         self.lrs = [0.0] * k
         self.lr = torch.zeros_like(lr0)  # (K,) this iteration's rates, updated in place
         self.graphed_iterations = 0
+        self.checks = 0  # deterministic checks run (one per iteration at most), all agents'
+        self.checked_agents = 0  # agents evaluated over those checks
+        self.check_seconds = 0.0  # wall-clock of those checks (each ends on a host copy)
         self.group_dir: Path | None = None  # where multiseed.pt goes (None: no run folders)
 
     def group_state(self) -> dict[str, Any]:
@@ -1102,12 +1105,16 @@ class _Loop:
             # Only the agents whose window passed: the check's cost grows with its rows.
             passed = [k for k, r in enumerate(reached) if r]
             obs_rms = self.obs_rms.subset(passed) if self.obs_rms is not None else None
+            started = time.perf_counter()
             with torch.random.fork_rng(devices=[]):
                 checks = evaluate_stacked(
                     self.net.subset(passed), base, base.target_check_episodes,
                     self.cfg.seeds[0] + self.iteration * base.batch_size,
                     self.next_obs.device, self.spaces, obs_rms=obs_rms,
                 )  # fmt: skip
+            self.check_seconds += time.perf_counter() - started
+            self.checks += 1
+            self.checked_agents += len(passed)
             reached = [False] * len(reached)
             for k, check in zip(passed, checks, strict=True):
                 reached[k] = check.mean_return >= base.target_return
@@ -1188,6 +1195,9 @@ def _finish(
         "graphed_iterations": loop.graphed_iterations,
         "train_seconds": train_seconds,
         "reached_target": sum(s is not None for s in loop.reached_step),
+        "target_checks": loop.checks,
+        "target_checked_agents": loop.checked_agents,
+        "target_check_seconds": loop.check_seconds,
         "solved_return": bar,
     }
     if evaluations:

@@ -1,11 +1,14 @@
 """K-seed PPO on CartPole: wall-clock for 1, 8 and 64 seeds trained together in one process.
 
 Each K trains seeds ``0 .. K-1`` with agents.multiseed (PPO's CartPole preset per agent: N = 32
-rows each, T = 32, 100k steps, each agent frozen once its training episodes average 495; the
-run ends when all are). Wall-clock is the ``train`` call without the final evaluation, after a
-one-iteration warm-up; the best of ``--repeats`` runs is kept (the CPU machine is shared).
-Each agent is then judged by 100 deterministic episodes of sandbox/CartPole-v1 (solved: mean
->= 475). The goal (issue 6): 64 seeds in less than 5x the time of one seed, on one GPU.
+rows each, T = 32, up to 100k steps; an agent stops once its training window reaches 475 and
+100 deterministic episodes of a fresh env confirm it; the run ends when all have). Wall-clock
+is the ``train`` call without the final evaluation, after a three-iteration warm-up; the best
+of ``--repeats`` runs is kept. ``checks`` / ``check s``: how many of those confirmations ran
+(one per iteration at most, for every agent whose window passed) and their share of the
+wall-clock. Each agent is then judged by 100 deterministic episodes of sandbox/CartPole-v1
+(solved: mean >= 475). The goal (issue 6): 64 seeds in less than 5x the time of one seed, on
+one GPU.
 
 Usage::
 
@@ -83,6 +86,9 @@ def run(
         "cuda_graphs": cuda_graphs,
         "graphed_iterations": s["graphed_iterations"],
         "reached_target": s["reached_target"],
+        "checks": s["target_checks"],
+        "checked_agents": s["target_checked_agents"],
+        "check_s": s["target_check_seconds"],
         "solve_rate": s.get("solve_rate"),
         "eval_mean_return": s.get("eval_mean_return"),
         "eval_std_return": s.get("eval_std_return"),
@@ -129,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"K-seed PPO on {ENV_ID}, {rows[0]['device']}, best of {args.repeats}")
     print(f"{'K':>4} | {'wall s':>7} | {'x 1 seed':>8} | {'iters':>5} | {'s/iter':>7} | "
-          f"{'SPS':>9} | {'solved':>7} | eval return mean ± std (min)")  # fmt: skip
+          f"{'SPS':>9} | {'checks':>6} | {'check s':>7} | {'solved':>7} | "
+          "eval return mean ± std (min)")  # fmt: skip
     for r in rows:
         ratio = f"{r['time_vs_1_seed']:.2f}" if "time_vs_1_seed" in r else "-"
         solved = "-" if r["solve_rate"] is None else f"{r['solve_rate']:.0%}"
@@ -141,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print(f"{r['seeds']:>4} | {r['wall_s']:7.1f} | {ratio:>8} | {r['iterations']:>5} | "
-              f"{r['iteration_s']:7.3f} | {r['sps'] / 1e3:8.1f}k | {solved:>7} | {evals}")  # fmt: skip
+              f"{r['iteration_s']:7.3f} | {r['sps'] / 1e3:8.1f}k | {r['checks']:>6} | "
+              f"{r['check_s']:7.2f} | {solved:>7} | {evals}")  # fmt: skip
     return 0
 
 

@@ -414,9 +414,13 @@ def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
 
     monkeypatch.setattr(ms.StackedActorCritic, "subset", subset)
     monkeypatch.setattr(ms, "evaluate_stacked", second_fails)
-    assert [row["reached_target_step"] for row in ms.train(cfg).per_seed] == [64, None]
+    result = ms.train(cfg)
+    assert [row["reached_target_step"] for row in result.per_seed] == [64, None]
     # Checked together at first; then only the agent still training (agent 0 stopped).
     assert checked[0] == [0, 1] and all(agents == [1] for agents in checked[1:]), checked
+    assert result.summary["target_checks"] == len(checked) == 4  # 4 iterations of 64 steps
+    assert result.summary["target_checked_agents"] == 5
+    assert result.summary["target_check_seconds"] > 0
 
 
 class _Crash(Exception):
