@@ -9,7 +9,11 @@ agents at once so that one device runs many seeds for about the price of one:
   ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``: the same kernels in the
   end, but without vmap's per-call tracing overhead (it dominates at these tiny widths on the
   CPU and in CUDA launch-bound loops), and the parameters stay plain tensors that a batched
-  Adam and a per-agent gradient clip can address by their leading ``K`` dimension.
+  Adam and a per-agent gradient clip can address by their leading ``K`` dimension. They are
+  all views of one ``(K, P)`` tensor (``StackedActorCritic.flat``), so Adam and the clip are a
+  few kernels for every layer at once; with ``fused_update`` (the default, as in
+  :mod:`agents.ppo`) the gradients are written by hand
+  (:func:`agents.ppo_grads.stacked_loss_and_grads`), without an autograd graph.
 * **One vector env of ``K * N`` rows**; agent ``k`` owns rows ``[k * N, (k + 1) * N)``. The
   rollout is :func:`agents.ppo.collect_rollout` itself: the stacked network takes ``(K * N, D)``
   batches and regroups them by agent inside.
@@ -57,7 +61,7 @@ from typing import Any
 
 import torch
 
-from agents import ppo_graphs
+from agents import ppo_grads, ppo_graphs
 from agents.base import normalize_obs, space_spec
 from agents.ppo import (
     ALGO,
@@ -196,6 +200,7 @@ class StackedActorCritic:
         self.num_envs = num_envs
         self.discrete = agents[0].discrete
         self.action_shape = agents[0].action_shape
+        self.activation = activation
         self.act = torch.tanh if activation == "tanh" else torch.relu
         self.critic_w, self.critic_b = _stack_mlp([a.critic for a in agents])
         self.actor_w, self.actor_b = _stack_mlp([a.actor for a in agents])
@@ -204,8 +209,26 @@ class StackedActorCritic:
         if not self.discrete:
             self.log_std = torch.stack([a.actor_logstd.detach() for a in agents])  # (K, 1, A)
             self.params.append(self.log_std)
-        for p in self.params:
+        # Every parameter a view of one (K, P) tensor, every gradient a view of its gradient:
+        # Adam, the gradient clip and zeroing are then a few kernels for all the layers instead
+        # of a few per layer (rl.tensors.flatten_parameters does the same for one agent).
+        self.flat = torch.cat([p.flatten(1) for p in self.params], 1).requires_grad_(True)
+        self.flat.grad = torch.zeros_like(self.flat)
+        for p, data, grad in zip(
+            self.params, self._views(self.flat.data), self._views(self.flat.grad), strict=True
+        ):
+            p.data = data
             p.requires_grad_(True)
+            p.grad = grad
+
+    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """A ``(K, P)`` tensor laid out like :attr:`flat` as views shaped like :attr:`params`."""
+        views, offset = [], 0
+        for p in self.params:
+            size = p[0].numel()
+            views.append(flat[:, offset : offset + size].view(p.shape))
+            offset += size
+        return views
 
     def _mlp(self, x: torch.Tensor, ws: list[torch.Tensor], bs: list[torch.Tensor]) -> torch.Tensor:
         """``(K, M, in)`` → ``(K, M, out)``: one batched matmul per layer for all agents."""
@@ -296,6 +319,7 @@ class StackedActorCritic:
             for tensors in (self.critic_w, self.critic_b, self.actor_w, self.actor_b)
         )
         sub.params = [*sub.critic_w, *sub.critic_b, *sub.actor_w, *sub.actor_b]
+        sub.flat = None  # copies, to act with: not for training
         if self.log_std is not None:
             sub.log_std = self.log_std.detach().index_select(0, index)
             sub.params.append(sub.log_std)
@@ -378,7 +402,12 @@ class StackedAdam:
     first such step each agent counts its own steps (``agent_steps``).
     """
 
-    def __init__(self, params: list[torch.Tensor], betas: tuple[float, float] = (0.9, 0.999)):
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        betas: tuple[float, float] = (0.9, 0.999),
+        net: StackedActorCritic | None = None,
+    ):
         self.params = params
         self.betas = betas
         self.eps = 1e-5
@@ -387,8 +416,16 @@ class StackedAdam:
         needs; ``step_count`` then counts only the eager steps."""
         self.step_count = 0
         self.agent_steps: torch.Tensor | None = None  # (K,), once an agent was left out
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        # What a step updates: ``net``'s one flat (K, P) parameter (a few kernels for all the
+        # layers) or each of ``params``; ``exp_avg``/``exp_avg_sq`` are laid out like params.
+        self._stepped = [net.flat] if net is not None else params
+        self._exp_avg = [torch.zeros_like(p) for p in self._stepped]
+        self._exp_avg_sq = [torch.zeros_like(p) for p in self._stepped]
+        if net is not None:
+            self.exp_avg = net._views(self._exp_avg[0])
+            self.exp_avg_sq = net._views(self._exp_avg_sq[0])
+        else:
+            self.exp_avg, self.exp_avg_sq = self._exp_avg, self._exp_avg_sq
 
     def steps_of(self, k: int) -> float:
         """How many steps agent ``k`` has taken (a host sync once they are counted on the device)."""
@@ -409,7 +446,7 @@ class StackedAdam:
         self.step_count += 1
         bias1 = 1 - beta1**self.step_count
         bias2_sqrt = math.sqrt(1 - beta2**self.step_count)
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+        for p, m, v in zip(self._stepped, self._exp_avg, self._exp_avg_sq, strict=True):
             g = p.grad
             m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
@@ -430,7 +467,7 @@ class StackedAdam:
         bias1 = 1 - beta1**steps
         bias2_sqrt = (1 - beta2**steps).sqrt()
         step_size = lr.double() / bias1 * active
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+        for p, m, v in zip(self._stepped, self._exp_avg, self._exp_avg_sq, strict=True):
             shape = (-1, *(1,) * (p.dim() - 1))
             on, g = active.view(shape), p.grad
             m.copy_(torch.where(on, m.lerp(g, 1 - beta1), m))
@@ -526,11 +563,15 @@ def update(
                     -1, -1, *tensor.shape[2:]
                 )
                 mb[name] = tensor.gather(1, index)
-            loss, stats = ppo_loss_per_agent(net, mb, cfg)
-            for p in net.params:
-                p.grad = None
-            loss.sum().backward()
-            clip_grad_norm_per_agent(net.params, cfg.max_grad_norm)
+            if cfg.fused_update:
+                loss, stats = ppo_grads.stacked_loss_and_grads(net, mb, cfg)
+            else:
+                loss, stats = ppo_loss_per_agent(net, mb, cfg)
+                grads = torch.autograd.grad(loss.sum(), net.params)
+                with torch.no_grad():
+                    for p, grad in zip(net.params, grads, strict=True):
+                        p.grad.copy_(grad)  # into the views of flat.grad
+            clip_grad_norm_per_agent([net.flat], cfg.max_grad_norm)
             optimizer.step(lr, running)
             if running is None:
                 stats_sum += stats
@@ -773,7 +814,7 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
         del agents
         seed_everything(shared_seed)
         next_obs, _ = env.reset(seed=shared_seed)
-        optimizer = StackedAdam(net.params)
+        optimizer = StackedAdam(net.params, net=net)
         lr0 = torch.tensor(cfg.agent_learning_rates, device=device)
         seed_cfgs = [
             replace_config(base, {"seed": s, "learning_rate": lr})
@@ -992,7 +1033,7 @@ class _Loop:
         batch = self.batch()
         stats = update(self.net, self.optimizer, batch, self.lr, self.base)  # (K, 5)
         with torch.no_grad():
-            finite = torch.stack([p.flatten(1).isfinite().all(1) for p in self.net.params]).all(0)
+            finite = self.net.flat.isfinite().all(1)  # (K,)
             var_returns = batch["returns"].var(1)
             explained = torch.where(
                 var_returns > 0,

@@ -137,7 +137,7 @@ def test_stacked_loss_and_gradients_equal_ppo_per_agent(env_id: str) -> None:
         "values": torch.randn(k, m, generator=gen),
     }
     loss, stats = ms.ppo_loss_per_agent(net, mb, cfg)
-    loss.sum().backward()
+    stacked_grads = torch.autograd.grad(loss.sum(), net.params)
     for i, agent in enumerate(agents):
         batch = ppo.Batch(*(mb[name][i] for name in ppo.Batch._fields))
         ref_loss, ref_stats = ppo.ppo_loss(agent, batch, cfg)
@@ -145,7 +145,7 @@ def test_stacked_loss_and_gradients_equal_ppo_per_agent(env_id: str) -> None:
         torch.testing.assert_close(loss[i], ref_loss, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(stats[i], ref_stats, rtol=1e-5, atol=1e-6)
         ref_grads = [p.grad for p in agent.parameters()]
-        grads = net.agent_tensors([p.grad for p in net.params], i)
+        grads = net.agent_tensors(list(stacked_grads), i)
         for got, want in zip(grads, ref_grads, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
@@ -188,17 +188,18 @@ def test_update_of_one_agent_ignores_another_agents_gradients() -> None:
         assert torch.equal(results[0][key], results[1][key]), key
 
 
-def test_stacked_adam_matches_torch_adam_and_per_agent_lr() -> None:
+@pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
+def test_stacked_adam_matches_torch_adam_and_per_agent_lr(flat: bool) -> None:
     net, agents, _ = stacked(CARTPOLE, (0, 1))
     adams = [
         torch.optim.Adam(a.parameters(), lr=lr, eps=1e-5)
         for a, lr in zip(agents, (1e-3, 0), strict=True)
     ]
-    opt = ms.StackedAdam(net.params)
+    opt = ms.StackedAdam(net.params, net=net if flat else None)
     gen = torch.Generator().manual_seed(3)
     for _ in range(4):
         for p in net.params:
-            p.grad = torch.randn(p.shape, generator=gen)
+            p.grad.copy_(torch.randn(p.shape, generator=gen))  # views of net.flat.grad
         for i, (agent, adam) in enumerate(zip(agents, adams, strict=True)):
             for param, grad in zip(
                 agent.parameters(), net.agent_tensors([p.grad for p in net.params], i), strict=True
@@ -211,15 +212,16 @@ def test_stacked_adam_matches_torch_adam_and_per_agent_lr() -> None:
             torch.testing.assert_close(net.state_dict(i)[key], want, rtol=1e-5, atol=1e-7)
 
 
-def test_masked_adam_steps_only_active_agents_as_their_own_adam_would() -> None:
+@pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
+def test_masked_adam_steps_only_active_agents_as_their_own_adam_would(flat: bool) -> None:
     net, agents, _ = stacked(CARTPOLE, (0, 1))
     adams = [torch.optim.Adam(a.parameters(), lr=1e-3, eps=1e-5) for a in agents]
-    opt = ms.StackedAdam(net.params)
+    opt = ms.StackedAdam(net.params, net=net if flat else None)
     gen = torch.Generator().manual_seed(4)
     pattern = [(True, True), (True, False), (True, False), (True, True)]  # agent 1 sits out 2
     for active in pattern:
         for p in net.params:
-            p.grad = torch.randn(p.shape, generator=gen)
+            p.grad.copy_(torch.randn(p.shape, generator=gen))
         for i, (agent, adam) in enumerate(zip(agents, adams, strict=True)):
             if active[i]:
                 grads = net.agent_tensors([p.grad for p in net.params], i)
@@ -233,7 +235,8 @@ def test_masked_adam_steps_only_active_agents_as_their_own_adam_would() -> None:
             torch.testing.assert_close(net.state_dict(i)[key], want, rtol=1e-5, atol=1e-7)
 
 
-def test_target_kl_stops_each_agent_after_the_epoch_that_passed_it() -> None:
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
+def test_target_kl_stops_each_agent_after_the_epoch_that_passed_it(fused: bool) -> None:
     """target_kl = 0: every agent passes it in its first epoch, so 3 epochs give 1 epoch's
     weights; a target no agent reaches gives the plain 3 epochs."""
     gen = torch.Generator().manual_seed(5)
@@ -250,10 +253,12 @@ def test_target_kl_stops_each_agent_after_the_epoch_that_passed_it() -> None:
     def weights_after(epochs: int, target_kl: float | None) -> list[dict[str, torch.Tensor]]:
         net, _, _ = stacked(CARTPOLE, (0, 1))
         cfg = ppo.default_config(
-            CARTPOLE, update_epochs=epochs, num_minibatches=2, target_kl=target_kl
-        )
+            CARTPOLE, update_epochs=epochs, num_minibatches=2, target_kl=target_kl,
+            fused_update=fused,
+        )  # fmt: skip
         torch.manual_seed(0)
-        stats = ms.update(net, ms.StackedAdam(net.params), batch, torch.tensor([3e-3, 3e-3]), cfg)
+        opt = ms.StackedAdam(net.params, net=net)
+        stats = ms.update(net, opt, batch, torch.tensor([3e-3, 3e-3]), cfg)
         assert stats.isfinite().all()
         return [net.state_dict(i) for i in range(k)]
 
