@@ -55,6 +55,7 @@ import hashlib
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ from agents.ppo import (
 from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rl.config import config_from_dict, config_to_dict, replace_config, resume_config
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import EvalResult, evaluate
+from rl.evaluation import EvalResult, Evaluator, evaluate
 from rl.returns import compute_gae
 from rl.runs import RUNS_ROOT, TrainingDiverged, TrainingRun, run_name, write_json
 from rl.seeding import rng_state, seed_everything, set_rng_state
@@ -639,24 +640,11 @@ def evaluate_stacked(
     ``norm_obs``.
     """
     k = net.num_agents
-    bounds = None
-    if not net.discrete:
-        bounds = spaces["action_low"].to(device), spaces["action_high"].to(device)
-
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        actions = net.get_action(normalize_obs(obs, obs_rms, cfg.clip_obs), deterministic=True)
-        if bounds is not None:
-            actions = torch.maximum(torch.minimum(actions, bounds[1]), bounds[0])
-        return actions
-
-    saved_n, net.num_envs = net.num_envs, episodes
-    try:
-        result = evaluate(
-            act, cfg.env_id, episodes=k * episodes, device=device, seed=seed,
-            env_kwargs=cfg.env_kwargs, max_steps=max_steps, cuda_graphs=cfg.cuda_graphs,
-        )  # fmt: skip
-    finally:
-        net.num_envs = saved_n
+    act = stacked_act(net, episodes, cfg.clip_obs, spaces, device, obs_rms)
+    result = evaluate(
+        act, cfg.env_id, episodes=k * episodes, device=device, seed=seed,
+        env_kwargs=cfg.env_kwargs, max_steps=max_steps, cuda_graphs=cfg.cuda_graphs,
+    )  # fmt: skip
     return [
         EvalResult(
             cfg.env_id,
@@ -665,6 +653,33 @@ def evaluate_stacked(
         )
         for i in range(k)
     ]
+
+
+def stacked_act(
+    net: StackedActorCritic,
+    episodes: int,
+    clip_obs: float,
+    spaces: dict[str, Any],
+    device: torch.device,
+    obs_rms: GroupedRunningMeanStd | None = None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The deterministic actions of ``net``'s ``K`` agents on ``K * episodes`` rows (agent
+    ``k`` on rows ``k * episodes ...``), clipped to the action bounds. It reads ``net``'s
+    parameters and ``obs_rms`` as they are at each call (a view of ``net`` with ``episodes``
+    rows per agent shares them)."""
+    view = copy.copy(net)
+    view.num_envs = episodes
+    bounds = None
+    if not net.discrete:
+        bounds = spaces["action_low"].to(device), spaces["action_high"].to(device)
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        actions = view.get_action(normalize_obs(obs, obs_rms, clip_obs), deterministic=True)
+        if bounds is not None:
+            actions = torch.maximum(torch.minimum(actions, bounds[1]), bounds[0])
+        return actions
+
+    return act
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -798,6 +813,7 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
     shared_seed = env_seed(seeds)
     env = make_vector_env(base.env_id, k_agents * n, device, env_kwargs=base.env_kwargs)
     runs: list[TrainingRun] = []
+    loop: _Loop | None = None
     try:
         spaces = space_spec(env.single_observation_space, env.single_action_space)
         agents = []
@@ -855,6 +871,8 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
         train_seconds = time.perf_counter() - start_time
     finally:
         env.close()
+        if loop is not None and loop.check_evaluator is not None:
+            loop.check_evaluator.close()
         for run in runs:
             run.close()
     evaluations: list[EvalResult] = []
@@ -911,6 +929,8 @@ class _Loop:
         self.lrs = [0.0] * k
         self.lr = torch.zeros_like(lr0)  # (K,) this iteration's rates, updated in place
         self.graphed_iterations = 0
+        self.keep_check = False  # see check(); set by run()
+        self.check_evaluator: Evaluator | None = None
         self.checks = 0  # deterministic checks run (one per iteration at most), all agents'
         self.checked_agents = 0  # agents evaluated over those checks
         self.check_seconds = 0.0  # wall-clock of those checks (each ends on a host copy)
@@ -1050,6 +1070,7 @@ class _Loop:
         if base.cuda_graphs and ppo_graphs.env_unsupported(self.env, self.lr.device) is None:
             self.optimizer.capturable = True
             graphs = ppo_graphs.IterationGraphs(self.env, self.rollout, self.learn)
+            self.keep_check = True
         while self.iteration < base.num_iterations and any(self.active):
             self.iteration += 1
             frac = 1.0 - (self.iteration - 1.0) / base.num_iterations if base.anneal_lr else 1.0
@@ -1143,23 +1164,48 @@ class _Loop:
             for w in window
         ]
         if base.target_check_episodes > 0 and any(reached):
-            # Only the agents whose window passed: the check's cost grows with its rows.
             passed = [k for k, r in enumerate(reached) if r]
-            obs_rms = self.obs_rms.subset(passed) if self.obs_rms is not None else None
             started = time.perf_counter()
-            with torch.random.fork_rng(devices=[]):
-                checks = evaluate_stacked(
-                    self.net.subset(passed), base, base.target_check_episodes,
-                    self.cfg.seeds[0] + self.iteration * base.batch_size,
-                    self.next_obs.device, self.spaces, obs_rms=obs_rms,
-                )  # fmt: skip
+            means = self.check(passed, self.cfg.seeds[0] + self.iteration * base.batch_size)
             self.check_seconds += time.perf_counter() - started
             self.checks += 1
             self.checked_agents += len(passed)
             reached = [False] * len(reached)
-            for k, check in zip(passed, checks, strict=True):
-                reached[k] = check.mean_return >= base.target_return
+            for k, mean in zip(passed, means, strict=True):
+                reached[k] = mean >= base.target_return
         return reached
+
+    def check(self, passed: list[int], seed: int) -> list[float]:
+        """The deterministic check's mean return for each agent in ``passed``, from fresh
+        episodes seeded with ``seed`` (RNG streams untouched).
+
+        With :attr:`keep_check` (CUDA graphs on a CUDA sandbox env), every agent runs in one
+        :class:`rl.evaluation.Evaluator` kept for the run, the other agents' rows ignored:
+        its first check captures the steps in a graph and later checks only replay it, a
+        fixed cost whatever ``passed`` holds. Otherwise only the agents in ``passed`` run: on
+        the CPU the cost grows with the rows.
+        """
+        base, episodes = self.base, self.base.target_check_episodes
+        device = self.next_obs.device
+        if not self.keep_check:
+            obs_rms = self.obs_rms.subset(passed) if self.obs_rms is not None else None
+            with torch.random.fork_rng(devices=[]):
+                checks = evaluate_stacked(
+                    self.net.subset(passed), base, episodes, seed, device, self.spaces,
+                    obs_rms=obs_rms,
+                )  # fmt: skip
+            return [check.mean_return for check in checks]
+        if self.check_evaluator is None:
+            rms = self.obs_rms
+            act = stacked_act(self.net, episodes, base.clip_obs, self.spaces, device, rms)
+            self.check_evaluator = Evaluator(
+                act, base.env_id, episodes=self.cfg.num_agents * episodes, device=device,
+                env_kwargs=base.env_kwargs,
+                watch=[self.net.flat, *(() if rms is None else (rms.mean, rms.var))],
+            )  # fmt: skip
+        with torch.random.fork_rng(devices=[]):
+            returns = self.check_evaluator(seed).returns
+        return [sum(returns[k * episodes : (k + 1) * episodes]) / episodes for k in passed]
 
     def log_agent(self, k: int, host: list[float], reached: bool) -> None:
         """One agent's iteration: TensorBoard, target stop, checkpoints (as ppo's loop)."""

@@ -49,7 +49,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import check_return, evaluate
+from rl.evaluation import Evaluator, evaluate
 from rl.returns import compute_gae
 from rl.runs import (
     RUNS_ROOT,
@@ -974,65 +974,69 @@ def _train_loop(
         ppo_graphs.capturable_adam(state.optimizer)
         graphs = ppo_graphs.IterationGraphs(env, rollout, learn)
     metrics: dict[str, float] = {}
-    while state.iteration < iterations:
-        state.iteration += 1
-        lr = cfg.learning_rate
-        if cfg.anneal_lr:
-            lr *= 1.0 - (state.iteration - 1.0) / iterations
-        ppo_graphs.set_lr(state.optimizer, lr)
-        if graphs is not None:
-            state.next_obs, learned = graphs.iteration(state.next_obs)
-        else:
-            stats_before = [rms.state_dict() for rms in running_stats]
-            state.next_obs = rollout(state.next_obs)
-            # Each rank folded in its own observations; merge them so every rank (and the
-            # saved policy) normalises with the statistics of all ranks' data.
-            for rms, before in zip(running_stats, stats_before, strict=True):
-                distributed.sync_running_stats(rms, before)
-            learned = learn()
-        state.global_step += global_batch_size(cfg)
-        with torch.no_grad():
-            # Every rank's episodes count (sums); losses are averaged over ranks.
-            episode_sums, means = distributed.reduce_metrics(
-                torch.cat([tracker.take(), reward_sum.sum().view(1)]), learned
-            )
-            reward_sum.zero_()
-            # [episodes, returns, lengths, successes, attempts, rewards, 5 losses, explained
-            # variance, finite]
-            host_values = torch.cat([episode_sums, means]).tolist()  # sync: once per iteration
-        if not (host_values[-1] == 1.0 and all(math.isfinite(v) for v in host_values[6:11])):
-            raise TrainingDiverged(
-                f"PPO diverged at iteration {state.iteration} (global step {state.global_step}):"
-                " a loss or parameter is not finite; the last good checkpoint is kept. Try a "
-                "lower learning_rate or max_grad_norm, or norm_obs/norm_reward"
-            )
-        metrics = _log_iteration(run, cfg, state, host_values, lr)
-        mean_return = metrics.get("charts/episodic_return")
-        reached_at = _target_reached(cfg, state, host_values[0], host_values[5], spaces)
-        reached = reached_at is not None
-        if reached:
-            metrics["target_reached_return"] = reached_at
-        last = reached or state.iteration == iterations
-        if run is not None:
-            improved = mean_return is not None and mean_return > state.best_return
-            snapshot = last or run.snapshot_due(state.global_step)
-            if improved or snapshot or state.iteration % cfg.checkpoint_every == 0:
-                state.best_return = max(state.best_return, mean_return or -math.inf)
-                run.save(
-                    checkpoint_payload(cfg, state, env, spaces), state.global_step,
-                    mean_return=mean_return, snapshot=snapshot,
-                )  # fmt: skip
-        elif mean_return is not None:
-            state.best_return = max(state.best_return, mean_return)
-        if reached:
-            break
+    check = _Check(cfg, state, spaces)
+    try:
+        while state.iteration < iterations:
+            state.iteration += 1
+            lr = cfg.learning_rate
+            if cfg.anneal_lr:
+                lr *= 1.0 - (state.iteration - 1.0) / iterations
+            ppo_graphs.set_lr(state.optimizer, lr)
+            if graphs is not None:
+                state.next_obs, learned = graphs.iteration(state.next_obs)
+            else:
+                stats_before = [rms.state_dict() for rms in running_stats]
+                state.next_obs = rollout(state.next_obs)
+                # Each rank folded in its own observations; merge them so every rank (and the
+                # saved policy) normalises with the statistics of all ranks' data.
+                for rms, before in zip(running_stats, stats_before, strict=True):
+                    distributed.sync_running_stats(rms, before)
+                learned = learn()
+            state.global_step += global_batch_size(cfg)
+            with torch.no_grad():
+                # Every rank's episodes count (sums); losses are averaged over ranks.
+                episode_sums, means = distributed.reduce_metrics(
+                    torch.cat([tracker.take(), reward_sum.sum().view(1)]), learned
+                )
+                reward_sum.zero_()
+                # [episodes, returns, lengths, successes, attempts, rewards, 5 losses, explained
+                # variance, finite]
+                host_values = torch.cat([episode_sums, means]).tolist()  # sync: once per iteration
+            if not (host_values[-1] == 1.0 and all(math.isfinite(v) for v in host_values[6:11])):
+                raise TrainingDiverged(
+                    f"PPO diverged at iteration {state.iteration} (global step {state.global_step}):"
+                    " a loss or parameter is not finite; the last good checkpoint is kept. Try a "
+                    "lower learning_rate or max_grad_norm, or norm_obs/norm_reward"
+                )
+            metrics = _log_iteration(run, cfg, state, host_values, lr)
+            mean_return = metrics.get("charts/episodic_return")
+            reached_at = _target_reached(cfg, state, host_values[0], host_values[5], check)
+            reached = reached_at is not None
+            if reached:
+                metrics["target_reached_return"] = reached_at
+            last = reached or state.iteration == iterations
+            if run is not None:
+                improved = mean_return is not None and mean_return > state.best_return
+                snapshot = last or run.snapshot_due(state.global_step)
+                if improved or snapshot or state.iteration % cfg.checkpoint_every == 0:
+                    state.best_return = max(state.best_return, mean_return or -math.inf)
+                    run.save(
+                        checkpoint_payload(cfg, state, env, spaces), state.global_step,
+                        mean_return=mean_return, snapshot=snapshot,
+                    )  # fmt: skip
+            elif mean_return is not None:
+                state.best_return = max(state.best_return, mean_return)
+            if reached:
+                break
+    finally:
+        check.close()
     if graphs is not None:
         metrics["graphed_iterations"] = graphs.replays
     return metrics
 
 
 def _target_reached(
-    cfg: Config, state: TrainState, episodes: float, rewards: float, spaces: dict[str, Any]
+    cfg: Config, state: TrainState, episodes: float, rewards: float, check: _Check
 ) -> float | None:
     """The return that reached ``cfg.target_return`` (see its docstring) after this
     iteration's ``episodes`` finished episodes and ``rewards`` summed over its steps: the
@@ -1042,17 +1046,46 @@ def _target_reached(
         return None
     if cfg.target_check_episodes == 0:
         return window
-    agent = state.agent
-    policy = PPOPolicy(agent, spaces, state.obs_rms, cfg.clip_obs)
-    try:
-        check = check_return(
-            policy.act, cfg.env_id, episodes=cfg.target_check_episodes,
-            seed=cfg.seed + state.global_step, device=state.next_obs.device,
-            env_kwargs=cfg.env_kwargs,
-        )  # fmt: skip
-    finally:
-        agent.train()  # PPOPolicy switched it to eval mode
-    return check if check >= cfg.target_return else None
+    mean = check(cfg.seed + state.global_step)
+    return mean if mean >= cfg.target_return else None
+
+
+class _Check:
+    """The deterministic check of ``target_check_episodes`` (:meth:`rl.evaluation.Evaluator.check`:
+    seeded from the step, RNG streams untouched), kept for a whole :func:`train` call.
+
+    It builds its policy and :class:`rl.evaluation.Evaluator` at the first check: on CUDA that
+    check captures its steps in a graph and every later check only replays it, reading the
+    agent's parameters (updated in place by the optimizer) and the policy's copy of the
+    observation statistics (refreshed in place before each check).
+    """
+
+    def __init__(self, cfg: Config, state: TrainState, spaces: dict[str, Any]) -> None:
+        self.cfg, self.state, self.spaces = cfg, state, spaces
+        self.policy: PPOPolicy | None = None
+        self.evaluator: Evaluator | None = None
+
+    def __call__(self, seed: int) -> float:
+        agent, obs_rms = self.state.agent, self.state.obs_rms
+        if self.evaluator is None:
+            self.policy = PPOPolicy(agent, self.spaces, obs_rms, self.cfg.clip_obs)
+            rms = self.policy.obs_rms
+            self.evaluator = Evaluator(
+                self.policy.act, self.cfg.env_id, episodes=self.cfg.target_check_episodes,
+                device=self.state.next_obs.device, env_kwargs=self.cfg.env_kwargs,
+                watch=[*agent.parameters(), *(() if rms is None else (rms.mean, rms.var))],
+            )  # fmt: skip
+        elif obs_rms is not None:
+            self.policy.obs_rms.load_state_dict(obs_rms.state_dict())
+        agent.eval()
+        try:
+            return self.evaluator.check(seed)
+        finally:
+            agent.train()
+
+    def close(self) -> None:
+        if self.evaluator is not None:
+            self.evaluator.close()
 
 
 # -- the trained policy -------------------------------------------------------------------------

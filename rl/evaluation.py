@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +84,185 @@ class EvalResult:
 CHECK_EVERY = 16  # steps between the checks (host syncs) for every episode having ended
 
 
-@torch.inference_mode()  # ~15 % faster than no_grad for this small-op loop (CartPole, CPU)
+class Evaluator:
+    """Evaluations of one ``act`` (observations → actions) on fresh episodes of one env, as
+    many times as asked: an early-stop check that runs every few iterations keeps its env and,
+    on CUDA, the graph of its steps, instead of building and capturing them again each time.
+
+    Each call (``evaluator(seed)``) runs ``episodes`` whole episodes from ``env.reset(seed)``:
+    one vector-env row per episode, each counting only its first episode, so short episodes are
+    not over-represented. Works for the sandbox's torch envs and any Gymnasium env.
+
+    With ``cuda_graphs``, on CUDA with a sandbox env, the first call runs ``CHECK_EVERY``
+    steps eagerly, checks that the next ``CHECK_EVERY`` can be captured (no host syncs, as from
+    an ``act`` that reads values; no env state outside ``carried()``) and captures the
+    following ``CHECK_EVERY`` steps in a CUDA graph; from then on every call replays that graph
+    until all its episodes have ended (a CartPole evaluation is hundreds of steps of a few
+    dozen tiny kernels each). The same numbers as eager steps: the graph reads the env's
+    carried tensors, the bookkeeping below and whatever ``act`` reads, all updated in place.
+
+    So ``act`` must read tensors that stay the same objects from call to call, updated in
+    place between calls (an agent's parameters as an optimizer steps them, observation
+    statistics refreshed with ``load_state_dict``). Pass those tensors as ``watch``: a call
+    that finds one of them moved to other memory captures a new graph rather than replaying
+    a stale one.
+    """
+
+    def __init__(
+        self,
+        act: Callable[[torch.Tensor], torch.Tensor],
+        env_id: str,
+        *,
+        episodes: int = 100,
+        device: str | torch.device = "cpu",
+        env_kwargs: dict[str, Any] | None = None,
+        max_steps: int = 100_000,
+        cuda_graphs: bool = True,
+        watch: Sequence[torch.Tensor] = (),
+    ) -> None:
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
+        self.act, self.env_id, self.episodes, self.max_steps = act, env_id, episodes, max_steps
+        self.env = make_vector_env(env_id, episodes, device, env_kwargs=env_kwargs)
+        self._core = getattr(self.env, "unwrapped", None)
+        self._cuda_graphs = cuda_graphs
+        self._watch = list(watch)
+        self._watched: list[int] = []  # their data pointers when the graph was captured
+        self._buffers: list[torch.Tensor] = []  # finished, returns, lengths, successes, attempts
+        self._has_success = False
+        self._graphable = False
+        self._replay: Callable[[], None] | None = None
+        self._static_obs: torch.Tensor | None = None
+        self._carry: list[torch.Tensor] = []
+        self.replays = 0
+        """Graph replays over all calls (each one ``CHECK_EVERY`` steps)."""
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the env and drop the graph."""
+        self._replay = None
+        self.env.close()
+
+    @torch.inference_mode()  # ~15 % faster than no_grad for this small-op loop (CartPole, CPU)
+    def __call__(self, seed: int = 0) -> EvalResult:
+        """``episodes`` fresh episodes from ``env.reset(seed=seed)``, summarised."""
+        obs, _ = self.env.reset(seed=seed)
+        if not self._buffers:
+            self._start(obs.device)
+        for buffer in self._buffers:
+            buffer.zero_()
+        finished, returns, lengths, successes, attempts = self._buffers
+        if self._replay is not None and self._moved():
+            self._replay, self._graphable = None, True  # capture again, checked as before
+        if self._replay is not None:
+            # Continue the graph from this reset: its inputs are fixed memory.
+            self._static_obs.copy_(obs)
+            self._core.copy_carried_into(self._carry)
+            obs = self._static_obs
+        steps = 0
+        while steps < self.max_steps:
+            chunk = min(CHECK_EVERY, self.max_steps - steps)
+            if self._replay is not None and chunk == CHECK_EVERY:
+                self._replay()
+                self.replays += 1
+            elif self._graphable and self._replay is None and steps == CHECK_EVERY:
+                # These steps also tell whether they can be captured: no host syncs (an
+                # ``act`` that reads values), no env state outside ``carried()``.
+                with host_syncs_recorded() as syncs, self._core.uncarried_changes() as changed:
+                    for _ in range(chunk):
+                        obs = self._step(obs)
+                self._graphable = not syncs and not changed
+            else:
+                for _ in range(chunk):
+                    obs = self._step(obs)
+            steps += chunk
+            if bool(finished.all()):  # sync: every CHECK_EVERY steps
+                break
+            if self._graphable and self._replay is None and steps == 2 * CHECK_EVERY:
+                obs = self._capture(obs)
+        if not bool(finished.all()):
+            raise RuntimeError(
+                f"evaluation on {self.env_id} stopped after {self.max_steps} steps with "
+                f"{int((~finished).sum())} episode(s) unfinished"
+            )
+        has_success = self._has_success
+        return EvalResult(
+            env_id=self.env_id,
+            returns=returns.tolist(),
+            lengths=lengths.tolist(),
+            successes=float(successes.sum()) if has_success else None,
+            attempts=float(attempts.sum()) if has_success else None,
+        )
+
+    def check(self, seed: int) -> float:
+        """The mean return of a call, leaving the global RNG streams as they were: an early-stop
+        check (see :func:`check_return`)."""
+        with torch.random.fork_rng(devices=[]):
+            return self(seed).mean_return
+
+    def _start(self, dev: torch.device) -> None:
+        """The first call: buffers on the env's device, and whether to try a graph."""
+        n = self.episodes
+        self._buffers = [
+            torch.zeros(n, dtype=torch.bool, device=dev),
+            *(torch.zeros(n, dtype=dtype, device=dev) for dtype in (torch.float64, torch.int64)),
+            torch.zeros(n, dtype=torch.float64, device=dev),
+            torch.zeros(n, dtype=torch.float64, device=dev),
+        ]
+        self._graphable = (
+            self._cuda_graphs and dev.type == "cuda" and hasattr(self._core, "carried")
+        )
+        if self._graphable:
+            # From the first step: its step count then lives on the device.
+            self._core.capturable = True
+
+    def _moved(self) -> bool:
+        return [t.data_ptr() for t in self._watch] != self._watched
+
+    def _step(self, obs: torch.Tensor) -> torch.Tensor:
+        """One step of every row; the first episode's figures kept in place."""
+        finished, returns, lengths, successes, attempts = self._buffers
+        obs, _, _, _, info = self.env.step(self.act(obs))
+        ended = info["_episode"] & ~finished
+        episode = info["episode"]
+        returns.copy_(torch.where(ended, episode["r"].to(torch.float64), returns))
+        lengths.copy_(torch.where(ended, episode["l"].to(torch.int64), lengths))
+        if "successes" in episode:
+            self._has_success = True
+            successes.copy_(torch.where(ended, episode["successes"].to(torch.float64), successes))
+            attempts.copy_(torch.where(ended, episode["attempts"].to(torch.float64), attempts))
+        finished.logical_or_(ended)
+        return obs
+
+    def _capture(self, obs: torch.Tensor) -> torch.Tensor:
+        """:data:`CHECK_EVERY` steps captured in a CUDA graph that continues from where the last
+        replay ended (the env: a capturable ``envs.core.TorchVectorEnv``, see its ``carried``);
+        the observations to continue from. Where ``act`` cannot be captured, steps stay eager."""
+        core = self._core
+        static_obs = obs.clone()
+        carry = core.static_carried()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                out = static_obs
+                for _ in range(CHECK_EVERY):
+                    out = self._step(out)
+                static_obs.copy_(out)
+                core.copy_carried_into(carry)
+        except RuntimeError:
+            core.load_carried(carry)
+            self._graphable = False
+            return static_obs
+        self._replay, self._static_obs, self._carry = graph.replay, static_obs, carry
+        self._watched = [t.data_ptr() for t in self._watch]
+        return static_obs
+
+
 def evaluate(
     act: Callable[[torch.Tensor], torch.Tensor],
     env_id: str,
@@ -96,108 +274,14 @@ def evaluate(
     max_steps: int = 100_000,
     cuda_graphs: bool = True,
 ) -> EvalResult:
-    """Run ``act`` (observations → actions) for ``episodes`` whole episodes.
-
-    One vector-env row per episode, each counting only its first episode, so short episodes are
-    not over-represented. Works for the sandbox's torch envs and any Gymnasium env.
-
-    With ``cuda_graphs``, on CUDA with a sandbox env, the steps after the first
-    ``2 * CHECK_EVERY`` are replayed :data:`CHECK_EVERY` at a time from a CUDA graph (the same
-    numbers; a CartPole evaluation is hundreds of steps of a few dozen tiny kernels each). Steps
-    that cannot be captured (an ``act`` that reads values on the host, an env with state outside
-    its ``carried()`` tensors) run eagerly.
-    """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
-    env = make_vector_env(env_id, episodes, device, env_kwargs=env_kwargs)
-    try:
-        obs, _ = env.reset(seed=seed)
-        dev = obs.device
-        finished = torch.zeros(episodes, dtype=torch.bool, device=dev)
-        returns = torch.zeros(episodes, dtype=torch.float64, device=dev)
-        lengths = torch.zeros(episodes, dtype=torch.int64, device=dev)
-        successes = torch.zeros(episodes, dtype=torch.float64, device=dev)
-        attempts = torch.zeros(episodes, dtype=torch.float64, device=dev)
-        has_success = False
-
-        def step(obs: torch.Tensor) -> torch.Tensor:
-            """One step of every row; the first episode's figures kept in place."""
-            nonlocal has_success
-            obs, _, _, _, info = env.step(act(obs))
-            ended = info["_episode"] & ~finished
-            episode = info["episode"]
-            returns.copy_(torch.where(ended, episode["r"].to(torch.float64), returns))
-            lengths.copy_(torch.where(ended, episode["l"].to(torch.int64), lengths))
-            if "successes" in episode:
-                has_success = True
-                successes.copy_(
-                    torch.where(ended, episode["successes"].to(torch.float64), successes)
-                )
-                attempts.copy_(torch.where(ended, episode["attempts"].to(torch.float64), attempts))
-            finished.logical_or_(ended)
-            return obs
-
-        core = getattr(env, "unwrapped", None)
-        graphable = cuda_graphs and dev.type == "cuda" and hasattr(core, "carried")
-        if graphable:
-            core.capturable = True  # from the first step: its step count then lives on the device
-        steps = 0
-        replay = None
-        while steps < max_steps:
-            chunk = min(CHECK_EVERY, max_steps - steps)
-            if replay is not None and chunk == CHECK_EVERY:
-                replay()
-            elif graphable and steps == CHECK_EVERY:  # after the first (lazy set-up) steps
-                # These steps also tell whether they can be captured: no host syncs (an
-                # ``act`` that reads values), no env state outside ``carried()``.
-                with host_syncs_recorded() as syncs, core.uncarried_changes() as changed:
-                    for _ in range(chunk):
-                        obs = step(obs)
-                graphable = not syncs and not changed
-            else:
-                for _ in range(chunk):
-                    obs = step(obs)
-            steps += chunk
-            if bool(finished.all()):  # sync: every CHECK_EVERY steps
-                break
-            if graphable and steps == 2 * CHECK_EVERY:
-                replay, obs = _capture_steps(core, step, obs)
-        if not bool(finished.all()):
-            raise RuntimeError(
-                f"evaluation on {env_id} stopped after {max_steps} steps with "
-                f"{int((~finished).sum())} episode(s) unfinished"
-            )
-    finally:
-        env.close()
-    return EvalResult(
-        env_id=env_id,
-        returns=returns.tolist(),
-        lengths=lengths.tolist(),
-        successes=float(successes.sum()) if has_success else None,
-        attempts=float(attempts.sum()) if has_success else None,
-    )
-
-
-def _capture_steps(
-    core: Any, step: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor
-) -> tuple[Callable[[], None] | None, torch.Tensor]:
-    """:data:`CHECK_EVERY` calls of ``step`` captured in a CUDA graph that continues from where
-    the last replay ended (``core``: a capturable ``envs.core.TorchVectorEnv``, see its
-    ``carried``); ``(replay, obs)``, or ``(None, obs)`` where ``act`` cannot be captured."""
-    static_obs = obs.clone()
-    carry = core.static_carried()
-    graph = torch.cuda.CUDAGraph()
-    try:
-        with torch.cuda.graph(graph):
-            out = static_obs
-            for _ in range(CHECK_EVERY):
-                out = step(out)
-            static_obs.copy_(out)
-            core.copy_carried_into(carry)
-    except RuntimeError:
-        core.load_carried(carry)
-        return None, static_obs
-    return graph.replay, static_obs
+    """Run ``act`` (observations → actions) for ``episodes`` whole episodes, once: an
+    :class:`Evaluator` called with ``seed`` and closed (see it for the rows, the episodes that
+    count and the CUDA graphs)."""
+    with Evaluator(
+        act, env_id, episodes=episodes, device=device, env_kwargs=env_kwargs,
+        max_steps=max_steps, cuda_graphs=cuda_graphs,
+    ) as evaluator:  # fmt: skip
+        return evaluator(seed)
 
 
 def check_return(
@@ -212,10 +296,8 @@ def check_return(
     """Mean return of ``act`` over ``episodes`` fresh episodes: an early-stop check.
 
     Agents seed it from the global step (same run, same check) and it leaves the global RNG
-    streams as they were, so a resumed run stops where an uninterrupted one does.
+    streams as they were, so a resumed run stops where an uninterrupted one does. A check that
+    runs again and again is cheaper as one :class:`Evaluator`'s :meth:`~Evaluator.check`.
     """
-    with torch.random.fork_rng(devices=[]):
-        result = evaluate(
-            act, env_id, episodes=episodes, device=device, seed=seed, env_kwargs=env_kwargs
-        )
-    return result.mean_return
+    with Evaluator(act, env_id, episodes=episodes, device=device, env_kwargs=env_kwargs) as ev:
+        return ev.check(seed)

@@ -428,6 +428,35 @@ def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
     assert result.summary["target_check_seconds"] > 0
 
 
+def test_a_kept_check_of_every_agent_equals_a_fresh_evaluation(monkeypatch) -> None:
+    """The check kept for the run (on CUDA with graphs: every agent in one Evaluator, replayed
+    from a graph; forced here on the CPU, where it steps eagerly) gives each passing agent the
+    mean return that a fresh evaluation of all the agents' current weights gives it."""
+    base = ppo.default_config(
+        "sandbox/Pendulum-v1", **{**TINY, "num_steps": 64, "total_timesteps": 64 * 4 * 6},
+        target_return=-1e9, target_window=1, target_check_episodes=2,
+    )  # fmt: skip
+    cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2, 3), write_runs=False, progress=False)
+    real_check, evaluators = ms._Loop.check, []
+
+    def kept(loop, passed, seed):
+        loop.keep_check = True
+        loop.net.subset = None  # the kept check evaluates every agent, no subset
+        means = real_check(loop, passed, seed)
+        evaluators.append(loop.check_evaluator)
+        fresh = ms.evaluate_stacked(
+            ms.StackedActorCritic.subset(loop.net, list(range(3))), base, 2, seed,
+            loop.next_obs.device, loop.spaces, obs_rms=loop.obs_rms,
+        )  # fmt: skip
+        assert means == [fresh[k].mean_return for k in passed]
+        return [-math.inf] * len(passed)  # keep training: checks with new weights each time
+
+    monkeypatch.setattr(ms._Loop, "check", kept)
+    result = ms.train(cfg)
+    assert result.summary["target_checks"] == len(evaluators) == 3
+    assert all(e is evaluators[0] for e in evaluators)
+
+
 class _Crash(Exception):
     pass
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -344,29 +345,52 @@ def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.Monkey
     assert ppo.train(replace_config(cfg, {"target_check_episodes": 4})).global_step == 64
     calls = []
 
-    def failing(*args: Any, **kwargs: Any) -> float:
-        calls.append(kwargs["seed"])
+    def failing(evaluator: Any, seed: int) -> float:
+        calls.append((evaluator, seed))
         return 0.0
 
-    monkeypatch.setattr(ppo, "check_return", failing)
+    monkeypatch.setattr(ppo.Evaluator, "check", failing)
     assert ppo.train(replace_config(cfg, {"target_check_episodes": 4})).global_step == 256
-    assert calls == [cfg.seed + 64 * i for i in (1, 2, 3, 4)]  # seeded from the step
+    assert [seed for _, seed in calls] == [cfg.seed + 64 * i for i in (1, 2, 3, 4)]  # the step
+    assert len({id(evaluator) for evaluator, _ in calls}) == 1  # one evaluator for the run
 
 
 def test_check_leaves_the_run_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     """A run whose checks all run and fail ends bitwise where a run without checks does."""
     cfg = tiny("sandbox/CartPole-v1", target_window=1, total_timesteps=256)
     plain = ppo.train(cfg)
-    real_check, returns = ppo.check_return, []
+    real_check, returns = ppo.Evaluator.check, []
 
-    def failing(*args: Any, **kwargs: Any) -> float:
-        returns.append(real_check(*args, **kwargs))
+    def failing(evaluator: Any, seed: int) -> float:
+        returns.append(real_check(evaluator, seed))
         return -math.inf
 
-    monkeypatch.setattr(ppo, "check_return", failing)
+    monkeypatch.setattr(ppo.Evaluator, "check", failing)
     checked = ppo.train(replace_config(cfg, {"target_return": 1.0, "target_check_episodes": 3}))
     assert len(returns) == 4 and all(r >= 1.0 for r in returns)
     assert_bitwise_equal(weights(plain.policy), weights(checked.policy))
+
+
+def test_a_kept_check_sees_the_latest_observation_statistics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check's policy keeps one copy of the normalisation statistics for the whole run,
+    refreshed before every check: each check normalises as the agent then does."""
+    # 64 steps per env an iteration: the 200-step episodes end in the 4th, then checks each.
+    cfg = tiny("sandbox/Pendulum-v1", num_steps=64, target_window=1, total_timesteps=4 * 64 * 6)
+    assert cfg.norm_obs
+    real_check, seen = ppo.Evaluator.check, []
+
+    def failing(evaluator: Any, seed: int) -> float:
+        seen.append(evaluator.act.__self__.obs_rms.mean.clone())
+        real_check(evaluator, seed)
+        return -math.inf
+
+    monkeypatch.setattr(ppo.Evaluator, "check", failing)
+    result = ppo.train(replace_config(cfg, {"target_return": -1e9, "target_check_episodes": 2}))
+    assert len(seen) == 3
+    assert all(not torch.equal(a, b) for a, b in itertools.pairwise(seen))
+    torch.testing.assert_close(seen[-1], result.policy.obs_rms.mean, rtol=0, atol=0)
 
 
 def test_optimizer_state_of_per_tensor_checkpoints_is_flattened() -> None:

@@ -179,13 +179,13 @@ def test_evaluation_replayed_from_a_graph_equals_eager(
     weights_ = torch.randn(obs_dim, int(probe.single_action_space.n), device="cuda")
     captured = []
 
-    def spy(*args: Any) -> Any:
-        out = capture(*args)
-        captured.append(out[0] is not None)
+    def spy(self: evaluation.Evaluator, obs: torch.Tensor) -> torch.Tensor:
+        out = capture(self, obs)
+        captured.append(self._replay is not None)
         return out
 
-    capture = evaluation._capture_steps
-    monkeypatch.setattr(evaluation, "_capture_steps", spy)
+    capture = evaluation.Evaluator._capture
+    monkeypatch.setattr(evaluation.Evaluator, "_capture", spy)
 
     def act(obs: torch.Tensor) -> torch.Tensor:
         if env_id == "sandbox/CartPole-v1":  # a balancer: episodes past the first replays
@@ -201,11 +201,46 @@ def test_evaluation_replayed_from_a_graph_equals_eager(
 
 
 @GPU
+def test_a_kept_evaluator_replays_one_graph_for_every_check() -> None:
+    """The stop rule's evaluator: one capture, then later calls only replay, reading weights
+    changed in place between calls; a watched tensor that moves gets a new graph."""
+    torch.manual_seed(0)
+    weights_ = torch.randn(4, 2, device="cuda")
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        push = (obs[:, 2] + 0.5 * obs[:, 3]) * 50  # a balancer, so that episodes run long
+        return (obs @ weights_ + torch.stack([-push, push], 1)).argmax(-1)
+
+    kept = evaluation.Evaluator(
+        act, "sandbox/CartPole-v1", episodes=30, device="cuda", watch=[weights_]
+    )
+    for seed in (3, 4, 5):
+        graphed = kept(seed)
+        eager = evaluation.evaluate(
+            act, "sandbox/CartPole-v1", episodes=30, device="cuda", seed=seed, cuda_graphs=False
+        )
+        assert graphed.returns == eager.returns and graphed.lengths == eager.lengths
+        weights_.mul_(-1.5)  # in place: the graph reads the new values
+    assert kept._replay is not None and kept.replays > 0
+    first = kept._replay
+    weights_ = weights_.clone()  # moved: act now reads other memory
+    kept._watch = [weights_]
+    assert (
+        kept(6).returns
+        == evaluation.evaluate(
+            act, "sandbox/CartPole-v1", episodes=30, device="cuda", seed=6, cuda_graphs=False
+        ).returns
+    )
+    assert kept._replay is not None and kept._replay is not first
+    kept.close()
+
+
+@GPU
 def test_evaluation_of_an_act_that_syncs_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
     def never(*args: Any) -> Any:
         raise AssertionError("an act that reads values on the host must not be captured")
 
-    monkeypatch.setattr(evaluation, "_capture_steps", never)
+    monkeypatch.setattr(evaluation.Evaluator, "_capture", never)
 
     def act(obs: torch.Tensor) -> torch.Tensor:
         if bool((obs[:, 2] > 0).any()):  # a host read: cannot be captured
@@ -267,7 +302,7 @@ def test_envs_that_cannot_be_captured_train_and_evaluate_eagerly(
     def never(*args: Any) -> Any:
         raise AssertionError("steps that cannot be captured must run eagerly")
 
-    monkeypatch.setattr(evaluation, "_capture_steps", never)
+    monkeypatch.setattr(evaluation.Evaluator, "_capture", never)
     evaluation.evaluate(
         lambda obs: (obs[:, 2] + 0.5 * obs[:, 3] > 0).long(), env_id, episodes=8, device="cuda"
     )
@@ -313,3 +348,34 @@ def test_multiseed_stacked_evaluation_replayed_from_a_graph_equals_eager() -> No
     eager_cfg = ppo.replace_config(cfg.ppo, {"cuda_graphs": False})
     eager = ms.evaluate_stacked(net, eager_cfg, 20, 7, cuda, spaces)
     assert [e.returns for e in graphed] == [e.returns for e in eager]
+
+
+@GPU
+@pytest.mark.parametrize("env_id", ["sandbox/CartPole-v1", "sandbox/Pendulum-v1"])
+def test_multiseed_kept_check_replays_and_equals_a_fresh_eager_evaluation(
+    env_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CUDA the multi-seed check keeps one Evaluator of every agent for the run: one
+    capture, then replays that read the current weights and statistics."""
+    base = small(env_id, num_steps=64, total_timesteps=16 * 64 * 6)
+    base = ppo.replace_config(
+        base, {"target_return": -1e9, "target_window": 1, "target_check_episodes": 3}
+    )
+    cfg = ms.MultiSeedConfig(ppo=base, seeds=(0, 1, 2), write_runs=False, progress=False)
+    real_check, evaluators = ms._Loop.check, []
+
+    def compared(loop: Any, passed: list[int], seed: int) -> list[float]:
+        assert loop.keep_check
+        means = real_check(loop, passed, seed)
+        evaluators.append(loop.check_evaluator)
+        eager_cfg = ppo.replace_config(base, {"cuda_graphs": False})
+        fresh = ms.evaluate_stacked(
+            loop.net, eager_cfg, 3, seed, loop.next_obs.device, loop.spaces, obs_rms=loop.obs_rms
+        )
+        assert means == [fresh[k].mean_return for k in passed]
+        return [-float("inf")] * len(passed)
+
+    monkeypatch.setattr(ms._Loop, "check", compared)
+    ms.train(cfg)
+    assert len(evaluators) >= 2 and all(e is evaluators[0] for e in evaluators)
+    assert evaluators[0].replays > 0

@@ -1,0 +1,121 @@
+"""rl.evaluation: a kept Evaluator gives each call what a fresh evaluation gives.
+
+On CUDA its later calls replay a graph (tests/agents/test_ppo_graphs.py, ``gpu``-marked). Here,
+on the CPU, the graph is emulated with the same fixed buffers (the env pointed back at the
+captured carried tensors, observations in and out of one static tensor), which checks what a
+kept evaluator adds: each call's reset copied into those buffers, the bookkeeping zeroed, the
+replays from the first step on, and a new capture when a watched tensor moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import torch
+
+import envs  # noqa: F401  (registers the sandbox ids)
+from rl import evaluation
+
+
+@pytest.fixture(autouse=True)
+def no_cuda_sync_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's sync debug mode is CUDA's; a CPU step never syncs."""
+
+    @contextmanager
+    def none_recorded() -> Iterator[list[str]]:
+        yield []
+
+    monkeypatch.setattr(evaluation, "host_syncs_recorded", none_recorded)
+
+
+class EmulatedGraphs(evaluation.Evaluator):
+    """An Evaluator whose 'graph' replays its steps eagerly on the captured buffers."""
+
+    captures = 0
+
+    def _start(self, dev: torch.device) -> None:
+        super()._start(dev)
+        self._graphable = True
+
+    def _capture(self, obs: torch.Tensor) -> torch.Tensor:
+        core = self._core
+        static_obs = obs.clone()
+        carry = core.static_carried()
+
+        def replay() -> None:
+            core.load_carried(carry)  # a graph reads the captured memory, whatever the env holds
+            out = static_obs
+            for _ in range(evaluation.CHECK_EVERY):
+                out = self._step(out)
+            static_obs.copy_(out)
+            core.copy_carried_into(carry)
+
+        self.captures += 1
+        self._replay, self._static_obs, self._carry = replay, static_obs, carry
+        self._watched = [t.data_ptr() for t in self._watch]
+        return static_obs
+
+
+def balancer(weights: torch.Tensor) -> Any:
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        push = (obs[:, 2] + 0.5 * obs[:, 3]) * 50  # episodes long enough to replay
+        return (obs @ weights + torch.stack([-push, push], 1)).argmax(-1)
+
+    return act
+
+
+def test_a_kept_evaluator_equals_fresh_evaluations() -> None:
+    torch.manual_seed(0)
+    weights = torch.randn(4, 2)
+    act = balancer(weights)
+    kept = EmulatedGraphs(act, "sandbox/CartPole-v1", episodes=12, watch=[weights])
+    lengths = []
+    for seed in (1, 2, 3):
+        got = kept(seed)
+        want = evaluation.evaluate(act, "sandbox/CartPole-v1", episodes=12, seed=seed)
+        assert got.returns == want.returns and got.lengths == want.lengths
+        lengths += want.lengths
+        weights.mul_(-1.5)  # changed in place between calls, as an optimizer does
+    assert kept.captures == 1 and kept.replays > 10
+    assert max(lengths) > 2 * evaluation.CHECK_EVERY  # later calls replayed from their start
+    kept.close()
+
+
+def test_a_moved_watched_tensor_is_captured_again() -> None:
+    holder = {"weights": torch.randn(4, 2)}
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        return balancer(holder["weights"])(obs)
+
+    kept = EmulatedGraphs(act, "sandbox/CartPole-v1", episodes=8, watch=[holder["weights"]])
+    kept(1)
+    kept(2)
+    assert kept.captures == 1
+    holder["weights"] = holder["weights"] * 2  # other memory: a graph would read stale values
+    kept._watch = [holder["weights"]]
+    got = kept(3)
+    assert kept.captures == 2
+    assert (
+        got.returns == evaluation.evaluate(act, "sandbox/CartPole-v1", episodes=8, seed=3).returns
+    )
+
+
+def test_success_counts_survive_calls_that_only_replay() -> None:
+    """DogTraining reports successes: a call that never steps eagerly still counts them."""
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(obs.shape[0], dtype=torch.long)  # always the first action
+
+    kept = EmulatedGraphs(act, "sandbox/DogTraining-v0", episodes=4)
+    first, second = kept(1), kept(2)
+    want = evaluation.evaluate(act, "sandbox/DogTraining-v0", episodes=4, seed=2)
+    assert first.attempts is not None and second.attempts == want.attempts
+    assert second.successes == want.successes and second.returns == want.returns
+
+
+def test_bad_episodes_are_refused() -> None:
+    with pytest.raises(ValueError, match="episodes must be an integer >= 1"):
+        evaluation.Evaluator(lambda obs: obs, "sandbox/CartPole-v1", episodes=0)
