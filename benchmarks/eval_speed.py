@@ -3,7 +3,9 @@ graphs: the early-stop check that PPO, A2C and DQN run before they stop at a tar
 
 The policy is a hand-written balancer (push towards where the pole falls), so the episodes
 run long, as a solved policy's do (up to the 500-step limit). Each row is the best of
-``--repeats`` calls, after one untimed call.
+``--repeats`` calls, after one untimed call. ``kept`` rows call one
+:class:`rl.evaluation.Evaluator` again and again, as PPO's and multi-seed's stop checks do: on
+CUDA with graphs, every timed call only replays the graph its first call captured.
 
 Usage::
 
@@ -25,7 +27,7 @@ import torch
 
 import envs  # noqa: F401  (registers the sandbox/ ids)
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import EvalResult, evaluate
+from rl.evaluation import EvalResult, Evaluator, evaluate
 
 
 def balance(obs: torch.Tensor) -> torch.Tensor:
@@ -42,10 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     configure_threads(device)
-    modes = [True, False] if device.type == "cuda" else [False]
-    for graphs in modes:
+    cuda = device.type == "cuda"
+    modes = (
+        [(True, False), (True, True), (False, False)] if cuda else [(False, False), (False, True)]
+    )
+    for graphs, kept in modes:
+        evaluator = Evaluator(
+            balance, "sandbox/CartPole-v1", episodes=args.episodes, device=device,
+            cuda_graphs=graphs,
+        )  # fmt: skip
 
-        def run(seed: int, graphs: bool = graphs) -> EvalResult:
+        def run(
+            seed: int, graphs: bool = graphs, kept: bool = kept, evaluator: Evaluator = evaluator
+        ) -> EvalResult:
+            if kept:
+                return evaluator(seed)
             return evaluate(
                 balance, "sandbox/CartPole-v1", episodes=args.episodes, device=device,
                 seed=seed, cuda_graphs=graphs,
@@ -57,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             result = run(seed)
             best = min(best, time.perf_counter() - start)
+        evaluator.close()
         row = {
             "device": str(device),
             "cuda_graphs": graphs,
+            "kept": kept,
             "episodes": args.episodes,
             "seconds": best,
             "mean_length": result.mean_length,
@@ -69,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
         else:
             print(
-                f"{row['device']} cuda_graphs={graphs}: {best * 1e3:.1f} ms for "
+                f"{row['device']} cuda_graphs={graphs} kept={kept}: {best * 1e3:.1f} ms for "
                 f"{args.episodes} episodes (mean length {row['mean_length']:.0f})"
             )
     return 0

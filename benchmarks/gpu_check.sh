@@ -107,7 +107,8 @@ run ppo_sps_graphs.json 45 "$PY" benchmarks/ppo_sps.py --device cuda --cuda-grap
     --num-envs 1024,4096,16384,65536,262144 --json
 
 # 7. Time to solve CartPole-v1 on the GPU (after a warm-up run in the same process), with CUDA
-#    graphs and without; then the early-stop check's 100 episodes alone.
+#    graphs and without; then the early-stop check's 100 episodes alone (a fresh evaluation,
+#    and a kept Evaluator whose later calls only replay, as PPO's and multi-seed's checks do).
 run solve.json 90 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 5 --json
 run solve_eager.json 90 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 5 \
     --set cuda_graphs=false --json
