@@ -108,11 +108,14 @@ run ppo_sps_graphs.json 45 "$PY" benchmarks/ppo_sps.py --device cuda --cuda-grap
 
 # 7. Time to solve CartPole-v1 on the GPU (after a warm-up run in the same process), with CUDA
 #    graphs and without; then the early-stop check's 100 episodes alone (a fresh evaluation,
-#    and a kept Evaluator whose later calls only replay, as PPO's and multi-seed's checks do).
+#    and a kept Evaluator whose later calls only replay, as PPO's and multi-seed's checks do);
+#    then cold: each seed the first train call of a fresh process (CUDA start-up included).
 run solve.json 90 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 5 --json
 run solve_eager.json 90 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 5 \
     --set cuda_graphs=false --json
 run eval_speed.json 30 "$PY" benchmarks/eval_speed.py --device cuda --json
+run solve_cold.json 60 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 3 \
+    --cold --json
 
 # 8. K seeds in one process: to solve, then a fixed 20 iterations each (the cost per iteration).
 run multiseed.json 75 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 --json
@@ -161,7 +164,7 @@ if rows:
               f"{limit:.3g} | {best['steps_per_s'] / limit:.1%} | {comp} |")
     print()
 for name in ("ppo_sps.json", "ppo_sps_compiled.json", "ppo_sps_graphs.json", "solve.json",
-             "solve_eager.json", "eval_speed.json", "multiseed_eager.json",
+             "solve_eager.json", "eval_speed.json", "solve_cold.json", "multiseed_eager.json",
              "multiseed.json", "multiseed_iterations.json", "compile_times.json"):
     path = out / name
     if path.exists() and path.stat().st_size:

@@ -21,6 +21,7 @@ own. Usage::
 
     python benchmarks/solve.py                      # everything, CPU (and CUDA when present)
     python benchmarks/solve.py --only ppo-cartpole ppo-dog --seeds 5 --json
+    python benchmarks/solve.py --only ppo-cartpole --device cuda --cold   # no warm-up
 """
 
 from __future__ import annotations
@@ -108,9 +109,14 @@ def random_policy_return(env_id: str, seed: int) -> float:
 
 
 def run_child(
-    name: str, device: str, seeds: list[int], overrides: dict[str, str] | None = None
+    name: str,
+    device: str,
+    seeds: list[int],
+    overrides: dict[str, str] | None = None,
+    cold: bool = False,
 ) -> dict[str, Any]:
-    """Run one benchmark in this (fresh) process and return its row."""
+    """Run one benchmark in this (fresh) process and return its row; ``cold``: without the
+    warm-up, so the first ``train`` pays for CUDA's start, lazy imports and first captures."""
     import torch
 
     import envs  # noqa: F401  (registers sandbox/ ids)
@@ -135,10 +141,11 @@ def run_child(
     overrides = {**bench.overrides, **extra}
     # Warm-up: imports (torch._dynamo via the optimizer), allocator and kernel caches, and on
     # CUDA a first capture of PPO's graphs (3 iterations).
-    warm = module.default_config(bench.train_env, **common, **overrides)
-    warm_steps = 3 * getattr(warm, "batch_size", 1)
-    warm = replace_config(warm, {"total_timesteps": warm_steps, "target_return": None})
-    module.train(warm)
+    if not cold:
+        warm = module.default_config(bench.train_env, **common, **overrides)
+        warm_steps = 3 * getattr(warm, "batch_size", 1)
+        warm = replace_config(warm, {"total_timesteps": warm_steps, "target_return": None})
+        module.train(warm)
     per_seed = []
     for seed in seeds:
         cfg = module.default_config(bench.train_env, seed=seed, **common, **overrides)
@@ -166,6 +173,8 @@ def run_child(
             }
         )
     row = summarize(name, device, bench, per_seed, torch.get_num_threads())
+    if cold:
+        row["cold"] = True
     if extra:
         row["overrides"] = extra
     if bench.random_baseline:
@@ -297,9 +306,27 @@ def run_sb3(device: str, seeds: list[int]) -> dict[str, Any]:
 
 
 def run_in_subprocess(
-    name: str, device: str, seeds: list[int], timeout: float, overrides: list[str] | None = None
+    name: str,
+    device: str,
+    seeds: list[int],
+    timeout: float,
+    overrides: list[str] | None = None,
+    cold: bool = False,
 ) -> dict[str, Any]:
+    if cold and len(seeds) > 1:  # each seed the first run of its own process
+        rows = [run_in_subprocess(name, device, [s], timeout, overrides, cold) for s in seeds]
+        skipped = next((r for r in rows if "skipped" in r), None)
+        if skipped is not None:
+            return skipped
+        bench = BENCHMARKS[name] or Bench("sb3-ppo", "CartPole-v1", "CartPole-v1", 475.0)
+        row = summarize(name, device, bench, [r["per_seed"][0] for r in rows], rows[0]["threads"])
+        row["criterion"] = rows[0]["criterion"]
+        memory = ("peak_rss_mb", "cuda_peak_mb")
+        row |= {k: rows[0][k] for k in ("random_return", "overrides") if k in rows[0]}
+        return row | {"cold": True} | {k: max(r[k] for r in rows) for k in memory if k in rows[0]}
     command = [sys.executable, __file__, "--child", name, "--device", device]
+    if cold:
+        command.append("--cold")
     command += ["--seed-list", ",".join(map(str, seeds))]
     command += [f"--set={item}" for item in overrides or []]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -329,6 +356,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             table.add_row(row["name"], row["device"], *["-"] * 8, f"skipped: {row['skipped']}")
             continue
         device = row["device"] + (f" ({row['threads']} thr)" if row.get("threads") else "")
+        device += ", cold" if row.get("cold") else ""
         per_seed = " ".join(f"{s['wall_s']:.1f}" for s in row["per_seed"])
         memory = f"{row['peak_rss_mb']:.0f}"
         if "cuda_peak_mb" in row:
@@ -384,6 +412,11 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override a config field of our agents (repeatable), e.g. cuda_graphs=false",
     )  # fmt: skip
+    parser.add_argument(
+        "--cold", action="store_true",
+        help="no warm-up: each seed is the first train call of a fresh process (CUDA start-up, "
+        "lazy imports and first graph captures included)",
+    )  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seed-list", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -391,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.child:
         seeds = [int(s) for s in args.seed_list.split(",")]
-        print(json.dumps(run_child(args.child, args.device, seeds, parse_overrides(args.set))))
+        overrides = parse_overrides(args.set)
+        print(json.dumps(run_child(args.child, args.device, seeds, overrides, cold=args.cold)))
         return 0
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
@@ -410,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "ppo-cartpole-2threads" and device != "cpu":
                 continue
             row = run_in_subprocess(
-                name, device, list(range(1, args.seeds + 1)), args.timeout, args.set
+                name, device, list(range(1, args.seeds + 1)), args.timeout, args.set, args.cold
             )
             rows.append(row)
             if not args.json:
