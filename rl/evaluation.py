@@ -230,12 +230,14 @@ class Evaluator:
         obs, _, _, _, info = self.env.step(self.act(obs))
         ended = info["_episode"] & ~finished
         episode = info["episode"]
-        returns.copy_(torch.where(ended, episode["r"].to(torch.float64), returns))
-        lengths.copy_(torch.where(ended, episode["l"].to(torch.int64), lengths))
+        # One kernel each (promoted to the buffer's dtype, written in place): a step of a
+        # CartPole check is a few dozen kernels, these among them.
+        torch.where(ended, episode["r"], returns, out=returns)
+        torch.where(ended, episode["l"], lengths, out=lengths)
         if "successes" in episode:
             self._has_success = True
-            successes.copy_(torch.where(ended, episode["successes"].to(torch.float64), successes))
-            attempts.copy_(torch.where(ended, episode["attempts"].to(torch.float64), attempts))
+            torch.where(ended, episode["successes"], successes, out=successes)
+            torch.where(ended, episode["attempts"], attempts, out=attempts)
         finished.logical_or_(ended)
         return obs
 
