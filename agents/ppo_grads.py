@@ -43,8 +43,8 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from agents.multiseed import StackedActorCritic
     from agents.ppo import ActorCritic, Batch, Config
+    from agents.stacked import StackedActorCritic
 
 
 def supported(agent: nn.Module) -> bool:
@@ -162,12 +162,12 @@ def loss_and_grads(agent: ActorCritic, mb: Batch, cfg: Config) -> tuple[torch.Te
 def stacked_loss_and_grads(
     net: StackedActorCritic, mb: dict[str, torch.Tensor], cfg: Config
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`loss_and_grads` for ``K`` stacked agents (:mod:`agents.multiseed`): the same
+    """:func:`loss_and_grads` for ``K`` stacked agents (:mod:`agents.stacked`): the same
     maths over ``(K, M, ...)`` minibatches, one ``bmm`` per weight gradient for all agents,
     written to the stacked parameters' ``.grad``.
 
     Returns:
-        ``(loss, stats)`` as :func:`agents.multiseed.ppo_loss_per_agent`: ``(K,)`` and
+        ``(loss, stats)`` as :func:`agents.stacked.ppo_loss_per_agent`: ``(K,)`` and
         ``(K, 5)``, detached.
     """
     x = mb["obs"]  # (K, M, D)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agents import multiseed as ms
-from agents import ppo
+from agents import ppo, stacked
 from agents.base import space_spec
 from rl.checkpoint import load_checkpoint
 from rl.config import replace_config
@@ -44,13 +44,13 @@ def spaces_of(env_id: str) -> dict[str, Any]:
         env.close()
 
 
-def stacked(env_id: str, seeds: tuple[int, ...], num_envs: int = 4):
+def make_stacked(env_id: str, seeds: tuple[int, ...], num_envs: int = 4):
     spaces = spaces_of(env_id)
     agents = []
     for seed in seeds:
         seed_everything(seed)
         agents.append(ppo.ActorCritic(spaces, (64, 64), "tanh"))
-    return ms.StackedActorCritic(agents, num_envs, "tanh"), agents, spaces
+    return stacked.StackedActorCritic(agents, num_envs, "tanh"), agents, spaces
 
 
 def test_smoke_train_writes_ppo_compatible_runs(tmp_path) -> None:
@@ -81,7 +81,7 @@ def test_smoke_train_writes_ppo_compatible_runs(tmp_path) -> None:
 
 
 def test_agents_differ_and_initial_weights_match_ppo_per_seed() -> None:
-    net, agents, _ = stacked(CARTPOLE, (3, 7))
+    net, agents, _ = make_stacked(CARTPOLE, (3, 7))
     for k, agent in enumerate(agents):
         ref = agent.state_dict()
         mine = net.state_dict(k)
@@ -96,7 +96,7 @@ def test_agents_differ_and_initial_weights_match_ppo_per_seed() -> None:
 
 @pytest.mark.parametrize("env_id", [CARTPOLE, "sandbox/Pendulum-v1"])
 def test_a_subset_of_agents_acts_as_those_agents(env_id: str) -> None:
-    net, agents, spaces = stacked(env_id, (3, 7, 11), num_envs=5)
+    net, agents, spaces = make_stacked(env_id, (3, 7, 11), num_envs=5)
     sub = net.subset([2, 0])
     assert sub.num_agents == 2 and net.num_agents == 3
     obs = torch.randn(10, *spaces["obs_shape"])
@@ -119,7 +119,7 @@ def test_a_subset_of_agents_acts_as_those_agents(env_id: str) -> None:
 
 @pytest.mark.parametrize("env_id", [CARTPOLE, "sandbox/Pendulum-v1"])
 def test_stacked_loss_and_gradients_equal_ppo_per_agent(env_id: str) -> None:
-    net, agents, spaces = stacked(env_id, (0, 1, 2))
+    net, agents, spaces = make_stacked(env_id, (0, 1, 2))
     cfg = ppo.default_config(env_id, **TINY)
     k, m = 3, 32
     obs_dim = math.prod(spaces["obs_shape"])
@@ -136,7 +136,7 @@ def test_stacked_loss_and_gradients_equal_ppo_per_agent(env_id: str) -> None:
         "returns": torch.randn(k, m, generator=gen),
         "values": torch.randn(k, m, generator=gen),
     }
-    loss, stats = ms.ppo_loss_per_agent(net, mb, cfg)
+    loss, stats = stacked.ppo_loss_per_agent(net, mb, cfg)
     stacked_grads = torch.autograd.grad(loss.sum(), net.params)
     for i, agent in enumerate(agents):
         batch = ppo.Batch(*(mb[name][i] for name in ppo.Batch._fields))
@@ -151,14 +151,14 @@ def test_stacked_loss_and_gradients_equal_ppo_per_agent(env_id: str) -> None:
 
 
 def test_grad_clipping_is_per_agent_and_matches_torch() -> None:
-    net, agents, _ = stacked(CARTPOLE, (0, 1))
+    net, agents, _ = make_stacked(CARTPOLE, (0, 1))
     gen = torch.Generator().manual_seed(1)
     for p in net.params:
         p.grad = torch.randn(p.shape, generator=gen) * 1e-3
         p.grad[0] *= 1e6  # agent 0's gradients are huge; agent 1's well under the clip
     before = [p.grad[1].clone() for p in net.params]
     reference = [g.clone() for g in net.agent_tensors([p.grad for p in net.params], 0)]
-    norms = ms.clip_grad_norm_per_agent(net.params, 0.5)
+    norms = stacked.clip_grad_norm_per_agent(net.params, 0.5)
     assert norms[0] > 1e3 and norms[1] < 0.5
     for p, old in zip(net.params, before, strict=True):
         assert torch.equal(p.grad[1], old)  # untouched by agent 0's clip
@@ -174,14 +174,14 @@ def test_update_of_one_agent_ignores_another_agents_gradients() -> None:
     """Agent 1's Adam step is the same whether agent 0's gradients are tiny or huge."""
     results = []
     for scale in (1.0, 1e8):
-        net, _, _ = stacked(CARTPOLE, (0, 1))
-        opt = ms.StackedAdam(net.params)
+        net, _, _ = make_stacked(CARTPOLE, (0, 1))
+        opt = stacked.StackedAdam(net.params)
         gen = torch.Generator().manual_seed(2)
         for _ in range(3):
             for p in net.params:
                 p.grad = torch.randn(p.shape, generator=gen)
                 p.grad[0] *= scale
-            ms.clip_grad_norm_per_agent(net.params, 0.5)
+            stacked.clip_grad_norm_per_agent(net.params, 0.5)
             opt.step(torch.tensor([1e-3, 1e-3]))
         results.append(net.state_dict(1))
     for key in results[0]:
@@ -190,12 +190,12 @@ def test_update_of_one_agent_ignores_another_agents_gradients() -> None:
 
 @pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
 def test_stacked_adam_matches_torch_adam_and_per_agent_lr(flat: bool) -> None:
-    net, agents, _ = stacked(CARTPOLE, (0, 1))
+    net, agents, _ = make_stacked(CARTPOLE, (0, 1))
     adams = [
         torch.optim.Adam(a.parameters(), lr=lr, eps=1e-5)
         for a, lr in zip(agents, (1e-3, 0), strict=True)
     ]
-    opt = ms.StackedAdam(net.params, net=net if flat else None)
+    opt = stacked.StackedAdam(net.params, net=net if flat else None)
     gen = torch.Generator().manual_seed(3)
     for _ in range(4):
         for p in net.params:
@@ -214,9 +214,9 @@ def test_stacked_adam_matches_torch_adam_and_per_agent_lr(flat: bool) -> None:
 
 @pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
 def test_masked_adam_steps_only_active_agents_as_their_own_adam_would(flat: bool) -> None:
-    net, agents, _ = stacked(CARTPOLE, (0, 1))
+    net, agents, _ = make_stacked(CARTPOLE, (0, 1))
     adams = [torch.optim.Adam(a.parameters(), lr=1e-3, eps=1e-5) for a in agents]
-    opt = ms.StackedAdam(net.params, net=net if flat else None)
+    opt = stacked.StackedAdam(net.params, net=net if flat else None)
     gen = torch.Generator().manual_seed(4)
     pattern = [(True, True), (True, False), (True, False), (True, True)]  # agent 1 sits out 2
     for active in pattern:
@@ -251,14 +251,14 @@ def test_target_kl_stops_each_agent_after_the_epoch_that_passed_it(fused: bool) 
     }
 
     def weights_after(epochs: int, target_kl: float | None) -> list[dict[str, torch.Tensor]]:
-        net, _, _ = stacked(CARTPOLE, (0, 1))
+        net, _, _ = make_stacked(CARTPOLE, (0, 1))
         cfg = ppo.default_config(
             CARTPOLE, update_epochs=epochs, num_minibatches=2, target_kl=target_kl,
             fused_update=fused,
         )  # fmt: skip
         torch.manual_seed(0)
-        opt = ms.StackedAdam(net.params, net=net)
-        stats = ms.update(net, opt, batch, torch.tensor([3e-3, 3e-3]), cfg)
+        opt = stacked.StackedAdam(net.params, net=net)
+        stats = stacked.update(net, opt, batch, torch.tensor([3e-3, 3e-3]), cfg)
         assert stats.isfinite().all()
         return [net.state_dict(i) for i in range(k)]
 
@@ -444,8 +444,8 @@ def test_a_kept_check_of_every_agent_equals_a_fresh_evaluation(monkeypatch) -> N
         loop.net.subset = None  # the kept check evaluates every agent, no subset
         means = real_check(loop, passed, seed)
         evaluators.append(loop.check_evaluator)
-        fresh = ms.evaluate_stacked(
-            ms.StackedActorCritic.subset(loop.net, list(range(3))), base, 2, seed,
+        fresh = stacked.evaluate_stacked(
+            stacked.StackedActorCritic.subset(loop.net, list(range(3))), base, 2, seed,
             loop.next_obs.device, loop.spaces, obs_rms=loop.obs_rms,
         )  # fmt: skip
         assert means == [fresh[k].mean_return for k in passed]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from agents import ppo, ppo_grads
+from agents import ppo, ppo_grads, stacked
 from rl.tensors import flatten_parameters
 
 DISCRETE = {"obs_shape": [5], "action_kind": "discrete", "action_n": 3}
@@ -121,7 +121,6 @@ def test_stacked_gradients_equal_each_agents_autograd(
 ) -> None:
     """multiseed's fused update: K agents' losses, statistics and gradients at once, each equal
     to ppo_loss + backward on that agent alone (its own advantage normalisation included)."""
-    from agents import multiseed as ms
 
     cfg = ppo.Config(activation=activation, hidden_sizes=(16, 8), **overrides)
     agents, batches = [], []
@@ -130,7 +129,7 @@ def test_stacked_gradients_equal_each_agents_autograd(
         agent = ppo.ActorCritic(spaces, cfg.hidden_sizes, activation, init_log_std=-0.3 + seed)
         agents.append(agent)
         batches.append(minibatch(agent, spaces, n=32))
-    net = ms.StackedActorCritic(agents, 32, activation)
+    net = stacked.StackedActorCritic(agents, 32, activation)
     mb = {
         name: torch.stack([getattr(b, name) for b in batches])
         for name in ("obs", "actions", "logprobs", "advantages", "returns", "values")

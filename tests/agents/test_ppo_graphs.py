@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from agents import multiseed as ms
-from agents import ppo, ppo_graphs
+from agents import ppo, ppo_graphs, stacked
 from envs.cartpole import CartPoleVectorEnv
 from rl import evaluation
 from rl.checkpoint import load_checkpoint
@@ -341,12 +341,12 @@ def test_multiseed_stacked_evaluation_replayed_from_a_graph_equals_eager() -> No
         progress=False,
     )  # fmt: skip
     result = ms.train(cfg)
-    net = ms.StackedActorCritic([p.agent for p in result.policies], 8, cfg.ppo.activation)
+    net = stacked.StackedActorCritic([p.agent for p in result.policies], 8, cfg.ppo.activation)
     spaces = {"obs_shape": [4], "action_kind": "discrete", "action_n": 2}
     cuda = torch.device("cuda")
-    graphed = ms.evaluate_stacked(net, cfg.ppo, 20, 7, cuda, spaces)
+    graphed = stacked.evaluate_stacked(net, cfg.ppo, 20, 7, cuda, spaces)
     eager_cfg = ppo.replace_config(cfg.ppo, {"cuda_graphs": False})
-    eager = ms.evaluate_stacked(net, eager_cfg, 20, 7, cuda, spaces)
+    eager = stacked.evaluate_stacked(net, eager_cfg, 20, 7, cuda, spaces)
     assert [e.returns for e in graphed] == [e.returns for e in eager]
 
 
@@ -369,7 +369,7 @@ def test_multiseed_kept_check_replays_and_equals_a_fresh_eager_evaluation(
         means = real_check(loop, passed, seed)
         evaluators.append(loop.check_evaluator)
         eager_cfg = ppo.replace_config(base, {"cuda_graphs": False})
-        fresh = ms.evaluate_stacked(
+        fresh = stacked.evaluate_stacked(
             loop.net, eager_cfg, 3, seed, loop.next_obs.device, loop.spaces, obs_rms=loop.obs_rms
         )
         assert means == [fresh[k].mean_return for k in passed]
