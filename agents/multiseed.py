@@ -706,9 +706,9 @@ class _Loop:
         episodes seeded with ``seed`` (RNG streams untouched).
 
         With :attr:`keep_check` (CUDA graphs on a CUDA sandbox env), every agent runs in one
-        :class:`rl.evaluation.Evaluator` kept for the run, the other agents' rows ignored:
-        its first check captures the steps in a graph and later checks only replay it, a
-        fixed cost whatever ``passed`` holds. Otherwise only the agents in ``passed`` run: on
+        :class:`rl.evaluation.Evaluator` kept for the run, stopping once the rows of the
+        agents in ``passed`` have finished (the others step along, ignored): its first check
+        captures the steps in a graph and later checks only replay it. Otherwise only the agents in ``passed`` run: on
         the CPU the cost grows with the rows.
         """
         base, episodes = self.base, self.base.target_check_episodes
@@ -729,9 +729,13 @@ class _Loop:
                 env_kwargs=base.env_kwargs,
                 watch=[self.net.flat, *(() if rms is None else (rms.mean, rms.var))],
             )  # fmt: skip
+        rows = torch.zeros(self.cfg.num_agents, episodes, dtype=torch.bool)
+        rows[passed] = True  # the check ends when these rows' episodes have
         with torch.random.fork_rng(devices=[]):
-            returns = self.check_evaluator(seed).returns
-        return [sum(returns[k * episodes : (k + 1) * episodes]) / episodes for k in passed]
+            returns = self.check_evaluator(seed, rows=rows.view(-1)).returns
+        return [
+            sum(returns[i * episodes : (i + 1) * episodes]) / episodes for i in range(len(passed))
+        ]
 
     def log_agent(self, k: int, host: list[float], reached: bool) -> None:
         """One agent's iteration: TensorBoard, target stop, checkpoints (as ppo's loop)."""

@@ -136,6 +136,8 @@ class Evaluator:
         self._carry: list[torch.Tensor] = []
         self.replays = 0
         """Graph replays over all calls (each one ``CHECK_EVERY`` steps)."""
+        self.last_steps = 0
+        """Steps the last call took (a multiple of ``CHECK_EVERY`` unless it hit max_steps)."""
 
     def __enter__(self) -> Evaluator:
         return self
@@ -149,14 +151,29 @@ class Evaluator:
         self.env.close()
 
     @torch.inference_mode()  # ~15 % faster than no_grad for this small-op loop (CartPole, CPU)
-    def __call__(self, seed: int = 0) -> EvalResult:
-        """``episodes`` fresh episodes from ``env.reset(seed=seed)``, summarised."""
+    def __call__(self, seed: int = 0, rows: torch.Tensor | None = None) -> EvalResult:
+        """``episodes`` fresh episodes from ``env.reset(seed=seed)``, summarised.
+
+        Args:
+            rows: a ``(episodes,)`` bool mask of the rows that count: the call ends once their
+                episodes have, and summarises them only (the other rows step along, a batch
+                of fixed shape). ``None``: every row.
+        """
         obs, _ = self.env.reset(seed=seed)
         if not self._buffers:
             self._start(obs.device)
         for buffer in self._buffers:
             buffer.zero_()
         finished, returns, lengths, successes, attempts = self._buffers
+        if rows is not None:
+            if rows.shape != (self.episodes,) or rows.dtype != torch.bool:
+                raise ValueError(
+                    f"rows must be a bool mask of shape ({self.episodes},), got "
+                    f"{rows.dtype} {tuple(rows.shape)}"
+                )
+            if not bool(rows.any()):
+                raise ValueError("rows selects no row: nothing to evaluate")
+            rows = rows.to(finished.device)
         if self._replay is not None and self._moved():
             self._replay, self._graphable = None, True  # capture again, checked as before
         if self._replay is not None:
@@ -181,14 +198,19 @@ class Evaluator:
                 for _ in range(chunk):
                     obs = self._step(obs)
             steps += chunk
-            if bool(finished.all()):  # sync: every CHECK_EVERY steps
+            if bool(self._all_done(rows)):  # sync: every CHECK_EVERY steps
                 break
             if self._graphable and self._replay is None and steps == 2 * CHECK_EVERY:
                 obs = self._capture(obs)
-        if not bool(finished.all()):
+        self.last_steps = steps
+        if not bool(self._all_done(rows)):
             raise RuntimeError(
                 f"evaluation on {self.env_id} stopped after {self.max_steps} steps with "
                 f"{int((~finished).sum())} episode(s) unfinished"
+            )
+        if rows is not None:
+            returns, lengths, successes, attempts = (
+                t[rows] for t in (returns, lengths, successes, attempts)
             )
         has_success = self._has_success
         return EvalResult(
@@ -198,6 +220,10 @@ class Evaluator:
             successes=float(successes.sum()) if has_success else None,
             attempts=float(attempts.sum()) if has_success else None,
         )
+
+    def _all_done(self, rows: torch.Tensor | None) -> torch.Tensor:
+        finished = self._buffers[0]
+        return finished.all() if rows is None else (finished | ~rows).all()
 
     def check(self, seed: int) -> float:
         """The mean return of a call, leaving the global RNG streams as they were: an early-stop

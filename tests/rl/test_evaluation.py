@@ -119,3 +119,29 @@ def test_success_counts_survive_calls_that_only_replay() -> None:
 def test_bad_episodes_are_refused() -> None:
     with pytest.raises(ValueError, match="episodes must be an integer >= 1"):
         evaluation.Evaluator(lambda obs: obs, "sandbox/CartPole-v1", episodes=0)
+
+
+def test_rows_that_count_end_the_call_and_are_the_ones_summarised() -> None:
+    """A mask of rows (multi-seed's check: the agents whose window passed) ends the call when
+    those rows' episodes have ended, and summarises them only; the other rows step along."""
+    weights = torch.zeros(4, 2)
+    good, bad = balancer(weights), lambda obs: torch.zeros(obs.shape[0], dtype=torch.long)
+
+    def act(obs: torch.Tensor) -> torch.Tensor:  # rows 0-5 balance, rows 6-11 fall at once
+        return torch.cat([good(obs[:6]), bad(obs[6:])])
+
+    kept = EmulatedGraphs(act, "sandbox/CartPole-v1", episodes=12)
+    full = kept(4)
+    full_steps = kept.last_steps
+    rows = torch.zeros(12, dtype=torch.bool)
+    rows[6:] = True
+    part = kept(4, rows=rows)
+    assert part.returns == full.returns[6:] and part.lengths == full.lengths[6:]
+    assert kept.last_steps < full_steps and max(part.lengths) <= kept.last_steps
+    for wrong, message in (
+        (torch.ones(11, dtype=torch.bool), "shape"),
+        (torch.ones(12), "bool mask"),
+        (torch.zeros(12, dtype=torch.bool), "no row"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            kept(4, rows=wrong)
