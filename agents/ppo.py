@@ -894,7 +894,7 @@ def _train(
     configure_threads(device, cfg.num_threads)
     seed_everything(distributed.rank_seed(cfg.seed))  # each rank its own stream
     env = make_vector_env(cfg.env_id, cfg.num_envs, device, env_kwargs=cfg.env_kwargs)
-    run = None
+    run = check = None
     try:
         state, spaces = _build_state(cfg, env, device)
         if ckpt is not None:
@@ -903,11 +903,14 @@ def _train(
             init_weights(state, env, cfg.init_from)
         if cfg.write_run:
             run = _open_run(cfg, state, env, spaces, resumed=ckpt is not None)
-        metrics = _train_loop(cfg, state, env, spaces, run)
+        check = _Check(cfg, state, spaces)
+        metrics = _train_loop(cfg, state, env, spaces, run, check)
         train_seconds = time.perf_counter() - start_time
         policy = PPOPolicy(state.agent, spaces, state.obs_rms, cfg.clip_obs)
     finally:
         env.close()
+        if check is not None:
+            check.close()
         if run is not None:
             run.close()
     evaluation = None
@@ -939,9 +942,15 @@ def num_iterations(cfg: Config) -> int:
 
 
 def _train_loop(
-    cfg: Config, state: TrainState, env: Any, spaces: dict[str, Any], run: TrainingRun | None
+    cfg: Config,
+    state: TrainState,
+    env: Any,
+    spaces: dict[str, Any],
+    run: TrainingRun | None,
+    check: _Check,
 ) -> dict[str, float]:
-    """Iterations ``state.iteration + 1 .. num_iterations``: rollout, update, log, checkpoint."""
+    """Iterations ``state.iteration + 1 .. num_iterations``: rollout, update, log, checkpoint,
+    and the stop rule's ``check``."""
     device = state.next_obs.device
     iterations = num_iterations(cfg)
     running_stats = [
@@ -974,62 +983,58 @@ def _train_loop(
         ppo_graphs.capturable_adam(state.optimizer)
         graphs = ppo_graphs.IterationGraphs(env, rollout, learn)
     metrics: dict[str, float] = {}
-    check = _Check(cfg, state, spaces)
-    try:
-        while state.iteration < iterations:
-            state.iteration += 1
-            lr = cfg.learning_rate
-            if cfg.anneal_lr:
-                lr *= 1.0 - (state.iteration - 1.0) / iterations
-            ppo_graphs.set_lr(state.optimizer, lr)
-            if graphs is not None:
-                state.next_obs, learned = graphs.iteration(state.next_obs)
-            else:
-                stats_before = [rms.state_dict() for rms in running_stats]
-                state.next_obs = rollout(state.next_obs)
-                # Each rank folded in its own observations; merge them so every rank (and the
-                # saved policy) normalises with the statistics of all ranks' data.
-                for rms, before in zip(running_stats, stats_before, strict=True):
-                    distributed.sync_running_stats(rms, before)
-                learned = learn()
-            state.global_step += global_batch_size(cfg)
-            with torch.no_grad():
-                # Every rank's episodes count (sums); losses are averaged over ranks.
-                episode_sums, means = distributed.reduce_metrics(
-                    torch.cat([tracker.take(), reward_sum.sum().view(1)]), learned
-                )
-                reward_sum.zero_()
-                # [episodes, returns, lengths, successes, attempts, rewards, 5 losses, explained
-                # variance, finite]
-                host_values = torch.cat([episode_sums, means]).tolist()  # sync: once per iteration
-            if not (host_values[-1] == 1.0 and all(math.isfinite(v) for v in host_values[6:11])):
-                raise TrainingDiverged(
-                    f"PPO diverged at iteration {state.iteration} (global step {state.global_step}):"
-                    " a loss or parameter is not finite; the last good checkpoint is kept. Try a "
-                    "lower learning_rate or max_grad_norm, or norm_obs/norm_reward"
-                )
-            metrics = _log_iteration(run, cfg, state, host_values, lr)
-            mean_return = metrics.get("charts/episodic_return")
-            reached_at = _target_reached(cfg, state, host_values[0], host_values[5], check)
-            reached = reached_at is not None
-            if reached:
-                metrics["target_reached_return"] = reached_at
-            last = reached or state.iteration == iterations
-            if run is not None:
-                improved = mean_return is not None and mean_return > state.best_return
-                snapshot = last or run.snapshot_due(state.global_step)
-                if improved or snapshot or state.iteration % cfg.checkpoint_every == 0:
-                    state.best_return = max(state.best_return, mean_return or -math.inf)
-                    run.save(
-                        checkpoint_payload(cfg, state, env, spaces), state.global_step,
-                        mean_return=mean_return, snapshot=snapshot,
-                    )  # fmt: skip
-            elif mean_return is not None:
-                state.best_return = max(state.best_return, mean_return)
-            if reached:
-                break
-    finally:
-        check.close()
+    while state.iteration < iterations:
+        state.iteration += 1
+        lr = cfg.learning_rate
+        if cfg.anneal_lr:
+            lr *= 1.0 - (state.iteration - 1.0) / iterations
+        ppo_graphs.set_lr(state.optimizer, lr)
+        if graphs is not None:
+            state.next_obs, learned = graphs.iteration(state.next_obs)
+        else:
+            stats_before = [rms.state_dict() for rms in running_stats]
+            state.next_obs = rollout(state.next_obs)
+            # Each rank folded in its own observations; merge them so every rank (and the
+            # saved policy) normalises with the statistics of all ranks' data.
+            for rms, before in zip(running_stats, stats_before, strict=True):
+                distributed.sync_running_stats(rms, before)
+            learned = learn()
+        state.global_step += global_batch_size(cfg)
+        with torch.no_grad():
+            # Every rank's episodes count (sums); losses are averaged over ranks.
+            episode_sums, means = distributed.reduce_metrics(
+                torch.cat([tracker.take(), reward_sum.sum().view(1)]), learned
+            )
+            reward_sum.zero_()
+            # [episodes, returns, lengths, successes, attempts, rewards, 5 losses, explained
+            # variance, finite]
+            host_values = torch.cat([episode_sums, means]).tolist()  # sync: once per iteration
+        if not (host_values[-1] == 1.0 and all(math.isfinite(v) for v in host_values[6:11])):
+            raise TrainingDiverged(
+                f"PPO diverged at iteration {state.iteration} (global step {state.global_step}):"
+                " a loss or parameter is not finite; the last good checkpoint is kept. Try a "
+                "lower learning_rate or max_grad_norm, or norm_obs/norm_reward"
+            )
+        metrics = _log_iteration(run, cfg, state, host_values, lr)
+        mean_return = metrics.get("charts/episodic_return")
+        reached_at = _target_reached(cfg, state, host_values[0], host_values[5], check)
+        reached = reached_at is not None
+        if reached:
+            metrics["target_reached_return"] = reached_at
+        last = reached or state.iteration == iterations
+        if run is not None:
+            improved = mean_return is not None and mean_return > state.best_return
+            snapshot = last or run.snapshot_due(state.global_step)
+            if improved or snapshot or state.iteration % cfg.checkpoint_every == 0:
+                state.best_return = max(state.best_return, mean_return or -math.inf)
+                run.save(
+                    checkpoint_payload(cfg, state, env, spaces), state.global_step,
+                    mean_return=mean_return, snapshot=snapshot,
+                )  # fmt: skip
+        elif mean_return is not None:
+            state.best_return = max(state.best_return, mean_return)
+        if reached:
+            break
     if graphs is not None:
         metrics["graphed_iterations"] = graphs.replays
     return metrics

@@ -97,7 +97,7 @@ class Evaluator:
     steps eagerly, checks that the next ``CHECK_EVERY`` can be captured (no host syncs, as from
     an ``act`` that reads values; no env state outside ``carried()``) and captures the
     following ``CHECK_EVERY`` steps in a CUDA graph; from then on every call replays that graph
-    until all its episodes have ended (a CartPole evaluation is hundreds of steps of a few
+    until its episodes have ended (a CartPole evaluation is hundreds of steps of a few
     dozen tiny kernels each). The same numbers as eager steps: the graph reads the env's
     carried tensors, the bookkeeping below and whatever ``act`` reads, all updated in place.
 
@@ -159,12 +159,6 @@ class Evaluator:
                 episodes have, and summarises them only (the other rows step along, a batch
                 of fixed shape). ``None``: every row.
         """
-        obs, _ = self.env.reset(seed=seed)
-        if not self._buffers:
-            self._start(obs.device)
-        for buffer in self._buffers:
-            buffer.zero_()
-        finished, returns, lengths, successes, attempts = self._buffers
         if rows is not None:
             if rows.shape != (self.episodes,) or rows.dtype != torch.bool:
                 raise ValueError(
@@ -173,6 +167,13 @@ class Evaluator:
                 )
             if not bool(rows.any()):
                 raise ValueError("rows selects no row: nothing to evaluate")
+        obs, _ = self.env.reset(seed=seed)
+        if not self._buffers:
+            self._start(obs.device)
+        for buffer in self._buffers:
+            buffer.zero_()
+        finished, returns, lengths, successes, attempts = self._buffers
+        if rows is not None:
             rows = rows.to(finished.device)
         if self._replay is not None and self._moved():
             self._replay, self._graphable = None, True  # capture again, checked as before
@@ -206,7 +207,8 @@ class Evaluator:
         if not bool(self._all_done(rows)):
             raise RuntimeError(
                 f"evaluation on {self.env_id} stopped after {self.max_steps} steps with "
-                f"{int((~finished).sum())} episode(s) unfinished"
+                f"{int((~finished if rows is None else ~finished & rows).sum())} episode(s) "
+                "unfinished"
             )
         if rows is not None:
             returns, lengths, successes, attempts = (
