@@ -34,6 +34,7 @@ from torch import nn
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents.base import (
     ActorCriticPolicy,
+    PolicyCheck,
     PolicyView,
     TrainResult,
     normalize_obs,
@@ -50,7 +51,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import check_return, evaluate
+from rl.evaluation import evaluate
 from rl.returns import compute_gae, discounted_returns
 from rl.runs import (
     RUNS_ROOT,
@@ -690,7 +691,7 @@ def _train(
     configure_threads(device, cfg.num_threads)
     seed_everything(distributed.rank_seed(cfg.seed))  # each rank its own stream
     env = make_vector_env(cfg.env_id, cfg.num_envs, device, env_kwargs=cfg.env_kwargs)
-    run = None
+    run = check = None
     try:
         spaces = space_spec(env.single_observation_space, env.single_action_space)
         agent = build_agent(cfg, spaces).to(device)
@@ -718,11 +719,17 @@ def _train(
             run.restore_schedule(state.global_step, state.best_return)
             if ckpt is None:  # the untrained policy: the "before" of before/after replays
                 run.save(checkpoint_payload(cfg, state, env, spaces), 0, snapshot=True)
-        metrics = _train_loop(cfg, state, env, spaces, run)
+        check = PolicyCheck(
+            A2CPolicy, state.agent, spaces, state.obs_rms, cfg.clip_obs, cfg.env_id,
+            cfg.target_check_episodes, device, cfg.env_kwargs,
+        )  # fmt: skip
+        metrics = _train_loop(cfg, state, env, spaces, run, check)
         train_seconds = time.perf_counter() - start_time
         policy = A2CPolicy(state.agent, spaces, state.obs_rms, cfg.clip_obs)
     finally:
         env.close()
+        if check is not None:
+            check.close()
         if run is not None:
             run.close()
     evaluation = None
@@ -754,9 +761,15 @@ def num_iterations(cfg: Config) -> int:
 
 
 def _train_loop(
-    cfg: Config, state: TrainState, env: Any, spaces: dict[str, Any], run: TrainingRun | None
+    cfg: Config,
+    state: TrainState,
+    env: Any,
+    spaces: dict[str, Any],
+    run: TrainingRun | None,
+    check: PolicyCheck,
 ) -> dict[str, float]:
-    """Iterations ``state.iteration + 1 .. num_iterations``: rollout, update, log, checkpoint."""
+    """Iterations ``state.iteration + 1 .. num_iterations``: rollout, update, log, checkpoint,
+    and the stop rule's ``check``."""
     device = state.next_obs.device
     iterations = num_iterations(cfg)
     storage = make_rollout(cfg, spaces, device)
@@ -795,7 +808,7 @@ def _train_loop(
         reached = cfg.target_return is not None and (mean_return or -math.inf) >= cfg.target_return
         reached_at = mean_return
         if reached and cfg.target_check_episodes > 0:
-            reached_at = _deterministic_check(cfg, state, spaces)
+            reached_at = check(cfg.seed + state.global_step)
             reached = reached_at >= cfg.target_return
         if reached:
             metrics["target_reached_return"] = reached_at
@@ -817,20 +830,6 @@ def _train_loop(
 
 
 # -- the trained policy -------------------------------------------------------------------------
-def _deterministic_check(cfg: Config, state: TrainState, spaces: dict[str, Any]) -> float:
-    """Mean return of the deterministic policy over ``target_check_episodes`` fresh episodes
-    (:func:`rl.evaluation.check_return`: seeded from the step, RNG streams untouched)."""
-    policy = A2CPolicy(state.agent, spaces, state.obs_rms, cfg.clip_obs)
-    try:
-        return check_return(
-            policy.act, cfg.env_id, episodes=cfg.target_check_episodes,
-            seed=cfg.seed + state.global_step, device=state.next_obs.device,
-            env_kwargs=cfg.env_kwargs,
-        )  # fmt: skip
-    finally:
-        state.agent.train()  # A2CPolicy switched it to eval mode
-
-
 class A2CPolicy(ActorCriticPolicy):
     """A trained A2C actor-critic as an :class:`agents.base.Policy` (see
     :class:`agents.base.ActorCriticPolicy`)."""

@@ -10,7 +10,7 @@ import torch
 from gymnasium import spaces
 
 from rl.checkpoint import load_checkpoint
-from rl.evaluation import EvalResult
+from rl.evaluation import EvalResult, Evaluator
 from rl.tensors import RunningMeanStd
 
 
@@ -165,6 +165,66 @@ class ActorCriticPolicy:
     def explain(self, obs: torch.Tensor) -> PolicyView:
         """Action probabilities (or Gaussian mean/std) and ``V(s)`` for ``(N, ...)`` obs."""
         return self.agent.view(self._prepare(obs))
+
+
+class PolicyCheck:
+    """The stop rule's deterministic check (``target_check_episodes``) of an actor-critic,
+    kept for a whole training run: :meth:`rl.evaluation.Evaluator.check` (fresh episodes
+    seeded as asked, RNG streams untouched) of the agent's deterministic policy.
+
+    Its policy and evaluator are built at the first check. On CUDA that check captures its steps
+    in a graph and every later check only replays it, reading the agent's parameters (updated
+    in place by the optimizer) and the policy's copy of the observation statistics (refreshed
+    in place before each check). The agent is in eval mode during a check, then back in train
+    mode.
+
+    Args:
+        policy_type: the agent's :class:`ActorCriticPolicy` (``PPOPolicy``, ``A2CPolicy``).
+        agent: the network being trained.
+        obs_rms: its live observation statistics, or ``None``.
+        episodes: episodes per check, one env row each.
+    """
+
+    def __init__(
+        self,
+        policy_type: type[ActorCriticPolicy],
+        agent: Any,
+        spaces: dict[str, Any],
+        obs_rms: RunningMeanStd | None,
+        clip_obs: float,
+        env_id: str,
+        episodes: int,
+        device: torch.device,
+        env_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self._make = lambda: policy_type(agent, spaces, obs_rms, clip_obs)
+        self.agent, self.obs_rms = agent, obs_rms
+        self._evaluator_args = (env_id, episodes, device, env_kwargs)
+        self.policy: ActorCriticPolicy | None = None
+        self.evaluator: Evaluator | None = None
+
+    def __call__(self, seed: int) -> float:
+        """The deterministic policy's mean return over fresh episodes from ``seed``."""
+        if self.evaluator is None:
+            self.policy = self._make()
+            env_id, episodes, device, env_kwargs = self._evaluator_args
+            rms = self.policy.obs_rms
+            self.evaluator = Evaluator(
+                self.policy.act, env_id, episodes=episodes, device=device,
+                env_kwargs=env_kwargs,
+                watch=[*self.agent.parameters(), *(() if rms is None else (rms.mean, rms.var))],
+            )  # fmt: skip
+        elif self.obs_rms is not None:
+            self.policy.obs_rms.load_state_dict(self.obs_rms.state_dict())
+        self.agent.eval()
+        try:
+            return self.evaluator.check(seed)
+        finally:
+            self.agent.train()
+
+    def close(self) -> None:
+        if self.evaluator is not None:
+            self.evaluator.close()
 
 
 def read_policy_checkpoint(checkpoint: dict[str, Any] | str | Path, algo: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents import ppo_grads, ppo_graphs
 from agents.base import (
     ActorCriticPolicy,
+    PolicyCheck,
     PolicyView,
     TrainResult,
     check_space_spec,
@@ -49,7 +50,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import Evaluator, evaluate
+from rl.evaluation import evaluate
 from rl.returns import compute_gae
 from rl.runs import (
     RUNS_ROOT,
@@ -903,7 +904,10 @@ def _train(
             init_weights(state, env, cfg.init_from)
         if cfg.write_run:
             run = _open_run(cfg, state, env, spaces, resumed=ckpt is not None)
-        check = _Check(cfg, state, spaces)
+        check = PolicyCheck(
+            PPOPolicy, state.agent, spaces, state.obs_rms, cfg.clip_obs, cfg.env_id,
+            cfg.target_check_episodes, device, cfg.env_kwargs,
+        )  # fmt: skip
         metrics = _train_loop(cfg, state, env, spaces, run, check)
         train_seconds = time.perf_counter() - start_time
         policy = PPOPolicy(state.agent, spaces, state.obs_rms, cfg.clip_obs)
@@ -947,7 +951,7 @@ def _train_loop(
     env: Any,
     spaces: dict[str, Any],
     run: TrainingRun | None,
-    check: _Check,
+    check: PolicyCheck,
 ) -> dict[str, float]:
     """Iterations ``state.iteration + 1 .. num_iterations``: rollout, update, log, checkpoint,
     and the stop rule's ``check``."""
@@ -1041,7 +1045,7 @@ def _train_loop(
 
 
 def _target_reached(
-    cfg: Config, state: TrainState, episodes: float, rewards: float, check: _Check
+    cfg: Config, state: TrainState, episodes: float, rewards: float, check: PolicyCheck
 ) -> float | None:
     """The return that reached ``cfg.target_return`` (see its docstring) after this
     iteration's ``episodes`` finished episodes and ``rewards`` summed over its steps: the
@@ -1053,44 +1057,6 @@ def _target_reached(
         return window
     mean = check(cfg.seed + state.global_step)
     return mean if mean >= cfg.target_return else None
-
-
-class _Check:
-    """The deterministic check of ``target_check_episodes`` (:meth:`rl.evaluation.Evaluator.check`:
-    seeded from the step, RNG streams untouched), kept for a whole :func:`train` call.
-
-    It builds its policy and :class:`rl.evaluation.Evaluator` at the first check: on CUDA that
-    check captures its steps in a graph and every later check only replays it, reading the
-    agent's parameters (updated in place by the optimizer) and the policy's copy of the
-    observation statistics (refreshed in place before each check).
-    """
-
-    def __init__(self, cfg: Config, state: TrainState, spaces: dict[str, Any]) -> None:
-        self.cfg, self.state, self.spaces = cfg, state, spaces
-        self.policy: PPOPolicy | None = None
-        self.evaluator: Evaluator | None = None
-
-    def __call__(self, seed: int) -> float:
-        agent, obs_rms = self.state.agent, self.state.obs_rms
-        if self.evaluator is None:
-            self.policy = PPOPolicy(agent, self.spaces, obs_rms, self.cfg.clip_obs)
-            rms = self.policy.obs_rms
-            self.evaluator = Evaluator(
-                self.policy.act, self.cfg.env_id, episodes=self.cfg.target_check_episodes,
-                device=self.state.next_obs.device, env_kwargs=self.cfg.env_kwargs,
-                watch=[*agent.parameters(), *(() if rms is None else (rms.mean, rms.var))],
-            )  # fmt: skip
-        elif obs_rms is not None:
-            self.policy.obs_rms.load_state_dict(obs_rms.state_dict())
-        agent.eval()
-        try:
-            return self.evaluator.check(seed)
-        finally:
-            agent.train()
-
-    def close(self) -> None:
-        if self.evaluator is not None:
-            self.evaluator.close()
 
 
 # -- the trained policy -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 
 from agents import a2c
 from rl.checkpoint import load_checkpoint
+from rl.evaluation import Evaluator
 from rl.runs import TrainingDiverged, list_snapshots, read_json
 
 CARTPOLE = "sandbox/CartPole-v1"
@@ -182,13 +183,13 @@ def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.Monkey
     cfg = tiny(write_run=False, target_return=1.0, target_check_episodes=3)
     assert a2c.train(cfg).global_step == 4 * 64
     plain = a2c.train(tiny(write_run=False))
-    real_check, returns = a2c.check_return, []
+    real_check, returns = Evaluator.check, []
 
-    def failing(*args: Any, **kwargs: Any) -> float:
-        returns.append(real_check(*args, **kwargs))
+    def failing(evaluator: Any, seed: int) -> float:
+        returns.append(real_check(evaluator, seed))
         return -math.inf
 
-    monkeypatch.setattr(a2c, "check_return", failing)
+    monkeypatch.setattr(Evaluator, "check", failing)
     checked = a2c.train(cfg)
     assert checked.global_step == 1_536 and len(returns) == 6
     assert_same_weights(weights(plain.policy), weights(checked.policy))

@@ -17,7 +17,7 @@ from agents import ppo
 from agents.base import Policy
 from rl.checkpoint import load_checkpoint
 from rl.config import replace_config
-from rl.evaluation import evaluate
+from rl.evaluation import Evaluator, evaluate
 from rl.runs import EpisodeTracker, TrainingDiverged, TrainingRun
 
 TINY = {
@@ -349,7 +349,7 @@ def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.Monkey
         calls.append((evaluator, seed))
         return 0.0
 
-    monkeypatch.setattr(ppo.Evaluator, "check", failing)
+    monkeypatch.setattr(Evaluator, "check", failing)
     assert ppo.train(replace_config(cfg, {"target_check_episodes": 4})).global_step == 256
     assert [seed for _, seed in calls] == [cfg.seed + 64 * i for i in (1, 2, 3, 4)]  # the step
     assert len({id(evaluator) for evaluator, _ in calls}) == 1  # one evaluator for the run
@@ -359,13 +359,13 @@ def test_check_leaves_the_run_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None
     """A run whose checks all run and fail ends bitwise where a run without checks does."""
     cfg = tiny("sandbox/CartPole-v1", target_window=1, total_timesteps=256)
     plain = ppo.train(cfg)
-    real_check, returns = ppo.Evaluator.check, []
+    real_check, returns = Evaluator.check, []
 
     def failing(evaluator: Any, seed: int) -> float:
         returns.append(real_check(evaluator, seed))
         return -math.inf
 
-    monkeypatch.setattr(ppo.Evaluator, "check", failing)
+    monkeypatch.setattr(Evaluator, "check", failing)
     checked = ppo.train(replace_config(cfg, {"target_return": 1.0, "target_check_episodes": 3}))
     assert len(returns) == 4 and all(r >= 1.0 for r in returns)
     assert_bitwise_equal(weights(plain.policy), weights(checked.policy))
@@ -379,14 +379,14 @@ def test_a_kept_check_sees_the_latest_observation_statistics(
     # 64 steps per env an iteration: the 200-step episodes end in the 4th, then checks each.
     cfg = tiny("sandbox/Pendulum-v1", num_steps=64, target_window=1, total_timesteps=4 * 64 * 6)
     assert cfg.norm_obs
-    real_check, seen = ppo.Evaluator.check, []
+    real_check, seen = Evaluator.check, []
 
     def failing(evaluator: Any, seed: int) -> float:
         seen.append(evaluator.act.__self__.obs_rms.mean.clone())
         real_check(evaluator, seed)
         return -math.inf
 
-    monkeypatch.setattr(ppo.Evaluator, "check", failing)
+    monkeypatch.setattr(Evaluator, "check", failing)
     result = ppo.train(replace_config(cfg, {"target_return": -1e9, "target_check_episodes": 2}))
     assert len(seen) == 3
     assert all(not torch.equal(a, b) for a, b in itertools.pairwise(seen))
