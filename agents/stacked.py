@@ -73,9 +73,10 @@ class StackedActorCritic:
         if not self.discrete:
             self.log_std = torch.stack([a.actor_logstd.detach() for a in agents])  # (K, 1, A)
             self.params.append(self.log_std)
-        # Every parameter a view of one (K, P) tensor, every gradient a view of its gradient:
-        # Adam, the gradient clip and zeroing are then a few kernels for all the layers instead
-        # of a few per layer (rl.tensors.flatten_parameters does the same for one agent).
+        # Every parameter a view of one (K, P) tensor, every gradient a view of its gradient
+        # (written in place, never replaced): Adam and the gradient clip are then a few kernels
+        # for all the layers instead of a few per layer (rl.tensors.flatten_parameters does the
+        # same for one agent).
         self.flat = torch.cat([p.flatten(1) for p in self.params], 1).requires_grad_(True)
         self.flat.grad = torch.zeros_like(self.flat)
         for p, data, grad in zip(
@@ -228,9 +229,7 @@ class StackedActorCritic:
     ) -> PPOPolicy:
         """Agent ``k`` as a standalone :class:`agents.ppo.PPOPolicy` on the training device,
         with its observation statistics ``obs_rms`` when it trained with ``norm_obs``."""
-        agent = ActorCritic(
-            spaces, hidden, "tanh" if self.act is torch.tanh else "relu", init_log_std
-        )
+        agent = ActorCritic(spaces, hidden, self.activation, init_log_std)
         agent.load_state_dict(self.state_dict(k))
         return PPOPolicy(agent.to(self.params[0].device), spaces, obs_rms, clip_obs)
 
