@@ -92,7 +92,7 @@ ENV=("$PY" -m benchmarks.env_throughput --device cuda --no-validate --steps 128 
 run env_goal.json 70 "${ENV[@]}" --envs CartPole --num-envs 1048576
 
 # 3. Correctness on CUDA.
-run pytest_gpu.log 150 "$PY" -m pytest tests -m gpu -q -p no:cacheprovider -rfE --tb=short
+run pytest_gpu.log 200 "$PY" -m pytest tests -m gpu -q -p no:cacheprovider -rfE --tb=short
 
 # 4-5. The rest of the env table.
 run env_cartpole.json 80 "${ENV[@]}" --envs CartPole --num-envs 1024,4096,65536,4194304
