@@ -208,11 +208,9 @@ class PolicyCheck:
         if self.evaluator is None:
             self.policy = self._make()
             env_id, episodes, device, env_kwargs = self._evaluator_args
-            rms = self.policy.obs_rms
             self.evaluator = Evaluator(
                 self.policy.act, env_id, episodes=episodes, device=device,
-                env_kwargs=env_kwargs,
-                watch=[*self.agent.parameters(), *(() if rms is None else (rms.mean, rms.var))],
+                env_kwargs=env_kwargs, watch=self._read,
             )  # fmt: skip
         elif self.obs_rms is not None:
             self.policy.obs_rms.load_state_dict(self.obs_rms.state_dict())
@@ -221,6 +219,11 @@ class PolicyCheck:
             return self.evaluator.check(seed)
         finally:
             self.agent.train()
+
+    def _read(self) -> list[torch.Tensor]:
+        """The tensors the policy acts with, as they are now (the evaluator's ``watch``)."""
+        rms = self.policy.obs_rms
+        return [*self.agent.parameters(), *(() if rms is None else (rms.mean, rms.var))]
 
     def close(self) -> None:
         if self.evaluator is not None:

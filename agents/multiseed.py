@@ -727,7 +727,7 @@ class _Loop:
             self.check_evaluator = Evaluator(
                 act, base.env_id, episodes=self.cfg.num_agents * episodes, device=device,
                 env_kwargs=base.env_kwargs,
-                watch=[self.net.flat, *(() if rms is None else (rms.mean, rms.var))],
+                watch=lambda: [self.net.flat, *(() if rms is None else (rms.mean, rms.var))],
             )  # fmt: skip
         rows = torch.zeros(self.cfg.num_agents, episodes, dtype=torch.bool)
         rows[passed] = True  # the check ends when these rows' episodes have

@@ -103,9 +103,10 @@ class Evaluator:
 
     So ``act`` must read tensors that stay the same objects from call to call, updated in
     place between calls (an agent's parameters as an optimizer steps them, observation
-    statistics refreshed with ``load_state_dict``). Pass those tensors as ``watch``: a call
-    that finds one of them moved to other memory captures a new graph rather than replaying
-    a stale one.
+    statistics refreshed with ``load_state_dict``). Pass ``watch``, a function that returns
+    the tensors ``act`` reads as they are now: a call that finds any of them in other memory
+    than at the capture (a new tensor in its place, or new storage) captures a new graph
+    rather than replaying a stale one.
     """
 
     def __init__(
@@ -118,7 +119,7 @@ class Evaluator:
         env_kwargs: dict[str, Any] | None = None,
         max_steps: int = 100_000,
         cuda_graphs: bool = True,
-        watch: Sequence[torch.Tensor] = (),
+        watch: Callable[[], Sequence[torch.Tensor]] | None = None,
     ) -> None:
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
@@ -126,7 +127,7 @@ class Evaluator:
         self.env = make_vector_env(env_id, episodes, device, env_kwargs=env_kwargs)
         self._core = getattr(self.env, "unwrapped", None)
         self._cuda_graphs = cuda_graphs
-        self._watch = list(watch)
+        self._watch = watch
         self._watched: list[int] = []  # their data pointers when the graph was captured
         self._buffers: list[torch.Tensor] = []  # finished, returns, lengths, successes, attempts
         self._has_success = False
@@ -250,7 +251,10 @@ class Evaluator:
             self._core.capturable = True
 
     def _moved(self) -> bool:
-        return [t.data_ptr() for t in self._watch] != self._watched
+        return self._pointers() != self._watched
+
+    def _pointers(self) -> list[int]:
+        return [t.data_ptr() for t in self._watch()] if self._watch is not None else []
 
     def _step(self, obs: torch.Tensor) -> torch.Tensor:
         """One step of every row; the first episode's figures kept in place."""
@@ -289,7 +293,7 @@ class Evaluator:
             self._graphable = False
             return static_obs
         self._replay, self._static_obs, self._carry = graph.replay, static_obs, carry
-        self._watched = [t.data_ptr() for t in self._watch]
+        self._watched = self._pointers()
         return static_obs
 
 

@@ -109,11 +109,10 @@ class RunningMeanStd:
                 f"running statistics have shape {tuple(state['mean'].shape)}, "
                 f"expected {tuple(self.mean.shape)}"
             )
-        device = self.mean.device
-        # Copies: update() works in place and must not write into the caller's tensors.
-        self.mean = state["mean"].to(device, self.mean.dtype, copy=True)
-        self.var = state["var"].to(device, self.var.dtype, copy=True)
-        self.count = state["count"].to(device, self.count.dtype, copy=True)
+        # Into these same tensors (never the caller's, which update() would then write to): a
+        # CUDA graph that reads them, such as a kept stop check's, sees the loaded values.
+        for mine, key in ((self.mean, "mean"), (self.var, "var"), (self.count, "count")):
+            mine.copy_(state[key])
 
 
 class GroupedRunningMeanStd:
@@ -178,10 +177,8 @@ class GroupedRunningMeanStd:
                 f"grouped statistics of shape {tuple(state['mean'].shape)} do not fit "
                 f"{tuple(self.mean.shape)} (groups, *shape)"
             )
-        device, dtype = self.mean.device, self.mean.dtype
-        self.mean = state["mean"].to(device, dtype, copy=True)
-        self.var = state["var"].to(device, dtype, copy=True)
-        self.count = state["count"].to(device, dtype, copy=True)
+        for mine, key in ((self.mean, "mean"), (self.var, "var"), (self.count, "count")):
+            mine.copy_(state[key])  # in place, as RunningMeanStd.load_state_dict
 
     def subset(self, groups: list[int]) -> GroupedRunningMeanStd:
         """Groups ``groups`` (indices) as their own statistics (copies)."""

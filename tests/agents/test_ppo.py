@@ -379,16 +379,18 @@ def test_a_kept_check_sees_the_latest_observation_statistics(
     # 64 steps per env an iteration: the 200-step episodes end in the 4th, then checks each.
     cfg = tiny("sandbox/Pendulum-v1", num_steps=64, target_window=1, total_timesteps=4 * 64 * 6)
     assert cfg.norm_obs
-    real_check, seen = Evaluator.check, []
+    real_check, seen, tensors = Evaluator.check, [], set()
 
     def failing(evaluator: Any, seed: int) -> float:
-        seen.append(evaluator.act.__self__.obs_rms.mean.clone())
+        mean = evaluator.act.__self__.obs_rms.mean
+        tensors.add(id(mean))  # refreshed in place: a kept CUDA graph reads this same tensor
+        seen.append(mean.clone())
         real_check(evaluator, seed)
         return -math.inf
 
     monkeypatch.setattr(Evaluator, "check", failing)
     result = ppo.train(replace_config(cfg, {"target_return": -1e9, "target_check_episodes": 2}))
-    assert len(seen) == 3
+    assert len(seen) == 3 and len(tensors) == 1
     assert all(not torch.equal(a, b) for a, b in itertools.pairwise(seen))
     torch.testing.assert_close(seen[-1], result.policy.obs_rms.mean, rtol=0, atol=0)
 

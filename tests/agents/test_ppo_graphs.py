@@ -212,7 +212,7 @@ def test_a_kept_evaluator_replays_one_graph_for_every_check() -> None:
         return (obs @ weights_ + torch.stack([-push, push], 1)).argmax(-1)
 
     kept = evaluation.Evaluator(
-        act, "sandbox/CartPole-v1", episodes=30, device="cuda", watch=[weights_]
+        act, "sandbox/CartPole-v1", episodes=30, device="cuda", watch=lambda: [weights_]
     )
     for seed in (3, 4, 5):
         graphed = kept(seed)
@@ -224,7 +224,6 @@ def test_a_kept_evaluator_replays_one_graph_for_every_check() -> None:
     assert kept._replay is not None and kept.replays > 0
     first = kept._replay
     weights_ = weights_.clone()  # moved: act now reads other memory
-    kept._watch = [weights_]
     assert (
         kept(6).returns
         == evaluation.evaluate(

@@ -55,7 +55,7 @@ class EmulatedGraphs(evaluation.Evaluator):
 
         self.captures += 1
         self._replay, self._static_obs, self._carry = replay, static_obs, carry
-        self._watched = [t.data_ptr() for t in self._watch]
+        self._watched = self._pointers()
         return static_obs
 
 
@@ -71,7 +71,7 @@ def test_a_kept_evaluator_equals_fresh_evaluations() -> None:
     torch.manual_seed(0)
     weights = torch.randn(4, 2)
     act = balancer(weights)
-    kept = EmulatedGraphs(act, "sandbox/CartPole-v1", episodes=12, watch=[weights])
+    kept = EmulatedGraphs(act, "sandbox/CartPole-v1", episodes=12, watch=lambda: [weights])
     lengths = []
     for seed in (1, 2, 3):
         got = kept(seed)
@@ -90,12 +90,11 @@ def test_a_moved_watched_tensor_is_captured_again() -> None:
     def act(obs: torch.Tensor) -> torch.Tensor:
         return balancer(holder["weights"])(obs)
 
-    kept = EmulatedGraphs(act, "sandbox/CartPole-v1", episodes=8, watch=[holder["weights"]])
+    kept = EmulatedGraphs(act, "sandbox/CartPole-v1", episodes=8, watch=lambda: [holder["weights"]])
     kept(1)
     kept(2)
     assert kept.captures == 1
     holder["weights"] = holder["weights"] * 2  # other memory: a graph would read stale values
-    kept._watch = [holder["weights"]]
     got = kept(3)
     assert kept.captures == 2
     assert (

@@ -11,6 +11,7 @@ import torch
 from rl.device import resolve_device
 from rl.seeding import rng_state, seed_everything, set_rng_state
 from rl.tensors import (
+    GroupedRunningMeanStd,
     RunningMeanStd,
     flatten_parameters,
     image_to_tensor,
@@ -77,6 +78,24 @@ def test_running_mean_std_clips_and_round_trips() -> None:
         RunningMeanStd(shape=(3,)).load_state_dict(stats.state_dict())
     with pytest.raises(ValueError, match="missing 'var'"):
         other.load_state_dict({"mean": stats.mean, "count": stats.count})
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["single", "grouped"])
+def test_loaded_statistics_land_in_the_same_tensors(grouped: bool) -> None:
+    """load_state_dict copies into the tensors a CUDA graph may already read, and never keeps
+    the caller's: a later update leaves them as they were."""
+    stats = GroupedRunningMeanStd(2, (3,)) if grouped else RunningMeanStd((3,))
+    source = GroupedRunningMeanStd(2, (3,)) if grouped else RunningMeanStd((3,))
+    source.update(torch.arange(24.0).reshape(-1, 3) if grouped else torch.randn(8, 3))
+    saved = source.state_dict()
+    kept = [stats.mean, stats.var, stats.count]
+    stats.load_state_dict(saved)
+    assert all(a is b for a, b in zip(kept, [stats.mean, stats.var, stats.count], strict=True))
+    for key in ("mean", "var", "count"):
+        assert torch.equal(getattr(stats, key), saved[key])
+    before = {key: value.clone() for key, value in saved.items()}
+    stats.update(torch.ones(4, 3))
+    assert all(torch.equal(saved[key], before[key]) for key in saved)
 
 
 def test_image_round_trip_is_exact() -> None:
