@@ -183,7 +183,7 @@ class Evaluator:
             self._static_obs.copy_(obs)
             self._core.copy_carried_into(self._carry)
             obs = self._static_obs
-        steps = 0
+        steps, done = 0, False
         while steps < self.max_steps:
             chunk = min(CHECK_EVERY, self.max_steps - steps)
             if self._replay is not None and chunk == CHECK_EVERY:
@@ -200,12 +200,13 @@ class Evaluator:
                 for _ in range(chunk):
                     obs = self._step(obs)
             steps += chunk
-            if bool(self._all_done(rows)):  # sync: every CHECK_EVERY steps
+            done = bool(self._all_done(rows))  # sync: every CHECK_EVERY steps
+            if done:
                 break
             if self._graphable and self._replay is None and steps == 2 * CHECK_EVERY:
                 obs = self._capture(obs)
         self.last_steps = steps
-        if not bool(self._all_done(rows)):
+        if not done:
             raise RuntimeError(
                 f"evaluation on {self.env_id} stopped after {self.max_steps} steps with "
                 f"{int((~finished if rows is None else ~finished & rows).sum())} episode(s) "
@@ -237,12 +238,8 @@ class Evaluator:
     def _start(self, dev: torch.device) -> None:
         """The first call: buffers on the env's device, and whether to try a graph."""
         n = self.episodes
-        self._buffers = [
-            torch.zeros(n, dtype=torch.bool, device=dev),
-            *(torch.zeros(n, dtype=dtype, device=dev) for dtype in (torch.float64, torch.int64)),
-            torch.zeros(n, dtype=torch.float64, device=dev),
-            torch.zeros(n, dtype=torch.float64, device=dev),
-        ]
+        dtypes = (torch.bool, torch.float64, torch.int64, torch.float64, torch.float64)
+        self._buffers = [torch.zeros(n, dtype=dtype, device=dev) for dtype in dtypes]
         self._graphable = (
             self._cuda_graphs and dev.type == "cuda" and hasattr(self._core, "carried")
         )
