@@ -356,7 +356,7 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
         del agents
         seed_everything(shared_seed)
         next_obs, _ = env.reset(seed=shared_seed)
-        optimizer = StackedAdam(net.params, net=net)
+        optimizer = StackedAdam(net)
         lr0 = torch.tensor(cfg.agent_learning_rates, device=device)
         seed_cfgs = [
             replace_config(base, {"seed": s, "learning_rate": lr})

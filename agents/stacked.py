@@ -255,7 +255,8 @@ class GroupedRewardScaler(RewardScaler):
 
 # -- batched Adam and per-agent clipping ------------------------------------------------------
 class StackedAdam:
-    """Adam over ``(K, ...)`` parameters with a per-agent learning rate.
+    """Adam over a :class:`StackedActorCritic`'s ``(K, P)`` parameters with a per-agent
+    learning rate.
 
     Adam is elementwise, so one optimizer over stacked parameters equals ``K`` optimizers,
     except for the step size, which torch's Adam takes as one scalar: this one takes a ``(K,)``
@@ -265,13 +266,8 @@ class StackedAdam:
     first such step each agent counts its own steps (``agent_steps``).
     """
 
-    def __init__(
-        self,
-        params: list[torch.Tensor],
-        betas: tuple[float, float] = (0.9, 0.999),
-        net: StackedActorCritic | None = None,
-    ):
-        self.params = params
+    def __init__(self, net: StackedActorCritic, betas: tuple[float, float] = (0.9, 0.999)):
+        self.flat = net.flat  # (K, P): every parameter of ``net`` (a few kernels for all layers)
         self.betas = betas
         self.eps = 1e-5
         self.capturable = False
@@ -279,16 +275,10 @@ class StackedAdam:
         needs; ``step_count`` then counts only the eager steps."""
         self.step_count = 0
         self.agent_steps: torch.Tensor | None = None  # (K,), once an agent was left out
-        # What a step updates: ``net``'s one flat (K, P) parameter (a few kernels for all the
-        # layers) or each of ``params``; ``exp_avg``/``exp_avg_sq`` are laid out like params.
-        self._stepped = [net.flat] if net is not None else params
-        self._exp_avg = [torch.zeros_like(p) for p in self._stepped]
-        self._exp_avg_sq = [torch.zeros_like(p) for p in self._stepped]
-        if net is not None:
-            self.exp_avg = net._views(self._exp_avg[0])
-            self.exp_avg_sq = net._views(self._exp_avg_sq[0])
-        else:
-            self.exp_avg, self.exp_avg_sq = self._exp_avg, self._exp_avg_sq
+        self._exp_avg = torch.zeros_like(self.flat)  # (K, P), like flat
+        self._exp_avg_sq = torch.zeros_like(self.flat)
+        self.exp_avg = net._views(self._exp_avg)  # laid out like net.params (checkpoints)
+        self.exp_avg_sq = net._views(self._exp_avg_sq)
 
     def steps_of(self, k: int) -> float:
         """How many steps agent ``k`` has taken (a host sync once they are counted on the device)."""
@@ -309,13 +299,12 @@ class StackedAdam:
         self.step_count += 1
         bias1 = 1 - beta1**self.step_count
         bias2_sqrt = math.sqrt(1 - beta2**self.step_count)
-        for p, m, v in zip(self._stepped, self._exp_avg, self._exp_avg_sq, strict=True):
-            g = p.grad
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (v.sqrt() / bias2_sqrt).add_(self.eps)
-            step_size = (lr / bias1).view(-1, *(1,) * (p.dim() - 1))
-            p.sub_(step_size * m / denom)
+        p, m, v = self.flat, self._exp_avg, self._exp_avg_sq
+        g = p.grad
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (v.sqrt() / bias2_sqrt).add_(self.eps)
+        p.sub_((lr / bias1).view(-1, 1) * m / denom)
 
     def _masked_step(self, lr: torch.Tensor, active: torch.Tensor | None) -> None:
         """:meth:`step` for the agents in ``active`` only, each with its own step count."""
@@ -330,13 +319,12 @@ class StackedAdam:
         bias1 = 1 - beta1**steps
         bias2_sqrt = (1 - beta2**steps).sqrt()
         step_size = lr.double() / bias1 * active
-        for p, m, v in zip(self._stepped, self._exp_avg, self._exp_avg_sq, strict=True):
-            shape = (-1, *(1,) * (p.dim() - 1))
-            on, g = active.view(shape), p.grad
-            m.copy_(torch.where(on, m.lerp(g, 1 - beta1), m))
-            v.copy_(torch.where(on, v * beta2 + (1 - beta2) * g * g, v))
-            denom = (v.sqrt() / bias2_sqrt.to(p.dtype).view(shape)).add_(self.eps)
-            p.sub_(step_size.to(p.dtype).view(shape) * m / denom)
+        p, m, v = self.flat, self._exp_avg, self._exp_avg_sq
+        on, g = active.view(-1, 1), p.grad
+        m.copy_(torch.where(on, m.lerp(g, 1 - beta1), m))
+        v.copy_(torch.where(on, v * beta2 + (1 - beta2) * g * g, v))
+        denom = (v.sqrt() / bias2_sqrt.to(p.dtype).view(-1, 1)).add_(self.eps)
+        p.sub_(step_size.to(p.dtype).view(-1, 1) * m / denom)
 
 
 @torch.no_grad()
