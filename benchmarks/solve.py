@@ -172,7 +172,7 @@ def run_child(
                 "solved": solved,
             }
         )
-    row = summarize(name, device, bench, per_seed, torch.get_num_threads())
+    row = summarize(name, device, criterion_of(bench), per_seed, torch.get_num_threads())
     if cold:
         row["cold"] = True
     if extra:
@@ -182,14 +182,19 @@ def run_child(
     return row | peak_memory_mb(device)
 
 
-def summarize(
-    name: str, device: str, bench: Bench, per_seed: list[dict[str, Any]], threads: int
-) -> dict[str, Any]:
+def criterion_of(bench: Bench) -> str:
+    """How ``bench`` is judged, for the table."""
     criterion = f"mean>={bench.threshold:g} on {bench.eval_env}"
     if bench.success_rate is not None:
         criterion += f", success>={bench.success_rate:g}"
     if bench.time_limit is not None:
         criterion += f", <={bench.time_limit:g}s"
+    return criterion
+
+
+def summarize(
+    name: str, device: str, criterion: str, per_seed: list[dict[str, Any]], threads: int | None
+) -> dict[str, Any]:
     return {
         "name": name,
         "device": device,
@@ -300,8 +305,8 @@ def run_sb3(device: str, seeds: list[int]) -> dict[str, Any]:
                 "solved": evaluation.mean_return >= 475.0,
             }
         )
-    bench = Bench("sb3-ppo", "CartPole-v1", "CartPole-v1", 475.0)
-    row = summarize("sb3-ppo-cartpole", device, bench, per_seed, torch.get_num_threads())
+    criterion = criterion_of(Bench("sb3-ppo", "CartPole-v1", "CartPole-v1", 475.0))
+    row = summarize("sb3-ppo-cartpole", device, criterion, per_seed, torch.get_num_threads())
     return row | peak_memory_mb(device)
 
 
@@ -318,12 +323,10 @@ def run_in_subprocess(
         skipped = next((r for r in rows if "skipped" in r), None)
         if skipped is not None:
             return skipped
-        bench = BENCHMARKS[name] or Bench("sb3-ppo", "CartPole-v1", "CartPole-v1", 475.0)
-        row = summarize(name, device, bench, [r["per_seed"][0] for r in rows], rows[0]["threads"])
-        row["criterion"] = rows[0]["criterion"]
-        memory = ("peak_rss_mb", "cuda_peak_mb")
-        row |= {k: rows[0][k] for k in ("random_return", "overrides") if k in rows[0]}
-        return row | {"cold": True} | {k: max(r[k] for r in rows) for k in memory if k in rows[0]}
+        first, per_seed = rows[0], [r["per_seed"][0] for r in rows]
+        memory = {k: max(r[k] for r in rows) for k in ("peak_rss_mb", "cuda_peak_mb") if k in first}
+        summary = summarize(name, device, first["criterion"], per_seed, first["threads"])
+        return first | summary | memory
     command = [sys.executable, __file__, "--child", name, "--device", device]
     if cold:
         command.append("--cold")
