@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -26,13 +28,30 @@ def one_hot(
     return torch.nn.functional.one_hot(indices.long(), num_classes).to(dtype)
 
 
+def _check_reducible(name: str, x: torch.Tensor, dim: int, least: int) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} needs a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} needs a floating-point tensor, got dtype {x.dtype}")
+    if not -x.dim() <= dim < max(x.dim(), 1):
+        raise ValueError(f"{name}: dim {dim} is out of range for shape {tuple(x.shape)}")
+    size = x.shape[dim] if x.dim() else 1
+    if size < least or x.numel() == 0:
+        raise ValueError(
+            f"{name} needs at least {least} value(s) along dim {dim}, got shape {tuple(x.shape)}"
+        )
+
+
 def standardize(x: torch.Tensor, dim: int = 0, eps: float = 1e-8) -> torch.Tensor:
-    """Zero mean, unit standard deviation along ``dim``."""
+    """Zero mean, unit standard deviation along ``dim`` (the sample standard deviation, as
+    ``torch.std``: dividing by ``n - 1``, so at least two values are needed)."""
+    _check_reducible("standardize", x, dim, least=2)
     return (x - x.mean(dim, keepdim=True)) / (x.std(dim, keepdim=True) + eps)
 
 
 def min_max_scale(x: torch.Tensor, dim: int = 0, eps: float = 1e-12) -> torch.Tensor:
     """Scale to ``[0, 1]`` along ``dim``."""
+    _check_reducible("min_max_scale", x, dim, least=1)
     low = x.amin(dim, keepdim=True)
     high = x.amax(dim, keepdim=True)
     return (x - low) / (high - low + eps)
@@ -51,6 +70,20 @@ def _merge_moments(
     total = count + batch_count
     m2 = var * count + batch_var * batch_count + delta.square() * count * batch_count / total
     return mean + delta * (batch_count / total), m2 / total, total
+
+
+def _check_batch(batch: torch.Tensor, shape: tuple[int, ...]) -> None:
+    """A batch of samples of ``shape``, at least one (shapes only: no host sync)."""
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"running statistics need a torch.Tensor batch, got {type(batch).__name__}")
+    lead = batch.dim() - len(shape)
+    if lead < 0 or tuple(batch.shape[lead:]) != shape:
+        raise ValueError(
+            f"running statistics of samples of shape {shape} got a batch of shape "
+            f"{tuple(batch.shape)}; expected (B, *{shape})"
+        )
+    if batch.numel() == 0 and math.prod(shape) > 0:
+        raise ValueError(f"running statistics got an empty batch of shape {tuple(batch.shape)}")
 
 
 class RunningMeanStd:
@@ -77,7 +110,9 @@ class RunningMeanStd:
         self.count = torch.tensor(epsilon, dtype=dtype, device=device)
 
     def update(self, batch: torch.Tensor) -> None:
-        """Fold in a ``(B, *shape)`` batch."""
+        """Fold in a ``(B, *shape)`` batch (or any ``(..., *shape)``: the leading dimensions are
+        rows)."""
+        _check_batch(batch, tuple(self.mean.shape))
         batch = batch.to(self.mean.dtype).reshape(-1, *self.mean.shape)
         merged = _merge_moments(
             self.mean,
@@ -150,6 +185,12 @@ class GroupedRunningMeanStd:
 
     def update(self, batch: torch.Tensor) -> None:
         """Fold in a ``(G * B, *shape)`` batch: group ``g`` takes rows ``g * B ... g * B + B - 1``."""
+        _check_batch(batch, self.shape)
+        if batch.dim() != 1 + len(self.shape) or batch.shape[0] == 0:
+            raise ValueError(
+                f"grouped statistics need a (G * B, *{self.shape}) batch with B >= 1, got shape "
+                f"{tuple(batch.shape)}"
+            )
         grouped = self._split(batch.to(self.mean.dtype))
         merged = _merge_moments(
             self.mean, self.var, self.count, grouped.mean(1), grouped.var(1, unbiased=False),
@@ -172,6 +213,9 @@ class GroupedRunningMeanStd:
         return {"mean": self.mean.clone(), "var": self.var.clone(), "count": self.count.clone()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for key in ("mean", "var", "count"):
+            if key not in state:
+                raise ValueError(f"grouped running statistics are missing {key!r}")
         if tuple(state["mean"].shape) != tuple(self.mean.shape):
             raise ValueError(
                 f"grouped statistics of shape {tuple(state['mean'].shape)} do not fit "

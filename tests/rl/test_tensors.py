@@ -98,6 +98,43 @@ def test_loaded_statistics_land_in_the_same_tensors(grouped: bool) -> None:
     assert all(torch.equal(saved[key], before[key]) for key in saved)
 
 
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: standardize(torch.arange(4)), TypeError, "floating-point"),
+        (lambda: standardize(torch.tensor([[1.0]])), ValueError, "at least 2"),
+        (lambda: standardize(torch.zeros(3, 2), dim=2), ValueError, "out of range"),
+        (lambda: min_max_scale(torch.zeros(0, 2)), ValueError, "at least 1"),
+        (lambda: min_max_scale([1.0, 2.0]), TypeError, "torch.Tensor"),
+    ],
+)
+def test_scalers_reject_what_they_cannot_scale(call, error, message) -> None:
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_running_statistics_reject_a_batch_of_other_samples(grouped: bool) -> None:
+    rms = GroupedRunningMeanStd(2, (2,)) if grouped else RunningMeanStd((2,))
+    before = rms.state_dict()
+    for batch in (torch.ones(2, 3), torch.ones(0, 2), torch.ones(3)):
+        with pytest.raises(ValueError, match="running statistics"):
+            rms.update(batch)
+    for key, value in rms.state_dict().items():  # nothing folded in
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="missing 'var'"):
+        rms.load_state_dict({"mean": before["mean"]})
+
+
+def test_running_statistics_take_rows_with_leading_dimensions() -> None:
+    rms, flat = RunningMeanStd((2,)), RunningMeanStd((2,))
+    batch = torch.randn(3, 4, 2, dtype=torch.float64)
+    rms.update(batch)
+    flat.update(batch.reshape(-1, 2))
+    torch.testing.assert_close(rms.mean, flat.mean)
+    torch.testing.assert_close(rms.var, flat.var)
+
+
 def test_image_round_trip_is_exact() -> None:
     image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3) * 4
     tensor = image_to_tensor(image)
