@@ -154,7 +154,7 @@ class Config:
     ``target_return`` before an early stop, run only once the training return has: a stop then
     means the policy is solved as ``rl eval`` judges it. 0: no check."""
     init_from: str | None = None
-    """A checkpoint (``.pt`` file, or a run folder: its best.pt, else latest.pt) whose network
+    """A checkpoint (``.pt`` file, or a run folder: its latest.pt) whose network
     weights (and observation statistics, with ``norm_obs``) start this run: transfer learning
     and pretrained torsos. The optimizer, counters and RNG start fresh, so ``env_kwargs`` (e.g.
     the houses) may differ; the spaces and ``hidden_sizes`` must match. ``None``: random init."""

@@ -53,6 +53,7 @@ __all__ = [
     "measure_policies",
     "random_policy",
     "resolve_reward_scheme",
+    "solved_bar",
 ]
 
 ENV_ID = "sandbox/DogTraining-v0"
@@ -131,6 +132,21 @@ SOLVED_SUCCESS_RATE = 0.9
 """Fraction of reliefs (accidents included) that must happen in the garden, over 100 episodes."""
 SOLVED_MEAN_RETURN = 1.0
 """Mean return over 100 episodes under the default ``"coached"`` scheme: ~80 % of the expert's."""
+
+
+def solved_bar(
+    reward_scheme: str | Mapping[str, float] = DEFAULT_REWARD_SCHEME, **_: Any
+) -> dict[str, float]:
+    """The "solved" bar under ``reward_scheme`` (``rl train`` and ``rl eval`` judge by it).
+
+    The success rate counts in any scheme. A return is counted in its own scheme's units (a
+    perfect ``scolding_only`` dog scores 0), so :data:`SOLVED_MEAN_RETURN`, measured under
+    ``coached``, applies only to a scheme that pays as ``coached`` does.
+    """
+    bar = {"success_rate": SOLVED_SUCCESS_RATE}
+    if resolve_reward_scheme(reward_scheme) == resolve_reward_scheme(DEFAULT_REWARD_SCHEME):
+        bar["mean_return"] = SOLVED_MEAN_RETURN
+    return bar
 
 
 def resolve_reward_scheme(scheme: str | Mapping[str, float]) -> dict[str, float]:

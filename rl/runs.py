@@ -56,10 +56,13 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(handle)
 
 
-def find_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
+def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
     """A checkpoint file from a run directory or a file path.
 
-    For a run directory, ``which`` picks ``best`` (falling back to ``latest``) or ``latest``.
+    For a run directory, ``which`` picks ``latest`` (the weights training ended with, the ones
+    ``rl train`` evaluated and ``eval.json`` describes; falling back to ``best``) or ``best``
+    (the best training return so far, falling back to ``latest``). A supervised run saves its
+    best-validation weights as both.
 
     Raises:
         CheckpointError: nothing usable there.
@@ -70,6 +73,8 @@ def find_checkpoint(path: str | os.PathLike, which: str = "best") -> Path:
     if not path.exists():
         raise CheckpointError(f"{path} does not exist: expected a run directory or a .pt file")
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if which not in ("latest", "best"):
+        raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
     order = ["best.pt", "latest.pt"] if which == "best" else ["latest.pt", "best.pt"]
     for name in order:
         if (folder / name).is_file():
@@ -204,6 +209,7 @@ class TrainingRun:
                 _wait_past_existing_event_files(self.run_dir)
             self._writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
         if progress and writer:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -213,6 +219,9 @@ class TrainingRun:
                 TimeRemainingColumn,
             )
 
+            console = Console()
+            if not console.is_terminal:  # a log file: its last line in full, not cut at 80
+                console = Console(width=160)
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -221,6 +230,7 @@ class TrainingRun:
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[status]}"),
+                console=console,
             )
             self._progress.start()
             self._task = self._progress.add_task(

@@ -25,22 +25,28 @@ def is_torch_vector_env(env: Any) -> bool:
     return getattr(env, "metadata", {}).get("backend") == "torch"
 
 
+def similar_env_ids(env_id: str, limit: int = 3) -> list[str]:
+    """Registered ids close to ``env_id`` (a typo's likely meaning), closest first."""
+    import difflib
+
+    ids = list(gymnasium.registry)
+    close = difflib.get_close_matches(env_id, ids, n=limit, cutoff=0.6)
+    # A bare name matches its namespaced id ("DogTraining-v0" -> "sandbox/DogTraining-v0").
+    name = env_id.split("/")[-1].split("-")[0].lower()
+    close += [i for i in ids if name and i.split("/")[-1].split("-")[0].lower() == name]
+    return list(dict.fromkeys(close))[:limit]
+
+
 def env_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
-    """The registered spec, or a ValueError that lists similar ids."""
+    """The registered spec, or a ValueError that suggests similar ids."""
     try:
         return gymnasium.spec(env_id)
-    except gymnasium.error.Error as exc:
-        known = [
-            i
-            for i in gymnasium.registry
-            if env_id.split("/")[-1].split("-")[0].lower() in i.lower()
-        ]
-        hint = (
-            f"; did you mean one of {known[:5]}?"
-            if known
-            else "; `rl envs` lists the sandbox's envs"
-        )
-        raise ValueError(f"unknown environment {env_id!r} ({exc}){hint}") from None
+    except gymnasium.error.Error:
+        similar = similar_env_ids(env_id)
+        hint = f"did you mean {' or '.join(map(repr, similar))}? " if similar else ""
+        raise ValueError(
+            f"unknown environment {env_id!r}; {hint}`rl envs` lists the sandbox's envs"
+        ) from None
 
 
 def make_vector_env(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
+from typing import Any
 
 # Order is the order of `rl --help`.
 COMMANDS = (
@@ -27,6 +29,22 @@ COMMANDS = (
 
 class CLIError(Exception):
     """A user error: printed as one line with the exit code 2, no traceback."""
+
+
+def parse_env_value(text: str) -> Any:
+    """A ``--set`` env value: JSON where it parses (numbers, ``true``, dicts), else the text
+    (``--set reward_scheme=treats``). Text that opens as JSON (``{``, ``[``, ``"``) must parse:
+    a brace left out is an error, not a preset name."""
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if text[:1] in ("{", "[", '"'):
+            raise CLIError(
+                f"--set value {text!r} is not valid JSON ({exc.msg} at character {exc.pos}); "
+                """e.g. --set reward_scheme='{"relief_outdoors": 1, "on_sofa": -0.5}'"""
+            ) from None
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:

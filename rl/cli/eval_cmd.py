@@ -1,6 +1,7 @@
 """``rl eval PATH``: evaluate a trained policy deterministically over whole episodes.
 
-``PATH`` is a run directory (its ``best.pt``, else ``latest.pt``) or a checkpoint file. With
+``PATH`` is a run directory (its ``latest.pt``: the weights training ended with, which
+``rl train`` evaluated with the same seed) or a checkpoint file. With
 ``--env`` the policy is evaluated in another env with the same spaces (e.g. trained on
 sandbox/CartPole-v1, evaluated on Gymnasium's CartPole-v1). Checkpoints are read with
 ``torch.load(weights_only=True)``: a crafted pickle is refused, never run.
@@ -28,7 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "length and, where the env reports it, success rate. Writes eval.json into a run "
         "directory.",
     )
-    parser.add_argument("path", metavar="PATH", help="a run directory or a .pt checkpoint")
+    parser.add_argument(
+        "path",
+        metavar="PATH",
+        help="a run directory (its checkpoints/latest.pt, the weights training ended with) or a "
+        ".pt checkpoint (e.g. RUN/checkpoints/best.pt)",
+    )
     parser.add_argument("--env", metavar="ID", help="evaluate in this env (same spaces)")
     parser.add_argument("--episodes", type=int, default=100, metavar="N", help="default 100")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         global_step=checkpoint.get("global_step"),
         seed=seed,
         deterministic=True,
-        solved_thresholds=solved_thresholds(env_id),
+        solved_thresholds=solved_thresholds(env_id, env_kwargs),
     )
     if Path(args.path).is_dir():
         write_json(Path(args.path) / "eval.json", data)

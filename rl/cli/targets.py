@@ -1,14 +1,13 @@
 """What ``rl watch`` and ``rl record`` are pointed at: a run, a checkpoint or an env id.
 
 A ``TARGET`` resolves to a :class:`Target`: the env (id and constructor arguments, as trained)
-and a policy. A run directory gives its best checkpoint, a ``.pt`` file that checkpoint, and an
-env id a uniformly random policy — the "before" picture a learner compares a trained agent with.
+and a policy. A run directory gives its latest checkpoint (the weights training ended with), a
+``.pt`` file that checkpoint, and an env id a uniformly random policy — the "before" picture a learner compares a trained agent with.
 :func:`progress_targets` lists a run's training snapshots (0 %, 10 %, ..., 100 %) in order.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,9 @@ from gymnasium import spaces
 
 from agents.base import PolicyView
 from rl.checkpoint import CheckpointError, load_checkpoint
-from rl.cli import CLIError
+from rl.cli import CLIError, parse_env_value
 from rl.runs import find_checkpoint, list_snapshots
+from rl.vector import similar_env_ids
 
 
 class RandomPolicy:
@@ -121,10 +121,7 @@ def parse_env_overrides(items: list[str] | None) -> dict[str, Any]:
             raise CLIError(
                 f"--set expects KEY=VALUE (e.g. --set reward_scheme=treats), got {item!r}"
             )
-        try:
-            kwargs[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key.strip()] = value.strip()
+        kwargs[key.strip()] = parse_env_value(value)
     return kwargs
 
 
@@ -214,7 +211,7 @@ def resolve_target(
     """A run directory, a checkpoint file or an env id → :class:`Target`.
 
     Args:
-        target: ``runs/<name>`` (its ``best.pt``, else ``latest.pt``), a ``.pt`` file, or a
+        target: ``runs/<name>`` (its ``latest.pt``: the weights training ended with), a ``.pt`` file, or a
             registered env id (a random policy acts).
         env_id: override the env (``--env``).
         env_kwargs: env constructor arguments (``--set``), on top of the run's.
@@ -244,9 +241,12 @@ def resolve_target(
             policy=RandomPolicy(action_space, seed),
             is_random=True,
         )
+    similar = similar_env_ids(target)
+    hint = f"did you mean {' or '.join(map(repr, similar))}? " if similar else ""
     raise CLIError(
         f"{target!r} is neither a run directory, a checkpoint file nor a registered env id; "
-        "pass runs/<run name>, a .pt file, or an id from `rl envs` (e.g. sandbox/DogTraining-v0)"
+        f"{hint}pass runs/<run name>, a .pt file, or an id from `rl envs` "
+        "(e.g. sandbox/DogTraining-v0)"
     )
 
 

@@ -8,9 +8,9 @@ Every user error is one line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import inspect
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from rl.checkpoint import CheckpointError
-from rl.cli import CLIError
+from rl.cli import CLIError, parse_env_value
 from rl.config import config_from_dict, field_types, parse_overrides, replace_config
 from rl.device import DEVICE_CHOICES, resolve_device
 from rl.runs import RUNS_ROOT, TrainingDiverged, load_resume_checkpoint, run_name
@@ -148,14 +148,6 @@ def env_arg_names(env_id: str) -> list[str]:
     return [p.name for p in parameters if p.kind in kinds and p.name not in _RESERVED_ENV_ARGS]
 
 
-def parse_env_value(text: str) -> Any:
-    """``--set`` env values: JSON where it parses (numbers, true, dicts), else the text."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def split_overrides(
     items: list[str], config_cls: type, env_id: str
 ) -> tuple[dict[str, str], dict[str, Any]]:
@@ -174,9 +166,12 @@ def split_overrides(
         elif key in env_args:
             env_kwargs[key] = parse_env_value(value)
         else:
+            close = difflib.get_close_matches(key, [*fields, *env_args], n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise CLIError(
-                f"unknown --set key {key!r}: Config fields are {', '.join(sorted(fields))}; "
-                f"{env_id} arguments are {', '.join(env_args) or '(none)'}"
+                f"unknown --set key {key!r}: {hint}Config fields are "
+                f"{', '.join(sorted(fields))}; {env_id} arguments are "
+                f"{', '.join(env_args) or '(none)'}"
             )
     return cfg_overrides, env_kwargs
 
@@ -193,24 +188,29 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
         raise CLIError(f"cannot make {env_id} with {env_kwargs}: {exc}") from None
 
 
-def solved_thresholds(env_id: str) -> dict[str, float]:
-    """The env's "solved" bar: its module's ``SOLVED_SUCCESS_RATE``/``SOLVED_MEAN_RETURN``
-    (the sandbox's envs) or the registration's ``reward_threshold`` (Gymnasium's)."""
+def solved_thresholds(env_id: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
+    """The env's "solved" bar with these constructor arguments: its module's ``solved_bar(**env_kwargs)``
+    where it has one (the dog's depends on the reward scheme), else its
+    ``SOLVED_SUCCESS_RATE``/``SOLVED_MEAN_RETURN`` (the sandbox's envs), else the
+    registration's ``reward_threshold`` (Gymnasium's)."""
     import gymnasium
 
     spec = gymnasium.spec(env_id)
     thresholds: dict[str, float] = {}
+    module = None
     if isinstance(spec.entry_point, str):
         try:
             module = importlib.import_module(spec.entry_point.split(":")[0])
         except ImportError:
             module = None
-        for key, name in (
-            ("success_rate", "SOLVED_SUCCESS_RATE"),
-            ("mean_return", "SOLVED_MEAN_RETURN"),
-        ):
-            if module is not None and isinstance(getattr(module, name, None), (int, float)):
-                thresholds[key] = float(getattr(module, name))
+    if callable(getattr(module, "solved_bar", None)):
+        return {key: float(value) for key, value in module.solved_bar(**(env_kwargs or {})).items()}
+    for key, name in (
+        ("success_rate", "SOLVED_SUCCESS_RATE"),
+        ("mean_return", "SOLVED_MEAN_RETURN"),
+    ):
+        if module is not None and isinstance(getattr(module, name, None), (int, float)):
+            thresholds[key] = float(getattr(module, name))
     if "mean_return" not in thresholds and spec.reward_threshold is not None:
         thresholds["mean_return"] = float(spec.reward_threshold)
     return thresholds
@@ -340,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
             where = f"{ranks} rank(s) on {device.type} over {backend}, envs per rank, steps in all"
         print(
             f"{action} {algo.upper()} on {cfg.env_id} (seed {cfg.seed}, {cfg.num_envs} envs, "
-            f"{cfg.total_timesteps:,} steps, {where}) → {cfg.run_dir}"
+            f"{planned_steps(cfg, args.distributed)}, {where}) → {cfg.run_dir}"
         )
     try:
         result = module.train(cfg, resume=args.resume)
@@ -394,7 +394,7 @@ def run_seeds(args: argparse.Namespace) -> int:
             seeds=seeds,
             write_runs=cfg.write_run,
             eval_episodes=cfg.eval_episodes,
-            solved_return=solved_thresholds(cfg.env_id).get("mean_return"),
+            solved_return=solved_thresholds(cfg.env_id, cfg.env_kwargs).get("mean_return"),
             progress=cfg.progress,
         )
     except ValueError as exc:
@@ -456,11 +456,22 @@ def _train_group(cfg: Any, resume: str | None = None) -> int:
     return 0
 
 
+def planned_steps(cfg: Any, distributed: bool = False) -> str:
+    """``"2,048 steps (--total-timesteps 3,000 in whole iterations of 1,024)"``: what the run
+    will train, where whole iterations round ``total_timesteps`` down."""
+    per = getattr(cfg, "batch_size", None) or cfg.num_envs
+    total = cfg.total_timesteps
+    if distributed or total % per == 0:
+        return f"{total:,} steps"
+    planned = max(1, total // per) * per
+    return f"{planned:,} steps (--total-timesteps {total:,} in whole iterations of {per:,})"
+
+
 def print_summary(result: Any, cfg: Any) -> None:
     """The evaluation against the env's solved bar, and what to run next."""
     from rich.console import Console
 
-    console = Console()
+    console = Console(soft_wrap=True)  # piped into a log: whole lines, never cut mid-word
     run_dir = result.run_dir or cfg.run_dir
     seconds = result.metrics.get("train_seconds")
     took = f" in {seconds:.0f} s" if seconds is not None else ""
@@ -476,7 +487,7 @@ def print_summary(result: Any, cfg: Any) -> None:
         console.print(f"Stopped early at the target return {cfg.target_return:g}: {how}.")
     evaluation = result.evaluation
     if evaluation is not None:
-        bar = solved_thresholds(cfg.env_id)
+        bar = solved_thresholds(cfg.env_id, cfg.env_kwargs)
         line = (
             f"Evaluation ({evaluation.episodes} deterministic episodes): mean return "
             f"{evaluation.mean_return:.2f} ± {evaluation.std_return:.2f}"

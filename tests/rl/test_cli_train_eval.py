@@ -71,8 +71,19 @@ def test_eval_json_prints_one_object(run_dir: Path, capsys: pytest.CaptureFixtur
     data = json.loads(capsys.readouterr().out)
     for key in ("mean_return", "std_return", "episodes", "mean_length", "env_id", "checkpoint"):
         assert key in data, key
-    assert data["episodes"] == 3 and data["checkpoint"].endswith("best.pt")
+    assert data["episodes"] == 3 and data["checkpoint"].endswith("latest.pt")
     assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 3
+
+
+def test_eval_of_a_run_repeats_the_evaluation_train_printed(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = json.loads((run_dir / "eval.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json", "--episodes", str(before["episodes"])]) == 0
+    data = json.loads(capsys.readouterr().out)
+    for key in ("mean_return", "std_return", "min_return", "max_return", "mean_length"):
+        assert data[key] == before[key], key
 
 
 def test_eval_on_gymnasiums_env_with_the_same_spaces(
@@ -145,6 +156,10 @@ def test_resume_continues_a_run(
     [
         (["train", "--num-envs", "0"], "--num-envs"),
         (["train", "--env", "NoSuchEnv-v0"], "unknown environment"),
+        (["train", "--env", "sandbox/DogTrainin-v0"], "did you mean 'sandbox/DogTraining-v0'?"),
+        (["train", "--set", "learning_rat=1"], "did you mean 'learning_rate'?"),
+        (["train", "--set", """reward_scheme={"on_sofa": -1"""], "not valid JSON"),
+        (["watch", "sandbox/DogTrainin-v0"], "did you mean 'sandbox/DogTraining-v0'?"),
         (["train", "--set", "no_such_key=1"], "reward_scheme"),
         (["train", "--set", "learning_rate=fast"], "learning_rate"),
         (["train", "--set", "reward_scheme=bribes"], "reward_scheme"),
@@ -187,6 +202,14 @@ def test_solved_thresholds() -> None:
         "success_rate": dog_training.SOLVED_SUCCESS_RATE,
         "mean_return": dog_training.SOLVED_MEAN_RETURN,
     }
+    # A return bar is in its scheme's units: the dog's applies under "coached" only.
+    for scheme in ("scolding_only", "treats", {"relief_outdoors": 2.0}):
+        assert solved_thresholds("sandbox/DogTraining-v0", {"reward_scheme": scheme}) == {
+            "success_rate": dog_training.SOLVED_SUCCESS_RATE
+        }
+    assert "mean_return" in solved_thresholds(
+        "sandbox/DogTraining-v0", {"reward_scheme": "coached", "layout": "random"}
+    )
     assert solved_thresholds("CartPole-v1") == {"mean_return": 475.0}
     assert solved_thresholds("sandbox/CartPole-v1") == {"mean_return": 475.0}
 

@@ -40,8 +40,12 @@ def test_layout_snapshots_and_best(tmp_path: Path) -> None:
     assert steps == [0, 40, 60, 80, 100]
     assert read_json(tmp_path / "run" / "config.json") == {"lr": 1.0}
     assert list((tmp_path / "run").glob("events.out.tfevents.*"))
-    best = torch.load(find_checkpoint(tmp_path / "run"), weights_only=True)
+    best = torch.load(find_checkpoint(tmp_path / "run", which="best"), weights_only=True)
     assert best["best_return"] == 7.0 and best["global_step"] == 60
+    # A run stands for the weights training ended with.
+    assert find_checkpoint(tmp_path / "run").name == "latest.pt"
+    with pytest.raises(ValueError, match="'latest' or 'best'"):
+        find_checkpoint(tmp_path / "run", which="final")
     assert load_resume_checkpoint(tmp_path / "run")["global_step"] == 100
 
 
