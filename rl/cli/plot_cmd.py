@@ -47,7 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Plot return and success rate against env steps from runs' TensorBoard events. "
             "Runs that differ only in their seed are averaged (mean, with ± 1 std shaded). "
-            "A folder of runs (e.g. runs/) stands for every run in it."
+            "A folder of runs (e.g. runs/) stands for every run in it, at any depth; runs in it "
+            "without episodes (supervised runs) are left out and listed."
         ),
     )
     parser.add_argument(
@@ -73,13 +74,14 @@ class RunCurves:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
-def find_runs(paths: list[str]) -> list[Path]:
-    """Run directories named by ``paths``: each one itself, or the runs inside a folder.
+def find_runs(paths: list[str]) -> list[tuple[Path, bool]]:
+    """Run directories named by ``paths``: each one itself, or the runs anywhere inside a folder; with
+    whether the run was named itself (``True``) or found in a folder.
 
     Raises:
         CLIError: a path that does not exist or holds no TensorBoard events.
     """
-    found: list[Path] = []
+    found: dict[Path, bool] = {}
     for text in paths:
         path = Path(text)
         if not path.is_dir():
@@ -87,19 +89,24 @@ def find_runs(paths: list[str]) -> list[Path]:
                 f"{text} is not a directory; expected a run directory made by `rl train`"
             )
         if any(path.glob("events.out.tfevents.*")):
-            found.append(path)
+            found[path] = True
             continue
-        inner = sorted(p.parent for p in path.glob("*/events.out.tfevents.*"))
+        inner = sorted({p.parent for p in path.rglob("events.out.tfevents.*")})
         if not inner:
             raise CLIError(
                 f"{text} holds no TensorBoard events (events.out.tfevents.*) nor runs that do"
             )
-        found.extend(dict.fromkeys(inner))
-    return list(dict.fromkeys(found))
+        for run in inner:
+            found.setdefault(run, False)
+    return list(found.items())
 
 
 def read_run(path: Path) -> RunCurves:
-    """The run's return and success-rate curves (sorted by step) and flattened config."""
+    """The run's return and success-rate curves (sorted by step) and flattened config.
+
+    Raises:
+        NoEpisodes: the run logged no episode return (a supervised run, or one too short).
+    """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
@@ -114,28 +121,120 @@ def read_run(path: Path) -> RunCurves:
             order = np.argsort(steps, kind="stable")
             run.curves[tag] = (steps[order], values[order])
     if RETURN_TAG not in run.curves:
-        raise CLIError(
+        if any(tag.startswith("losses/") for tag in tags) and not any(
+            tag.startswith("charts/") for tag in tags
+        ):
+            raise NoEpisodes(
+                f"{path} is a supervised run (its curves are losses, no episodes); "
+                f"`tensorboard --logdir {path}` shows them",
+                supervised=True,
+            )
+        raise NoEpisodes(
             f"{path} has no {RETURN_TAG} scalars yet (tags: {sorted(tags) or 'none'}); "
             "train longer so that episodes finish"
         )
     return run
 
 
-def _describe(path: Path) -> dict[str, Any]:
-    """The run's config, with ``env_kwargs`` flattened in, plus its algorithm."""
-    config: dict[str, Any] = {}
-    if (path / "config.json").is_file():
-        raw = read_json(path / "config.json")
-        for key, value in raw.items():
-            if key == "env_kwargs" and isinstance(value, dict):
-                config.update({k: _hashable(v) for k, v in value.items()})
+class NoEpisodes(CLIError):
+    """A run with no episode-return curve to plot."""
+
+    def __init__(self, message: str, *, supervised: bool = False) -> None:
+        super().__init__(message)
+        self.supervised = supervised
+
+
+def read_runs(paths: list[str]) -> tuple[list[RunCurves], list[str]]:
+    """The runs ``paths`` name, and lines saying which runs found inside folders were left out
+    (a folder such as ``runs/`` may also hold supervised runs). A run named itself must have
+    curves.
+
+    Raises:
+        CLIError: a named run without episodes, or no run with episodes at all.
+    """
+    runs: list[RunCurves] = []
+    supervised: list[str] = []
+    skipped: list[str] = []
+    for path, named in find_runs(paths):
+        try:
+            runs.append(read_run(path))
+        except NoEpisodes as exc:
+            if named:
+                raise
+            if exc.supervised:
+                supervised.append(str(path))
             else:
-                config[key] = _hashable(value)
-    # Run folders are named <env>__<algo>__<seed>__<timestamp>.
-    parts = path.name.split("__")
-    if "algo" not in config and len(parts) >= 4:
-        config["algo"] = parts[1]
+                skipped.append(str(exc))
+    if supervised:
+        skipped.insert(
+            0,
+            f"{len(supervised)} supervised run(s), whose curves are losses (`tensorboard "
+            f"--logdir` shows them): {', '.join(supervised)}",
+        )
+    if not runs:
+        raise CLIError(
+            f"no run in {' '.join(paths)} has episode returns to plot; left out "
+            + "; ".join(skipped)
+        )
+    return runs, skipped
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    """The run's config, with ``env_kwargs`` flattened in (the env's defaults filled in for
+    arguments the run left out), plus its algorithm."""
+    config: dict[str, Any] = {}
+    raw = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    for key, value in raw.items():
+        if key != "env_kwargs":
+            config[key] = _hashable(value)
+    env_kwargs = raw.get("env_kwargs") if isinstance(raw.get("env_kwargs"), dict) else {}
+    if isinstance(raw.get("env_id"), str):
+        env_kwargs = {**_env_defaults(raw["env_id"]), **env_kwargs}
+    config.update({k: _hashable(v) for k, v in env_kwargs.items()})
+    if "algo" not in config:
+        config["algo"] = _algo_of(path)
     return config
+
+
+def _env_defaults(env_id: str) -> dict[str, Any]:
+    """The env constructor's default arguments (e.g. the dog's ``reward_scheme="coached"``)."""
+    import inspect
+
+    import gymnasium
+    from gymnasium.envs.registration import load_env_creator
+
+    from rl.cli.targets import register_envs
+
+    register_envs()
+    try:
+        spec = gymnasium.spec(env_id)
+        entry = spec.vector_entry_point or spec.entry_point
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        parameters = inspect.signature(creator).parameters.values()
+    except (gymnasium.error.Error, ImportError, AttributeError, TypeError, ValueError):
+        return {}
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.default is not inspect.Parameter.empty
+        and isinstance(p.default, (str, int, float, bool))
+        and p.name not in {"num_envs", "device", "render_mode", "seed"}
+    }
+
+
+def _algo_of(path: Path) -> str | None:
+    """The algorithm that wrote the run: its folder name (``<env>__<algo>__<seed>__<time>``),
+    else its latest checkpoint's ``algo``."""
+    parts = path.name.split("__")
+    if len(parts) >= 4:
+        return parts[1]
+    from rl.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        algo = load_checkpoint(path / "checkpoints" / "latest.pt").get("algo")
+    except (CheckpointError, OSError):
+        return None
+    return algo if isinstance(algo, str) else None
 
 
 def _hashable(value: Any) -> Any:
@@ -261,11 +360,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out must be a .png file, got {args.out}")
     if not (0 <= args.smooth < 1) or math.isnan(args.smooth):
         raise CLIError(f"--smooth must be in [0, 1), got {args.smooth}")
-    runs = [read_run(path) for path in find_runs(args.runs)]
+    runs, skipped = read_runs(args.runs)
     plot(runs, args.out, smoothing=args.smooth, title=args.title)
     groups = group_runs(runs)
     print(f"rl plot: wrote {args.out} ({len(runs)} runs in {len(groups)} groups)")
     for label, members in groups:
-        final = [float(m.curves[RETURN_TAG][1][-1]) for m in members]
-        print(f"  {label}: final return {np.mean(final):+.3f}")
+        final = float(np.mean([m.curves[RETURN_TAG][1][-1] for m in members]))
+        print(f"  {label}: final return {round(final, 3) + 0.0:+.3f}")  # never "-0.000"
+    for reason in skipped:
+        print(f"  left out: {reason}")
     return 0

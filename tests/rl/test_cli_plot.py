@@ -1,0 +1,62 @@
+"""``rl plot`` over mixed folders: defaults, supervised runs, custom run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rl.cli import main
+
+DOG = "sandbox/DogTraining-v0"
+
+
+def _write_run(run: Path, config: dict, tags: dict[str, list[float]]) -> Path:
+    from torch.utils.tensorboard import SummaryWriter
+
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config))
+    writer = SummaryWriter(str(run))
+    for tag, values in tags.items():
+        for i, value in enumerate(values):
+            writer.add_scalar(tag, value, i * 100)
+    writer.close()
+    return run
+
+
+def _episodes(final: float) -> dict[str, list[float]]:
+    return {"charts/episodic_return": [0.0, final / 2, final]}
+
+
+def test_a_run_left_at_the_env_defaults_is_labelled_by_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `rl train` with no --set writes no env_kwargs; the lesson's run named its scheme; the
+    # run folder names no algorithm (--run-dir runs/lesson/coached).
+    _write_run(tmp_path / "default", {"env_id": DOG, "env_kwargs": {}}, _episodes(1.0))
+    _write_run(
+        tmp_path / "lesson" / "treats",
+        {"env_id": DOG, "env_kwargs": {"reward_scheme": "treats"}},
+        _episodes(0.5),
+    )
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "reward_scheme=coached: final return +1.000" in out
+    assert "reward_scheme=treats: final return +0.500" in out
+    assert "None" not in out
+
+
+def test_a_folder_leaves_out_its_supervised_runs_a_named_one_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_run(tmp_path / "runs" / "dog", {"env_id": DOG}, _episodes(-0.0001))
+    bc = _write_run(
+        tmp_path / "runs" / "bc", {"env_id": DOG}, {"losses/train": [1.0, 0.5], "losses/val": [1.0]}
+    )
+    assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "final return +0.000" in out  # never "-0.000"
+    assert "left out: 1 supervised run(s)" in out and str(bc) in out
+    assert main(["plot", str(bc), "--out", str(tmp_path / "c.png")]) == 2
+    assert "is a supervised run" in capsys.readouterr().err
