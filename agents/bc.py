@@ -41,6 +41,7 @@ import itertools
 import math
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,8 +87,15 @@ def save_demos(
         env_id: the env the demonstrations come from.
         env_kwargs: plain values the env was made with.
         episode_ids: ``(T,)`` episode number of each step.
+
+    Raises:
+        ValueError: no steps (``T == 0``), mismatched lengths, or the wrong shapes or dtypes.
     """
-    obs, actions = _check_demos(torch.as_tensor(obs), torch.as_tensor(actions), str(path))
+    if not isinstance(env_id, str) or not env_id:
+        raise TypeError(f"save_demos: env_id must be an env id string, got {env_id!r}")
+    obs, actions = _check_demos(
+        torch.as_tensor(obs), torch.as_tensor(actions), f"save_demos({str(path)!r})"
+    )
     payload: dict[str, Any] = {
         "format": DEMOS_FORMAT,
         "format_version": DEMOS_FORMAT_VERSION,
@@ -114,41 +122,101 @@ def load_demos(
         ValueError: a missing, unsafe, truncated or malformed file, or one from another env.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(
-            f"demonstration file {path} does not exist (record one: rl play --record-demos)"
-        )
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(
-            f"demonstration file {path} was refused: it holds objects other than tensors and "
-            "plain values, which are never loaded (they could run code)"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise ValueError(
-            f"demonstration file {path} is truncated or not a torch file ({exc})"
-        ) from None
+    where = f"demonstration file {path}"
+    data = _read_demo_file(path, where)
     if not isinstance(data, dict):
+        raise ValueError(f"{where} holds a {type(data).__name__}, expected a dict ({_WRITTEN_BY})")
+    marker = data.get("format", DEMOS_FORMAT)
+    if marker != DEMOS_FORMAT:
         raise ValueError(
-            f"demonstration file {path} holds a {type(data).__name__}, expected a dict"
+            f"{where} is not a demonstration file: its format marker is {marker!r}, not "
+            f"{DEMOS_FORMAT!r}; expected {_WRITTEN_BY}"
         )
     missing = [key for key in ("obs", "actions", "env_id") if key not in data]
     if missing:
         raise ValueError(
-            f"demonstration file {path} lacks {', '.join(missing)}; expected a dict with "
+            f"{where} lacks {', '.join(missing)}; expected a dict with "
             "'obs' (T, obs_dim) float32, 'actions' (T,) int64 and 'env_id' (see agents/bc.py)"
         )
-    if data.get("format_version", DEMOS_FORMAT_VERSION) > DEMOS_FORMAT_VERSION:
+    version = data.get("format_version", DEMOS_FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(
-            f"demonstration file {path} has format version {data['format_version']}, newer than "
+            f"{where} is malformed: 'format_version' must be an integer >= 1, got {version!r} "
+            f"({type(version).__name__}); expected {_WRITTEN_BY}"
+        )
+    if version > DEMOS_FORMAT_VERSION:
+        raise ValueError(
+            f"{where} has format version {version}, newer than "
             f"this RL Sandbox reads ({DEMOS_FORMAT_VERSION}); upgrade rl-sandbox"
         )
-    if env_id is not None and data["env_id"] != env_id:
+    if not isinstance(data["env_id"], str):
         raise ValueError(
-            f"demonstration file {path} was recorded in {data['env_id']!r}, not {env_id!r}"
+            f"{where} is malformed: 'env_id' must be a string such as {DOG_ENV_ID!r}, got "
+            f"{data['env_id']!r}"
         )
-    return _check_demos(data["obs"], data["actions"], str(path))
+    if env_id is not None and data["env_id"] != env_id:
+        raise ValueError(f"{where} was recorded in {data['env_id']!r}, not {env_id!r}")
+    return _check_demos(data["obs"], data["actions"], where)
+
+
+_WRITTEN_BY = "a .pt file written by `rl play --record-demos` or agents.bc.save_demos"
+_ZIP_MAGIC = b"PK\x03\x04"
+# torch.save's legacy (non-zip) format is a pickle, and every pickle of protocol 2+ opens so.
+_PICKLE_MAGIC = b"\x80"
+
+
+def _read_demo_file(path: Path, where: str) -> Any:
+    """``torch.load(weights_only=True)`` of ``path``, after telling apart the files that are not
+    torch files at all (torch's own errors for those are misleading or empty)."""
+    if path.is_dir():
+        raise ValueError(f"{where} is a folder; expected {_WRITTEN_BY}")
+    if not path.is_file():
+        raise ValueError(f"{where} does not exist (record one: rl play --record-demos)")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{where} is empty (0 bytes): it was never written fully; record it again")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if not any(name.endswith("data.pkl") for name in names):  # torch.save's zip layout
+            if names and all(name.endswith(".npy") for name in names):
+                raise ValueError(
+                    f"{where} is a NumPy .npz archive, not a demonstration file; demos must be "
+                    f"{_WRITTEN_BY} (from arrays: agents.bc.save_demos(path, "
+                    "torch.from_numpy(obs), torch.from_numpy(actions), env_id))"
+                )
+            raise ValueError(
+                f"{where} is a zip archive but not a torch file; expected {_WRITTEN_BY}"
+            )
+    elif head == _ZIP_MAGIC:
+        raise ValueError(
+            f"{where} is truncated: it starts like a torch file but its end is missing "
+            "(an interrupted copy or write); record or copy it again"
+        )
+    elif not head.startswith(_PICKLE_MAGIC):
+        raise ValueError(f"{where} is not a torch file; expected {_WRITTEN_BY}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch names the refused class in its message: say which, so the fix is plain.
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        detail = f" (it holds a {found.group(1)})" if found else ""
+        hint = (
+            "; convert NumPy arrays with torch.from_numpy before saving"
+            if found and found.group(1).startswith("numpy")
+            else ""
+        )
+        raise ValueError(
+            f"{where} was refused: it holds objects other than tensors and "
+            f"plain values, which are never loaded (they could run code){detail}{hint}"
+        ) from None
+    except Exception as exc:  # torch raises many types for damaged files (struct.error, ...)
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ValueError(
+            f"{where} is truncated or corrupt ({type(exc).__name__}{': ' if first else ''}"
+            f"{first}); record or copy it again"
+        ) from None
 
 
 def _check_demos(obs: Any, actions: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,6 +233,10 @@ def _check_demos(obs: Any, actions: Any, where: str) -> tuple[torch.Tensor, torc
         )
     if obs.shape[0] != actions.shape[0]:
         raise ValueError(f"{where}: {obs.shape[0]} observations but {actions.shape[0]} actions")
+    if obs.shape[0] == 0:
+        raise ValueError(
+            f"{where}: no steps (0 observations and actions); a demonstration needs at least one"
+        )
     if not bool(obs.isfinite().all()):
         raise ValueError(f"{where}: 'obs' holds NaN or infinite values")
     # (T, *obs_shape) → (T, D): the classifier reads flat observations.
@@ -203,8 +275,9 @@ def collect_expert_demos(
     ``k`` steps are whole consecutive episodes, as one teacher would show them, rather than the
     first few steps of many episodes.
     """
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    for name, value in (("num_steps", num_steps), ("num_envs", num_envs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     expert = expert_for(env_id)
     env = make_vector_env(env_id, num_envs, device, env_kwargs=env_kwargs)
     try:
@@ -253,7 +326,8 @@ class Config:
     num_expert_steps: int = 2000
     """Steps the scripted expert demonstrates (labelled examples); 0 uses ``demos`` only."""
     demos: tuple[str, ...] = ()
-    """Demonstration files (``rl play --record-demos``) added to the expert's steps."""
+    """Demonstration files (``rl play --record-demos``) added to the expert's steps; one path
+    alone is read as a one-file tuple."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the classifier."""
     activation: Literal["tanh", "relu"] = "tanh"
@@ -280,14 +354,47 @@ class Config:
     """Show a progress bar over epochs."""
 
     def __post_init__(self) -> None:
-        if self.num_expert_steps < 0:
-            raise ValueError(f"num_expert_steps must be >= 0, got {self.num_expert_steps}")
+        # A single path is one file, not a sequence of one-letter file names.
+        demos = self.demos
+        if isinstance(demos, (str, os.PathLike)):
+            demos = (demos,)
+        if not isinstance(demos, (tuple, list)):
+            raise TypeError(f"demos must be a tuple of file paths, got {demos!r}")
+        for path in demos:
+            if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+                raise TypeError(f"demos must hold file paths (str or Path), got {path!r}")
+        object.__setattr__(self, "demos", tuple(os.fspath(path) for path in demos))
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError(
+                f"env_id must be an env id such as {DOG_ENV_ID!r}, got {self.env_id!r}"
+            )
+        if not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a dict, got {self.env_kwargs!r}")
+        if self.eval_env_kwargs is not None and not isinstance(self.eval_env_kwargs, dict):
+            raise ValueError(
+                f"eval_env_kwargs must be a dict or None, got {self.eval_env_kwargs!r}"
+            )
+        for name in ("num_expert_steps", "eval_episodes", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.num_expert_steps == 0 and not self.demos:
             raise ValueError("nothing to imitate: set num_expert_steps > 0 or give demos files")
-        if self.eval_episodes < 0 or self.seed < 0:
-            raise ValueError("eval_episodes and seed must be >= 0")
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes must be widths >= 1, got {self.hidden_sizes}")
+        if isinstance(self.hidden_sizes, list):
+            object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        if (
+            not isinstance(self.hidden_sizes, tuple)
+            or not self.hidden_sizes
+            or any(
+                isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes
+            )
+        ):
+            raise ValueError(
+                f"hidden_sizes must be one or more layer widths >= 1, e.g. (64, 64) "
+                f"(--set hidden_sizes=64,64), got {self.hidden_sizes!r}"
+            )
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
         # The fit loop's own checks (epochs, batch_size, learning_rate, ...) run here too.
         self.fit_config()
 
@@ -363,7 +470,11 @@ def _spaces(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 # -- training ------------------------------------------------------------------------------------
 def gather_dataset(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The expert's steps plus every demo file: ``(obs, actions, demo_steps)``."""
+    """The expert's steps followed by every demo file's: ``(obs, actions, demo_steps)``.
+
+    The demo files are read first, so a bad file fails before the expert demonstrates.
+    """
+    demos = [load_demos(path, cfg.env_id) for path in cfg.demos]
     parts_obs, parts_actions = [], []
     if cfg.num_expert_steps > 0:
         obs, actions = collect_expert_demos(
@@ -375,17 +486,18 @@ def gather_dataset(cfg: Config, device: torch.device) -> tuple[torch.Tensor, tor
         )
         parts_obs.append(obs)
         parts_actions.append(actions)
-    demo_steps = 0
-    for path in cfg.demos:
-        obs, actions = load_demos(path, cfg.env_id)
+    for obs, actions in demos:
         parts_obs.append(obs)
         parts_actions.append(actions)
-        demo_steps += obs.shape[0]
+    demo_steps = sum(obs.shape[0] for obs, _ in demos)
     return torch.cat(parts_obs), torch.cat(parts_actions), demo_steps
 
 
 def evaluate_baselines(cfg: Config, device: torch.device) -> tuple[EvalResult, EvalResult]:
-    """The teacher and a uniformly random policy in the evaluation env (DogTraining only)."""
+    """The scripted expert and a uniformly random policy in the evaluation env (DogTraining only).
+
+    The scripted expert is the yardstick even when the clone learned from demo files only.
+    """
     from envs.dog_training import random_policy
 
     expert = expert_for(cfg.env_id)
@@ -417,6 +529,18 @@ def clone(
         (agreement with the teacher on held-out steps), ``epochs`` and, when
         ``cfg.eval_episodes > 0``, ``bc_success`` and ``bc_return``.
     """
+    if not isinstance(obs, torch.Tensor) or not isinstance(actions, torch.Tensor):
+        raise TypeError("clone: obs and actions must be tensors (see load_demos)")
+    if obs.dim() != 2 or actions.dim() != 1 or obs.shape[0] != actions.shape[0]:
+        raise ValueError(
+            f"clone: expected obs (T, obs_dim) and actions (T,), got {tuple(obs.shape)} and "
+            f"{tuple(actions.shape)}"
+        )
+    if obs.shape[0] < 2:
+        raise ValueError(
+            f"clone: behaviour cloning needs at least 2 demonstrated steps (one to learn from, "
+            f"one held out to pick the best epoch), got {obs.shape[0]}"
+        )
     if list(obs.shape[1:]) != [math.prod(spaces["obs_shape"])]:
         raise ValueError(
             f"demonstrations have observations of size {obs.shape[1]}, but {cfg.env_id} has "

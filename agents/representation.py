@@ -23,6 +23,7 @@ Reading order: :class:`Config` → :func:`race` → :func:`transfer` → :func:`
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,14 +92,37 @@ class Config:
     """Show PPO's progress bars."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError(
+                f"env_id must be an env id such as {DOG_ENV_ID!r}, got {self.env_id!r}"
+            )
+        for name in ("source_env_kwargs", "target_env_kwargs", "ppo_overrides"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
         for name in ("source_timesteps", "max_timesteps", "unlabelled_steps", "pretrain_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.eval_episodes < 0 or self.seed < 0:
-            raise ValueError("eval_episodes and seed must be >= 0")
+        for name in ("eval_episodes", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("threshold_return", "pretrain_learning_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
         if not math.isfinite(self.threshold_return):
             raise ValueError(f"threshold_return must be finite, got {self.threshold_return}")
+        if not (math.isfinite(self.pretrain_learning_rate) and self.pretrain_learning_rate > 0):
+            raise ValueError(
+                f"pretrain_learning_rate must be a finite number > 0, got "
+                f"{self.pretrain_learning_rate!r}"
+            )
+        # PPO's own checks of the overrides, now rather than after minutes of training.
+        try:
+            ppo.default_config(self.env_id, **self.ppo_overrides)
+        except ValueError as exc:
+            raise ValueError(f"ppo_overrides: {exc}") from None
 
 
 def ppo_config(
@@ -316,6 +340,9 @@ def collect_unlabelled(
     ``next_obs`` is each transition's own successor (``info["final_obs"]`` where an episode
     ended), never the next episode's first observation. Discrete actions only.
     """
+    for name, value in (("num_steps", num_steps), ("num_envs", num_envs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     env = make_vector_env(env_id, num_envs, device, env_kwargs=env_kwargs)
     try:
         spaces = space_spec(env.single_observation_space, env.single_action_space)
@@ -351,6 +378,14 @@ class ForwardModel(nn.Module):
 
     def __init__(self, obs_dim: int, num_actions: int, hidden_sizes: tuple[int, ...]) -> None:
         super().__init__()
+        for name, value in (("obs_dim", obs_dim), ("num_actions", num_actions)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ForwardModel: {name} must be an integer >= 1, got {value!r}")
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_sizes):
+            raise ValueError(
+                f"ForwardModel: hidden_sizes must be layer widths >= 1 (as PPO's torso), got "
+                f"{tuple(hidden_sizes)}"
+            )
         self.obs_dim = obs_dim
         layers: list[nn.Module] = []
         width = obs_dim

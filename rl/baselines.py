@@ -66,20 +66,29 @@ def tensors_demo(seed: int = 0) -> dict[str, Any]:
     seed_everything(seed)
     labels = torch.tensor([0, 2, 1, 5])  # e.g. the dog's actions
     heights = torch.tensor([[20.0], [35.0], [50.0], [65.0]])  # dogs' shoulder heights, cm
-    stats = RunningMeanStd(shape=(1,))
+    pseudo_count = 1e-4  # RunningMeanStd's default epsilon, named here to report it
+    stats = RunningMeanStd(shape=(1,), epsilon=pseudo_count)
     for batch in heights.split(2):
         stats.update(batch)
     image = (np.arange(2 * 3 * 3) * 10).astype(np.uint8).reshape(2, 3, 3)
     as_tensor = image_to_tensor(image)
+    # Two standard deviations meet here, and a learner checking by hand needs to know which is
+    # which: standardize divides by n - 1 (the sample std, as torch.std), RunningMeanStd keeps
+    # the population variance (divides by n) and starts from a tiny pseudo-count at mean 0.
     return {
         "task": "tensors",
         "labels": labels.tolist(),
         "one_hot": one_hot(labels, 6).tolist(),
         "heights_cm": heights[:, 0].tolist(),
+        "mean": float(heights.mean()),
+        "sample_std": float(heights.std()),
+        "population_std": float(heights.std(correction=0)),
         "standardized": [round(v, 4) for v in standardize(heights)[:, 0].tolist()],
         "min_max_scaled": [round(v, 4) for v in min_max_scale(heights)[:, 0].tolist()],
         "running_mean": float(stats.mean[0]),
         "running_std": float(stats.var[0].sqrt()),
+        "running_count": float(stats.count),
+        "running_pseudo_count": pseudo_count,
         "image_shape_hwc": list(image.shape),
         "tensor_shape_chw": list(as_tensor.shape),
         "round_trip_exact": bool((tensor_to_image(as_tensor) == image).all()),
@@ -195,17 +204,26 @@ def classification_baseline(
     *,
     seed: int = 0,
     device: str = "auto",
-    datasets: tuple[str, ...] = tuple(TOY_DATASETS),
+    datasets: str | tuple[str, ...] = tuple(TOY_DATASETS),
     runs_root: str | os.PathLike = RUNS_ROOT,
 ) -> dict[str, Any]:
     """An MLP classifies 2-D toy datasets; ``accuracy`` is the lowest held-out accuracy of them.
 
+    ``datasets`` names one dataset (``"moons"``) or several (``("moons", "spirals")``).
+
     Each dataset gets its accuracy, confusion matrix (row = true class) and a panel of the
     decision-boundary PNG.
     """
+    if isinstance(datasets, str):
+        datasets = (datasets,)  # one name, not a sequence of letters
+    datasets = tuple(datasets)
     unknown = [d for d in datasets if d not in TOY_DATASETS]
     if unknown or not datasets:
-        raise ValueError(f"unknown dataset(s) {unknown}; choose from {sorted(TOY_DATASETS)}")
+        raise ValueError(
+            f"unknown dataset(s) {unknown}; choose one or more of {sorted(TOY_DATASETS)}"
+        )
+    if len(set(datasets)) != len(datasets):
+        raise ValueError(f"datasets lists a dataset twice: {list(datasets)}")
     device = str(resolve_device(device))
     parent = _parent_dir("classification", "mlp", seed, runs_root)
     cfg = FitConfig(

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,14 +96,36 @@ class FitConfig:
             raise ValueError(
                 f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}"
             )
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if self.weight_decay < 0 or self.min_delta < 0:
-            raise ValueError("weight_decay and min_delta must be >= 0")
+        for name in ("learning_rate", "weight_decay", "min_delta", "val_fraction"):
+            _require_number(name, getattr(self, name))
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(
+                f"learning_rate must be a finite number > 0, got {self.learning_rate!r}"
+            )
+        for name in ("weight_decay", "min_delta"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(
                 f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction!r}"
             )
+        # The same rule as `rl ... --seed`: torch.Generator takes negative seeds, the CLI does not.
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.num_threads is not None and (
+            isinstance(self.num_threads, bool)
+            or not isinstance(self.num_threads, int)
+            or self.num_threads < 1
+        ):
+            raise ValueError(
+                f"num_threads must be an integer >= 1 or None (auto), got {self.num_threads!r}"
+            )
+        if isinstance(self.run_dir, os.PathLike):
+            # A Path is what callers naturally pass; config.json needs a string.
+            object.__setattr__(self, "run_dir", os.fspath(self.run_dir))
+        if self.run_dir is not None and not isinstance(self.run_dir, str):
+            raise TypeError(f"run_dir must be a path or None, got {type(self.run_dir).__name__}")
 
     @property
     def loss_name(self) -> str:
@@ -109,6 +133,11 @@ class FitConfig:
         if self.loss is not None:
             return self.loss
         return "mse" if self.task == "regression" else "cross_entropy"
+
+
+def _require_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
 
 
 @dataclass
@@ -139,6 +168,11 @@ def r2_score(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
     """
     if y_true.shape != y_pred.shape:
         raise ValueError(f"r2_score: shapes differ, {tuple(y_true.shape)} vs {tuple(y_pred.shape)}")
+    if y_true.dim() == 0 or y_true.numel() == 0:
+        raise ValueError(
+            f"r2_score of an empty set is undefined, got shape {tuple(y_true.shape)}; "
+            "expected (N,) or (N, out) with N >= 1"
+        )
     y_true = y_true.double().reshape(y_true.shape[0], -1)
     y_pred = y_pred.double().reshape(y_pred.shape[0], -1)
     ss_res = float((y_true - y_pred).square().sum())
@@ -164,6 +198,16 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: in
         raise ValueError(
             f"confusion_matrix: shapes differ, {tuple(y_true.shape)} vs {tuple(y_pred.shape)}"
         )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(
+            f"confusion_matrix: num_classes must be an integer >= 1, got {num_classes!r}"
+        )
+    for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(
+                f"confusion_matrix: {name} holds labels from {int(labels.min())} to "
+                f"{int(labels.max())}, outside [0, {num_classes - 1}] for num_classes={num_classes}"
+            )
     index = y_true.long().reshape(-1) * num_classes + y_pred.long().reshape(-1)
     counts = torch.bincount(index.cpu(), minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes)
@@ -183,6 +227,16 @@ def mlp(
     the last hidden layer to ``out_features`` numbers (a prediction, or one logit per class).
     With ``hidden_sizes=()`` it is a linear model.
     """
+    for name, value in (("in_features", in_features), ("out_features", out_features)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
+        raise TypeError(
+            f"hidden_sizes must be a sequence of layer widths, e.g. (64, 64) or () for a linear "
+            f"model, got {hidden_sizes!r}"
+        )
+    if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) for h in hidden_sizes):
+        raise TypeError(f"hidden_sizes must hold integer widths, got {list(hidden_sizes)}")
     if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden_sizes):
         raise ValueError(
             f"layer sizes must be >= 1, got in={in_features}, hidden={list(hidden_sizes)}, "
@@ -209,6 +263,11 @@ def describe_network(model: nn.Module, in_features: int) -> list[dict[str, Any]]
     rows: list[dict[str, Any]] = [
         {"layer": "input", "kind": "features", "width": in_features, "parameters": 0}
     ]
+    width = _input_width(model)
+    if width is not None and width != in_features:
+        raise ValueError(
+            f"describe_network: the model's first layer reads {width} feature(s), not {in_features}"
+        )
     out = torch.zeros(1, in_features, device=next(model.parameters()).device)
     for name, module in model.named_children():
         out = module(out)
@@ -228,6 +287,8 @@ def train_val_split(
     x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A shuffled split into ``(x_train, y_train, x_val, y_val)``; both parts keep >= 1 row."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"need at least 2 rows to split into train and validation, got {n}")
@@ -240,12 +301,34 @@ def train_val_split(
     return x[train], y[train], x[val], y[val]
 
 
+def _check_sample(n: Any, noise: Any) -> None:
+    """The arguments every toy-data generator shares: a row count and a noise level."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (the number of rows) must be an integer >= 1, got {n!r}")
+    _require_number("noise", noise)
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(
+            f"noise (a standard deviation) must be a finite number >= 0, got {noise!r}"
+        )
+
+
 def make_linear(
     n: int, weight: Sequence[float], bias: float, noise: float = 0.1, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``y = w·x + b + noise``: ``x`` ``(n, len(w))`` standard normal, ``y`` ``(n,)``."""
+    _check_sample(n, noise)
+    try:
+        w = torch.tensor(weight, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"weight must be a sequence of numbers, got {weight!r}") from None
+    if w.dim() != 1 or w.numel() == 0 or not bool(w.isfinite().all()):
+        raise ValueError(
+            f"weight must hold one finite number per feature (at least one), got {weight!r}"
+        )
+    _require_number("bias", bias)
+    if not math.isfinite(bias):
+        raise ValueError(f"bias must be finite, got {bias!r}")
     generator = torch.Generator().manual_seed(seed)
-    w = torch.tensor(weight, dtype=torch.float32)
     x = torch.randn(n, w.numel(), generator=generator)
     y = x @ w + bias + noise * torch.randn(n, generator=generator)
     return x, y
@@ -253,6 +336,7 @@ def make_linear(
 
 def make_wave(n: int, noise: float = 0.05, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A nonlinear 1-D target, ``y = sin(2x) + 0.3 x² + noise`` on ``x ∈ [-3, 3]``."""
+    _check_sample(n, noise)
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 1, generator=generator) * 6.0 - 3.0
     y = torch.sin(2.0 * x[:, 0]) + 0.3 * x[:, 0].square()
@@ -261,6 +345,7 @@ def make_wave(n: int, noise: float = 0.05, seed: int = 0) -> tuple[torch.Tensor,
 
 def make_moons(n: int, noise: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Two interleaving half circles (scikit-learn's ``make_moons``), labels 0 and 1."""
+    _check_sample(n, noise)
     generator = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 2
     angle = torch.rand(n, generator=generator) * math.pi
@@ -274,6 +359,10 @@ def make_circles(
     n: int, noise: float = 0.05, factor: float = 0.5, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A small circle (label 1, radius ``factor``) inside a unit circle (label 0)."""
+    _check_sample(n, noise)
+    _require_number("factor", factor)
+    if not 0.0 <= factor < 1.0:
+        raise ValueError(f"factor (the inner circle's radius) must lie in [0, 1), got {factor!r}")
     generator = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 2
     angle = torch.rand(n, generator=generator) * 2.0 * math.pi
@@ -286,6 +375,10 @@ def make_spirals(
     n: int, noise: float = 0.05, turns: float = 1.5, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two interleaved spiral arms of ``turns`` revolutions, labels 0 and 1."""
+    _check_sample(n, noise)
+    _require_number("turns", turns)
+    if not (math.isfinite(turns) and turns > 0):
+        raise ValueError(f"turns must be a finite number > 0, got {turns!r}")
     generator = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 2
     # sqrt spreads points evenly along the arm rather than bunching them at the centre.
@@ -304,19 +397,120 @@ def _loss_fn(name: str) -> nn.Module:
     return {"mse": nn.MSELoss(), "l1": nn.L1Loss(), "cross_entropy": nn.CrossEntropyLoss()}[name]
 
 
-def _check_data(task: str, x: torch.Tensor, y: torch.Tensor, what: str) -> None:
+def _check_data(task: str, x: Any, y: Any, what: str) -> None:
+    """Types, shapes, dtypes and values of ``(x, y)``, before any training (no model needed)."""
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, torch.Tensor):
+            hint = " (convert with torch.from_numpy)" if type(value).__module__ == "numpy" else ""
+            raise TypeError(
+                f"{what}: {name} must be a torch.Tensor, got {type(value).__name__}{hint}"
+            )
+    if x.dim() == 0 or y.dim() == 0:
+        raise ValueError(
+            f"{what}: x and y need one row per example, got shapes {tuple(x.shape)} and "
+            f"{tuple(y.shape)}; expected x (N, features) and y (N,) or (N, out)"
+        )
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"{what}: x has {x.shape[0]} rows but y has {y.shape[0]}")
     if x.shape[0] == 0:
         raise ValueError(f"{what}: no rows")
+    if x.dim() < 2:
+        raise ValueError(
+            f"{what}: x must be (N, features), got shape {tuple(x.shape)}; "
+            "for a single feature use x[:, None]"
+        )
     if not x.is_floating_point():
         raise ValueError(f"{what}: x must be a float tensor, got {x.dtype} (convert with .float())")
-    if task == "classification" and (y.is_floating_point() or y.dim() != 1):
-        raise ValueError(
-            f"{what}: classification needs (N,) integer class labels, got {tuple(y.shape)} {y.dtype}"
-        )
+    if task == "classification":
+        if y.is_floating_point() or y.dim() != 1:
+            raise ValueError(
+                f"{what}: classification needs (N,) integer class labels, got "
+                f"{tuple(y.shape)} {y.dtype}"
+            )
+        if y.dtype not in (torch.int64, torch.uint8):
+            # cross_entropy reads int64 (or uint8) targets only.
+            raise TypeError(
+                f"{what}: classification labels must be int64 class indices, got {y.dtype} "
+                "(convert with y.long())"
+            )
     if task == "regression" and not y.is_floating_point():
         raise ValueError(f"{what}: regression needs float targets, got {y.dtype} (use .float())")
+    for name, value in (("x", x), ("y", y)):
+        if value.is_floating_point():
+            bad = int((~value.isfinite()).reshape(value.shape[0], -1).any(1).sum())
+            if bad:
+                raise ValueError(
+                    f"{what}: {name} holds NaN or infinite values in {bad} of {value.shape[0]} "
+                    "rows; drop or fill those rows before fitting"
+                )
+
+
+def _input_width(model: nn.Module) -> int | None:
+    """The features a plain MLP's first layer reads (``None`` when that is not plain to see)."""
+    if isinstance(model, nn.Sequential) and len(model) and isinstance(model[0], nn.Linear):
+        return model[0].in_features
+    return None
+
+
+@torch.no_grad()
+def _check_model_fits(
+    model: nn.Module, task: str, x: torch.Tensor, y: torch.Tensor, what: str
+) -> None:
+    """Does ``model`` read ``x``'s rows and give one output per target (or one logit per class)?
+
+    ``x`` is one row, on the model's device: one forward pass in eval mode (no dropout, batch
+    norm statistics untouched), so the training that follows is exactly as without the check.
+    """
+    param = next(model.parameters(), None)
+    if param is not None and x.dtype != param.dtype:
+        raise TypeError(
+            f"{what}: x is {x.dtype} but the model's weights are {param.dtype}; convert the data "
+            f"with x.to({param.dtype}) (or the model with model.to({x.dtype}))"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(x[:1])
+    except RuntimeError as exc:
+        width = _input_width(model)
+        if width is not None and width != x.shape[-1]:
+            reason = (
+                f"the model's first layer reads {width} feature(s) per row, x has {x.shape[-1]}"
+            )
+        else:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = f"the model cannot read rows of shape {tuple(x.shape[1:])} ({first[:200]})"
+        raise ValueError(
+            f"{what}: {reason}; give x as many features as the model's input"
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != 1:
+        raise ValueError(
+            f"{what}: the model must map (B, ...) inputs to (B, out) outputs, got "
+            f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__} for B=1"
+        )
+    if task == "classification":
+        if out.dim() != 2 or out.shape[1] < 2:
+            raise ValueError(
+                f"{what}: classification needs one output (logit) per class, at least 2, but the "
+                f"model gives shape {tuple(out.shape[1:])}; for two classes use out_features=2"
+            )
+        classes = out.shape[1]
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"{what}: class labels must lie in [0, {classes - 1}] (the model gives {classes} "
+                f"logits), got labels from {low} to {high}"
+            )
+    else:
+        outputs, targets = out[0].numel(), math.prod(y.shape[1:])
+        if outputs != targets:
+            raise ValueError(
+                f"{what}: the model gives {outputs} output(s) per row but y has {targets} "
+                f"target(s) per row (shape {tuple(y.shape)}); give the model out_features="
+                f"{targets} or y of shape (N, {outputs})"
+            )
 
 
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -375,19 +569,29 @@ def fit(
             FitConfig's.
 
     Raises:
-        ValueError: mismatched rows, the wrong dtypes for the task, or half a validation set.
+        TypeError: ``x`` or ``y`` not tensors, ``x`` of another float dtype than the model's
+            weights, or class labels that are not int64.
+        ValueError: mismatched rows, the wrong dtypes for the task, NaN or infinite values,
+            a model whose input or output size does not fit the data (or the number of
+            classes), or half a validation set.
     """
     if (x_val is None) != (y_val is None):
         raise ValueError("give both x_val and y_val, or neither")
     device = resolve_device(cfg.device)
     configure_threads(device, cfg.num_threads)
+    # Every check runs before any training, so a mistake costs no epochs.
     _check_data(cfg.task, x, y, "training data")
+    if x_val is not None and y_val is not None:
+        _check_data(cfg.task, x_val, y_val, "validation data (x_val, y_val)")
+    model.to(device)
+    _check_model_fits(model, cfg.task, x[:1].to(device), y, "training data")
     if x_val is None or y_val is None:
         x, y, x_val, y_val = train_val_split(x, y, cfg.val_fraction, cfg.seed)
     else:
-        _check_data(cfg.task, x_val, y_val, "validation data")
+        _check_model_fits(
+            model, cfg.task, x_val[:1].to(device), y_val, "validation data (x_val, y_val)"
+        )
     x, y, x_val, y_val = (t.to(device) for t in (x, y, x_val, y_val))
-    model.to(device)
     loss_fn = _loss_fn(cfg.loss_name)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay

@@ -4,13 +4,21 @@ Tasks, in the order of docs/LEARN.md: ``tensors`` and ``anatomy`` (no training),
 and ``classification`` (:mod:`rl.baselines`), ``bc`` (:mod:`agents.bc`), ``transfer`` and
 ``pretrain`` (:mod:`agents.representation`). Each prints a readable summary, or with ``--json``
 one JSON object; those that train log a run folder under ``runs/`` and put their PNGs there.
+
+Each task is a sub-command with the options it uses and no others (``rl supervised TASK --help``
+lists them, and for ``bc``, ``transfer`` and ``pretrain`` the ``--set`` fields): an option a task
+would ignore is an error that names the options it takes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import textwrap
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +27,56 @@ from rl.device import DEVICE_CHOICES
 
 TASKS = ("tensors", "anatomy", "regression", "classification", "bc", "transfer", "pretrain")
 DATASETS = ("moons", "circles", "spirals")
+DEFAULT_SEED = 1
+
+# One line per task for `rl supervised --help`, and each task's own --help description.
+_TASK_HELP = {
+    "tensors": "numeric encoding: one-hot, standardisation, running statistics, images",
+    "anatomy": "the layers of a small MLP: input, hidden, output, with their sizes",
+    "regression": "a linear model recovers known weights; an MLP fits a curve a line cannot",
+    "classification": "an MLP classifies 2-D toy datasets (moons, circles, spirals)",
+    "bc": "behaviour cloning of the dog's scripted expert or of your own demonstrations",
+    "transfer": "PPO on unseen houses from other houses' weights vs from scratch",
+    "pretrain": "PPO with a self-supervised (forward-model) torso vs from scratch",
+}
+# representation.Config serves both comparisons; these fields belong to one of them only.
+_NOT_USED_BY = {
+    "transfer": ("unlabelled_steps", "pretrain_epochs", "pretrain_learning_rate"),
+    "pretrain": ("source_timesteps", "source_env_kwargs"),
+}
+
+
+class _TaskParser(argparse.ArgumentParser):
+    """A task's parser whose epilog (the ``--set`` fields) is built only when help is shown:
+    listing them imports the agents, too slow for every ``rl`` call."""
+
+    def __init__(self, *args: Any, epilog_fn: Callable[[], str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.epilog_fn = epilog_fn
+
+    def format_help(self) -> str:
+        if self.epilog_fn is not None:
+            self.epilog = self.epilog_fn()
+        return super().format_help()
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # Left alone, argparse hands a task's unknown options up to `rl`, whose error names
+        # neither the task nor what it takes.
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            unknown = [a for a in extras if a.startswith("-")] or extras
+            takes = [
+                action.option_strings[-1]
+                for action in self._actions
+                if action.option_strings and action.dest != "help"
+            ]
+            task = self.prog.split()[-1]
+            self.error(
+                f"{', '.join(unknown)} {'does' if len(unknown) == 1 else 'do'} not apply to "
+                f"`rl supervised {task}`, which takes {', '.join(takes) or 'no options'} "
+                f"(`rl supervised {task} --help` says what each does)"
+            )
+        return namespace, extras
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,53 +84,124 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "supervised",
         help="supervised, imitation, transfer and self-supervised baselines",
         description=(
-            "Run one baseline: tensors (numeric encoding), anatomy (an MLP's layers), "
-            "regression, classification, bc (behaviour cloning of the dog's expert), transfer "
-            "(PPO from other houses' weights vs scratch), pretrain (a self-supervised torso vs "
-            "scratch). docs/LEARN.md walks through them in order."
+            "Run one baseline. docs/LEARN.md walks through them in order. Each task takes its "
+            "own options: `rl supervised TASK --help` lists them."
         ),
     )
-    parser.add_argument("task", choices=TASKS, metavar="TASK", help=", ".join(TASKS))
-    parser.add_argument("--device", default="auto", help=f"one of {DEVICE_CHOICES} or cuda:K")
-    parser.add_argument("--seed", type=int, default=1, help="seed of data, weights and envs")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
-    parser.add_argument(
-        "--runs-dir", default="runs", type=Path, help="parent folder of the run (default: runs)"
+    tasks = parser.add_subparsers(
+        dest="task", metavar="TASK", required=True, parser_class=_TaskParser
     )
-    parser.add_argument(
-        "--dataset",
-        choices=(*DATASETS, "all"),
-        default="all",
-        help="classification: which toy dataset (default: all three)",
-    )
-    parser.add_argument(
-        "--demos",
-        nargs="+",
-        default=(),
-        metavar="FILE",
-        help="bc: demonstration files from `rl play --record-demos` (added to the expert's)",
-    )
-    parser.add_argument(
-        "--expert-steps",
-        type=int,
-        default=None,
-        help="bc: expert steps to clone (default 2000; 0 = --demos only)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="bc/transfer/pretrain: change a config field (agents.bc.Config or "
-        "agents.representation.Config), e.g. --set max_timesteps=100000",
-    )
+    for task in TASKS:
+        _add_task(tasks, task)
     parser.set_defaults(run=run)
 
 
+def _add_task(tasks: argparse._SubParsersAction, task: str) -> None:
+    epilog_fn = {
+        "bc": lambda: _set_epilog("bc"),
+        "transfer": lambda: _set_epilog("transfer"),
+        "pretrain": lambda: _set_epilog("pretrain"),
+    }.get(task)
+    sub = tasks.add_parser(
+        task,
+        help=_TASK_HELP[task],
+        description=_TASK_HELP[task] + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog_fn=epilog_fn,
+    )
+    if task not in ("tensors", "anatomy"):  # those two train nothing: no seed, device or run
+        what = (
+            "the data and the initial weights"
+            if task in ("regression", "classification")
+            else ("the demonstrations, the weights and the envs")
+        )
+        sub.add_argument(
+            "--seed", type=int, default=DEFAULT_SEED,
+            help=f"seed of {what}, an integer >= 0 (default: {DEFAULT_SEED})",
+        )  # fmt: skip
+        sub.add_argument(
+            "--device", default="auto",
+            help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:K (default: auto)",
+        )  # fmt: skip
+        sub.add_argument(
+            "--runs-dir", default="runs", type=Path,
+            help="parent folder of the run folder (default: runs)",
+        )  # fmt: skip
+    if task == "classification":
+        sub.add_argument(
+            "--dataset", choices=(*DATASETS, "all"), default="all",
+            help="which toy dataset (default: all three)",
+        )  # fmt: skip
+    if task == "bc":
+        sub.add_argument(
+            "--demos", nargs="+", default=(), metavar="FILE",
+            help="demonstration files from `rl play --record-demos`, cloned together with the "
+            "expert's steps (or alone, with --expert-steps 0); with --demos the scripted "
+            "expert's steps sweep is skipped",
+        )  # fmt: skip
+        sub.add_argument(
+            "--expert-steps", type=int, default=None, metavar="N",
+            help="scripted-expert steps to clone (default: 2000; 0: learn from --demos only)",
+        )  # fmt: skip
+    if task in ("bc", "transfer", "pretrain"):
+        config = "agents.bc.Config" if task == "bc" else "agents.representation.Config"
+        example = "epochs=30" if task == "bc" else "max_timesteps=100000"
+        sub.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            help=f"change a field of {config} (the fields are listed below), e.g. --set "
+            f"{example}; repeat for more",
+        )  # fmt: skip
+    sub.add_argument("--json", action="store_true", help="print one JSON object instead")
+
+
+def _config_class(task: str) -> type:
+    if task == "bc":
+        from agents import bc
+
+        return bc.Config
+    from agents import representation
+
+    return representation.Config
+
+
+def _set_epilog(task: str) -> str:
+    """The ``--set`` fields ``task`` reads, with their defaults and docs."""
+    from rl.config import field_docs
+
+    cls = _config_class(task)
+    skip = _NOT_USED_BY.get(task, ())
+    hints = {k: v for k, v in typing.get_type_hints(cls).items() if k not in skip}
+    lists = [name for name, hint in hints.items() if typing.get_origin(hint) in (tuple, list)]
+    formats = [f"lists are comma-separated (--set {lists[-1]}=32,32)"] if lists else []
+    dicts = [name for name, hint in hints.items() if "dict" in str(hint)]
+    if dicts:
+        formats.append(f'dicts are JSON (--set {dicts[0]}=\'{{"layout": "default"}}\')')
+    lines = [
+        f"--set fields for {task} ({cls.__module__}.{cls.__name__})"
+        + (f"; {', '.join(formats)}" if formats else "")
+        + ":"
+    ]
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        else:
+            default = field.default_factory()  # type: ignore[misc]
+        doc = field_docs(cls).get(field.name, "")
+        lines.append(
+            textwrap.fill(
+                f"{field.name} (default {default!r}): {doc}",
+                width=100, initial_indent="  ", subsequent_indent="      ",
+            )
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.seed < 0:
-        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    seed = getattr(args, "seed", DEFAULT_SEED)
+    if seed < 0:
+        raise CLIError(f"--seed must be an integer >= 0, got {seed}")
     try:
         result = _dispatch(args)
     except ValueError as exc:
@@ -89,20 +218,20 @@ def _plain(value: Any) -> Any:
 
 
 def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
+    from rl import baselines
+
+    if args.task == "tensors":
+        return baselines.tensors_demo()
+    if args.task == "anatomy":
+        return baselines.anatomy_demo()
     from rl.device import resolve_device
 
     resolve_device(args.device)  # a bad --device fails before any work
-    if args.task in ("tensors", "anatomy", "regression", "classification"):
-        from rl import baselines
-
-        if args.task == "tensors":
-            return baselines.tensors_demo(args.seed)
-        if args.task == "anatomy":
-            return baselines.anatomy_demo()
-        if args.task == "regression":
-            return baselines.regression_baseline(
-                seed=args.seed, device=args.device, runs_root=args.runs_dir
-            )
+    if args.task == "regression":
+        return baselines.regression_baseline(
+            seed=args.seed, device=args.device, runs_root=args.runs_dir
+        )
+    if args.task == "classification":
         datasets = DATASETS if args.dataset == "all" else (args.dataset,)
         return baselines.classification_baseline(
             seed=args.seed, device=args.device, datasets=datasets, runs_root=args.runs_dir
@@ -114,8 +243,19 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         return run_bc(args, overrides)
     from agents import representation
 
-    cfg = representation.default_config(
-        **{"seed": args.seed, "device": args.device, "progress": not args.json, **overrides}
+    for key in overrides:
+        if key in _NOT_USED_BY[args.task]:
+            other = "pretrain" if args.task == "transfer" else "transfer"
+            raise ValueError(
+                f"--set {key}: {args.task} does not use it (only {other} does); "
+                f"`rl supervised {args.task} --help` lists the fields {args.task} takes"
+            )
+    cfg = _configure(
+        representation.Config,
+        lambda: representation.default_config(
+            **{"seed": args.seed, "device": args.device, "progress": not args.json, **overrides}
+        ),
+        overrides,
     )
     if "run_dir" not in overrides:
         from rl.runs import run_name
@@ -125,23 +265,51 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
     return representation.transfer(cfg) if args.task == "transfer" else representation.pretrain(cfg)
 
 
+def _configure(cls: type, make: Callable[[], Any], overrides: dict[str, Any]) -> Any:
+    """``make()``, with a hint on the list format when a ``--set`` list value is malformed."""
+    try:
+        return make()
+    except ValueError as exc:
+        hints = typing.get_type_hints(cls)
+        for key in overrides:
+            if (
+                typing.get_origin(hints.get(key)) in (tuple, list)
+                and str(exc).startswith(key)
+                and "--set" not in str(exc)
+            ):
+                raise ValueError(
+                    f"{exc}; --set writes a list comma-separated, e.g. --set {key}=32,32"
+                ) from None
+        raise
+
+
 def run_bc(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Clone the expert (and ``--demos``), compare it with the expert and a random dog, and
-    measure how many expert steps cloning needs."""
+    """Clone the scripted expert and/or ``--demos``, compare the clone with the scripted expert
+    and a random dog, and (for the expert alone) measure how many expert steps cloning needs."""
     from agents import bc
     from rl.runs import run_name
 
+    if args.expert_steps is not None and args.expert_steps < 0:
+        raise ValueError(f"--expert-steps must be >= 0 (0: --demos only), got {args.expert_steps}")
     values: dict[str, Any] = {"seed": args.seed, "device": args.device, **overrides}
     if args.demos:
         values["demos"] = tuple(str(p) for p in args.demos)
     if args.expert_steps is not None:
         values["num_expert_steps"] = args.expert_steps
     values.setdefault("run_dir", str(args.runs_dir / run_name(bc.DOG_ENV_ID, bc.ALGO, args.seed)))
-    cfg = bc.default_config(values.pop("env_id", bc.DOG_ENV_ID), **values)
+    cfg = _configure(
+        bc.Config, lambda: bc.default_config(values.pop("env_id", bc.DOG_ENV_ID), **values), values
+    )
     result = bc.train(cfg)
     metrics = result.metrics
+    expert_steps, demo_steps = int(metrics["expert_steps"]), int(metrics["demo_steps"])
     out: dict[str, Any] = {
         "task": "bc",
+        # Who the clone imitated: "expert" (scripted), "demonstrations" (--demos) or both.
+        "teacher": "+".join(
+            name for name, steps in (("expert", expert_steps), ("demonstrations", demo_steps))
+            if steps
+        ),
         "bc_success": metrics.get("bc_success"),
         "expert_success": metrics.get("expert_success"),
         "random_success": metrics.get("random_success"),
@@ -149,11 +317,14 @@ def run_bc(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any
         "expert_return": metrics.get("expert_return"),
         "random_return": metrics.get("random_return"),
         "val_accuracy": metrics["val_accuracy"],
-        "expert_steps": int(metrics["expert_steps"]),
-        "demo_steps": int(metrics["demo_steps"]),
+        "expert_steps": expert_steps,
+        "demo_steps": demo_steps,
         "run_dir": str(result.run_dir),
-    }
-    if cfg.env_id == bc.DOG_ENV_ID and cfg.eval_episodes > 0:
+    }  # fmt: skip
+    # The sweep clones growing prefixes of the scripted expert's demonstration: it answers "how
+    # many expert steps are needed", which says nothing about the user's own demos, and it is
+    # most of the runtime. So it runs only when the scripted expert is the only teacher.
+    if cfg.env_id == bc.DOG_ENV_ID and cfg.eval_episodes > 0 and not cfg.demos:
         sweep = bc.expert_steps_needed(cfg)
         out["expert_steps_needed"] = sweep["expert_steps_needed"]
         out["target_success"] = sweep["target_success"]
@@ -183,10 +354,16 @@ def summary(result: dict[str, Any]) -> str:
         lines += [
             f"actions {result['labels']} one-hot encoded (6 classes): "
             f"{result['labels'][1]} → {[int(v) for v in result['one_hot'][1]]}",
-            f"heights {result['heights_cm']} cm standardised: {result['standardized']}",
+            f"heights {result['heights_cm']} cm: mean {result['mean']:.2f}, sample std "
+            f"{result['sample_std']:.2f} (divides by n - 1 = {len(result['heights_cm']) - 1})",
+            f"  standardised, (x - mean) / sample std: {result['standardized']}",
             f"  scaled to [0, 1]: {result['min_max_scaled']}",
-            f"  running mean/std over two batches: {result['running_mean']:.2f} / "
-            f"{result['running_std']:.2f}",
+            f"  running statistics over two batches of two: mean {result['running_mean']:.4f}, "
+            f"std {result['running_std']:.4f}",
+            f"    its std is the population std (divides by n = {len(result['heights_cm'])}: "
+            f"{result['population_std']:.4f}), and it starts from a pseudo-count of "
+            f"{result['running_pseudo_count']:g} at mean 0 and variance 1, which keeps the first "
+            "division finite and pulls both a hair from the exact values",
             f"image (H, W, C) {result['image_shape_hwc']} → tensor (C, H, W) "
             f"{result['tensor_shape_chw']}, round trip exact: {result['round_trip_exact']}",
         ]
@@ -215,20 +392,34 @@ def summary(result: dict[str, Any]) -> str:
             )
         lines.append(f"lowest accuracy: {_fmt(result['accuracy'], True)}")
     elif task == "bc":
+        teacher = result.get("teacher", "expert")
+        steps = {
+            "expert": f"{result['expert_steps']:,} scripted-expert steps",
+            "demonstrations": f"{result['demo_steps']:,} demonstrated steps (--demos)",
+            "expert+demonstrations": f"{result['expert_steps']:,} scripted-expert steps and "
+            f"{result['demo_steps']:,} demonstrated steps (--demos)",
+        }[teacher]
+        who = {"expert": "the expert", "demonstrations": "the demonstrator"}.get(
+            teacher, "its teachers"
+        )
         lines += [
-            f"success rate (unseen houses): clone {_fmt(result['bc_success'], True)}, expert "
-            f"{_fmt(result['expert_success'], True)}, random "
+            f"success rate (unseen houses): clone {_fmt(result['bc_success'], True)}, scripted "
+            f"expert {_fmt(result['expert_success'], True)}, random "
             f"{_fmt(result['random_success'], True)}",
-            f"cloned from {result['expert_steps']:,} expert steps + {result['demo_steps']:,} demo "
-            f"steps (agreement with the expert on held-out steps "
-            f"{_fmt(result['val_accuracy'], True)})",
+            f"cloned from {steps}; agreement with {who} on held-out steps "
+            f"{_fmt(result['val_accuracy'], True)}",
         ]
         if "sweep" in result:
             lines.append(
-                f"expert steps needed for {_fmt(result['target_success'], True)} success: "
-                f"{_fmt(result['expert_steps_needed'])}  (sweep: "
+                f"scripted-expert steps needed for {_fmt(result['target_success'], True)} "
+                f"success: {_fmt(result['expert_steps_needed'])}  (sweep: "
                 + ", ".join(f"{n}→{s:.0%}" for n, s in result["sweep"])
                 + ")"
+            )
+        elif "demonstrations" in teacher:
+            lines.append(
+                "no expert-steps sweep: it measures the scripted expert, not your "
+                "demonstrations (`rl supervised bc` without --demos runs it)"
             )
     elif task in ("transfer", "pretrain"):
         other = "transfer" if task == "transfer" else "pretrained"

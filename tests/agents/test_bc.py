@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,81 @@ def test_bad_demo_files_are_refused(tmp_path: Path, payload: object, message: st
         bc.load_demos(path, bc.DOG_ENV_ID)
 
 
+def test_demos_without_steps_are_refused(tmp_path: Path) -> None:
+    empty_obs, empty_actions = torch.zeros(0, 111), torch.zeros(0, dtype=torch.long)
+    with pytest.raises(ValueError, match="no steps"):
+        bc.save_demos(tmp_path / "empty.pt", empty_obs, empty_actions, DOG)
+    assert not (tmp_path / "empty.pt").exists()
+    # A file written some other way is refused when read, before any cloning.
+    torch.save({"obs": empty_obs, "actions": empty_actions, "env_id": DOG}, tmp_path / "e.pt")
+    with pytest.raises(ValueError, match="no steps"):
+        bc.load_demos(tmp_path / "e.pt", DOG)
+    spaces = bc._spaces(DOG, {})
+    for steps in (0, 1):
+        with pytest.raises(ValueError, match="at least 2 demonstrated steps"):
+            bc.clone(
+                _small(eval_episodes=0), torch.zeros(steps, 111),
+                torch.zeros(steps, dtype=torch.long), spaces,
+            )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a torch file at all", "is not a torch file; expected a .pt file written by"),
+        (b"", r"is empty \(0 bytes\)"),
+    ],
+)
+def test_files_that_are_not_torch_files_say_so(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "demos.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        bc.load_demos(path)
+    assert "refused" not in str(info.value) and "()" not in str(info.value)
+
+
+def test_numpy_and_other_archives_are_told_apart(tmp_path: Path) -> None:
+    import numpy as np
+
+    np.savez(tmp_path / "demos.npz", obs=np.zeros((3, 111)), actions=np.zeros(3, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"NumPy \.npz archive.*must be a \.pt file"):
+        bc.load_demos(tmp_path / "demos.npz")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "other.pt", "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(ValueError, match="zip archive but not a torch file"):
+        bc.load_demos(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is a folder"):
+        bc.load_demos(tmp_path)
+    # NumPy arrays inside a torch file: refused (unsafe to unpickle), with the fix named.
+    torch.save(
+        {"obs": np.zeros((3, 111)), "actions": np.zeros(3), "env_id": DOG}, tmp_path / "n.pt"
+    )
+    with pytest.raises(ValueError, match=r"refused.*torch\.from_numpy"):
+        bc.load_demos(tmp_path / "n.pt")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"format_version": "1"}, r"malformed: 'format_version' must be an integer >= 1, got '1'"),
+        ({"format_version": 2}, "newer than"),
+        ({"format": "rl-sandbox-checkpoint"}, "not a demonstration file: its format marker"),
+        ({"env_id": 3}, "'env_id' must be a string"),
+    ],
+)
+def test_malformed_demo_files_are_refused_clearly(
+    tmp_path: Path, extra: dict, message: str
+) -> None:
+    payload = {"obs": torch.rand(3, 111), "actions": torch.zeros(3).long(), "env_id": DOG}
+    torch.save({**payload, **extra}, tmp_path / "d.pt")
+    with pytest.raises(ValueError, match=message):
+        bc.load_demos(tmp_path / "d.pt")
+
+
 def test_truncated_and_missing_demo_files(tmp_path: Path) -> None:
     path = bc.save_demos(tmp_path / "d.pt", torch.rand(4, 111), torch.zeros(4).long(), DOG)
     path.write_bytes(path.read_bytes()[:50])
@@ -111,12 +187,32 @@ def test_no_expert_outside_dog_training() -> None:
     [
         ({"num_expert_steps": 0}, "nothing to imitate"),
         ({"epochs": 0}, "epochs"),
-        ({"hidden_sizes": ()}, "hidden_sizes"),
+        ({"hidden_sizes": ()}, "hidden_sizes=64,64"),
+        ({"activation": "gelu"}, "activation must be 'tanh' or 'relu'"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"num_expert_steps": 1.5}, "num_expert_steps must be an integer"),
+        ({"learning_rate": math.inf}, "learning_rate"),
     ],
 )
 def test_config_rejects_bad_values(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(bc.Config(), **changes)
+
+
+def test_config_reads_one_demo_path_as_one_file(tmp_path: Path) -> None:
+    assert bc.Config(demos="demos.pt", num_expert_steps=0).demos == ("demos.pt",)
+    assert bc.Config(demos=tmp_path / "d.pt").demos == (str(tmp_path / "d.pt"),)
+    assert bc.Config(demos=["a.pt", Path("b.pt")]).demos == ("a.pt", "b.pt")
+    with pytest.raises(TypeError, match="file paths"):
+        bc.Config(demos=(3,))  # type: ignore[arg-type]
+    # The missing file is named whole, not letter by letter.
+    with pytest.raises(ValueError, match=r"demonstration file nope\.pt does not exist"):
+        bc.train(_small(demos="nope.pt", num_expert_steps=0, eval_episodes=0))
+
+
+def test_expert_demos_reject_bad_counts() -> None:
+    with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
+        bc.collect_expert_demos(DOG, 10, num_envs=0)
 
 
 # -- cloning -------------------------------------------------------------------------------------
@@ -150,6 +246,46 @@ def test_same_seed_same_clone() -> None:
     obs = torch.rand(8, 111)
     first = bc.train(cfg).policy.explain(obs).probs
     torch.testing.assert_close(bc.train(cfg).policy.explain(obs).probs, first)
+
+
+def test_cli_with_demos_names_the_demonstrator_and_skips_the_expert_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from rl.cli import main
+
+    obs, actions = bc.collect_expert_demos(DOG, 200, seed=5)
+    path = bc.save_demos(tmp_path / "me.pt", obs, actions, DOG)
+    argv = [
+        "supervised", "bc", "--demos", str(path), "--expert-steps", "0", "--runs-dir",
+        str(tmp_path), "--set", "epochs=2", "--set", "eval_episodes=2", "--device", "cpu",
+    ]  # fmt: skip
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["teacher"] == "demonstrations" and result["demo_steps"] == 200
+    assert "sweep" not in result and "expert_steps_needed" not in result
+    from rl.cli.supervised_cmd import summary
+
+    text = summary(result)
+    assert "agreement with the demonstrator" in text and "the expert on held-out" not in text
+    assert "no expert-steps sweep" in text
+
+
+def test_summary_names_each_teacher() -> None:
+    from rl.cli.supervised_cmd import summary
+
+    base = {
+        "task": "bc", "bc_success": 1.0, "expert_success": 1.0, "random_success": 0.0,
+        "val_accuracy": 0.9, "expert_steps": 2000, "demo_steps": 0,
+    }  # fmt: skip
+    expert = summary({**base, "teacher": "expert", "target_success": 0.9,
+                      "expert_steps_needed": 640, "sweep": [[320, 0.75], [640, 0.97]]})  # fmt: skip
+    assert "agreement with the expert" in expert
+    assert "scripted-expert steps needed for 90.0% success: 640" in expert
+    both = summary({**base, "teacher": "expert+demonstrations", "demo_steps": 50})
+    assert "2,000 scripted-expert steps and 50 demonstrated steps" in both
+    assert "agreement with its teachers" in both
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,35 @@ def test_ppo_config_and_bad_values(tmp_path: Path) -> None:
     assert run_cfg.env_kwargs["layout_offset"] == 1000 and run_cfg.total_timesteps == 8192
     with pytest.raises(ValueError, match="max_timesteps"):
         dataclasses.replace(rep.Config(), max_timesteps=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"pretrain_learning_rate": -1.0}, ValueError, "pretrain_learning_rate must be a finite"),
+        ({"pretrain_learning_rate": math.inf}, ValueError, "pretrain_learning_rate must be"),
+        ({"pretrain_learning_rate": "0.1"}, TypeError, "pretrain_learning_rate must be a number"),
+        ({"eval_episodes": -1}, ValueError, "eval_episodes must be an integer >= 0"),
+        ({"ppo_overrides": {"nosuch": 1}}, ValueError, "ppo_overrides: .*nosuch"),
+        ({"target_env_kwargs": None}, ValueError, "target_env_kwargs must be a dict"),
+    ],
+)
+def test_config_names_the_bad_field_at_construction(
+    changes: dict, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        rep.Config(**changes)
+
+
+def test_pieces_reject_bad_sizes() -> None:
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 1, got -5"):
+        rep.collect_unlabelled(rep.DOG_ENV_ID, -5)
+    with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
+        rep.collect_unlabelled(rep.DOG_ENV_ID, 10, num_envs=0)
+    with pytest.raises(ValueError, match=r"hidden_sizes must be layer widths >= 1"):
+        rep.ForwardModel(111, 6, (0,))
+    with pytest.raises(ValueError, match="num_actions"):
+        rep.ForwardModel(111, 0, (64,))
 
 
 @pytest.mark.slow

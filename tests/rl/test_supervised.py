@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -173,11 +174,22 @@ def test_fit_is_deterministic() -> None:
         ({"val_fraction": 1.0}, "val_fraction"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"patience": -1}, "patience"),
+        ({"learning_rate": math.inf}, "learning_rate must be a finite number"),
+        ({"weight_decay": math.nan}, "weight_decay must be a finite number"),
+        ({"min_delta": math.inf}, "min_delta must be a finite number"),
+        ({"seed": -1}, "seed must be an integer >= 0"),  # as `rl ... --seed -1`
+        ({"num_threads": 0}, "num_threads"),
     ],
 )
 def test_fit_config_rejects_bad_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FitConfig(**kwargs)
+
+
+def test_fit_config_rejects_wrong_types_and_takes_a_path(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"learning_rate must be a number, got '0\.01'"):
+        FitConfig(learning_rate="0.01")  # type: ignore[arg-type]
+    assert FitConfig(run_dir=tmp_path / "run").run_dir == str(tmp_path / "run")  # type: ignore[arg-type]
 
 
 def test_fit_rejects_mismatched_data() -> None:
@@ -192,10 +204,125 @@ def test_fit_rejects_mismatched_data() -> None:
         fit(mlp(2, (), 1), x, torch.randn(10), FitConfig(), x_val=x)
 
 
+def test_fit_rejects_non_finite_data_before_training() -> None:
+    x, y = make_linear(50, (1.0,), 0.0, seed=0)
+    bad_x, bad_y = x.clone(), y.clone()
+    bad_x[3, 0], bad_y[7] = math.nan, math.inf
+    with pytest.raises(ValueError, match=r"training data: x holds NaN or infinite values in 1 of"):
+        fit(mlp(1, (), 1), bad_x, y, FitConfig(epochs=2))
+    with pytest.raises(ValueError, match=r"training data: y holds NaN or infinite"):
+        fit(mlp(1, (), 1), x, bad_y, FitConfig(epochs=2))
+    with pytest.raises(ValueError, match=r"validation data \(x_val, y_val\): x holds NaN"):
+        fit(mlp(1, (), 1), x, y, FitConfig(epochs=2), x_val=bad_x, y_val=y)
+
+
+_X, _Y = make_linear(40, (1.0, -1.0), 0.0, seed=0)
+_XC, _YC = make_moons(40, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("model", "x", "y", "task", "error", "message"),
+    [
+        (mlp(2, (), 1), _X.double(), _Y, "regression", TypeError, "float64 but the model's"),
+        (mlp(2, (), 1), _X.numpy(), _Y, "regression", TypeError, "x must be a torch.Tensor"),
+        (mlp(2, (), 1), _X, _Y.numpy(), "regression", TypeError, "y must be a torch.Tensor"),
+        (mlp(2, (), 2), _X, _Y, "regression", ValueError, "gives 2 output.* y has 1 target"),
+        (mlp(2, (), 1), _X, torch.stack([_Y, _Y], 1), "regression", ValueError, "y has 2 target"),
+        (mlp(3, (4,), 1), _X, _Y, "regression", ValueError, "reads 3 feature.*x has 2"),
+        (mlp(2, (), 1), _X[:, 0], _Y, "regression", ValueError, r"x\[:, None\]"),
+        (mlp(2, (), 2), _XC, _YC + 1, "classification", ValueError, r"lie in \[0, 1\].* 1 to 2"),
+        (mlp(2, (), 2), _XC, _YC - 1, "classification", ValueError, r"from -1 to 0"),
+        (mlp(2, (), 2), _XC, _YC.bool(), "classification", TypeError, "int64 class indices"),
+        (mlp(2, (), 2), _XC, _YC.int(), "classification", TypeError, r"y\.long\(\)"),
+        (mlp(2, (), 1), _XC, _YC, "classification", ValueError, "one output .logit. per class"),
+    ],
+)
+def test_fit_rejects_data_the_model_cannot_take(
+    model: torch.nn.Module, x: object, y: object, task: str, error: type, message: str
+) -> None:
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(error, match=message):
+        fit(model, x, y, FitConfig(task=task, epochs=2))  # type: ignore[arg-type]
+    for name, tensor in model.state_dict().items():  # refused before any training step
+        torch.testing.assert_close(tensor, before[name])
+
+
+def test_fit_checks_the_validation_set_against_the_model() -> None:
+    with pytest.raises(ValueError, match=r"validation data \(x_val, y_val\): the model's first"):
+        fit(
+            mlp(2, (), 1),
+            _X,
+            _Y,
+            FitConfig(epochs=1),
+            x_val=torch.zeros(5, 3),
+            y_val=torch.zeros(5),
+        )
+    with pytest.raises(ValueError, match=r"validation data .*lie in \[0, 1\]"):
+        fit(
+            mlp(2, (), 2), _XC, _YC, FitConfig(task="classification", epochs=1),
+            x_val=_XC[:5], y_val=torch.full((5,), 2),
+        )  # fmt: skip
+
+
 def test_fit_reports_divergence() -> None:
     x, y = make_linear(100, (1.0,), 0.0, seed=0)
     with pytest.raises(FloatingPointError, match="lower learning_rate"):
         fit(mlp(1, (), 1), x, y * 1e30, FitConfig(learning_rate=1e30, epochs=20))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: make_linear(-5, (1.0,), 0.0), ValueError, "n .the number of rows. must be"),
+        (lambda: make_linear(0, (1.0,), 0.0), ValueError, "n .the number of rows. must be"),
+        (lambda: make_linear(10, (), 0.0), ValueError, "one finite number per feature"),
+        (lambda: make_linear(10, "ab", 0.0), TypeError, "sequence of numbers"),
+        (lambda: make_wave(-1), ValueError, "n .the number of rows."),
+        (lambda: make_moons(-3), ValueError, "n .the number of rows."),
+        (lambda: make_moons(2.5), ValueError, "integer >= 1, got 2.5"),
+        (lambda: make_moons(10, noise=-1.0), ValueError, "noise"),
+        (lambda: TOY_DATASETS["circles"](10, factor=1.5), ValueError, "factor"),
+        (lambda: TOY_DATASETS["spirals"](10, turns=0.0), ValueError, "turns"),
+        (lambda: r2_score(torch.zeros(0), torch.zeros(0)), ValueError, "empty set"),
+        (
+            lambda: confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), 2),
+            ValueError,
+            r"y_true holds labels from 0 to 3, outside \[0, 1\]",
+        ),
+        (
+            lambda: confusion_matrix(torch.tensor([0, 1]), torch.tensor([-1, 1]), 2),
+            ValueError,
+            "y_pred holds labels from -1",
+        ),
+        (lambda: confusion_matrix(torch.tensor([0]), torch.tensor([0]), 0), ValueError, ">= 1"),
+        (lambda: mlp(2.5, (4,), 1), TypeError, "in_features must be an integer"),  # type: ignore[arg-type]
+        (lambda: mlp(2, 16, 1), TypeError, "hidden_sizes must be a sequence"),  # type: ignore[arg-type]
+        (lambda: describe_network(mlp(2, (4,), 1), 3), ValueError, "reads 2 feature"),
+        (lambda: train_val_split(_X, _Y, 0.0), ValueError, "val_fraction"),
+    ],
+    ids=[
+        "linear-negative-n", "linear-zero-n", "linear-no-weight", "linear-str-weight",
+        "wave-negative-n", "moons-negative-n", "moons-float-n", "moons-negative-noise",
+        "circles-factor", "spirals-turns", "r2-empty", "confusion-label-too-big",
+        "confusion-negative-label", "confusion-no-classes", "mlp-float-in", "mlp-int-hidden",
+        "describe-wrong-in", "split-zero-fraction",
+    ],
+)  # fmt: skip
+def test_data_metrics_and_networks_reject_bad_arguments(
+    call: object, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        call()  # type: ignore[operator]
+
+
+def test_classification_baseline_reads_one_name_as_one_dataset(tmp_path: Path) -> None:
+    from rl.baselines import classification_baseline
+
+    # Checked before any training: a str is one name, not a sequence of letters.
+    with pytest.raises(ValueError, match=r"unknown dataset\(s\) \['moon'\]"):
+        classification_baseline(datasets="moon", runs_root=tmp_path)
+    with pytest.raises(ValueError, match="twice"):
+        classification_baseline(datasets=("moons", "moons"), runs_root=tmp_path)
 
 
 # -- the CLI -------------------------------------------------------------------------------------
@@ -214,11 +341,90 @@ def test_cli_tensors_and_anatomy(capsys: pytest.CaptureFixture[str]) -> None:
     assert anatomy["layers"][-1]["layer"] == "output"
 
 
-def test_cli_rejects_bad_device(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_bad_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rl.cli import main
 
-    assert main(["supervised", "tensors", "--device", "tpu"]) == 2
+    argv = ["supervised", "regression", "--device", "tpu", "--runs-dir", str(tmp_path)]
+    assert main(argv) == 2
     assert "device" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # rejected before any work
+
+
+def test_cli_tensors_says_which_std_is_which(capsys: pytest.CaptureFixture[str]) -> None:
+    from rl.cli import main
+
+    result = _cli_json(capsys, "tensors")
+    heights = torch.tensor(result["heights_cm"])
+    assert result["sample_std"] == pytest.approx(float(heights.std()))  # 19.36, n - 1
+    assert result["population_std"] == pytest.approx(float(heights.std(correction=0)))  # 16.77
+    # The running mean carries RunningMeanStd's pseudo-count (1e-4 samples at mean 0).
+    pseudo = result["running_pseudo_count"]
+    assert result["running_mean"] == pytest.approx(42.5 * 4 / (4 + pseudo), abs=1e-9)
+    assert main(["supervised", "tensors"]) == 0
+    text = capsys.readouterr().out
+    assert "sample std 19.36" in text and "population std" in text and "pseudo-count" in text
+    assert "42.4989" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "takes"),
+    [
+        (["anatomy", "--set", "epochs=5", "--dataset", "spirals", "--demos", "x.pt"], "--json"),
+        (["tensors", "--seed", "3"], "--json"),
+        (["regression", "--set", "epochs=5"], "--seed, --device, --runs-dir, --json"),
+        (["classification", "--demos", "x.pt"], "--dataset"),
+        (["transfer", "--demos", "x.pt"], "--set"),
+    ],
+)
+def test_cli_rejects_options_a_task_does_not_take(
+    argv: list[str], takes: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rl.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["supervised", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"not apply to `rl supervised {argv[0]}`, which takes" in err and takes in err
+
+
+def test_cli_help_is_per_task(capsys: pytest.CaptureFixture[str]) -> None:
+    from rl.cli import main
+
+    def help_of(task: str) -> str:
+        with pytest.raises(SystemExit):
+            main(["supervised", task, "--help"])
+        return capsys.readouterr().out
+
+    anatomy, bc, pretrain, transfer = (
+        help_of(t) for t in ("anatomy", "bc", "pretrain", "transfer")
+    )
+    assert "--seed" not in anatomy and "--set" not in anatomy
+    assert "(default: 1)" in bc and "--demos" in bc and "num_expert_steps (default 2000)" in bc
+    assert "comma-separated (--set hidden_sizes=32,32)" in bc
+    assert "pretrain_learning_rate" in pretrain and "source_timesteps" not in pretrain
+    assert "source_timesteps" in transfer and "pretrain_learning_rate" not in transfer
+    assert "--demos" not in transfer
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["pretrain", "--set", "pretrain_learning_rate=-1"], "pretrain_learning_rate must be"),
+        (["transfer", "--set", "pretrain_epochs=3"], "transfer does not use it"),
+        (["bc", "--set", "hidden_sizes=[]"], "comma-separated, e.g. --set hidden_sizes=32,32"),
+        (["bc", "--expert-steps", "-1"], "--expert-steps must be >= 0"),
+        (["bc", "--seed", "-1"], "--seed must be an integer >= 0"),
+    ],
+)
+def test_cli_rejects_bad_settings_before_any_work(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rl.cli import main
+
+    assert main(["supervised", *argv, "--runs-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow
