@@ -40,9 +40,6 @@ import argparse
 import itertools
 import math
 import os
-import pickle
-import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +50,7 @@ from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents.base import PolicyView, TrainResult, read_policy_checkpoint, space_spec
-from rl.checkpoint import atomic_save
+from rl.checkpoint import CheckpointError, atomic_save, read_torch_file
 from rl.config import config_from_dict, config_to_dict, field_docs, replace_config
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, evaluate
@@ -160,63 +157,20 @@ def load_demos(
 
 
 _WRITTEN_BY = "a .pt file written by `rl play --record-demos` or agents.bc.save_demos"
-_ZIP_MAGIC = b"PK\x03\x04"
-# torch.save's legacy (non-zip) format is a pickle, and every pickle of protocol 2+ opens so.
-_PICKLE_MAGIC = b"\x80"
 
 
 def _read_demo_file(path: Path, where: str) -> Any:
-    """``torch.load(weights_only=True)`` of ``path``, after telling apart the files that are not
-    torch files at all (torch's own errors for those are misleading or empty)."""
-    if path.is_dir():
-        raise ValueError(f"{where} is a folder; expected {_WRITTEN_BY}")
-    if not path.is_file():
-        raise ValueError(f"{where} does not exist (record one: rl play --record-demos)")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{where} is empty (0 bytes): it was never written fully; record it again")
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-        if not any(name.endswith("data.pkl") for name in names):  # torch.save's zip layout
-            if names and all(name.endswith(".npy") for name in names):
-                raise ValueError(
-                    f"{where} is a NumPy .npz archive, not a demonstration file; demos must be "
-                    f"{_WRITTEN_BY} (from arrays: agents.bc.save_demos(path, "
-                    "torch.from_numpy(obs), torch.from_numpy(actions), env_id))"
-                )
-            raise ValueError(
-                f"{where} is a zip archive but not a torch file; expected {_WRITTEN_BY}"
-            )
-    elif head == _ZIP_MAGIC:
-        raise ValueError(
-            f"{where} is truncated: it starts like a torch file but its end is missing "
-            "(an interrupted copy or write); record or copy it again"
-        )
-    elif not head.startswith(_PICKLE_MAGIC):
-        raise ValueError(f"{where} is not a torch file; expected {_WRITTEN_BY}")
+    """The demonstration file's contents, read safely (:func:`rl.checkpoint.read_torch_file`)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch names the refused class in its message: say which, so the fix is plain.
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
-        detail = f" (it holds a {found.group(1)})" if found else ""
+        return read_torch_file(path, where, _WRITTEN_BY)
+    except CheckpointError as exc:
         hint = (
-            "; convert NumPy arrays with torch.from_numpy before saving"
-            if found and found.group(1).startswith("numpy")
+            " (from arrays: agents.bc.save_demos(path, torch.from_numpy(obs), "
+            "torch.from_numpy(actions), env_id))"
+            if "NumPy .npz" in str(exc)
             else ""
         )
-        raise ValueError(
-            f"{where} was refused: it holds objects other than tensors and "
-            f"plain values, which are never loaded (they could run code){detail}{hint}"
-        ) from None
-    except Exception as exc:  # torch raises many types for damaged files (struct.error, ...)
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ValueError(
-            f"{where} is truncated or corrupt ({type(exc).__name__}{': ' if first else ''}"
-            f"{first}); record or copy it again"
-        ) from None
+        raise ValueError(f"{exc}{hint}") from None
 
 
 def _check_demos(obs: Any, actions: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,78 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     return atomic_save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, path)
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+# torch.save's legacy (non-zip) format is a pickle, and every pickle of protocol 2+ opens so.
+_PICKLE_MAGIC = b"\x80"
+
+
+def read_torch_file(
+    path: str | os.PathLike,
+    what: str,
+    written_by: str,
+    map_location: str | torch.device = "cpu",
+) -> Any:
+    """``torch.load(path, weights_only=True)``, after telling apart the files that
+    are not torch files at all (torch's own errors for those are misleading or empty).
+
+    Args:
+        what: how messages name the file, e.g. ``"checkpoint runs/x/latest.pt"``.
+        written_by: what the file should be, e.g. ``"a .pt file written by `rl train`"``.
+
+    Raises:
+        CheckpointError: one line per case: missing, a folder, empty, a zip (such as NumPy's
+            .npz) or a pickle that torch did not write, truncated, or refused for holding
+            objects other than tensors and plain values (never loaded: they could run code).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{what} is a folder; expected {written_by}")
+    if not path.is_file():
+        raise CheckpointError(f"{what} does not exist; expected {written_by}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{what} is empty (0 bytes): it was never written fully")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if not any(name.endswith("data.pkl") for name in names):  # torch.save's zip layout
+            if names and all(name.endswith(".npy") for name in names):
+                raise CheckpointError(
+                    f"{what} is a NumPy .npz archive, not a torch file; expected {written_by}"
+                )
+            raise CheckpointError(
+                f"{what} is a zip archive but not a torch file; expected {written_by}"
+            )
+    elif head == _ZIP_MAGIC:
+        raise CheckpointError(
+            f"{what} is truncated: it starts like a torch file but its end is missing (an "
+            "interrupted copy or write)"
+        )
+    elif not head.startswith(_PICKLE_MAGIC):
+        raise CheckpointError(f"{what} is not a torch file; expected {written_by}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch names the refused class in its message: say which, so the fix is plain.
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        detail = f" (it holds a {found.group(1)})" if found else ""
+        hint = (
+            "; convert NumPy arrays with torch.from_numpy before saving"
+            if found and found.group(1).startswith("numpy")
+            else ""
+        )
+        raise CheckpointError(
+            f"{what} was refused: it holds objects other than tensors and plain values, which "
+            f"are never loaded (they could run code){detail}{hint}"
+        ) from None
+    except Exception as exc:  # torch raises many types for damaged files (struct.error, ...)
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"{what} is truncated or corrupt ({type(exc).__name__}{': ' if first else ''}{first})"
+        ) from None
+
+
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -75,26 +149,9 @@ def load_checkpoint(
         CheckpointError: missing, truncated, unsafe (arbitrary pickle) or foreign files.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, expected a checkpoint file (.pt)")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was never written fully")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"checkpoint {path} was refused: it holds objects other than tensors and plain "
-            f"values, which are never loaded (they could run code) ({first})"
-        ) from None
-    except Exception as exc:  # torch raises many types for foreign bytes (even KeyError).
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = f"{type(exc).__name__}: {first}"[:200]
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or not a torch checkpoint ({first})"
-        ) from None
+    payload = read_torch_file(
+        path, f"checkpoint {path}", "a .pt checkpoint written by `rl train`", map_location
+    )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not an RL Sandbox checkpoint (no '{FORMAT}' marker); "

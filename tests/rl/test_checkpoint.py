@@ -61,7 +61,7 @@ def test_truncated_file_gives_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [(b"", "empty"), (b"hello, not a checkpoint", "truncated or not a torch checkpoint")],
+    [(b"", "empty"), (b"hello, not a checkpoint", "is not a torch file")],
 )
 def test_foreign_files(tmp_path: Path, content: bytes, match: str) -> None:
     path = tmp_path / "x.pt"
