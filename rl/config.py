@@ -83,9 +83,14 @@ def _convert(value: Any, annotation: Any, name: str) -> Any:
     if annotation is str:
         return str(value)
     if origin in (tuple, list):
-        items = (
-            value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v]
-        )
+        if isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            # "64,64", also written "[64, 64]" or "(64, 64)"; "" or "[]" is empty.
+            text = str(value).strip()
+            if text[:1] + text[-1:] in ("[]", "()"):
+                text = text[1:-1]
+            items = [v.strip() for v in text.split(",") if v.strip()]
         inner = args[0] if args else str
         converted = [_convert(v, inner, name) for v in items]
         return tuple(converted) if origin is tuple else converted

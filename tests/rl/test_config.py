@@ -44,6 +44,14 @@ def test_overrides_are_converted_by_type() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "sizes"),
+    [("64,64", (64, 64)), ("[64, 64]", (64, 64)), ("(32,32)", (32, 32)), ("[]", ()), ("", ())],
+)
+def test_a_list_may_be_written_with_brackets(text: str, sizes: tuple[int, ...]) -> None:
+    assert replace_config(Example(), {"hidden_sizes": text}).hidden_sizes == sizes
+
+
+@pytest.mark.parametrize(
     ("item", "match"),
     [
         ("learning_rate", "KEY=VALUE"),
