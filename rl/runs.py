@@ -274,7 +274,14 @@ class TrainingRun:
         mean_return: float | None = None,
         snapshot: bool = False,
     ) -> Path | None:
-        """Write ``latest.pt``; also ``best.pt`` on a new best return and a step snapshot."""
+        """Write ``latest.pt``; also ``best.pt`` on a new best return and a step snapshot.
+
+        On a rank that writes nothing (``writer=False``) the snapshot schedule still moves on:
+        every rank must keep asking :meth:`snapshot_due` the same question, since saving is a
+        collective (the ranks' state is gathered) and a rank that saves alone waits forever.
+        """
+        if snapshot:
+            self._advance_snapshots(global_step)
         if not self.is_writer:
             return None
         if self._writer is not None:
@@ -290,9 +297,11 @@ class TrainingRun:
             )
         if snapshot:
             save_checkpoint(payload, self.checkpoint_dir / f"step_{int(global_step):09d}.pt")
-            while self.snapshot_due(global_step):
-                self._next_snapshot += 1
         return latest
+
+    def _advance_snapshots(self, global_step: int) -> None:
+        while self.snapshot_due(global_step):
+            self._next_snapshot += 1
 
     def restore_schedule(self, global_step: int, best_return: float | None) -> None:
         """After a resume: skip snapshots already taken and remember the best return."""

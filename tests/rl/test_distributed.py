@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SPAWN_TIMEOUT = 240.0  # seconds; the slowest spawn here (a learning check) takes ~60 s
+
+
 def spawn(fn: Any, *args: Any, world: int = WORLD) -> None:
     """Run ``fn(rank, *args)`` on ``world`` Gloo ranks; a failure on any rank fails the test."""
     # Heavy first imports happen once here, not once per rank: the fused Adam step imports
@@ -40,9 +44,16 @@ def spawn(fn: Any, *args: Any, world: int = WORLD) -> None:
     port = free_port()
     # fork, not spawn: the children inherit the imported torch instead of paying seconds each
     # to import it again (the test's cost is almost all start-up).
-    mp.start_processes(
-        _entry, args=(world, port, fn, args), nprocs=world, join=True, start_method="fork"
+    context = mp.start_processes(
+        _entry, args=(world, port, fn, args), nprocs=world, join=False, start_method="fork"
     )
+    # Ranks that wait on each other's collectives (a deadlock) fail the test, not hang it.
+    deadline = time.monotonic() + SPAWN_TIMEOUT
+    while not context.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"{world} ranks still running after {SPAWN_TIMEOUT} s: a deadlock?")
 
 
 def _entry(rank: int, world: int, port: int, fn: Any, args: tuple[Any, ...]) -> None:
@@ -228,6 +239,33 @@ def test_two_rank_ppo_same_weights_rank0_writes_and_resumes_bitwise(tmp_path: Pa
     for result in (r0, r1):
         for key in result["whole"]:
             assert torch.equal(result["whole"][key], result["resumed"][key]), key
+
+
+def _sparse_checkpoint_ranks(rank: int, out: str) -> None:
+    from agents import ppo
+
+    info = distributed.init("cpu")
+    try:
+        # Pendulum: no episode ends in 4 x 16 steps, so no "new best return" saves either.
+        cfg = ppo.default_config(
+            "sandbox/Pendulum-v1",
+            **{**TINY_PPO, "checkpoint_every": 1000, "num_snapshots": 2},
+            run_dir=f"{out}/run{rank}",
+        )
+        result = ppo.train(cfg)
+        Path(out, f"steps{rank}.txt").write_text(str(result.global_step))
+    finally:
+        distributed.teardown(info)
+
+
+def test_two_ranks_agree_when_to_checkpoint(tmp_path: Path) -> None:
+    # Saving gathers every rank's state: a rank that saves when the others do not waits for
+    # them forever. Snapshots at 0, 50 and 100 % and no periodic checkpoints: rank 1, which
+    # writes nothing, must still move through the snapshot schedule as rank 0 does.
+    spawn(_sparse_checkpoint_ranks, str(tmp_path))
+    assert [(tmp_path / f"steps{r}.txt").read_text() for r in range(WORLD)] == ["512", "512"]
+    snapshots = sorted(p.name for p in (tmp_path / "run0" / "checkpoints").glob("step_*.pt"))
+    assert snapshots == ["step_000000000.pt", "step_000000256.pt", "step_000000512.pt"]
 
 
 def test_resuming_a_two_rank_checkpoint_in_one_process_says_why(tmp_path: Path) -> None:

@@ -66,6 +66,22 @@ def test_non_writer_rank_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "r1").exists()
 
 
+def test_every_rank_moves_through_the_snapshot_schedule(tmp_path: Path) -> None:
+    # Saving is a collective in a distributed run: ranks must agree on when a snapshot is due.
+    runs = [
+        TrainingRun(tmp_path / "r", {}, total_timesteps=100, num_snapshots=4, writer=writer,
+                    progress=False)
+        for writer in (True, False)
+    ]  # fmt: skip
+    for step in range(0, 120, 20):
+        due = [run.snapshot_due(step) for run in runs]
+        assert due[0] == due[1], (step, due)
+        for run in runs:
+            run.save({"model": {}}, step, snapshot=due[0])
+    for run in runs:
+        run.close()
+
+
 def test_purge_step_drops_later_events(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
