@@ -782,9 +782,9 @@ def _finish(
     base = cfg.ppo
     bar = cfg.solved_return
     if bar is None:
-        import gymnasium
+        from rl.vector import env_spec
 
-        bar = gymnasium.spec(base.env_id).reward_threshold
+        bar = env_spec(base.env_id).reward_threshold
     per_seed = []
     for k, seed in enumerate(cfg.seeds):
         row: dict[str, Any] = {

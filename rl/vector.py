@@ -37,11 +37,48 @@ def similar_env_ids(env_id: str, limit: int = 3) -> list[str]:
     return list(dict.fromkeys(close))[:limit]
 
 
-def env_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
-    """The registered spec, or a ValueError that suggests similar ids."""
+def import_env_module(module: str) -> None:
+    """Import ``module`` for the envs it registers (``rl check --import``, ``"module:Env-v0"``
+    ids), from the installed packages or, failing those, the current folder (as ``python -m``
+    would; looked in last, so a file there never shadows an installed package).
+
+    Raises:
+        ValueError: the module cannot be imported.
+    """
+    import importlib
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
     try:
-        return gymnasium.spec(env_id)
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ValueError(
+            f"cannot import {module!r}, the module that should register the env ({exc}); "
+            "looked in the installed packages and the current folder"
+        ) from None
+
+
+def bare_env_id(env_id: str) -> str:
+    """``"module:Env-v0"`` (Gymnasium's form: import ``module``, then make ``Env-v0``) → the
+    registered id, with ``module`` imported; any other id unchanged."""
+    module, sep, bare = env_id.rpartition(":")
+    if sep and module:
+        import_env_module(module)
+        return bare
+    return env_id
+
+
+def env_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
+    """The registered spec (``"module:Env-v0"`` imports ``module`` first), or a ValueError that
+    suggests similar ids."""
+    bare = bare_env_id(env_id)
+    try:
+        return gymnasium.spec(bare)
     except gymnasium.error.Error:
+        env_id = bare
         similar = similar_env_ids(env_id)
         hint = f"did you mean {' or '.join(map(repr, similar))}? " if similar else ""
         raise ValueError(

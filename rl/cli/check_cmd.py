@@ -8,8 +8,8 @@ and a headless render.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
+import re
 import time
 import traceback
 import warnings
@@ -52,7 +52,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _check(name: str, fn: Callable[[], str | None], results: list[bool]) -> None:
+class Skipped(Exception):
+    """A check that does not apply to this env (printed SKIP, counted apart)."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(text: str) -> str:
+    """One line of ``text`` without terminal colour codes (Gymnasium colours its warnings)."""
+    text = _ANSI.sub("", str(text)).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _check(name: str, fn: Callable[[], str | None], results: list[bool | None]) -> None:
     start = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -60,7 +73,7 @@ def _check(name: str, fn: Callable[[], str | None], results: list[bool]) -> None
             detail = fn() or ""
         notes = sorted(
             {
-                str(w.message).splitlines()[0][:120]
+                _plain(w.message)[:120]
                 for w in caught
                 if "check_env" in str(w.filename) or "passive_env_checker" in str(w.filename)
             }
@@ -69,9 +82,12 @@ def _check(name: str, fn: Callable[[], str | None], results: list[bool]) -> None
             detail = (detail + "; " if detail else "") + "warnings: " + " | ".join(notes[:3])
         results.append(True)
         print(f"PASS  {name:<24} {detail} ({time.perf_counter() - start:.2f}s)")
+    except Skipped as why:
+        results.append(None)
+        print(f"SKIP  {name:<24} {why}")
     except Exception as exc:  # Report every failure as one line and go on with the other checks.
         results.append(False)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = _plain(exc) or type(exc).__name__
         print(f"FAIL  {name:<24} {type(exc).__name__}: {message}")
         if os.environ.get("RL_DEBUG"):
             traceback.print_exc()
@@ -88,20 +104,19 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--num-envs must be >= 1, got {args.num_envs}")
     import envs
     from envs import check_vector_env
+    from rl.vector import env_spec, import_env_module
 
     for module in args.imports:
         try:
-            importlib.import_module(module)
-        except ImportError as exc:
+            import_env_module(module)
+        except ValueError as exc:
             raise CLIError(f"--import {module}: {exc}") from None
     try:
-        spec = gymnasium.spec(args.env_id)
-    except gymnasium.error.Error as exc:
-        raise CLIError(
-            f"unknown environment {args.env_id!r} ({exc}); `rl envs` lists the sandbox's envs"
-        ) from None
+        spec = env_spec(args.env_id)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     del envs
-    results: list[bool] = []
+    results: list[bool | None] = []
     print(f"Checking {spec.id}")
 
     def single_env_check() -> str:
@@ -116,13 +131,13 @@ def run(args: argparse.Namespace) -> int:
 
     def vector_env_check() -> str:
         if spec.vector_entry_point is None:
-            return "skipped: no vector_entry_point registered"
+            raise Skipped("no vector_entry_point registered")
         env = gymnasium.make_vec(
             spec.id, num_envs=args.num_envs, vectorization_mode="vector_entry_point"
         )
         try:
             if getattr(env, "metadata", {}).get("backend") != "torch":
-                return f"skipped: {type(env).__name__} is not a torch vector env"
+                raise Skipped(f"{type(env).__name__} is not a torch vector env")
             check_vector_env(env, seed=args.seed)
             return f"{type(env).__name__} with num_envs={args.num_envs}"
         finally:
@@ -134,10 +149,12 @@ def run(args: argparse.Namespace) -> int:
         lengths, returns = [], []
         try:
             for episode in range(args.episodes):
-                env.reset(seed=args.seed + episode)
+                obs, _ = env.reset(seed=args.seed + episode)
+                _check_obs(env.observation_space, obs, "reset()")
                 total, steps, done = 0.0, 0, False
                 while not done and steps < args.max_steps:
-                    _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+                    obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+                    _check_obs(env.observation_space, obs, f"step() {steps}")
                     if not np.isfinite(reward):
                         raise ValueError(f"non-finite reward {reward} at step {steps}")
                     total += float(reward)
@@ -171,6 +188,29 @@ def run(args: argparse.Namespace) -> int:
     _check("check_vector_env", vector_env_check, results)
     _check("random episodes", random_episodes, results)
     _check("headless render", render_check, results)
-    failed = results.count(False)
-    print(f"{len(results) - failed} passed, {failed} failed")
+    failed, skipped = results.count(False), results.count(None)
+    print(
+        f"{results.count(True)} passed, {failed} failed"
+        + (f", {skipped} skipped" if skipped else "")
+    )
     return 1 if failed else 0
+
+
+def _check_obs(space: gymnasium.Space, obs: object, where: str) -> None:
+    """A ValueError naming what differs when ``obs`` is not in ``space``."""
+    if space.contains(obs):
+        return
+    shape, dtype = np.shape(obs), getattr(obs, "dtype", type(obs).__name__)
+    if space.shape is not None and (shape != space.shape or dtype != space.dtype):
+        raise ValueError(
+            f"the observation of {where} is not in the observation space: got shape {shape} "
+            f"{dtype}, the space says shape {space.shape} {space.dtype}"
+        )
+    if isinstance(space, gymnasium.spaces.Box):
+        values = np.asarray(obs)
+        raise ValueError(
+            f"the observation of {where} is outside the observation space's bounds: values "
+            f"in [{values.min():.4g}, {values.max():.4g}], the space allows "
+            f"[{space.low.min():.4g}, {space.high.max():.4g}]"
+        )
+    raise ValueError(f"the observation of {where} ({obs!r:.80}) is not in {space}")

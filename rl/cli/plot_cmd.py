@@ -200,18 +200,18 @@ def _env_defaults(env_id: str) -> dict[str, Any]:
     """The env constructor's default arguments (e.g. the dog's ``reward_scheme="coached"``)."""
     import inspect
 
-    import gymnasium
     from gymnasium.envs.registration import load_env_creator
 
     from rl.cli.targets import register_envs
+    from rl.vector import env_spec
 
     register_envs()
     try:
-        spec = gymnasium.spec(env_id)
+        spec = env_spec(env_id)
         entry = spec.vector_entry_point or spec.entry_point
         creator = load_env_creator(entry) if isinstance(entry, str) else entry
         parameters = inspect.signature(creator).parameters.values()
-    except (gymnasium.error.Error, ImportError, AttributeError, TypeError, ValueError):
+    except (ImportError, AttributeError, TypeError, ValueError):
         return {}
     return {
         p.name: p.default

@@ -21,7 +21,7 @@ from agents.base import PolicyView
 from rl.checkpoint import CheckpointError, load_checkpoint
 from rl.cli import CLIError, parse_env_value
 from rl.runs import find_checkpoint, list_snapshots
-from rl.vector import similar_env_ids
+from rl.vector import env_spec, similar_env_ids
 
 
 class RandomPolicy:
@@ -105,8 +105,14 @@ def register_envs() -> None:
 
 
 def is_env_id(text: str) -> bool:
+    """Whether ``text`` names a registered env (``"module:Env-v0"``: once ``module`` is
+    imported)."""
     register_envs()
-    return text in gymnasium.registry
+    try:
+        env_spec(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_env_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -132,10 +132,11 @@ def check_env_id(env_id: str) -> None:
 
 def env_arg_names(env_id: str) -> list[str]:
     """Constructor arguments ``--set`` may give the env (what ``make_vector_env`` builds)."""
-    import gymnasium
     from gymnasium.envs.registration import load_env_creator
 
-    spec = gymnasium.spec(env_id)
+    from rl.vector import env_spec
+
+    spec = env_spec(env_id)
     entry = spec.vector_entry_point
     sandbox = isinstance(entry, str) and entry.split(":")[0].split(".")[0] == "envs"
     entry = entry if sandbox else spec.entry_point
@@ -193,9 +194,9 @@ def solved_thresholds(env_id: str, env_kwargs: dict[str, Any] | None = None) -> 
     where it has one (the dog's depends on the reward scheme), else its
     ``SOLVED_SUCCESS_RATE``/``SOLVED_MEAN_RETURN`` (the sandbox's envs), else the
     registration's ``reward_threshold`` (Gymnasium's)."""
-    import gymnasium
+    from rl.vector import env_spec
 
-    spec = gymnasium.spec(env_id)
+    spec = env_spec(env_id)
     thresholds: dict[str, float] = {}
     module = None
     if isinstance(spec.entry_point, str):
@@ -333,15 +334,16 @@ def run(args: argparse.Namespace) -> int:
     action = "Resuming" if args.resume else "Training"
     if rank0:
         device = resolve_device(cfg.device)
-        where = f"device {device}"
+        envs = f"{cfg.num_envs} env{'s' if cfg.num_envs != 1 else ''}"
+        what = f"{envs}, {planned_steps(cfg)}, device {device}"
         if args.distributed:  # what rl.distributed.init will pick: the same rule
             ranks = os.environ.get("WORLD_SIZE", "1")
             backend = "nccl" if device.type == "cuda" else "gloo"
-            where = f"{ranks} rank(s) on {device.type} over {backend}, envs per rank, steps in all"
-        print(
-            f"{action} {algo.upper()} on {cfg.env_id} (seed {cfg.seed}, {cfg.num_envs} envs, "
-            f"{planned_steps(cfg, args.distributed)}, {where}) → {cfg.run_dir}"
-        )
+            what = (
+                f"{envs} per rank, {cfg.total_timesteps:,} steps in all, {ranks} rank(s) on "
+                f"{device.type} over {backend}"
+            )
+        print(f"{action} {algo.upper()} on {cfg.env_id} (seed {cfg.seed}, {what}) → {cfg.run_dir}")
     try:
         result = module.train(cfg, resume=args.resume)
     except TrainingDiverged as exc:
@@ -350,8 +352,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. a resume that changes a fixed field
         raise CLIError(str(exc)) from None
     except KeyboardInterrupt:
-        if (Path(cfg.run_dir) / "checkpoints" / "latest.pt").is_file():
-            print(f"\nto continue: rl train --resume {cfg.run_dir}", file=sys.stderr)
+        latest = Path(cfg.run_dir) / "checkpoints" / "latest.pt"
+        if latest.is_file():
+            print(f"\n{resume_hint(latest, cfg.run_dir)}", file=sys.stderr)
         raise
     except RuntimeError as exc:  # e.g. --distributed without torchrun
         if "torchrun" not in str(exc):
@@ -456,12 +459,27 @@ def _train_group(cfg: Any, resume: str | None = None) -> int:
     return 0
 
 
-def planned_steps(cfg: Any, distributed: bool = False) -> str:
+def resume_hint(latest: Path, run_dir: str | Path) -> str:
+    """How to continue an interrupted run, and from which step: the steps trained after the
+    last checkpoint (up to ``checkpoint_every`` iterations) are trained again."""
+    from rl.checkpoint import load_checkpoint
+
+    try:
+        step = int(load_checkpoint(latest).get("global_step", 0))
+    except (CheckpointError, TypeError, ValueError):
+        return f"to continue: rl train --resume {run_dir}"
+    return (
+        f"to continue from the last checkpoint (step {step:,}; later steps are trained "
+        f"again): rl train --resume {run_dir}"
+    )
+
+
+def planned_steps(cfg: Any) -> str:
     """``"2,048 steps (--total-timesteps 3,000 in whole iterations of 1,024)"``: what the run
     will train, where whole iterations round ``total_timesteps`` down."""
     per = getattr(cfg, "batch_size", None) or cfg.num_envs
     total = cfg.total_timesteps
-    if distributed or total % per == 0:
+    if total % per == 0:
         return f"{total:,} steps"
     planned = max(1, total // per) * per
     return f"{planned:,} steps (--total-timesteps {total:,} in whole iterations of {per:,})"

@@ -70,11 +70,15 @@ def test_check_fails_a_users_broken_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "user_envs_broken.py").write_text(textwrap.dedent(BROKEN_ENV))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # found in the current folder, as `python -m` would
     code = main(["check", "usercheck/Lying-v0", "--import", "user_envs_broken", "--episodes", "1"])
     out = capsys.readouterr().out
     assert code == 1
     assert any(line.startswith("FAIL  check_env") for line in out.splitlines())
+    # The random episodes see it too, and say what differs.
+    assert "FAIL  random episodes" in out and "values in [5, 5], the space allows [0, 1]" in out
+    assert "SKIP  check_vector_env" in out and "1 skipped" in out
+    assert "\x1b[" not in out  # no terminal colour codes in a CI log
     assert any(line.startswith("FAIL  headless render") for line in out.splitlines())  # blank frame
     sys.modules.pop("user_envs_broken", None)
 
@@ -84,3 +88,15 @@ def test_check_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown environment" in capsys.readouterr().err
     assert main(["check", "sandbox/CartPole-v1", "--episodes", "0"]) == 2
     assert main(["check", "sandbox/CartPole-v1", "--import", "no_such_module_xyz"]) == 2
+
+
+def test_a_module_prefixed_id_imports_its_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "user_envs_prefixed.py").write_text(
+        textwrap.dedent(BROKEN_ENV).replace("usercheck/Lying-v0", "userprefix/Lying-v0")
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "user_envs_prefixed:userprefix/Lying-v0", "--episodes", "1"]) == 1
+    assert "Checking userprefix/Lying-v0" in capsys.readouterr().out
+    sys.modules.pop("user_envs_prefixed", None)
