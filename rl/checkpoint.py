@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
+            as_if_opened(handle.fileno())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -46,6 +48,25 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def as_if_opened(fd: int) -> None:
+    """Give a ``tempfile.mkstemp`` file (private, 0600) the mode a plain ``open()`` would
+    (0666 less the umask), so colleagues read checkpoints as they read TensorBoard's events."""
+    os.fchmod(fd, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    try:  # Linux says it without changing it (os.umask can only read by setting)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -119,7 +140,10 @@ def read_torch_file(
     elif not head.startswith(_PICKLE_MAGIC):
         raise CheckpointError(f"{what} is not a torch file; expected {written_by}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # Said of a foreign pickle (about to be refused or loaded): noise beside our line.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch names the refused class in its message: say which, so the fix is plain.
         found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rl.checkpoint import CheckpointError, as_if_opened, load_checkpoint, save_checkpoint
 
 RUNS_ROOT = "runs"
 SNAPSHOT_PATTERN = re.compile(r"^step_(\d+)\.pt$")
@@ -47,6 +47,7 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.write("\n")
+        as_if_opened(handle.fileno())
     os.replace(tmp, path)
     return path
 

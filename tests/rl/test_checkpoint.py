@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,26 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
         atomic_save({"a": Unpicklable()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["f.pt"]
+
+
+def test_files_get_the_mode_a_plain_open_would(tmp_path: Path) -> None:
+    from rl.runs import write_json
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint({"model": {}}, tmp_path / "ck.pt")
+        data = write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # mkstemp alone gives 0600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o644
+
+
+def test_a_foreign_pickle_is_refused_in_one_line_without_torchs_warning(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    path = tmp_path / "plain.pt"
+    path.write_bytes(pickle.dumps({"model": _Exploit(tmp_path / "pwned")}, protocol=4))
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
