@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a run or checkpoint (deterministic policy)",
         description="Evaluate a trained policy deterministically: mean ± std return, episode "
         "length and, where the env reports it, success rate. Writes eval.json into a run "
-        "directory.",
+        "directory (not for --env another env: that result is printed only).",
     )
     parser.add_argument(
         "path",
@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         policy = module.load_policy(checkpoint, device)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise CLIError(f"cannot load the policy in {checkpoint_path}: {exc}") from None
+    if args.seed is not None and args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
     seed = args.seed if args.seed is not None else int(config.get("seed", 0))
     result = evaluate(
         policy.act, env_id, episodes=args.episodes, device=device, seed=seed, env_kwargs=env_kwargs
@@ -116,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         deterministic=True,
         solved_thresholds=solved_thresholds(env_id, env_kwargs),
     )
-    if Path(args.path).is_dir():
+    # eval.json is the run's result in its own env; another env's is printed only.
+    if Path(args.path).is_dir() and env_id == trained_env:
         write_json(Path(args.path) / "eval.json", data)
     if args.json:
         print(json.dumps(data, sort_keys=True))

@@ -93,6 +93,10 @@ def test_eval_on_gymnasiums_env_with_the_same_spaces(
     assert main(["eval", str(latest), "--env", "CartPole-v1", "--episodes", "2", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["env_id"] == "CartPole-v1" and data["trained_env_id"] == "sandbox/CartPole-v1"
+    # Another env's result is printed, never written over the run's own eval.json.
+    before = (run_dir / "eval.json").read_text()
+    assert main(["eval", str(run_dir), "--env", "CartPole-v1", "--episodes", "2"]) == 0
+    assert (run_dir / "eval.json").read_text() == before
 
 
 def test_eval_refuses_an_env_with_other_spaces(
@@ -242,3 +246,18 @@ def test_train_capture_video_records_each_snapshot(tmp_path: Path) -> None:
     gifs = sorted((run_dir / "videos").glob("step_*.gif"))
     snapshots = sorted((run_dir / "checkpoints").glob("step_*.pt"))
     assert gifs and [g.stem for g in gifs] == [s.stem for s in snapshots]
+
+
+def test_the_ctrl_c_hint_names_the_step_training_continues_from(tmp_path: Path) -> None:
+    from rl.checkpoint import save_checkpoint
+    from rl.cli.train_cmd import resume_hint
+
+    latest = save_checkpoint({"model": {}, "global_step": 30720}, tmp_path / "latest.pt")
+    hint = resume_hint(latest, "runs/x")
+    assert "step 30,720" in hint and hint.endswith("rl train --resume runs/x")
+
+
+def test_eval_refuses_a_negative_seed(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--seed", "-1"]) == 2
+    assert "--seed must be >= 0" in one_error_line(capsys, "eval")
