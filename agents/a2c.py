@@ -21,8 +21,8 @@ Run it: ``python -m agents.a2c --env-id CartPole-v1`` (or ``rl train --algo a2c`
 
 from __future__ import annotations
 
-import argparse
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ from agents.base import (
     PolicyCheck,
     PolicyView,
     TrainResult,
+    module_main,
     normalize_obs,
     read_policy_checkpoint,
     saved_obs_rms,
@@ -46,7 +47,6 @@ from rl import distributed
 from rl.config import (
     config_from_dict,
     config_to_dict,
-    field_docs,
     replace_config,
     resume_config,
 )
@@ -854,28 +854,9 @@ def load_policy(checkpoint: dict[str, Any] | str | Path, device: str = "cpu") ->
 # -- python -m agents.a2c -----------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Train from the command line: ``--field-name VALUE`` for every :class:`Config` field."""
-    parser = argparse.ArgumentParser(
-        prog="python -m agents.a2c",
-        description="Train A2C. Unset fields come from the env's preset (PRESETS).",
+    return module_main(
+        sys.modules[__name__], "Train A2C. Unset fields come from the env's preset (PRESETS).", argv
     )
-    for name, doc in field_docs(Config).items():
-        # argparse %-formats help strings: a literal "%" must be doubled.
-        help_text = doc.replace("%", "%%")
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_text)
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from latest.pt")
-    args = vars(parser.parse_args(argv))
-    resume = args.pop("resume")
-    overrides = {k: v for k, v in args.items() if v is not None}
-    if resume is not None:
-        cfg = config_from_dict(Config, load_resume_checkpoint(resume)["config"])
-        cfg = replace_config(cfg, overrides)
-    else:
-        cfg = default_config(overrides.pop("env_id", Config.env_id), **overrides)
-    result = train(cfg, resume=resume)
-    if result.evaluation is not None:
-        print(result.evaluation.summary())
-    print(f"run: {result.run_dir}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -259,3 +259,52 @@ def saved_obs_rms(checkpoint: dict[str, Any], device: torch.device) -> RunningMe
     obs_rms = RunningMeanStd(tuple(checkpoint["spaces"]["obs_shape"]), device)
     obs_rms.load_state_dict(checkpoint["obs_rms"])
     return obs_rms
+
+
+# -- python -m agents.<algo> ----------------------------------------------------------------------
+def module_main(module: Any, description: str, argv: list[str] | None = None) -> int:
+    """``python -m agents.<algo>``: train from the command line, one ``--field-name VALUE`` per
+    field of the module's ``Config`` (unset fields: the env's preset), ``--resume RUN_DIR``.
+
+    Bad input (an unknown env, a value of the wrong type, a run that cannot be resumed) is one
+    line on stderr and exit code 2, as with ``rl train``.
+    """
+    import argparse
+    import sys
+
+    from rl.checkpoint import CheckpointError
+    from rl.config import config_from_dict, field_docs, replace_config
+    from rl.runs import TrainingDiverged, load_resume_checkpoint
+
+    # Run as `python -m agents.ppo`, the module is __main__; its spec keeps the real name.
+    prog = f"python -m {getattr(module.__spec__, 'name', None) or module.__name__}"
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    for name, doc in field_docs(module.Config).items():
+        # argparse %-formats help strings: a literal "%" must be doubled.
+        help_text = doc.replace("%", "%%")
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_text)
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from latest.pt")
+    args = vars(parser.parse_args(argv))
+    resume = args.pop("resume")
+    overrides = {k: v for k, v in args.items() if v is not None}
+    try:
+        if resume is not None:
+            saved = load_resume_checkpoint(resume)["config"]
+            cfg = replace_config(config_from_dict(module.Config, saved), overrides)
+        else:
+            env_id = overrides.pop("env_id", module.Config.env_id)
+            cfg = module.default_config(env_id, **overrides)
+        result = module.train(cfg, resume=resume)
+    except TrainingDiverged as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, CheckpointError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    if result.evaluation is not None:
+        print(result.evaluation.summary())
+    print(f"run: {result.run_dir}")
+    return 0

@@ -26,8 +26,8 @@ Run it: ``python -m agents.dqn --env-id CartPole-v1`` (or ``rl train --algo dqn`
 
 from __future__ import annotations
 
-import argparse
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +39,11 @@ from gymnasium import spaces as gym_spaces
 from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
-from agents.base import PolicyView, TrainResult, read_policy_checkpoint, space_spec
+from agents.base import PolicyView, TrainResult, module_main, read_policy_checkpoint, space_spec
 from rl.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, atomic_save, load_checkpoint
 from rl.config import (
     config_from_dict,
     config_to_dict,
-    field_docs,
     replace_config,
     resume_config,
 )
@@ -891,29 +890,11 @@ def load_policy(checkpoint: dict[str, Any] | str | Path, device: str = "cpu") ->
 # -- python -m agents.dqn -----------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Train from the command line: ``--field-name VALUE`` for every :class:`Config` field."""
-    parser = argparse.ArgumentParser(
-        prog="python -m agents.dqn",
-        description="Train DQN (Discrete actions only). Unset fields come from the env's "
-        "preset (PRESETS).",
+    return module_main(
+        sys.modules[__name__],
+        "Train DQN (Discrete actions only). Unset fields come from the env's preset (PRESETS).",
+        argv,
     )
-    for name, doc in field_docs(Config).items():
-        # argparse %-formats help strings: a literal "%" must be doubled.
-        help_text = doc.replace("%", "%%")
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_text)
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from latest.pt")
-    args = vars(parser.parse_args(argv))
-    resume = args.pop("resume")
-    overrides = {k: v for k, v in args.items() if v is not None}
-    if resume is not None:
-        cfg = config_from_dict(Config, load_resume_checkpoint(resume)["config"])
-        cfg = replace_config(cfg, overrides)
-    else:
-        cfg = default_config(overrides.pop("env_id", Config.env_id), **overrides)
-    result = train(cfg, resume=resume)
-    if result.evaluation is not None:
-        print(result.evaluation.summary())
-    print(f"run: {result.run_dir}")
-    return 0
 
 
 if __name__ == "__main__":

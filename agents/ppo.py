@@ -17,8 +17,8 @@ Run it: ``python -m agents.ppo --env-id sandbox/CartPole-v1`` (or ``rl train --a
 
 from __future__ import annotations
 
-import argparse
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ from agents.base import (
     PolicyView,
     TrainResult,
     check_space_spec,
+    module_main,
     normalize_obs,
     read_policy_checkpoint,
     saved_obs_rms,
@@ -45,7 +46,6 @@ from rl.checkpoint import load_checkpoint
 from rl.config import (
     config_from_dict,
     config_to_dict,
-    field_docs,
     replace_config,
     resume_config,
 )
@@ -1084,29 +1084,9 @@ def load_policy(checkpoint: dict[str, Any] | str | Path, device: str = "cpu") ->
 # -- python -m agents.ppo -----------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Train from the command line: ``--field-name VALUE`` for every :class:`Config` field."""
-    parser = argparse.ArgumentParser(
-        prog="python -m agents.ppo",
-        description="Train PPO. Unset fields come from the env's preset (PRESETS).",
+    return module_main(
+        sys.modules[__name__], "Train PPO. Unset fields come from the env's preset (PRESETS).", argv
     )
-    docs = field_docs(Config)
-    for name, doc in docs.items():
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", dest=name, metavar="V", help=doc.replace("%", "%%")
-        )
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from latest.pt")
-    args = vars(parser.parse_args(argv))
-    resume = args.pop("resume")
-    overrides = {k: v for k, v in args.items() if v is not None}
-    if resume is not None:
-        cfg = config_from_dict(Config, load_resume_checkpoint(resume)["config"])
-        cfg = replace_config(cfg, overrides)
-    else:
-        cfg = default_config(overrides.pop("env_id", Config.env_id), **overrides)
-    result = train(cfg, resume=resume)
-    if result.evaluation is not None:
-        print(result.evaluation.summary())
-    print(f"run: {result.run_dir}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -432,6 +432,23 @@ def test_module_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--learning-rate" in out and "Adam's step size" in out
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--env-id", "nonsense"], "unknown environment"),
+        (["--learning-rate", "abc"], "learning_rate must be a number"),
+        (["--resume", "no/such/run"], "cannot resume"),
+    ],
+)
+def test_module_bad_input_is_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert ppo.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m agents.ppo: error:") and message in err
+    assert "\n" not in err
+
+
 @pytest.mark.slow
 def test_ppo_solves_cartpole() -> None:
     """Trained on the sandbox's CartPole, judged on Gymnasium's own (100 deterministic episodes)."""
