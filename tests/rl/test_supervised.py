@@ -412,7 +412,7 @@ def test_cli_help_is_per_task(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["pretrain", "--set", "pretrain_learning_rate=-1"], "pretrain_learning_rate must be"),
         (["transfer", "--set", "pretrain_epochs=3"], "transfer does not use it"),
-        (["bc", "--set", "hidden_sizes=[]"], "comma-separated, e.g. --set hidden_sizes=32,32"),
+        (["bc", "--set", "hidden_sizes=[]"], "one or more layer widths >= 1"),
         (["bc", "--expert-steps", "-1"], "--expert-steps must be >= 0"),
         (["bc", "--seed", "-1"], "--seed must be an integer >= 0"),
     ],
