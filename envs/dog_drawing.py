@@ -3,10 +3,16 @@
 Everything here turns a plain :class:`Scene` (Python values, no tensors) into an ``(H, W, 3)``
 uint8 frame; pygame is imported lazily (:mod:`envs.rendering`) so the env runs without it, and
 the off-screen surface needs no display.
+
+The words drawn in the frame (status bar, the trainer's speech bubbles) exist in English and
+Spanish; the env draws in English unless a caller (``rl watch --lang es``) wraps its rendering in
+:func:`language`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +52,62 @@ _COLOURS = {
 }
 
 
+WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "step": "Step {steps}",
+        "return": "Return {value}",
+        "rewards": "rewards: {scheme}",
+        "bladder": "Bladder",
+        "can_go": "can go",
+        "good_dog": "Good dog!",
+        "no_outside": "No! Outside!",
+        "accident_no": "Accident! No!",
+        "oops": "oops...",
+        "off_sofa": "Off the sofa!",
+    },
+    "es": {
+        "step": "Paso {steps}",
+        "return": "Retorno {value}",
+        "rewards": "recompensas: {scheme}",
+        "bladder": "Vejiga",
+        "can_go": "ya puede",
+        "good_dog": "¡Buen perro!",
+        "no_outside": "¡No! ¡Fuera!",
+        "accident_no": "¡Accidente! ¡No!",
+        "oops": "uy...",
+        "off_sofa": "¡Baja del sofá!",
+    },
+}
+_language = "en"  # What draw_frame writes in; see language().
+
+
+@contextmanager
+def language(lang: str) -> Iterator[None]:
+    """Draw the frame's words in ``lang`` (a key of :data:`WORDS`) inside this block.
+
+    The env builds its :class:`Scene` itself and knows nothing of who watches it, so the
+    viewer (``rl watch --lang es``) chooses the words around ``env.render()``.
+    """
+    global _language
+    if lang not in WORDS:
+        raise ValueError(f"unknown language {lang!r}; choose one of {', '.join(WORDS)}")
+    previous, _language = _language, lang
+    try:
+        yield
+    finally:
+        _language = previous
+
+
+def _word(key: str, **values: Any) -> str:
+    return WORDS[_language][key].format(**values)
+
+
+def signed(value: float) -> str:
+    """``+1.25`` / ``-0.10``; a value that rounds to zero is ``+0.00``, never ``-0.00``."""
+    value = round(value, 2)
+    return f"{value + 0.0:+.2f}"  # + 0.0 turns -0.0 into 0.0
+
+
 @dataclass(frozen=True)
 class Scene:
     """What one frame shows, in plain Python values."""
@@ -72,9 +134,16 @@ def _font(pygame: Any, size: int) -> Any:
         # cached Font is dead now, so drop them with the old font module.
         pygame.font.init()
         _FONTS.clear()
-    if size not in _FONTS:
-        _FONTS[size] = pygame.font.Font(None, size)  # pygame's bundled font: no system fonts
-    return _FONTS[size]
+    font = _FONTS.get(size)
+    if font is not None:
+        try:
+            font.get_height()
+        except pygame.error:  # The font module was quit and started again by someone else.
+            _FONTS.clear()
+            font = None
+    if font is None:
+        font = _FONTS[size] = pygame.font.Font(None, size)  # bundled font: no system fonts
+    return font
 
 
 def _noise(r: int, c: int, k: int) -> int:
@@ -221,21 +290,32 @@ def _draw_hud(pygame: Any, surface: Any, scene: Scene) -> None:
     width = surface.get_width()
     pygame.draw.rect(surface, _COLOURS["hud"], (0, 0, width, HUD))
     small, big = _font(pygame, 22), _font(pygame, 28)
-    surface.blit(big.render(f"Step {scene.steps}", True, _COLOURS["text"]), (12, 12))
-    surface.blit(
-        big.render(f"Return {scene.episode_return:+.2f}", True, _COLOURS["text"]), (118, 12)
-    )
+    dim = (180, 184, 200)
+    # Laid out left to right from the words' widths: Spanish words are longer than English.
+    step = big.render(_word("step", steps=scene.steps), True, _COLOURS["text"])
+    surface.blit(step, (12, 12))
+    ret = big.render(_word("return", value=signed(scene.episode_return)), True, _COLOURS["text"])
+    x = max(118, 12 + step.get_width() + 22)
+    surface.blit(ret, (x, 12))
+    x += ret.get_width() + 14
     if scene.steps > 0:  # the last step's reward, coloured by sign
         colour = (
             _COLOURS["good"] if scene.reward > 0 else _COLOURS["bad"] if scene.reward < 0 else None
         )
-        text = small.render(f"({scene.reward:+.2f})", True, colour or (180, 184, 200))
-        surface.blit(text, (272, 16))
-    scheme = small.render(f"rewards: {scene.scheme}", True, (180, 184, 200))
-    surface.blit(scheme, (width - scheme.get_width() - 12, 16))
+        text = small.render(f"({signed(scene.reward)})", True, colour or dim)
+        surface.blit(text, (x, 16))
+        x += text.get_width() + 14
+    # The scheme on the right, shortened to its name when the whole label would not fit.
+    for label in (_word("rewards", scheme=scene.scheme), scene.scheme):
+        scheme = small.render(label, True, dim)
+        if width - 12 - scheme.get_width() >= x:
+            surface.blit(scheme, (width - scheme.get_width() - 12, 16))
+            break
     # Bladder meter: green while low, amber once the dog may relieve, red when nearly full.
-    surface.blit(small.render("Bladder", True, _COLOURS["text"]), (12, 52))
-    bar = pygame.Rect(86, 48, width - 100, 22)
+    name = small.render(_word("bladder"), True, _COLOURS["text"])
+    surface.blit(name, (12, 52))
+    left = max(86, 12 + name.get_width() + 12)
+    bar = pygame.Rect(left, 48, width - left - 14, 22)
     pygame.draw.rect(surface, (70, 74, 90), bar, border_radius=6)
     level = min(max(scene.bladder, 0.0), 1.0)
     if level < scene.min_relief_level:
@@ -247,9 +327,36 @@ def _draw_hud(pygame: Any, surface: Any, scene: Scene) -> None:
         pygame.draw.rect(surface, colour, fill, border_radius=6)
     mark = bar.x + int(bar.w * scene.min_relief_level)
     pygame.draw.line(surface, _COLOURS["white"], (mark, bar.y - 3), (mark, bar.bottom + 2), 2)
-    tag = _font(pygame, 18).render("can go", True, (200, 204, 220))
-    surface.blit(tag, (mark + 5, bar.y + (bar.h - tag.get_height()) // 2 + 1))
+    # "can go" on a dark tag clear of the line: readable on any fill (green, amber, red, grey).
+    tag = _font(pygame, 18).render(_word("can_go"), True, _COLOURS["white"])
+    box = marker_tag_rect(mark, tag.get_size(), bar)
+    pygame.draw.rect(surface, _COLOURS["hud"], box, border_radius=4)
+    surface.blit(tag, (box.x + 4, box.y + (box.h - tag.get_height()) // 2 + 1))
     pygame.draw.rect(surface, (200, 204, 220), bar, 2, border_radius=6)
+
+
+def marker_tag_rect(mark: int, size: tuple[int, int], bar: Any) -> Any:
+    """Where the threshold's tag goes: inside the bar, 5 px right of the line at ``mark``
+    (left of it when the bar ends first), never over the line."""
+    pygame = import_pygame()
+    w, h = size[0] + 8, min(size[1] + 2, bar.h - 4)
+    x = mark + 5 if mark + 5 + w <= bar.right - 3 else mark - 5 - w
+    return pygame.Rect(x, bar.y + (bar.h - h) // 2, w, h)
+
+
+# How far the dog sprite reaches from its body centre, in px (facing right; mirrored when
+# facing left): the tail behind, the nose in front, the ear above, the paws below.
+DOG_BEHIND, DOG_AHEAD, DOG_ABOVE, DOG_BELOW = 25, 35, 23, 21
+
+
+def dog_centre(scene: Scene, width: int, height: int) -> tuple[int, int]:
+    """The dog's body centre in the frame: its tile's centre, moved just enough for the whole
+    sprite (wider than a tile) to stay inside the house, e.g. in the rightmost garden column."""
+    cx, cy = scene.col * TILE + TILE // 2, HUD + scene.row * TILE + TILE // 2 + 4
+    left, right = (DOG_AHEAD, DOG_BEHIND) if scene.facing_left else (DOG_BEHIND, DOG_AHEAD)
+    cx = min(max(cx, left), width - 1 - right)
+    cy = min(max(cy, HUD + DOG_ABOVE), height - 1 - DOG_BELOW)
+    return cx, cy
 
 
 def frame_size(size: int) -> tuple[int, int]:
@@ -261,24 +368,28 @@ def draw_frame(scene: Scene) -> np.ndarray:
     """Draw ``scene`` to an ``(H, W, 3)`` uint8 array (no window needed)."""
     pygame = import_pygame()
     size = len(scene.tiles)
-    surface = new_canvas(*frame_size(size))
+    width, height = frame_size(size)
+    surface = new_canvas(width, height)
     for r in range(size):
         for c in range(size):
             _draw_tile(pygame, surface, scene.tiles, r, c)
-    cx, cy = scene.col * TILE + TILE // 2, HUD + scene.row * TILE + TILE // 2 + 4
+    cx, cy = dog_centre(scene, width, height)
+    # Anything that still reaches past the house is cut at its edge, not drawn over the bar.
+    surface.set_clip(pygame.Rect(0, HUD, width, height - HUD))
     if scene.event != EVENT_NONE:  # the puddle it just made
         pygame.draw.ellipse(surface, _COLOURS["puddle"], (cx - 20, cy + 6, 30, 12))
     _draw_dog(pygame, surface, cx, cy, scene.facing_left)
+    surface.set_clip(None)
     # The trainer's reaction is the reward itself: a learner sees what the scheme teaches.
     if scene.event == EVENT_RELIEF_OUTDOORS and scene.reward > 0:
-        _draw_bubble(pygame, surface, "Good dog!", _COLOURS["good"], cx, cy - 24, bone=True)
+        _draw_bubble(pygame, surface, _word("good_dog"), _COLOURS["good"], cx, cy - 24, bone=True)
     elif scene.event != EVENT_NONE and scene.reward < 0:
-        text = "Accident! No!" if scene.event == EVENT_ACCIDENT else "No! Outside!"
-        _draw_bubble(pygame, surface, text, _COLOURS["bad"], cx, cy - 24)
+        key = "accident_no" if scene.event == EVENT_ACCIDENT else "no_outside"
+        _draw_bubble(pygame, surface, _word(key), _COLOURS["bad"], cx, cy - 24)
     elif scene.event != EVENT_NONE:
-        text = "oops..." if scene.event == EVENT_ACCIDENT else "..."
+        text = _word("oops") if scene.event == EVENT_ACCIDENT else "..."
         _draw_bubble(pygame, surface, text, _COLOURS["neutral"], cx, cy - 24)
     elif scene.tiles[scene.row][scene.col] == SOFA and scene.reward < 0:
-        _draw_bubble(pygame, surface, "Off the sofa!", _COLOURS["bad"], cx, cy - 24)
+        _draw_bubble(pygame, surface, _word("off_sofa"), _COLOURS["bad"], cx, cy - 24)
     _draw_hud(pygame, surface, scene)
     return surface_to_array(surface)

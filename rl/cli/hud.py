@@ -8,13 +8,18 @@ English and Spanish (``--lang es``): the material this project teaches is Spanis
 
 Frames are composed on off-screen ``pygame.Surface`` objects, so ``rl record`` needs no display;
 only :class:`ViewerWindow` opens one, through :class:`envs.rendering.Window`, which counts open
-windows so that closing one env's window never closes another.
+windows so that closing one env's window never closes another. A window is only opened on a real
+display: when SDL would silently draw off-screen, :func:`check_display` says so and the command
+exits (a driver the user asked for with ``SDL_VIDEODRIVER``, e.g. ``dummy`` in tests, is kept).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +27,13 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.rendering import Window, import_pygame
+from rl.cli import CLIError
 
 LANGS = ("en", "es")
 PANEL_WIDTH = 360  # px; wide enough for "izquierda" + a probability bar at the HUD's font size.
-MIN_HEIGHT = 660  # px; the panel's content needs this much.
+MIN_HEIGHT = 680  # px; the panel's content, key help included, needs this much.
+# px; every composed frame fits a 1280 x 720 screen, with room for the window's frame.
+MAX_SIZE = (1264, 704)
 UPSCALE_BELOW = (
     0.75  # Scenes shorter than this fraction of MIN_HEIGHT are scaled up, others padded.
 )
@@ -70,7 +78,23 @@ STRINGS: dict[str, dict[str, str]] = {
         "key_next": "next checkpoint",
         "key_quit": "quit",
         "key_noop": "no key: {action}",
+        "key_noop_alternate": "no key: pushes alternate left and right",
         "press_to_start": "press an action key to start",
+        "linger": "the last one: episodes repeat until you quit",
+        "note_sampled": (
+            "bold: the action taken, drawn at random\nwith these odds (--greedy: the most likely)"
+        ),
+        "note_greedy": "bold: the action taken, always the\nmost likely one (--greedy)",
+        "note_final": "episode over: these were the odds\nof its last action (in bold)",
+        "legend": "legend",
+        "legend_tiles_dog": "each tile: its return (bottom), bladder (top)",
+        "legend_tiles": "each tile: its return so far (bottom)",
+        "legend_dog_good": "green border: relieved in the garden",
+        "legend_dog_bad": "red border: indoors, or an accident",
+        "legend_pole_good": "green border: lasted the whole episode",
+        "legend_pole_bad": "red border: the pole fell",
+        "legend_bad": "red border: ended without reward",
+        "legend_new": "then that tile starts a new episode",
         # Gauges.
         "bladder": "bladder",
         "can_relieve": "can relieve from here",
@@ -88,6 +112,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "accident_garden": "accident, but in the garden",
         "on_sofa": "on the sofa: 'get down!'",
         "on_sofa_quiet": "on the sofa",
+        "tried_relieve": "tried to relieve: bladder not full yet",
         "pole_fell": "the pole fell",
         "time_up": "time is up",
     },
@@ -110,8 +135,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "max_speed": "lo más rápido posible",
         "keys": "teclas",
         "space": "espacio",
-        "checkpoint": "checkpoint {index}/{count}: {percent} del entrenamiento",
-        "at_step": "{step} pasos de entrenamiento",
+        "checkpoint": "punto de control {index}/{count}: {percent} del entrenamiento",
+        "at_step": "entrenado {step} pasos",
         "episode_report": "episodio {episode}: retorno {ret} en {steps} pasos",
         "envs": "{count} entornos a la vez",
         "finished": "episodios terminados",
@@ -125,7 +150,26 @@ STRINGS: dict[str, dict[str, str]] = {
         "key_next": "siguiente",
         "key_quit": "salir",
         "key_noop": "sin tecla: {action}",
+        "key_noop_alternate": "sin tecla: empuja izq. y dcha. por turnos",
         "press_to_start": "pulsa una tecla de acción para empezar",
+        "linger": "el último: se repite hasta que salgas",
+        "note_sampled": (
+            "en negrita: la acción tomada, sorteada con\n"
+            "estas probabilidades (--greedy: la más probable)"
+        ),
+        "note_greedy": "en negrita: la acción tomada, siempre\nla más probable (--greedy)",
+        "note_final": (
+            "fin del episodio: estas eran las probabilidades\nde su última acción (en negrita)"
+        ),
+        "legend": "leyenda",
+        "legend_tiles_dog": "cada recuadro: su retorno (abajo), vejiga (arriba)",
+        "legend_tiles": "cada recuadro: su retorno hasta ahora (abajo)",
+        "legend_dog_good": "borde verde: lo hizo en el jardín",
+        "legend_dog_bad": "borde rojo: dentro de casa, o un accidente",
+        "legend_pole_good": "borde verde: aguantó todo el episodio",
+        "legend_pole_bad": "borde rojo: el palo se cayó",
+        "legend_bad": "borde rojo: terminó sin recompensa",
+        "legend_new": "y ese recuadro empieza otro episodio",
         "bladder": "vejiga",
         "can_relieve": "desde aquí puede aliviarse",
         "pole_angle": "ángulo del palo (cae al final)",
@@ -141,6 +185,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "accident_garden": "accidente, pero en el jardín",
         "on_sofa": "en el sofá: '¡abajo!'",
         "on_sofa_quiet": "en el sofá",
+        "tried_relieve": "quiso hacer pis: vejiga poco llena",
         "pole_fell": "el palo se cayó",
         "time_up": "se acabó el tiempo",
     },
@@ -189,17 +234,22 @@ def action_names(env_id: str, action_space: spaces.Space, lang: str) -> list[str
 
 
 def format_number(value: float, signed: bool = True) -> str:
-    """``+1.25`` / ``-0.10`` with a true minus sign; integers of thousands with separators."""
+    """``+1.25`` / ``−0.10`` with a true minus sign; a value that rounds to zero is ``+0.00``
+    (never ``−0.00``: a return of -1e-17 is a sum of float rewards, not a loss)."""
     if not math.isfinite(value):
         return "—"
+    value = round(value, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
     text = f"{value:+.2f}" if signed else f"{value:.2f}"
     return text.replace("-", "−")
 
 
 def format_steps(steps: int, lang: str) -> str:
-    """``49152`` → ``49,152`` (``49 152`` in Spanish, which groups with a space)."""
+    """``49152`` → ``49,152`` (``49 152`` in Spanish, which groups digits with a space).
+
+    A plain space: pygame's bundled font has no glyph for the narrow no-break space.
+    """
     text = f"{steps:,}"
-    return text.replace(",", "\u202f") if lang == "es" else text
+    return text.replace(",", " ") if lang == "es" else text
 
 
 # -- what happened -----------------------------------------------------------------------------
@@ -211,6 +261,9 @@ class Event:
     tone: str  # "good", "bad" or "neutral": the colour it is drawn in.
 
 
+DOG_RELIEVE = 5  # The dog's "relieve" action (envs.dog_training.RELIEVE).
+
+
 def describe_step(
     env_id: str,
     info: dict[str, Any],
@@ -218,12 +271,14 @@ def describe_step(
     terminated: bool,
     truncated: bool,
     lang: str,
+    action: Any = None,
 ) -> Event | None:
-    """Words for what just happened, from the step's ``info`` events and reward.
+    """Words for what just happened, from the step's ``info`` events, reward and action.
 
     The dog's words depend on the reward as well as the event, which is the lesson of the
     reward presets: under ``scolding_only`` going in the garden earns no treat, under
-    ``treats`` relieving indoors goes unpunished.
+    ``treats`` relieving indoors goes unpunished. A ``relieve`` that relieved nothing can only
+    mean the bladder was below the threshold (the env's rule), so it is told as such.
     """
     if env_id == DOG_ID:
         on_sofa = bool(info.get("on_sofa", False))
@@ -242,6 +297,8 @@ def describe_step(
             return Event(tr(key, lang), "bad")
         if on_sofa:
             return Event(tr("on_sofa" if reward < 0 else "on_sofa_quiet", lang), "bad")
+        if action is not None and int(np.asarray(action).reshape(-1)[0]) == DOG_RELIEVE:
+            return Event(tr("tried_relieve", lang), "neutral")
     elif env_id in CARTPOLE_IDS and terminated:
         return Event(tr("pole_fell", lang), "bad")
     if truncated:
@@ -345,6 +402,8 @@ class HudModel:
     stats: list[tuple[str, str]] = field(default_factory=list)
     rewards: deque[float] = field(default_factory=lambda: deque(maxlen=48))
     highlight_key: int | None = None  # Index into ``keys`` of the action just taken.
+    readout_note: str = ""  # Lines under the probabilities: how the bold action was chosen.
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (tone or "", text) lines.
 
     def record_event(self, event: Event | None, frames: int = 12) -> None:
         """Log ``event`` (with the episode and step) and flash it over the scene.
@@ -391,6 +450,7 @@ TONES = {"good": (92, 201, 124), "bad": (240, 96, 96), "neutral": (236, 190, 84)
 BAR = (86, 132, 214)
 BAR_CHOSEN = (255, 200, 87)
 TRACK = (58, 63, 75)
+REWARD_STRIP = 26  # px: the height of the recent rewards' bars.
 
 
 class _Text:
@@ -412,6 +472,12 @@ class _Text:
         surface = self._cache.get(key)
         if surface is None:
             font = self._fonts.get((size, bold))
+            if font is not None:
+                try:
+                    font.get_height()
+                except pygame.error:  # Font module quit and restarted by someone else.
+                    self._fonts.clear()
+                    font = None
             if font is None:
                 # pygame's bundled font: the same glyphs (accents, ñ, ¡) on every machine.
                 font = pygame.font.Font(None, size)
@@ -465,28 +531,45 @@ def _section(target: Any, title: str, x: int, y: int) -> int:
     return y + 18
 
 
-def draw_panel(target: Any, rect: tuple[int, int, int, int], model: HudModel) -> None:
+def draw_panel(target: Any, rect: tuple[int, int, int, int], model: HudModel) -> dict[str, int]:
     """Draw the HUD panel of ``model`` into ``rect`` of the surface ``target``.
 
     Top to bottom: title and subtitle, counters, the last reward with recent events and rewards,
-    the env's gauges, the policy's readout; the key help and the status line sit at the bottom.
+    the env's gauges, the policy's readout (or a grid's legend); the key help and the status
+    line sit at the bottom. Each section keeps its height from frame to frame (the event list
+    has room for all its lines even when empty), so nothing jumps as an episode goes on.
+
+    Returns:
+        The top ``y`` of each section drawn, by name (``"events"``, ``"gauges"``, ...).
     """
     pygame = import_pygame()
     x0, y0, width, height = rect
     pygame.draw.rect(target, PANEL, rect)
     pad = 16
     area = _Area(target, x0 + pad, width - 2 * pad, model)
+    layout = {}
     y = y0 + 14
     y += _blit_text(target, model.title, (area.x, y), 28, TEXT, bold=True, max_width=area.inner)
     for line in model.subtitle:
         y += _blit_text(target, line, (area.x, y + 2), 20, DIM, max_width=area.inner) + 1
-    y = _draw_counters(area, y + 12)
+    layout["counters"] = y = y + 12
+    y = _draw_counters(area, y)
     if not model.stats:
+        layout["rewards"] = y
         y = _draw_rewards(area, y)
+    layout["gauges"] = y
     y = _draw_gauges(area, y)
     if model.readout is not None:
+        layout["readout"] = y
         y = _draw_readout(area, model.readout, y)
-    _draw_keys(area, y, y0 + height)
+    if model.legend:
+        layout["legend"] = y
+        y = _draw_legend(area, y)
+    layout["end"] = y
+    keys = _draw_keys(area, y, y0 + height)
+    if keys is not None:
+        layout["keys"] = keys
+    return layout
 
 
 @dataclass
@@ -530,8 +613,11 @@ def _draw_rewards(area: _Area, y: int) -> int:
     _blit_text(target, tr("last_reward", model.lang), (x, y + 5), 20, DIM)
     _blit_text(target, text, (x + 170, y), 30, TONES[tone], bold=True)
     y = _section(target, tr("events", model.lang), x, y + 32)
+    # Room for every line the log can hold, filled or not: the sections below never move.
+    line = render_text("Ág", 20, TEXT).get_height() + 2
+    bottom = y + line * (model.events.maxlen or len(model.events) or 1)
     if not model.events:
-        y += _blit_text(target, tr("no_events", model.lang), (x, y), 20, DIM) + 2
+        _blit_text(target, tr("no_events", model.lang), (x, y), 20, DIM)
     for i, (episode, step, event) in enumerate(model.events):
         color = TONES[event.tone] if i == 0 else DIM
         when = (
@@ -540,28 +626,41 @@ def _draw_rewards(area: _Area, y: int) -> int:
             else f"{tr('episode', model.lang)[:2]}. {episode}"
         )
         _blit_text(target, when, (x, y + 2), 17, DIM)
-        y += _blit_text(target, event.text, (x + 66, y), 20, color, max_width=inner - 66) + 2
+        _blit_text(target, event.text, (x + 62, y), 20, color, max_width=inner - 62)
+        y += line
+    y = _section(target, tr("recent_rewards", model.lang), x, bottom + 4)
     if not model.rewards:
-        return y + 8
-    y = _section(target, tr("recent_rewards", model.lang), x, y + 4)
-    return _reward_strip(target, model.rewards, x, y, inner) + 8
+        return y + REWARD_STRIP + 6
+    return _reward_strip(target, model.rewards, x, y, inner) + 6
 
 
 def _draw_gauges(area: _Area, y: int) -> int:
-    """Each gauge as a bar with its value and, when it has one, its threshold marked."""
+    """Each gauge as a bar with its value and, when it has one, its threshold marked.
+
+    The threshold's words sit on the gauge's title line, beside the mark, which runs up to
+    them from the bar: a line of their own would push the key help off the panel.
+    """
     pygame = import_pygame()
     target, x, inner = area.target, area.x, area.inner
     for gauge in area.model.gauges:
+        top = y
         y = _section(target, gauge.label, x, y)
-        _bar(target, (x, y, inner - 64, 16), gauge.fraction, TONES[gauge.tone])
+        y += 2
+        bar_width = inner - 64
+        mx = x + int(bar_width * gauge.marker) if gauge.marker is not None else None
+        if mx is not None and gauge.marker_label:
+            # The mark runs up from the bar to its words, which sit right of it if they fit.
+            label = render_text(gauge.marker_label, 16, DIM)
+            title = render_text(gauge.label.upper(), 17, DIM, True).get_width()
+            left = mx + 6 if mx + 6 + label.get_width() <= x + inner else mx - 6 - label.get_width()
+            left = max(left, x + title + 10)  # Never over the title.
+            target.blit(label, (left, top + 1))
+            pygame.draw.line(target, TEXT, (mx, top), (mx, y), 2)
+        _bar(target, (x, y, bar_width, 16), gauge.fraction, TONES[gauge.tone])
         _blit_text(target, gauge.text, (x + inner - 56, y - 1), 22, TEXT, bold=True)
-        if gauge.marker is not None:
-            mx = x + int((inner - 64) * gauge.marker)
+        if mx is not None:
             pygame.draw.line(target, TEXT, (mx, y - 3), (mx, y + 18), 2)
-            if gauge.marker_label:
-                pygame.draw.polygon(target, DIM, [(mx, y + 21), (mx - 4, y + 28), (mx + 4, y + 28)])
-                y += _blit_text(target, gauge.marker_label, (max(x, mx - 40), y + 29), 16, DIM) + 9
-        y += 28
+        y += 30
     return y
 
 
@@ -583,26 +682,45 @@ def _draw_readout(area: _Area, readout: PolicyReadout, y: int) -> int:
             chosen = i == readout.chosen  # The action about to be taken.
             color = TEXT if chosen else DIM
             _blit_text(target, name, (x, y + 1), 20, color, bold=chosen, max_width=name_width - 6)
-            bar = (x + name_width, y + 2, inner - name_width - 48, 14)
+            bar = (x + name_width, y + 2, inner - name_width - 48, 13)
             _bar(target, bar, prob, BAR_CHOSEN if chosen else BAR)
             _blit_text(target, f"{prob:.0%}", (x + inner - 42, y + 1), 19, color)
-            y += 20
+            y += 18
     elif readout.mean is not None:
         y = _section(target, tr("action_mean", model.lang), x, y)
         std = readout.std or [0.0] * len(readout.mean)
         for name, mean, sd in zip(model.action_names, readout.mean, std, strict=False):
             text = f"{name}: {format_number(mean)} ± {sd:.2f}"
             y += _blit_text(target, text, (x, y), 20, TEXT, max_width=inner) + 2
+    y += 2
+    for line in model.readout_note.splitlines():
+        y += _blit_text(target, line, (x, y), 16, DIM, max_width=inner)
+    return y + 2
+
+
+def _draw_legend(area: _Area, y: int) -> int:
+    """What the scene's marks mean: one line each, with a swatch of its colour if it has one."""
+    pygame = import_pygame()
+    target, x, inner = area.target, area.x, area.inner
+    y = _section(target, tr("legend", area.model.lang), x, y + 4) + 2
+    for tone, text in area.model.legend:
+        indent = 0
+        if tone:
+            pygame.draw.rect(target, TONES[tone], (x, y + 2, 12, 12), 3)
+            indent = 18
+        y += _blit_text(target, text, (x + indent, y), 18, DIM, max_width=inner - indent) + 3
     return y + 6
 
 
-def _draw_keys(area: _Area, y: int, bottom: int) -> None:
-    """The key help in two columns above the status line, when there is room for it."""
+def _draw_keys(area: _Area, y: int, bottom: int) -> int | None:
+    """The key help in two columns above the status line, when there is room for it below
+    ``y``; returns its top, or None when it was left out."""
     model, target, x, inner = area.model, area.target, area.x, area.inner
     rows = _key_rows(model.keys)
     yk = bottom - 30 - 23 * len(rows)
-    if rows and yk - 20 > y:
-        yk = _section(target, tr("keys", model.lang), x, yk - 20) + 4
+    top = yk - 20 if rows and yk - 20 > y else None
+    if top is not None:
+        yk = _section(target, tr("keys", model.lang), x, top) + 4
         column = inner // 2
         for row in rows:
             for slot, i in enumerate(row):
@@ -620,6 +738,7 @@ def _draw_keys(area: _Area, y: int, bottom: int) -> None:
         status = f"{tr('paused', model.lang)}   {status}"
     color = BAR_CHOSEN if model.paused or model.attention else DIM
     _blit_text(target, status, (x, bottom - 24), 20, color, bold=model.attention)
+    return top
 
 
 def _key_rows(keys: list[tuple[str, str]]) -> list[list[int]]:
@@ -636,7 +755,7 @@ def _key_rows(keys: list[tuple[str, str]]) -> list[list[int]]:
 def _reward_strip(target: Any, rewards: deque[float], x: int, y: int, width: int) -> int:
     """The last rewards as bars around a zero line, newest on the right; returns the bottom."""
     pygame = import_pygame()
-    height = 30
+    height = REWARD_STRIP
     mid = y + height // 2
     pygame.draw.line(target, TRACK, (x, mid), (x + width, mid), 1)
     scale = max(max(abs(r) for r in rewards), 1e-6)
@@ -724,9 +843,13 @@ def draw_banner(target: Any, rect: tuple[int, int, int, int], event: Event) -> N
 
 
 def scene_height(scene_size: tuple[int, int]) -> int:
-    """The height a scene is drawn at: small scenes are scaled up, others keep their pixels."""
-    h = scene_size[1]
-    return MIN_HEIGHT if h < UPSCALE_BELOW * MIN_HEIGHT else h
+    """The height a scene is drawn at: small scenes are scaled up, others keep their pixels,
+    and any scene is scaled down to leave the frame within :data:`MAX_SIZE` (CartPole's wide
+    600 x 400 picture would otherwise make a 1350 px window)."""
+    w, h = scene_size
+    drawn = MIN_HEIGHT if h < UPSCALE_BELOW * MIN_HEIGHT else h
+    max_width, max_height = MAX_SIZE[0] - PANEL_WIDTH, MAX_SIZE[1]
+    return max(1, min(drawn, max_height, math.floor(h * max_width / w)))
 
 
 def canvas_size(scene_size: tuple[int, int]) -> tuple[int, int]:
@@ -772,6 +895,89 @@ def compose_surface(scene: np.ndarray | Any, model: HudModel) -> Any:
 
 
 # -- the window and its keys ---------------------------------------------------------------------
+OFFSCREEN_DRIVERS = ("offscreen", "dummy")  # SDL video drivers that show nothing on a screen.
+
+
+def display_problem(
+    environ: Mapping[str, str], driver: str | None, platform: str | None = None
+) -> str | None:
+    """Why no window can be shown, or None when one can.
+
+    Args:
+        environ: the process environment (``DISPLAY``, ``WAYLAND_DISPLAY``, ``SDL_VIDEODRIVER``).
+        driver: ``pygame.display.get_driver()`` after init, or None before it.
+        platform: ``sys.platform`` unless given.
+
+    A driver asked for in ``SDL_VIDEODRIVER`` is never a problem: tests and CI run the window
+    loop on ``dummy`` on purpose. Otherwise SDL falls back to ``offscreen`` when it finds no
+    display, and the command would run with no window and no way to quit but Ctrl-C.
+    """
+    if environ.get("SDL_VIDEODRIVER"):
+        return None
+    unset = not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
+    if (platform or sys.platform).startswith("linux") and unset:
+        return "DISPLAY/WAYLAND_DISPLAY not set"
+    if driver in OFFSCREEN_DRIVERS:
+        if unset:
+            where = "DISPLAY/WAYLAND_DISPLAY not set"
+        else:
+            shown = environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+            where = f"the display {shown!r} could not be opened"
+        return f"{where}, SDL video driver {driver!r}"
+    return None
+
+
+def check_display(command: str) -> None:
+    """Raise a :class:`CLIError` when ``command`` (``"rl watch"``, ``"rl play"``) has no display.
+
+    On Linux a missing ``DISPLAY`` is caught before SDL starts (which would print its own
+    puzzling ``XDG_RUNTIME_DIR`` line); elsewhere, and for a display that does not answer, the
+    driver SDL picked is checked after ``pygame.display.init()``.
+    """
+    problem = display_problem(os.environ, None)
+    if problem is None and not os.environ.get("SDL_VIDEODRIVER"):
+        pygame = import_pygame()
+        was_init = pygame.display.get_init()
+        try:
+            pygame.display.init()
+        except pygame.error as exc:
+            problem = f"SDL could not start its video: {exc}"
+        else:
+            problem = display_problem(os.environ, pygame.display.get_driver())
+            if problem is not None and not was_init:
+                pygame.display.quit()
+    if problem is None:
+        return
+    if command == "rl play":
+        hint = "rl play needs a window for your keys: run it on a desktop (or ssh -X)"
+    else:
+        hint = "use `rl record ... --out x.gif` to make a GIF instead"
+    raise CLIError(f"no display to open a window on ({problem}); {hint}")
+
+
+def _desktop_size() -> tuple[int, int] | None:
+    """The screen's size, or None on a driver without a screen (dummy, offscreen)."""
+    pygame = import_pygame()
+    if not pygame.display.get_init():
+        pygame.display.init()
+    if pygame.display.get_driver() in OFFSCREEN_DRIVERS:
+        return None
+    sizes = pygame.display.get_desktop_sizes()
+    return tuple(sizes[0]) if sizes else None
+
+
+def fit_size(size: tuple[int, int], screen: tuple[int, int] | None) -> tuple[int, int]:
+    """``size`` scaled down (keeping its aspect) to fit ``screen`` less room for the window's
+    title bar and the desktop's panels; unchanged when it fits or the screen is unknown."""
+    if screen is None:
+        return size
+    room = (screen[0] - 16, screen[1] - 64)
+    factor = min(1.0, room[0] / size[0], room[1] / size[1])
+    if factor >= 1.0:
+        return size
+    return max(1, math.floor(size[0] * factor)), max(1, math.floor(size[1] * factor))
+
+
 SPEEDS = (1, 2, 4, 8, 15, 30, 60, 120, 240)  # steps per second that + and − move between.
 
 
@@ -831,18 +1037,25 @@ class ViewerWindow:
 
     UI_HZ = 30  # Frames per second while paused or stepping slowly.
 
-    def __init__(self, title: str, size: tuple[int, int]) -> None:
-        self._window = Window(title, size, fps=0)  # fps=0: this class paces, not show().
+    def __init__(self, title: str, size: tuple[int, int], command: str = "rl watch") -> None:
+        check_display(command)
         pygame = import_pygame()
+        self.size = size
+        # A screen smaller than the frame (a laptop at 1024 x 768) gets the frame scaled down.
+        self._shown = fit_size(size, _desktop_size())
+        self._window = Window(title, self._shown, fps=0)  # fps=0: this class paces, not show().
         self._clock = pygame.time.Clock()
         self._budget = 0.0
-        self.size = size
 
     @property
     def is_open(self) -> bool:
         return self._window.is_open
 
     def show(self, frame: np.ndarray) -> None:
+        if self._shown != (frame.shape[1], frame.shape[0]):
+            pygame = import_pygame()
+            scaled = pygame.transform.smoothscale(scene_surface(frame), self._shown)
+            frame = surface_pixels(scaled)
         self._window.show(frame)
 
     def events(self) -> list[Any]:

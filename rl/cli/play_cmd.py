@@ -2,7 +2,9 @@
 
 The dog walks with the arrow keys and relieves itself with space (or Enter); CartPole pushes
 with ← and →; Pendulum applies torque with ← and →. With no key pressed the env takes its no-op
-action. ``--record-demos FILE`` saves the human's transitions as a tensor file (read safely with
+action (CartPole has none: its pushes alternate left and right, which roughly cancel out).
+Playing needs a display; without one the command says so and exits 2. ``--record-demos FILE``
+saves the human's transitions as a tensor file (read safely with
 ``torch.load(weights_only=True)``) for behaviour cloning.
 """
 
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from envs.dog_drawing import language as scene_language
 from rl.cli import CLIError
 from rl.cli.hud import (
     CARTPOLE_IDS,
@@ -30,6 +33,7 @@ from rl.cli.hud import (
     HudModel,
     ViewerWindow,
     action_names,
+    check_display,
     check_lang,
     compose_frame,
     describe_step,
@@ -119,7 +123,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Play an env yourself: the dog with the arrow keys and space to relieve itself, "
             "CartPole and Pendulum with ← and →. With no key pressed the env takes its no-op "
-            "action. r restarts the episode, q/Esc quits."
+            "action (CartPole has none: its pushes alternate left and right). r restarts the "
+            "episode, q/Esc quits. Needs a display."
         ),
     )
     parser.add_argument("env", metavar="ENV", help="env id, e.g. sandbox/DogTraining-v0")
@@ -223,11 +228,10 @@ class PlaySession:
         help_ = [
             (label.replace("space", space), name_of(action)) for label, action in self.keymap.labels
         ]
-        if self.keymap.noop is None:
-            noop = f"{name_of(0)} / {name_of(1)}"
+        if self.keymap.noop is None:  # What current_action() does: alternate the first two.
+            help_.append(("", tr("key_noop_alternate", self.lang)))
         else:
-            noop = name_of(self.keymap.noop)
-        help_.append(("", tr("key_noop", self.lang, action=noop)))
+            help_.append(("", tr("key_noop", self.lang, action=name_of(self.keymap.noop))))
         help_.append(("r", tr("key_reset", self.lang)))
         help_.append(("q / Esc", tr("key_quit", self.lang)))
         return help_
@@ -308,7 +312,7 @@ class PlaySession:
         self.model.episode_return += reward
         self.model.last_reward = reward
         self.model.rewards.append(reward)
-        event = describe_step(self.env_id, info, reward, terminated, truncated, self.lang)
+        event = describe_step(self.env_id, info, reward, terminated, truncated, self.lang, action)
         self.model.record_event(event, frames=max(2, round(self.keymap.fps)))
         self.model.gauges = env_gauges(self.env_id, self.obs, self.env.unwrapped, self.lang)
         self.model.tick_banner()
@@ -321,7 +325,9 @@ class PlaySession:
         return True, False
 
     def frame(self) -> np.ndarray:
-        return compose_frame(np.asarray(self.env.render()), self.model)
+        with scene_language(self.lang):
+            scene = np.asarray(self.env.render())
+        return compose_frame(scene, self.model)
 
     @property
     def num_transitions(self) -> int:
@@ -395,6 +401,7 @@ def run(args: argparse.Namespace) -> int:
     register_envs()
     if args.env not in gymnasium.registry:
         raise CLIError(f"unknown env {args.env!r}; `rl envs` lists the sandbox's env ids")
+    check_display("rl play")
     session = PlaySession(
         args.env,
         parse_env_overrides(args.set),
@@ -415,7 +422,8 @@ def run(args: argparse.Namespace) -> int:
             session.model.attention = session.waiting
             frame = session.frame()
             if window is None:
-                window = ViewerWindow(f"rl play — {args.env}", (frame.shape[1], frame.shape[0]))
+                size = (frame.shape[1], frame.shape[0])
+                window = ViewerWindow(f"rl play — {args.env}", size, command="rl play")
             window.show(frame)
             session.handle(window.events())
             if session.quit:

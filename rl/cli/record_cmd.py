@@ -1,7 +1,9 @@
 """``rl record``: write what ``rl watch`` shows, HUD included, to a GIF or MP4 file.
 
 Frames are composed off-screen, so recording needs no display. GIFs are written by ``imageio``
-with Pillow; MP4 needs ``imageio-ffmpeg`` (``pip install "rl-sandbox[video]"``).
+with Pillow; MP4 needs ``imageio-ffmpeg`` (``pip install "rl-sandbox[video]"``). What is recorded
+follows ``--seed`` alone (sampled actions included): ``--scale`` changes the size, never the
+episodes.
 
 For training runs, :func:`capture_run_videos` records one episode per training snapshot into
 ``<run>/videos/step_<N>.gif`` and logs each to TensorBoard (``videos/episode`` at step ``N``),

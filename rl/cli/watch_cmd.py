@@ -2,9 +2,12 @@
 
 ``TARGET`` is a run directory, a checkpoint or an env id (then a random policy acts: the
 "before" picture). ``--progress`` plays the run's snapshots in training order so a learner sees
-the dog improve; ``--grid K`` shows K x K envs of the vector env stepped together, as training
-sees them. ``--max-steps`` ends after that many env steps: the headless path CI runs with
-``SDL_VIDEODRIVER=dummy``.
+the dog improve, and keeps replaying the last one until the learner quits; ``--grid K`` shows
+K x K envs of the vector env stepped together, as training sees them. ``--max-steps`` ends after
+that many env steps: the headless path CI runs with ``SDL_VIDEODRIVER=dummy``.
+
+Sampled actions come from the runner's own seeded stream, so ``--seed`` alone fixes what is shown
+(``rl record`` writes the same episodes whatever its ``--scale``).
 """
 
 from __future__ import annotations
@@ -20,16 +23,22 @@ import torch
 from gymnasium import spaces
 from gymnasium.envs.registration import load_env_creator
 
+from envs.dog_drawing import HUD as DOG_STRIP
+from envs.dog_drawing import language as scene_language
 from rl.cli import CLIError
 from rl.cli.hud import (
     CARTPOLE_IDS,
+    DOG_ID,
     LANGS,
+    MAX_SIZE,
+    PANEL_WIDTH,
     TONES,
     Controls,
     HudModel,
     PolicyReadout,
     ViewerWindow,
     action_names,
+    check_display,
     check_lang,
     compose_frame,
     describe_step,
@@ -64,8 +73,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Watch a policy act in a pygame window with a HUD beside the scene: step, episode, "
             "return, the last reward and its event, the env's gauges, and the policy's action "
-            "probabilities and value estimate. Keys: space pause/resume, → one step while "
-            "paused, +/− speed, r restart the episode, n next checkpoint (--progress), q/Esc quit."
+            "probabilities and value estimate. Actions are sampled from those probabilities "
+            "unless --greedy. Keys: space pause/resume, → one step while paused, +/− speed, "
+            "r restart the episode, n next checkpoint (--progress), q/Esc quit. Needs a display; "
+            "`rl record` writes the same picture to a GIF without one."
         ),
     )
     parser.add_argument(
@@ -84,7 +95,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--episodes",
         type=int,
         default=None,
-        help="episodes to play, per checkpoint with --progress (default: until you quit; 1 with --progress)",
+        help="episodes to play, per checkpoint with --progress (default: until you quit; with "
+        "--progress 1 per checkpoint, then the last checkpoint repeats until you quit)",
     )
     parser.add_argument(
         "--max-steps",
@@ -96,7 +108,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--progress",
         action="store_true",
-        help="play the run's checkpoints in training order (0 %%, 10 %%, ..., 100 %%)",
+        help="play the run's checkpoints in training order (0 %%, 10 %%, ..., 100 %%), one "
+        "episode each (n skips ahead); the window stays open on the last checkpoint, replaying "
+        "its episodes until you quit, unless --episodes or --max-steps ends it",
     )
     parser.add_argument(
         "--checkpoints",
@@ -135,7 +149,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="take the most likely action instead of sampling the policy",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the env (and of a random policy)"
+        "--seed", type=int, default=0, help="seed of the env and of the sampled actions"
     )
     parser.add_argument(
         "--lang", choices=LANGS, default="en", help="language of the HUD (es: español)"
@@ -175,16 +189,46 @@ def checkpoint_label(target: Target, index: int, count: int, lang: str) -> str:
     return tr("checkpoint", lang, index=index, count=count, percent=text)
 
 
+def act(
+    policy: Any, obs: torch.Tensor, deterministic: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """``policy.act(obs)``, its sampling drawn from ``generator`` instead of torch's global RNG.
+
+    Policies sample with the global generator, which nothing here seeds: two runs of the same
+    command showed (and ``rl record`` wrote) different episodes. Each call seeds a forked CPU
+    generator from ``generator``, so the episodes follow ``--seed`` alone and the global RNG is
+    left as it was.
+    """
+    if deterministic:
+        return policy.act(obs, deterministic=True)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        return policy.act(obs, deterministic=False)
+
+
+def sampling_generator(seed: int | None) -> torch.Generator:
+    """The generator :func:`act` samples from: seeded, or from the OS when ``seed`` is None."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
 class EpisodeRunner:
     """Steps one single env with a policy and keeps a :class:`HudModel` describing it.
 
     The action for the state on screen is chosen as soon as the state appears, so the HUD shows
-    what the policy is about to do and why (its probabilities), not what it did before.
+    what the policy is about to do and why (its probabilities), not what it did before. On an
+    episode's final frame no action is chosen: the panel keeps the odds of the last one.
 
     Args:
         target: the env and policy.
         lang: the HUD's language.
-        seed: seed of the first episode (later episodes continue the env's generator).
+        seed: seed of the first episode (later episodes continue the env's generator) and of
+            the sampled actions.
         deterministic: take the most likely action instead of sampling.
         subtitle: lines under the title (policy, checkpoint).
         keys: the key help to show.
@@ -227,6 +271,8 @@ class EpisodeRunner:
         self._holding = 0
         self._ended = False
         self._seed = seed
+        self._generator = sampling_generator(seed)
+        self._note = tr("note_greedy" if deterministic else "note_sampled", lang)
         self._reset()
 
     def _reset(self) -> None:
@@ -248,7 +294,7 @@ class EpisodeRunner:
         obs = torch.as_tensor(np.asarray(self.obs, dtype=np.float32)).unsqueeze(0)
         policy = self.target.policy
         with torch.no_grad():
-            action = policy.act(obs, deterministic=self.deterministic)
+            action = act(policy, obs, self.deterministic, self._generator)
             view = policy.explain(obs)
         action = action.detach().cpu()
         readout = PolicyReadout(value=float(view.value.reshape(-1)[0]))
@@ -267,7 +313,17 @@ class EpisodeRunner:
                     else None
                 )
         self.model.readout = readout
+        self.model.readout_note = self._note
         self.model.gauges = env_gauges(self.target.env_id, self.obs, self.env.unwrapped, self.lang)
+
+    @property
+    def ended(self) -> bool:
+        """The episode on screen is over: its final frame is showing."""
+        return self._ended
+
+    def skip_hold(self) -> None:
+        """Let the next :meth:`tick` start the next episode at once (→ while paused)."""
+        self._holding = 0
 
     def tick(self) -> tuple[bool, bool]:
         """Advance one tick: an env step, or holding/starting after an episode ended.
@@ -291,7 +347,9 @@ class EpisodeRunner:
         self.model.episode_return += reward
         self.model.last_reward = reward
         self.model.rewards.append(reward)
-        event = describe_step(self.target.env_id, info, reward, terminated, truncated, self.lang)
+        event = describe_step(
+            self.target.env_id, info, reward, terminated, truncated, self.lang, self.action
+        )
         self.model.record_event(event, frames=6)
         if not (terminated or truncated):
             self._decide()
@@ -300,9 +358,10 @@ class EpisodeRunner:
         self._holding = self.hold_ticks
         self.episodes_finished += 1
         self.returns.append(self.model.episode_return)
-        # The final state keeps its gauges; no action is chosen in it.
+        # The final state keeps its gauges; no action is chosen in it, so the readout stays
+        # that of the last action (the panel keeps its layout) and says so.
         self.model.gauges = env_gauges(self.target.env_id, self.obs, self.env.unwrapped, self.lang)
-        self.model.readout = None
+        self.model.readout_note = tr("note_final", self.lang)
         return True, True
 
     @property
@@ -311,7 +370,8 @@ class EpisodeRunner:
         return self._ended and self._holding == 0
 
     def scene(self) -> np.ndarray:
-        return np.asarray(self.env.render())
+        with scene_language(self.lang):
+            return np.asarray(self.env.render())
 
     def frame(self) -> np.ndarray:
         """The scene with the HUD beside it, ``(H, W, 3)`` uint8."""
@@ -322,14 +382,27 @@ class EpisodeRunner:
 
 
 # -- K x K envs at once --------------------------------------------------------------------------
-GRID_SIDE = 720  # px: the grid of scenes is at most this tall.
+GRID_GAP = 4  # px between tiles.
+TILE_LABEL = 22  # px: the tiles' return, legible whatever K.
+
+
+def grid_cell(scene_size: tuple[int, int], k: int) -> tuple[int, int]:
+    """``(width, height)`` of one of K x K tiles of a ``scene_size`` scene: the grid and the
+    panel beside it fit :data:`rl.cli.hud.MAX_SIZE`."""
+    w, h = scene_size
+    max_w = (MAX_SIZE[0] - PANEL_WIDTH - GRID_GAP * (k + 1)) // k
+    max_h = (MAX_SIZE[1] - GRID_GAP * (k + 1)) // k
+    cell_h = max(1, min(max_h, math.floor(max_w * h / w)))
+    return max(1, min(max_w, round(w * cell_h / h))), cell_h
 
 
 class GridRunner:
     """K x K rows of the env's vector env, stepped together as training steps them.
 
-    Each cell flashes green or red for a step that ends well or badly (for the dog: a garden
-    relief, or a relief indoors or an accident); the HUD shows what all the envs did together.
+    Each tile shows its return (and for the dog a bladder bar, in place of the env's own status
+    bar, whose words would be a few pixels tall) and flashes green or red for a step that ends
+    well or badly (for the dog: a garden relief, or a relief indoors or an accident); the
+    panel's legend says so, and the HUD shows what all the envs did together.
     """
 
     def __init__(
@@ -368,11 +441,13 @@ class GridRunner:
         self.finished = 0
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.recent_success: deque[tuple[float, float]] = deque(maxlen=100)
+        self._generator = sampling_generator(seed)
         self.model = HudModel(
             title=target.env_id.split("/")[-1],
             lang=lang,
             subtitle=[*(subtitle or []), tr("envs", lang, count=n)],
             keys=list(keys or []),
+            legend=grid_legend(target.env_id, lang),
         )
         self._update_stats()
 
@@ -383,7 +458,7 @@ class GridRunner:
     def tick(self) -> tuple[bool, bool]:
         """Step every row once: ``(True, whether any episode ended)``."""
         with torch.no_grad():
-            actions = self.target.policy.act(self.obs.float(), deterministic=self.deterministic)
+            actions = act(self.target.policy, self.obs.float(), self.deterministic, self._generator)
         self.obs, reward, terminated, truncated, info = self.env.step(actions)
         self.total_steps += self.k * self.k
         self.returns += reward.double()
@@ -443,20 +518,21 @@ class GridRunner:
         self.model.stats = stats
 
     def scene(self) -> np.ndarray:
-        """The K x K rows' frames tiled, each with its return and a flash border."""
+        """The K x K rows' frames tiled, each with its return, bladder and a flash border."""
         from envs.rendering import import_pygame
 
         pygame = import_pygame()
-        first = scene_surface(self.env.render_row(0))
-        w, h = first.get_size()
-        cell_h = GRID_SIDE // self.k
-        cell_w = max(1, round(w * cell_h / h))
-        gap = 4
+        dog = self.target.env_id == DOG_ID
+        strip = DOG_STRIP if dog else 0  # The env's status bar, unreadable at tile size.
+        with scene_language(self.lang):
+            frames = [self.env.render_row(i) for i in range(self.k * self.k)]
+        h, w = frames[0].shape[0] - strip, frames[0].shape[1]
+        cell_w, cell_h = grid_cell((w, h), self.k)
+        gap = GRID_GAP
         canvas = pygame.Surface((self.k * (cell_w + gap) + gap, self.k * (cell_h + gap) + gap))
         canvas.fill((20, 22, 28))
-        for i in range(self.k * self.k):
-            surface = first if i == 0 else scene_surface(self.env.render_row(i))
-            cell = fit_scene(surface, cell_h)
+        for i, frame in enumerate(frames):
+            cell = fit_scene(scene_surface(frame[strip:]), cell_h)
             x = gap + (i % self.k) * (cell_w + gap)
             y = gap + (i // self.k) * (cell_h + gap)
             canvas.blit(cell, (x, y))
@@ -464,7 +540,11 @@ class GridRunner:
                 pygame.draw.rect(
                     canvas, TONES[self.tone[i]], (x - 2, y - 2, cell_w + 4, cell_h + 4), 4
                 )
-            label = render_text(format_number(float(self.returns[i])), 22, (255, 255, 255), True)
+            if dog:
+                self._bladder(canvas, i, (x + 6, y + 6, cell_w - 12, 10))
+            label = render_text(
+                format_number(float(self.returns[i])), TILE_LABEL, (255, 255, 255), True
+            )
             backing = pygame.Surface(
                 (label.get_width() + 8, label.get_height() + 4), pygame.SRCALPHA
             )
@@ -473,11 +553,46 @@ class GridRunner:
             canvas.blit(label, (x + 8, y + cell_h - backing.get_height() - 2))
         return surface_pixels(canvas)
 
+    def _bladder(self, canvas: Any, i: int, rect: tuple[int, int, int, int]) -> None:
+        """Row ``i``'s bladder (``obs[2]``) as a bar, the relief threshold as a tick."""
+        from envs.rendering import import_pygame
+
+        pygame = import_pygame()
+        level = float(self.obs[i, 2].clamp(0, 1))
+        params = getattr(self.env, "params", None)  # DogParams: the threshold the env draws.
+        threshold = (
+            params.min_relief_count / params.fill_steps if hasattr(params, "fill_steps") else None
+        )
+        tone = "bad" if level >= 0.85 else ("neutral" if self.obs[i, 3] > 0.5 else "good")
+        x, y, w, h = rect
+        pygame.draw.rect(canvas, (20, 22, 28), (x - 2, y - 2, w + 4, h + 4), border_radius=4)
+        pygame.draw.rect(canvas, (70, 74, 90), rect, border_radius=3)
+        if level > 0:
+            pygame.draw.rect(canvas, TONES[tone], (x, y, max(4, round(w * level)), h), 0, 3)
+        if threshold is not None:
+            mark = x + round(w * threshold)
+            pygame.draw.line(canvas, (255, 255, 255), (mark, y - 2), (mark, y + h + 1), 2)
+
     def frame(self) -> np.ndarray:
         return compose_frame(self.scene(), self.model)
 
     def close(self) -> None:
         self.env.close()
+
+
+def grid_legend(env_id: str, lang: str) -> list[tuple[str, str]]:
+    """The grid's legend: what a tile shows and what its coloured border means."""
+    if env_id == DOG_ID:
+        lines = [
+            ("", "legend_tiles_dog"),
+            ("good", "legend_dog_good"),
+            ("bad", "legend_dog_bad"),
+        ]
+    elif env_id in CARTPOLE_IDS:
+        lines = [("", "legend_tiles"), ("good", "legend_pole_good"), ("bad", "legend_pole_bad")]
+    else:
+        lines = [("", "legend_tiles"), ("bad", "legend_bad")]
+    return [(tone, tr(key, lang)) for tone, key in lines] + [("", tr("legend_new", lang))]
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -503,6 +618,7 @@ def run(args: argparse.Namespace) -> int:
     env_kwargs = parse_env_overrides(args.set)
     if args.checkpoints is not None and not args.progress:
         raise CLIError("--checkpoints picks snapshots for --progress; add --progress")
+    check_display("rl watch")  # Before loading anything: no window, nothing to watch.
     if args.progress:
         targets = progress_targets(args.target, env_id=args.env, env_kwargs=env_kwargs)
         if args.checkpoints is not None:
@@ -522,12 +638,27 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         grid=args.grid,
         progress=args.progress,
+        # The "after" picture stays up: the last checkpoint replays until the learner quits.
+        linger=args.progress and args.episodes is None,
     )
     return viewer.run()
 
 
 class Viewer:
-    """The window loop of ``rl watch``: keys, pacing, and the runner of each target in turn."""
+    """The window loop of ``rl watch``: keys, pacing, and the runner of each target in turn.
+
+    Args:
+        targets: what to show, in order.
+        lang: the HUD's language.
+        fps: env steps per second (0: as fast as possible).
+        seed: seed of the envs and of sampled actions.
+        deterministic: take the most likely actions.
+        episodes: episodes per target (None: until the learner quits).
+        max_steps: stop after this many env steps in all.
+        grid: show K x K envs at once.
+        progress: the targets are a run's snapshots (``n`` skips to the next one).
+        linger: the last target plays on, past ``episodes``, until the learner quits.
+    """
 
     def __init__(
         self,
@@ -541,6 +672,7 @@ class Viewer:
         max_steps: int | None = None,
         grid: int | None = None,
         progress: bool = False,
+        linger: bool = False,
     ) -> None:
         self.targets = targets
         self.lang = lang
@@ -551,14 +683,18 @@ class Viewer:
         self.max_steps = max_steps
         self.grid = grid
         self.progress = progress
+        self.linger = linger
         self.steps = 0
         self.window: ViewerWindow | None = None
         self.visited: list[Target] = []
+        self.runners: list[EpisodeRunner | GridRunner] = []
 
     def _runner(self, index: int, target: Target) -> EpisodeRunner | GridRunner:
         subtitle = policy_title(target, self.lang)
         if self.progress:
             subtitle.insert(0, checkpoint_label(target, index + 1, len(self.targets), self.lang))
+            if self.linger and index == len(self.targets) - 1:
+                subtitle.insert(1, tr("linger", self.lang))
         keys = watch_keys(self.lang, progress=self.progress)
         if self.grid:
             return GridRunner(
@@ -590,63 +726,86 @@ class Viewer:
         """Play every target; 0 when done or quit."""
         # Envs are closed after the window: Gymnasium's classic-control envs call pygame.quit()
         # in close(), which would take the window down mid-way through --progress.
-        runners: list[EpisodeRunner | GridRunner] = []
+        self.runners = []
         try:
             for index, target in enumerate(self.targets):
-                runners.append(self._runner(index, target))
+                self.runners.append(self._runner(index, target))
                 self.visited.append(target)
                 if self.progress:
                     print(
                         checkpoint_label(target, index + 1, len(self.targets), self.lang),
                         flush=True,
                     )
-                if not self._play(runners[-1]):
+                last = index == len(self.targets) - 1
+                episodes = None if self.linger and last else self.episodes
+                if not self._play(self.runners[-1], episodes):
                     return 0
         finally:
             if self.window is not None:
                 self.window.close()
-            for runner in runners:
+            for runner in self.runners:
                 runner.close()
         return 0
 
-    def _play(self, runner: EpisodeRunner | GridRunner) -> bool:
-        """Run one target until its episodes are done; False when the learner quit."""
-        controls = self.controls
+    def _play(self, runner: EpisodeRunner | GridRunner, episodes: int | None) -> bool:
+        """Run one target until ``episodes`` are done (None: until the learner quits or
+        presses n); False when the learner quit or ``--max-steps`` ran out."""
         while True:
-            runner.model.status = self._status()
-            runner.model.paused = controls.paused
-            frame = runner.frame()
-            size = (frame.shape[1], frame.shape[0])
-            if self.window is not None and self.window.size != size:
-                self.window.close()  # Another env (--env) draws another size: a new window.
-                self.window = None
-            if self.window is None:
-                self.window = ViewerWindow(f"rl watch — {runner.target.env_id}", size)
-            self.window.show(frame)
-            handle_watch_events(self.window.events(), controls)
-            if controls.quit:
-                return False
-            if controls.next_checkpoint and self.progress:
-                controls.consume()
-                return True
-            if controls.reset:
-                runner.restart()
-            due = self.window.steps_due(controls)
+            outcome = self.frame(runner, episodes)
+            if outcome is not None:
+                return outcome
+
+    def frame(self, runner: EpisodeRunner | GridRunner, episodes: int | None) -> bool | None:
+        """Show one frame, apply the keys pressed since the last, take the steps due.
+
+        Returns:
+            None to go on; True to move to the next target; False to stop.
+        """
+        controls = self.controls
+        runner.model.status = self._status()
+        runner.model.paused = controls.paused
+        frame = runner.frame()
+        size = (frame.shape[1], frame.shape[0])
+        if self.window is not None and self.window.size != size:
+            self.window.close()  # Another env (--env) draws another size: a new window.
+            self.window = None
+        if self.window is None:
+            self.window = ViewerWindow(f"rl watch — {runner.target.env_id}", size)
+        self.window.show(frame)
+        handle_watch_events(self.window.events(), controls)
+        if controls.quit:
+            return False
+        if controls.next_checkpoint and self.progress:
             controls.consume()
-            for _ in range(due):
-                stepped, ended = runner.tick()
-                self.steps += stepped
-                if ended and isinstance(runner, EpisodeRunner):
-                    self._report(runner)
-                if self.max_steps is not None and self.steps >= self.max_steps:
-                    return False
-                # Move on once the last episode's final frame has been seen.
-                if (
-                    self.episodes is not None
-                    and self._episodes_done(runner) >= self.episodes
-                    and (not isinstance(runner, EpisodeRunner) or runner.held)
-                ):
-                    return True
+            return True
+        if controls.reset:
+            runner.restart()
+        if controls.paused and controls.single_step and isinstance(runner, EpisodeRunner):
+            # → on an episode's final frame shows the next episode's first: one press, one
+            # change on screen, however long the final frame is held while playing.
+            runner.skip_hold()
+        due = self.window.steps_due(controls)
+        controls.consume()
+        for _ in range(due):
+            if self._done(runner, episodes):  # → on the last episode's final frame.
+                return True
+            stepped, ended = runner.tick()
+            self.steps += stepped
+            if ended and isinstance(runner, EpisodeRunner):
+                self._report(runner)
+            if self.max_steps is not None and self.steps >= self.max_steps:
+                return False
+            if self._done(runner, episodes):
+                return True
+        return None
+
+    def _done(self, runner: EpisodeRunner | GridRunner, episodes: int | None) -> bool:
+        """``episodes`` are over and the last one's final frame has been seen."""
+        return (
+            episodes is not None
+            and self._episodes_done(runner) >= episodes
+            and (not isinstance(runner, EpisodeRunner) or runner.held)
+        )
 
     def _episodes_done(self, runner: EpisodeRunner | GridRunner) -> int:
         return runner.episodes_finished if isinstance(runner, EpisodeRunner) else runner.finished

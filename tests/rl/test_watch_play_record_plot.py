@@ -13,6 +13,7 @@ os.environ["SDL_VIDEODRIVER"] = "dummy"
 os.environ["SDL_AUDIODRIVER"] = "dummy"
 
 import json
+import sys
 from pathlib import Path
 
 import gymnasium
@@ -21,20 +22,31 @@ import pytest
 import torch
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
+from envs import dog_drawing
 from rl.cli import CLIError, main
 from rl.cli.hud import (
+    MAX_SIZE,
+    PANEL_WIDTH,
     STRINGS,
     Controls,
     HudModel,
     ViewerWindow,
     action_names,
+    canvas_size,
     compose_frame,
     describe_step,
+    display_problem,
+    draw_panel,
+    fit_size,
+    format_number,
+    format_steps,
     handle_watch_events,
+    tr,
+    watch_keys,
 )
 from rl.cli.play_cmd import PlaySession
 from rl.cli.targets import RandomPolicy, progress_targets, resolve_target
-from rl.cli.watch_cmd import EpisodeRunner, GridRunner, Viewer
+from rl.cli.watch_cmd import EpisodeRunner, GridRunner, Viewer, policy_title
 from rl.runs import list_snapshots
 
 pygame = pytest.importorskip("pygame")
@@ -452,3 +464,264 @@ def test_user_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.Captur
 def test_resolve_target_rejects_a_folder_without_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CLIError, match="no checkpoint"):
         resolve_target(str(tmp_path))
+
+
+# -- the learner QA pass: windows, layout, words, seeding ------------------------------------------
+@pytest.mark.parametrize(
+    ("environ", "driver", "platform", "refused"),
+    [
+        ({}, None, "linux", True),  # No display at all: refused before SDL starts.
+        ({"DISPLAY": ":0"}, "x11", "linux", False),
+        ({"DISPLAY": ":55"}, "offscreen", "linux", True),  # SDL fell back silently.
+        ({}, "offscreen", "darwin", True),
+        ({}, "cocoa", "darwin", False),
+        ({"SDL_VIDEODRIVER": "dummy"}, "dummy", "linux", False),  # Asked for: tests, CI.
+        ({"SDL_VIDEODRIVER": "offscreen"}, "offscreen", "linux", False),
+    ],
+)
+def test_display_problem_refuses_only_a_silent_fallback(
+    environ: dict, driver: str | None, platform: str, refused: bool
+) -> None:
+    assert (display_problem(environ, driver, platform) is not None) == refused
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="DISPLAY is X11/Wayland's")
+def test_watch_and_play_without_a_display_exit_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    for name in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    for argv in (["play", DOG], ["watch", DOG]):
+        assert main(argv) == 2  # Before: no window, and a loop only Ctrl-C could end.
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"rl {argv[0]}: error: no display to open a window on")
+        assert "DISPLAY" in err and "\n" not in err
+    assert main(["watch", DOG]) == 2 and "rl record" in capsys.readouterr().err
+
+
+def test_arrow_on_an_episodes_final_frame_starts_the_next_in_one_press(display: None) -> None:
+    viewer = Viewer([resolve_target(DOG, seed=0)], fps=8)  # fps 8: the final frame is held.
+    runner = viewer._runner(0, viewer.targets[0])
+    try:
+        while not runner.ended:
+            runner.tick()
+        assert runner.hold_ticks > 1
+        viewer.controls.paused = True
+        episode = runner.model.episode
+        _post_key(pygame.K_RIGHT)
+        assert viewer.frame(runner, None) is None
+        assert (runner.model.episode, runner.model.step) == (episode + 1, 0)
+        _post_key(pygame.K_RIGHT)
+        viewer.frame(runner, None)
+        assert runner.model.step == 1
+        viewer.frame(runner, None)  # No key: nothing moves while paused.
+        assert runner.model.step == 1
+        while not runner.ended:
+            runner.tick()
+        _post_key(pygame.K_RIGHT)  # The last episode asked for: → moves on to what follows.
+        assert viewer.frame(runner, runner.episodes_finished) is True
+    finally:
+        viewer.window.close()
+        runner.close()
+
+
+def _panel_layout(model: HudModel) -> tuple:
+    surface = pygame.Surface((PANEL_WIDTH, 680))
+    return tuple(draw_panel(surface, (0, 0, PANEL_WIDTH, 680), model).items())
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_panel_layout_holds_still_through_episodes_and_their_final_frames(
+    dog_run: Path, lang: str
+) -> None:
+    target = resolve_target(str(dog_run))
+    subtitle = ["checkpoint 3/3", tr("linger", lang), *policy_title(target, lang)]
+    runner = EpisodeRunner(
+        target, lang=lang, seed=1, subtitle=subtitle, keys=watch_keys(lang, progress=True)
+    )
+    layouts = {_panel_layout(runner.model)}  # Step 0: no events or rewards yet.
+    while runner.episodes_finished < 2:
+        runner.tick()
+        layouts.add(_panel_layout(runner.model))
+        if runner.ended:  # The final frame keeps the last action's odds, and says so.
+            assert runner.model.readout is not None and runner.model.readout.probs is not None
+            assert runner.model.readout_note == tr("note_final", lang)
+    runner.close()
+    assert len(layouts) == 1, layouts
+    assert "keys" in dict(layouts.pop()), "the key help was pushed off the panel"
+
+
+def _house() -> list[list[int]]:
+    env = gymnasium.make(DOG, render_mode="rgb_array")
+    env.reset(seed=0)
+    tiles = env.unwrapped.core.houses.tiles[0].tolist()
+    env.close()
+    return tiles
+
+
+def _dog_scene(row: int, col: int, facing_left: bool, **changes: object) -> dog_drawing.Scene:
+    values = dict(
+        tiles=_house(),
+        row=row,
+        col=col,
+        bladder=0.6,
+        min_relief_level=0.5,
+        facing_left=facing_left,
+        steps=9,
+        episode_return=1.31,
+        event=dog_drawing.EVENT_NONE,
+        reward=0.0,
+        scheme="coached",
+    )
+    values.update(changes)
+    return dog_drawing.Scene(**values)
+
+
+def _sprite_pixels(frame: np.ndarray) -> list[int]:
+    house = frame[dog_drawing.HUD :]
+    colours = ("fur", "fur_dark", "black")  # Colours only the dog is drawn in.
+    return [int((house == dog_drawing._COLOURS[c]).all(axis=-1).sum()) for c in colours]
+
+
+@pytest.mark.parametrize(
+    ("row", "col", "facing_left"),
+    [(4, 10, False), (10, 10, False), (0, 10, False), (4, 0, True), (2, 9, True)],
+)
+def test_the_whole_dog_is_drawn_at_the_edges_of_the_house(
+    row: int, col: int, facing_left: bool
+) -> None:
+    # The same sprite in the middle of the house, where nothing can cut it.
+    whole = _sprite_pixels(dog_drawing.draw_frame(_dog_scene(5, 5, facing_left)))
+    assert min(whole) > 10
+    at_edge = dog_drawing.draw_frame(_dog_scene(row, col, facing_left))
+    assert _sprite_pixels(at_edge) == whole, "part of the dog is past the edge"
+
+
+def test_spanish_reaches_the_scene_the_bubble_and_the_numbers() -> None:
+    assert set(dog_drawing.WORDS["en"]) == set(dog_drawing.WORDS["es"])
+    scene = _dog_scene(4, 10, False, event=dog_drawing.EVENT_RELIEF_OUTDOORS, reward=0.99)
+    english = dog_drawing.draw_frame(scene)
+    with dog_drawing.language("es"):
+        spanish = dog_drawing.draw_frame(scene)
+    strip = dog_drawing.HUD
+    assert not np.array_equal(english[:strip], spanish[:strip])  # "Paso", "Retorno", "Vejiga"
+    assert not np.array_equal(english[strip:], spanish[strip:])  # "¡Buen perro!"
+    assert np.array_equal(dog_drawing.draw_frame(scene), english)  # The block restores English.
+    with pytest.raises(ValueError, match="unknown language"), dog_drawing.language("fr"):
+        pass
+    # The watch window draws the env's scene in the HUD's language.
+    target = resolve_target(DOG, seed=0)
+    scenes = {lang: EpisodeRunner(target, lang=lang, seed=0).scene() for lang in ("en", "es")}
+    assert not np.array_equal(scenes["en"][:strip], scenes["es"][:strip])
+    assert format_steps(274432, "es") == "274 432" and format_steps(274432, "en") == "274,432"
+    label = tr("checkpoint", "es", index=2, count=3, percent="11 %")
+    assert "checkpoint" not in label and "2/3" in label
+
+
+def test_numbers_never_read_negative_zero() -> None:
+    assert format_number(-1e-17) == "+0.00" and format_number(-0.004) == "+0.00"
+    assert format_number(-0.0, signed=False) == "0.00"
+    assert format_number(-0.01) == "−0.01"
+    assert dog_drawing.signed(-1e-17) == "+0.00" and dog_drawing.signed(-0.2) == "-0.20"
+
+
+@pytest.mark.parametrize(("env_id", "k"), [(DOG, 1), (DOG, 3), (DOG, 5), (CARTPOLE, 3)])
+def test_grid_fits_the_screen_and_explains_its_borders(env_id: str, k: int) -> None:
+    runner = GridRunner(resolve_target(env_id, seed=0), k)
+    frame = runner.frame()
+    runner.close()
+    assert frame.shape[0] <= MAX_SIZE[1] and frame.shape[1] <= MAX_SIZE[0]
+    legend = " ".join(text for _, text in runner.model.legend)
+    assert "green border" in legend and "red border" in legend
+
+
+def test_window_sizes_fit_a_1280_by_720_screen(display: None) -> None:
+    assert MAX_SIZE[0] <= 1280 and MAX_SIZE[1] <= 720
+    for scene in ((600, 400), (528, 612), (500, 500), (1600, 300), (300, 1600)):
+        width, height = canvas_size(scene)
+        assert width <= MAX_SIZE[0] and height <= MAX_SIZE[1], scene
+    session = PlaySession(CARTPOLE, seed=0)
+    frame = session.frame()
+    assert frame.shape[1] <= MAX_SIZE[0] and frame.shape[0] <= MAX_SIZE[1]
+    # No key in CartPole alternates the pushes, and the key help says so.
+    assert any("alternate" in text for _, text in session.model.keys)
+    session.close()
+    # A smaller screen gets the frame scaled down, not cut.
+    assert fit_size((1264, 680), (1024, 768)) <= (1024 - 16, 768 - 64)
+    assert fit_size((888, 680), (1280, 1024)) == (888, 680)
+    assert fit_size((888, 680), None) == (888, 680)
+
+
+def test_bladder_tag_sits_clear_of_its_threshold_line() -> None:
+    bar = pygame.Rect(86, 48, 428, 22)
+    for mark in range(bar.left + 2, bar.right - 2, 7):
+        tag = dog_drawing.marker_tag_rect(mark, (40, 13), bar)
+        assert tag.right < mark - 1 or tag.left > mark + 1, mark  # Not over the 2 px line.
+        assert bar.contains(tag), mark
+
+
+def test_the_panel_says_how_the_bold_action_was_chosen() -> None:
+    target = resolve_target(DOG, seed=0)
+    sampled = EpisodeRunner(target, seed=0)
+    greedy = EpisodeRunner(target, seed=0, deterministic=True)
+    assert "random" in sampled.model.readout_note and "--greedy" in sampled.model.readout_note
+    assert "most likely" in greedy.model.readout_note
+    sampled.close()
+    greedy.close()
+
+
+@pytest.mark.parametrize(
+    ("info", "action", "expected"),
+    [
+        ({}, 5, "tried to relieve"),  # relieve, but nothing happened: bladder below the mark.
+        ({"relief_outdoors": True}, 5, "relieved in the garden"),
+        ({"on_sofa": True}, 5, "sofa"),
+        ({}, 4, None),
+        ({}, None, None),
+    ],
+)
+def test_a_relieve_that_does_nothing_is_told(info: dict, action: int, expected: str) -> None:
+    event = describe_step(DOG, info, 0.0, False, False, "en", action)
+    if expected is None:
+        assert event is None
+    else:
+        assert event is not None and expected in event.text
+
+
+def test_progress_keeps_replaying_the_last_checkpoint(cartpole_run: Path) -> None:
+    targets = progress_targets(str(cartpole_run), env_kwargs={"max_episode_steps": 4})
+    viewer = Viewer(targets, fps=0, episodes=1, progress=True, linger=True, max_steps=40)
+    assert viewer.run() == 0
+    finished = [runner.episodes_finished for runner in viewer.runners]
+    assert finished[:-1] == [1] * (len(targets) - 1)
+    assert finished[-1] >= 3  # It went on past one episode, until --max-steps here.
+
+
+def _sampled_actions(target: object, global_seed: int, seed: int = 7) -> list[int]:
+    torch.manual_seed(global_seed)  # Whatever the global RNG holds...
+    runner = EpisodeRunner(target, seed=seed)
+    actions = []
+    while runner.episodes_finished < 2:
+        if not runner.ended:
+            actions.append(runner.action)
+        runner.tick()
+    runner.close()
+    return actions
+
+
+def test_sampled_episodes_follow_the_seed_alone(dog_run: Path, tmp_path: Path) -> None:
+    import imageio.v3 as iio
+
+    target = resolve_target(str(dog_run))
+    first = _sampled_actions(target, global_seed=1)
+    assert _sampled_actions(target, global_seed=2) == first  # ...the episodes are the same.
+    assert _sampled_actions(target, global_seed=1, seed=8) != first
+    # So rl record writes the same episodes at any --scale.
+    counts = []
+    for i, scale in enumerate(("0.25", "0.4")):
+        torch.manual_seed(i)
+        out = tmp_path / f"dog_{i}.gif"
+        argv = ["record", str(dog_run), "--episodes", "2", "--scale", scale, "--out", str(out)]
+        assert main(argv) == 0
+        counts.append(len(list(iio.imread(out, index=None))))
+    assert counts[0] == counts[1]
