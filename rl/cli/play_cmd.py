@@ -41,6 +41,7 @@ from rl.cli.hud import (
     tr,
 )
 from rl.cli.targets import parse_env_overrides, register_envs
+from rl.vector import env_spec
 
 # The demonstration format of agents.bc (see its module docstring), which reads these files.
 DEMO_FORMAT = "rl-sandbox-demos"
@@ -399,8 +400,10 @@ def run(args: argparse.Namespace) -> int:
     if args.record_demos is not None and args.record_demos.suffix != ".pt":
         raise CLIError(f"--record-demos writes a .pt file, got {args.record_demos}")
     register_envs()
-    if args.env not in gymnasium.registry:
-        raise CLIError(f"unknown env {args.env!r}; `rl envs` lists the sandbox's env ids")
+    try:
+        env_spec(args.env)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     check_display("rl play")
     session = PlaySession(
         args.env,

@@ -179,8 +179,10 @@ def target_from_checkpoint(
     if not chosen:
         raise CLIError(f"{path} does not say which env it was trained in; pass --env ID")
     register_envs()
-    if chosen not in gymnasium.registry:
-        raise CLIError(f"unknown env {chosen!r}; `rl envs` lists the sandbox's env ids")
+    try:
+        env_spec(chosen)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     if chosen != trained_env and trained_env:
         ours, _ = _single_spaces(chosen, kwargs)
         theirs, _ = _single_spaces(trained_env, {})

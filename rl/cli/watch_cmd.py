@@ -61,6 +61,7 @@ from rl.cli.targets import (
     resolve_target,
     select_checkpoints,
 )
+from rl.vector import env_spec
 
 DEFAULT_FPS = 8  # steps/s when the env does not say: slow enough to follow one dog's choices.
 MAX_DEFAULT_FPS = 30
@@ -599,7 +600,7 @@ def grid_legend(env_id: str, lang: str) -> list[tuple[str, str]]:
 def default_fps(env_id: str) -> float:
     """The env's own ``render_fps``, capped so a learner can follow it."""
     fps = None
-    entry = gymnasium.spec(env_id).entry_point
+    entry = env_spec(env_id).entry_point
     if entry is not None:
         creator = load_env_creator(entry) if isinstance(entry, str) else entry
         fps = getattr(creator, "metadata", {}).get("render_fps")
