@@ -288,17 +288,20 @@ def module_main(module: Any, description: str, argv: list[str] | None = None) ->
     resume = args.pop("resume")
     overrides = {k: v for k, v in args.items() if v is not None}
     try:
-        if resume is not None:
-            saved = load_resume_checkpoint(resume)["config"]
-            cfg = replace_config(config_from_dict(module.Config, saved), overrides)
-        else:
-            env_id = overrides.pop("env_id", module.Config.env_id)
-            cfg = module.default_config(env_id, **overrides)
+        try:
+            if resume is not None:
+                saved = load_resume_checkpoint(resume)["config"]
+                cfg = replace_config(config_from_dict(module.Config, saved), overrides)
+            else:
+                env_id = overrides.pop("env_id", module.Config.env_id)
+                cfg = module.default_config(env_id, **overrides)
+        except TypeError as exc:  # a value of the wrong type for a field
+            raise ValueError(str(exc)) from None
         result = module.train(cfg, resume=resume)
     except TrainingDiverged as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, CheckpointError) as exc:
+    except (ValueError, CheckpointError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

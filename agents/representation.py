@@ -301,6 +301,7 @@ def transfer(cfg: Config) -> dict[str, Any]:
             source.policy.act, cfg.env_id, episodes=cfg.eval_episodes, device=cfg.device,
             seed=cfg.seed, env_kwargs=cfg.target_env_kwargs,
         ).success_rate  # fmt: skip
+    # The source run folder stands for its latest.pt: the policy zero_shot measured above.
     learners = race(
         cfg, parent, {"transfer": str(source.run_dir), "scratch": None},
         "Transfer: PPO on unseen houses, from source-house weights vs from scratch",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
+import secrets
 import warnings
 import zipfile
 from pathlib import Path
@@ -34,12 +34,11 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
-            as_if_opened(handle.fileno())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -50,23 +49,17 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def as_if_opened(fd: int) -> None:
-    """Give a ``tempfile.mkstemp`` file (private, 0600) the mode a plain ``open()`` would
-    (0666 less the umask), so colleagues read checkpoints as they read TensorBoard's events."""
-    os.fchmod(fd, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    try:  # Linux says it without changing it (os.umask can only read by setting)
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """A new file in ``path``'s folder to write and then ``os.replace`` onto ``path``: its fd and
+    name. Created as ``open()`` would (mode 0666 less the umask: colleagues read checkpoints as
+    they read TensorBoard's events), not private as ``tempfile.mkstemp``'s (0600)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -122,8 +115,11 @@ def read_torch_file(
     with path.open("rb") as handle:
         head = handle.read(4)
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:  # is_zipfile reads only the end record
+            raise CheckpointError(f"{what} is truncated or corrupt (BadZipFile: {exc})") from None
         if not any(name.endswith("data.pkl") for name in names):  # torch.save's zip layout
             if names and all(name.endswith(".npy") for name in names):
                 raise CheckpointError(

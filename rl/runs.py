@@ -16,14 +16,13 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rl.checkpoint import CheckpointError, as_if_opened, load_checkpoint, save_checkpoint
+from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, temp_file_beside
 
 RUNS_ROOT = "runs"
 SNAPSHOT_PATTERN = re.compile(r"^step_(\d+)\.pt$")
@@ -43,11 +42,10 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write JSON atomically (temp file + ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file_beside(path)
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.write("\n")
-        as_if_opened(handle.fileno())
     os.replace(tmp, path)
     return path
 

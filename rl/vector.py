@@ -77,12 +77,14 @@ def env_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
     bare = bare_env_id(env_id)
     try:
         return gymnasium.spec(bare)
-    except gymnasium.error.Error:
-        env_id = bare
-        similar = similar_env_ids(env_id)
+    except gymnasium.error.Error as exc:
+        similar = similar_env_ids(bare)
+        # Gymnasium's own words where they add something (a package to install, a version
+        # deprecated); its "Did you mean" where we have ours.
+        why = str(exc).split(" Did you mean")[0].strip()
         hint = f"did you mean {' or '.join(map(repr, similar))}? " if similar else ""
         raise ValueError(
-            f"unknown environment {env_id!r}; {hint}`rl envs` lists the sandbox's envs"
+            f"unknown environment {bare!r} ({why}); {hint}`rl envs` lists the sandbox's envs"
         ) from None
 
 

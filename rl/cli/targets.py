@@ -249,6 +249,11 @@ def resolve_target(
             policy=RandomPolicy(action_space, seed),
             is_random=True,
         )
+    if ":" in target:  # "module:Env-v0": say why the module or the id failed
+        try:
+            env_spec(target)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
     similar = similar_env_ids(target)
     hint = f"did you mean {' or '.join(map(repr, similar))}? " if similar else ""
     raise CLIError(

@@ -477,7 +477,9 @@ def resume_hint(latest: Path, run_dir: str | Path) -> str:
 def planned_steps(cfg: Any) -> str:
     """``"2,048 steps (--total-timesteps 3,000 in whole iterations of 1,024)"``: what the run
     will train, where whole iterations round ``total_timesteps`` down."""
-    per = getattr(cfg, "batch_size", None) or cfg.num_envs
+    # An iteration is num_envs x num_steps transitions (PPO, A2C) or one vector step (DQN,
+    # whose batch_size is its replay minibatch).
+    per = cfg.num_envs * getattr(cfg, "num_steps", 1)
     total = cfg.total_timesteps
     if total % per == 0:
         return f"{total:,} steps"

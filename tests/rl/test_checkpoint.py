@@ -124,3 +124,13 @@ def test_a_foreign_pickle_is_refused_in_one_line_without_torchs_warning(
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(path)
     assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
+def test_a_damaged_zip_directory_is_one_line(tmp_path: Path) -> None:
+    path = save_checkpoint({"model": {"w": torch.zeros(3)}}, tmp_path / "ck.pt")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")  # the central directory's first entry
+    data[at : at + 4] = b"XXXX"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)

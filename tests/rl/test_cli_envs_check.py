@@ -100,3 +100,13 @@ def test_a_module_prefixed_id_imports_its_module(
     assert main(["check", "user_envs_prefixed:userprefix/Lying-v0", "--episodes", "1"]) == 1
     assert "Checking userprefix/Lying-v0" in capsys.readouterr().out
     sys.modules.pop("user_envs_prefixed", None)
+
+
+def test_a_module_that_fails_to_import_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "user_envs_needing.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.chdir(tmp_path)
+    for argv in (["check", "user_envs_needing:my/X-v0"], ["watch", "user_envs_needing:my/X-v0"]):
+        assert main(argv) == 2
+        assert "No module named 'no_such_dependency_xyz'" in capsys.readouterr().err

@@ -23,6 +23,8 @@ TINY_TRAIN = [
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("runs") / "cartpole"
     assert main(["train", *TINY_TRAIN, "--run-dir", str(path)]) == 0
+    # What train printed, before later tests' `rl eval` write their own eval.json.
+    shutil.copy(path / "eval.json", path.parent / "train_eval.json")
     return path
 
 
@@ -76,14 +78,20 @@ def test_eval_json_prints_one_object(run_dir: Path, capsys: pytest.CaptureFixtur
 
 
 def test_eval_of_a_run_repeats_the_evaluation_train_printed(
-    run_dir: Path, capsys: pytest.CaptureFixture[str]
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = json.loads((run_dir / "eval.json").read_text())
+    trained = json.loads((run_dir.parent / "train_eval.json").read_text())
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    # A best.pt that acts otherwise: the run must stand for latest.pt, which train evaluated.
+    best = torch.load(copy / "checkpoints" / "best.pt", weights_only=True)
+    best["model"] = {k: torch.zeros_like(v) for k, v in best["model"].items()}
+    torch.save(best, copy / "checkpoints" / "best.pt")
     capsys.readouterr()
-    assert main(["eval", str(run_dir), "--json", "--episodes", str(before["episodes"])]) == 0
+    assert main(["eval", str(copy), "--json", "--episodes", str(trained["episodes"])]) == 0
     data = json.loads(capsys.readouterr().out)
     for key in ("mean_return", "std_return", "min_return", "max_return", "mean_length"):
-        assert data[key] == before[key], key
+        assert data[key] == trained[key], key
 
 
 def test_eval_on_gymnasiums_env_with_the_same_spaces(
@@ -261,3 +269,15 @@ def test_eval_refuses_a_negative_seed(run_dir: Path, capsys: pytest.CaptureFixtu
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--seed", "-1"]) == 2
     assert "--seed must be >= 0" in one_error_line(capsys, "eval")
+
+
+def test_the_header_counts_the_steps_each_algorithm_will_train() -> None:
+    from agents import dqn, ppo
+    from rl.cli.train_cmd import planned_steps
+
+    # PPO: whole iterations of num_envs x num_steps; DQN: vector steps of num_envs (its
+    # batch_size is the replay minibatch, not an iteration).
+    cfg = ppo.default_config("sandbox/CartPole-v1", total_timesteps=3000, num_envs=32)
+    assert planned_steps(cfg).startswith(f"{cfg.num_iterations * cfg.batch_size:,} steps (")
+    cfg = dqn.default_config("CartPole-v1", total_timesteps=1000, num_envs=4)
+    assert planned_steps(cfg) == "1,000 steps"
