@@ -60,6 +60,7 @@ from rl.runs import (
     TrainingRun,
     load_resume_checkpoint,
     run_name,
+    stop_requested,
     write_json,
 )
 from rl.seeding import rng_state, seed_everything, set_rng_state
@@ -813,18 +814,22 @@ def _train_loop(
         if reached:
             metrics["target_reached_return"] = reached_at
         last = reached or state.iteration == iterations
+        stop = stop_requested()  # Ctrl-C (rl train): stop here, checkpointed
         improved = mean_return is not None and mean_return > state.best_return
         if mean_return is not None:
             state.best_return = max(state.best_return, mean_return)
         if run is not None:
             snapshot = last or run.snapshot_due(state.global_step)
-            if improved or snapshot or state.iteration - last_saved >= cfg.checkpoint_every:
+            due = state.iteration - last_saved >= cfg.checkpoint_every
+            if improved or snapshot or stop or due:
                 run.save(
                     checkpoint_payload(cfg, state, env, spaces), state.global_step,
                     mean_return=mean_return, snapshot=snapshot,
                 )  # fmt: skip
                 last_saved = state.iteration
-        if reached:
+        if stop and not last:
+            metrics["stopped_on_request"] = True
+        if reached or stop:
             break
     return metrics
 

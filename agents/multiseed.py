@@ -79,7 +79,14 @@ from rl.config import config_from_dict, config_to_dict, replace_config, resume_c
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, Evaluator
 from rl.returns import compute_gae
-from rl.runs import RUNS_ROOT, TrainingDiverged, TrainingRun, run_name, write_json
+from rl.runs import (
+    RUNS_ROOT,
+    TrainingDiverged,
+    TrainingRun,
+    run_name,
+    stop_requested,
+    write_json,
+)
 from rl.seeding import rng_state, seed_everything, set_rng_state
 from rl.tensors import GroupedRunningMeanStd
 from rl.vector import make_vector_env
@@ -461,6 +468,7 @@ class _Loop:
         self.checked_agents = 0  # agents evaluated over those checks
         self.check_seconds = 0.0  # wall-clock of those checks (each ends on a host copy)
         self.group_dir: Path | None = None  # where multiseed.pt goes (None: no run folders)
+        self.stopped_on_request = False  # Ctrl-C: stopped early, checkpointed
 
     def group_state(self) -> dict[str, Any]:
         """Everything :meth:`restore` needs to continue exactly: the stacked weights and Adam
@@ -639,7 +647,8 @@ class _Loop:
                 if self.active[k]:
                     self.log_agent(k, host[k], reached[k])
             finished = self.iteration == base.num_iterations or not any(self.active)
-            if finished or self.iteration % base.checkpoint_every == 0:
+            stop = stop_requested()  # Ctrl-C (rl train --seeds): stop here, checkpointed
+            if finished or stop or self.iteration % base.checkpoint_every == 0:
                 self.save_group()
             if self.runs:
                 done = sum(not a for a in self.active)
@@ -652,6 +661,9 @@ class _Loop:
                 if returns:
                     status = f"mean return {statistics.fmean(returns):.1f} | " + status
                 self.runs[0].update_progress(self.iteration * base.batch_size, status)
+            if stop and not finished:
+                self.stopped_on_request = True
+                break
 
     def batch(self) -> dict[str, torch.Tensor]:
         """GAE over the ``(T, K * N)`` rollout, regrouped per agent as ``(K, B, ...)``."""
@@ -816,6 +828,7 @@ def _finish(
         "target_checked_agents": loop.checked_agents,
         "target_check_seconds": loop.check_seconds,
         "solved_return": bar,
+        "stopped_on_request": loop.stopped_on_request,
     }
     if evaluations:
         means = [ev.mean_return for ev in evaluations]
@@ -871,6 +884,11 @@ def format_summary(result: MultiSeedResult) -> str:
         lines.append(f"summary: {result.summary_path}")
     if "group_dir" in s:
         lines.append(f"group folder (for --resume): {s['group_dir']}")
+    if s.get("stopped_on_request"):
+        lines.append(
+            f"stopped at your request (Ctrl-C) after iteration {s['iterations']}, checkpointed"
+            + (f": rl train --resume {s['group_dir']} continues" if "group_dir" in s else "")
+        )
     return "\n".join(lines)
 
 

@@ -60,6 +60,7 @@ from rl.runs import (
     find_checkpoint,
     load_resume_checkpoint,
     run_name,
+    stop_requested,
     write_json,
 )
 from rl.seeding import rng_state, seed_everything, set_rng_state
@@ -1026,10 +1027,11 @@ def _train_loop(
         if reached:
             metrics["target_reached_return"] = reached_at
         last = reached or state.iteration == iterations
+        stop = stop_requested()  # Ctrl-C (rl train): stop here, checkpointed
         if run is not None:
             improved = mean_return is not None and mean_return > state.best_return
             snapshot = last or run.snapshot_due(state.global_step)
-            if improved or snapshot or state.iteration % cfg.checkpoint_every == 0:
+            if improved or snapshot or stop or state.iteration % cfg.checkpoint_every == 0:
                 state.best_return = max(state.best_return, mean_return or -math.inf)
                 run.save(
                     checkpoint_payload(cfg, state, env, spaces), state.global_step,
@@ -1037,7 +1039,9 @@ def _train_loop(
                 )  # fmt: skip
         elif mean_return is not None:
             state.best_return = max(state.best_return, mean_return)
-        if reached:
+        if stop and not last:
+            metrics["stopped_on_request"] = True
+        if reached or stop:
             break
     if graphs is not None:
         metrics["graphed_iterations"] = graphs.replays

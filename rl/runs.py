@@ -12,11 +12,16 @@ Every agent uses :class:`TrainingRun` so runs look the same whatever the algorit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,49 @@ from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, tem
 
 RUNS_ROOT = "runs"
 SNAPSHOT_PATTERN = re.compile(r"^step_(\d+)\.pt$")
+
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask the training in progress to stop after its iteration, checkpointed (Ctrl-C's first
+    press under :func:`stop_on_interrupt`)."""
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    """Whether :func:`request_stop` was called: trainers check it where an iteration (or a
+    logging window) ends, save and stop as if training were over."""
+    return _STOP.is_set()
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[None]:
+    """Within: a first Ctrl-C stops training at the end of its iteration, with a checkpoint
+    there (nothing trained is lost, and ``--resume`` continues from it); a second one
+    interrupts at once (``KeyboardInterrupt``), as before. Off the main thread, or for a
+    distributed run (every rank would have to stop at the same iteration), do not use it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if _STOP.is_set():
+            raise KeyboardInterrupt
+        _STOP.set()
+        print(
+            "\nCtrl-C: stopping after this iteration, with a checkpoint (press again to stop "
+            "at once)",
+            file=sys.stderr,
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _STOP.clear()
 
 
 class TrainingDiverged(RuntimeError):

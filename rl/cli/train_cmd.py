@@ -8,6 +8,7 @@ Every user error is one line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import inspect
@@ -21,7 +22,13 @@ from rl.checkpoint import CheckpointError
 from rl.cli import CLIError, parse_env_value
 from rl.config import config_from_dict, field_types, parse_overrides, replace_config
 from rl.device import DEVICE_CHOICES, resolve_device
-from rl.runs import RUNS_ROOT, TrainingDiverged, load_resume_checkpoint, run_name
+from rl.runs import (
+    RUNS_ROOT,
+    TrainingDiverged,
+    load_resume_checkpoint,
+    run_name,
+    stop_on_interrupt,
+)
 
 DEFAULT_ENV = "sandbox/DogTraining-v0"
 DEFAULT_ALGO = "ppo"
@@ -345,7 +352,10 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"{action} {algo.upper()} on {cfg.env_id} (seed {cfg.seed}, {what}) → {cfg.run_dir}")
     try:
-        result = module.train(cfg, resume=args.resume)
+        # Ctrl-C stops after the iteration, checkpointed; ranks of a distributed run would
+        # each stop at their own iteration, so they keep the plain interrupt.
+        with contextlib.nullcontext() if args.distributed else stop_on_interrupt():
+            result = module.train(cfg, resume=args.resume)
     except TrainingDiverged as exc:
         print(f"rl train: {exc} ({cfg.run_dir}/checkpoints/latest.pt)", file=sys.stderr)
         return 1
@@ -440,7 +450,8 @@ def _train_group(cfg: Any, resume: str | None = None) -> int:
     from agents import multiseed
 
     try:
-        result = multiseed.train(cfg, resume=resume)
+        with stop_on_interrupt():  # Ctrl-C stops after the iteration, checkpointed
+            result = multiseed.train(cfg, resume=resume)
     except TrainingDiverged as exc:
         print(f"rl train: {exc}", file=sys.stderr)
         return 1
@@ -496,6 +507,11 @@ def print_summary(result: Any, cfg: Any) -> None:
     seconds = result.metrics.get("train_seconds")
     took = f" in {seconds:.0f} s" if seconds is not None else ""
     console.print(f"Trained {result.global_step:,} steps{took}.")
+    if result.metrics.get("stopped_on_request"):
+        console.print(
+            f"Stopped at your request (Ctrl-C), checkpointed at step {result.global_step:,}: "
+            f"rl train --resume {run_dir} continues."
+        )
     reached = result.metrics.get("target_reached_return")
     if reached is not None and getattr(cfg, "target_return", None) is not None:
         checked = getattr(cfg, "target_check_episodes", 0)

@@ -277,3 +277,38 @@ def test_torchrun_restarted_rounds_rendezvous_afresh(tmp_path: Path) -> None:
     rounds = set(re.findall(r"restart \d+ rank \d+ sum \d+", out))
     expected = {f"restart {r} rank {k} sum 3" for r in range(3) for k in range(2)}
     assert job.returncode == 0 and rounds == expected, out[-3000:]
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
+def test_ctrl_c_stops_after_the_iteration_checkpointed_and_resumes_bitwise(
+    algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    module = importlib.import_module(f"agents.{algo}")
+    tiny = {
+        "ppo": {**TINY, "checkpoint_every": 1000},
+        "a2c": {"num_envs": 4, "num_steps": 5, "log_every": 2, "checkpoint_every": 1000},
+        "dqn": {"num_envs": 4, "learning_starts": 16, "log_every": 4, "checkpoint_every": 1000},
+    }[algo]
+    settings = {"eval_episodes": 0, "progress": False, "target_return": None, **tiny}
+    cfg = module.default_config("sandbox/CartPole-v1", **settings, total_timesteps=960)
+    whole = module.train(replace_config(cfg, {"run_dir": str(tmp_path / "whole")}))
+
+    asked = iter([False, False, True])  # Ctrl-C during the third check: stop there
+    monkeypatch.setattr(module, "stop_requested", lambda: next(asked, True))
+    cut = tmp_path / "cut"
+    stopped = module.train(replace_config(cfg, {"run_dir": str(cut)}))
+    assert stopped.metrics.get("stopped_on_request") is True
+    assert 0 < stopped.global_step < whole.global_step
+    saved = load_checkpoint(cut / "checkpoints" / "latest.pt")
+    assert saved["global_step"] == stopped.global_step  # nothing trained is lost
+
+    monkeypatch.undo()
+    resumed = module.train(cfg, resume=cut)
+    assert resumed.global_step == whole.global_step
+    assert "stopped_on_request" not in resumed.metrics
+    end = load_checkpoint(cut / "checkpoints" / "latest.pt")
+    reference = load_checkpoint(tmp_path / "whole" / "checkpoints" / "latest.pt")
+    for name, value in reference["model"].items():
+        assert torch.equal(end["model"][name], value), name

@@ -123,3 +123,19 @@ def test_episode_tracker_sums_finished_rows_only() -> None:
         "success_rate": pytest.approx(1 / 3),
     }
     assert tracker.summary() is None
+
+
+def test_a_first_ctrl_c_asks_training_to_stop_a_second_interrupts() -> None:
+    import os
+    import signal
+
+    from rl.runs import stop_on_interrupt, stop_requested
+
+    before = signal.getsignal(signal.SIGINT)
+    with stop_on_interrupt():
+        assert not stop_requested()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop_requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert not stop_requested() and signal.getsignal(signal.SIGINT) is before
