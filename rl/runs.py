@@ -392,5 +392,13 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"cannot resume: {run_dir} is not a run directory")
     if not path.is_file():
-        raise CheckpointError(f"cannot resume: {run_dir} has no checkpoints/latest.pt yet")
+        inner = sorted(p.parent.parent for p in Path(run_dir).glob("*/checkpoints/latest.pt"))
+        if inner:
+            raise CheckpointError(
+                f"cannot resume: {run_dir} is a folder of runs, not one run; give one of them, "
+                f"e.g. --resume {inner[0]}"
+            )
+        raise CheckpointError(
+            f"cannot resume: {run_dir} holds no checkpoints/latest.pt (no run was saved there)"
+        )
     return load_checkpoint(path)

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 # Order is the order of `rl --help`.
 COMMANDS = (
@@ -47,14 +47,24 @@ def parse_env_value(text: str) -> Any:
         return text
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line (what was wrong, and where the
+    options are listed), as every other ``rl`` error is, instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="rl",
         description="RL Sandbox: train, evaluate, watch and play reinforcement-learning agents.",
         epilog="Run `rl COMMAND --help` for a command's options. With no arguments, "
         "`rl train` trains PPO on sandbox/DogTraining-v0.",
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineParser
+    )
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"rl.cli.{name}_cmd")

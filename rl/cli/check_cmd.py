@@ -114,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = env_spec(args.env_id)
     except ValueError as exc:
-        raise CLIError(str(exc)) from None
+        hint = (
+            ""
+            if ":" in args.env_id or args.imports
+            else ("; your own env: --import MODULE (the module that registers it) or MODULE:ID")
+        )
+        raise CLIError(f"{exc}{hint}") from None
     del envs
     results: list[bool | None] = []
     print(f"Checking {spec.id}")

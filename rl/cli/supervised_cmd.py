@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rl.cli import CLIError
+from rl.cli import CLIError, OneLineParser
 from rl.device import DEVICE_CHOICES
 
 TASKS = ("tensors", "anatomy", "regression", "classification", "bc", "transfer", "pretrain")
@@ -46,7 +46,7 @@ _NOT_USED_BY = {
 }
 
 
-class _TaskParser(argparse.ArgumentParser):
+class _TaskParser(OneLineParser):
     """A task's parser whose epilog (the ``--set`` fields) is built only when help is shown:
     listing them imports the agents, too slow for every ``rl`` call."""
 
@@ -71,10 +71,12 @@ class _TaskParser(argparse.ArgumentParser):
                 if action.option_strings and action.dest != "help"
             ]
             task = self.prog.split()[-1]
-            self.error(
-                f"{', '.join(unknown)} {'does' if len(unknown) == 1 else 'do'} not apply to "
-                f"`rl supervised {task}`, which takes {', '.join(takes) or 'no options'} "
-                f"(`rl supervised {task} --help` says what each does)"
+            self.exit(
+                2,
+                f"{self.prog}: error: {', '.join(unknown)} "
+                f"{'does' if len(unknown) == 1 else 'do'} not apply to `rl supervised {task}`, "
+                f"which takes {', '.join(takes) or 'no options'} (`rl supervised {task} --help` "
+                "says what each does)\n",
             )
         return namespace, extras
 

@@ -68,8 +68,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", metavar="|".join(DEVICE_CHOICES), help="where to train (default auto)"
     )
-    parser.add_argument("--num-envs", type=int, metavar="N", help="environments stepped together")
-    parser.add_argument("--total-timesteps", type=int, metavar="N", help="env steps to train for")
+    parser.add_argument(
+        "--num-envs", type=whole_number, metavar="N", help="environments stepped together"
+    )
+    parser.add_argument(
+        "--total-timesteps",
+        type=whole_number,
+        metavar="N",
+        help="env steps to train for (300000, 300_000 or 3e5)",
+    )
     parser.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<name>)")
     parser.add_argument(
         "--resume",
@@ -288,6 +295,7 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
     if args.algo is not None and args.algo != algo:
         raise CLIError(f"{args.resume} is a {algo} run; drop --algo or pass --algo {algo}")
     module = load_algo(algo)
+    args.resumed_from_step = int(checkpoint.get("global_step", 0))  # for the summary
     if args.env is not None and args.env != checkpoint.get("env_id"):
         raise CLIError(f"{args.resume} trains on {checkpoint.get('env_id')}, not {args.env}")
     try:
@@ -335,6 +343,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         module = load_algo(args.algo or DEFAULT_ALGO)
         cfg = build_config(args, module)
+        refuse_a_used_run_dir(cfg.run_dir)
     algo = module.__name__.rsplit(".", 1)[-1]
     # torchrun sets RANK; only rank 0 talks, so N ranks do not print N copies.
     rank0 = os.environ.get("RANK", "0") == "0"
@@ -376,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
 
             videos = capture_run_videos(result.run_dir)
             print(f"Recorded {len(videos)} episode videos in {Path(result.run_dir) / 'videos'}")
-        print_summary(result, cfg)
+        print_summary(result, cfg, getattr(args, "resumed_from_step", None))
     return 0
 
 
@@ -470,6 +479,39 @@ def _train_group(cfg: Any, resume: str | None = None) -> int:
     return 0
 
 
+def whole_number(text: str) -> int:
+    """An integer written as 300000, 300_000 or 3e5 (argparse ``type``)."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(value)
+
+
+def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:
+    """A CLIError if ``run_dir`` already holds a run: training into it would mix two runs'
+    checkpoints, snapshots and TensorBoard events (and overwrite the first's latest.pt)."""
+    if run_dir is None:
+        return
+    folder = Path(run_dir)
+    if not ((folder / "checkpoints").is_dir() or (folder / "config.json").is_file()):
+        return
+    what = ""
+    try:
+        from rl.runs import read_json
+
+        config = read_json(folder / "config.json")
+        what = f" (seed {config.get('seed')}, {config.get('env_id')})"
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise CLIError(
+        f"{folder} already holds a run{what}; continue it with --resume {folder}, or train "
+        f"into a new folder (e.g. --run-dir {folder}-2)"
+    )
+
+
 def resume_hint(latest: Path, run_dir: str | Path) -> str:
     """How to continue an interrupted run, and from which step: the steps trained after the
     last checkpoint (up to ``checkpoint_every`` iterations) are trained again."""
@@ -498,7 +540,7 @@ def planned_steps(cfg: Any) -> str:
     return f"{planned:,} steps (--total-timesteps {total:,} in whole iterations of {per:,})"
 
 
-def print_summary(result: Any, cfg: Any) -> None:
+def print_summary(result: Any, cfg: Any, resumed_from: int | None = None) -> None:
     """The evaluation against the env's solved bar, and what to run next."""
     from rich.console import Console
 
@@ -506,7 +548,13 @@ def print_summary(result: Any, cfg: Any) -> None:
     run_dir = result.run_dir or cfg.run_dir
     seconds = result.metrics.get("train_seconds")
     took = f" in {seconds:.0f} s" if seconds is not None else ""
-    console.print(f"Trained {result.global_step:,} steps{took}.")
+    if resumed_from is None:
+        console.print(f"Trained {result.global_step:,} steps{took}.")
+    else:
+        console.print(
+            f"Trained {result.global_step - resumed_from:,} steps{took}, from step "
+            f"{resumed_from:,} to {result.global_step:,}."
+        )
     if result.metrics.get("stopped_on_request"):
         console.print(
             f"Stopped at your request (Ctrl-C), checkpointed at step {result.global_step:,}: "

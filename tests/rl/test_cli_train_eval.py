@@ -281,3 +281,27 @@ def test_the_header_counts_the_steps_each_algorithm_will_train() -> None:
     assert planned_steps(cfg).startswith(f"{cfg.num_iterations * cfg.batch_size:,} steps (")
     cfg = dqn.default_config("CartPole-v1", total_timesteps=1000, num_envs=4)
     assert planned_steps(cfg) == "1,000 steps"
+
+
+def test_train_refuses_a_folder_that_holds_a_run(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    assert main(["train", *TINY_TRAIN, "--seed", "2", "--run-dir", str(run_dir)]) == 2
+    err = one_error_line(capsys, "train")
+    assert "already holds a run" in err and f"--resume {run_dir}" in err
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("text", ["3e3", "3_000", "3000"])
+def test_step_counts_may_be_written_as_people_write_them(text: str) -> None:
+    from rl.cli.train_cmd import whole_number
+
+    assert whole_number(text) == 3000
+
+
+def test_a_folder_of_runs_is_not_a_run_to_resume(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--resume", str(run_dir.parent)]) == 2
+    assert "is a folder of runs" in one_error_line(capsys, "train")
