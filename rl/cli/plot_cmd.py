@@ -46,7 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="plot learning curves of runs (return, success rate) to a PNG",
         description=(
             "Plot return and success rate against env steps from runs' TensorBoard events. "
-            "Runs that differ only in their seed are averaged (mean, with ± 1 std shaded). "
+            "Runs that differ only in their seed are averaged (mean, with ± 1 std shaded; a "
+            "seed that stopped early counts with its last value). "
             "A folder of runs (e.g. runs/) stands for every run in it, at any depth; runs in it "
             "without episodes (supervised runs) are left out and listed."
         ),
@@ -287,10 +288,12 @@ def mean_and_spread(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Curves of several seeds on a common step grid: ``(steps, mean, std)``.
 
-    The grid spans the steps every seed reached, so the mean never mixes in extrapolation.
+    The grid starts where every seed has a point and ends at the longest seed's last step: a
+    seed that stopped earlier (it reached its target return) counts with its last value, so
+    the curve's end is the mean of the seeds' final returns, as printed.
     """
     start = max(steps[0] for steps, _ in curves)
-    stop = min(steps[-1] for steps, _ in curves)
+    stop = max(steps[-1] for steps, _ in curves)
     if stop <= start:
         stop = start
     grid = np.linspace(start, stop, GRID_POINTS if stop > start else 1)
@@ -363,7 +366,9 @@ def run(args: argparse.Namespace) -> int:
     runs, skipped = read_runs(args.runs)
     plot(runs, args.out, smoothing=args.smooth, title=args.title)
     groups = group_runs(runs)
-    print(f"rl plot: wrote {args.out} ({len(runs)} runs in {len(groups)} groups)")
+    runs_text = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+    groups_text = f"{len(groups)} group{'s' if len(groups) != 1 else ''}"
+    print(f"rl plot: wrote {args.out} ({runs_text} in {groups_text})")
     for label, members in groups:
         final = float(np.mean([m.curves[RETURN_TAG][1][-1] for m in members]))
         print(f"  {label}: final return {round(final, 3) + 0.0:+.3f}")  # never "-0.000"

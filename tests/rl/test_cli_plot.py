@@ -60,3 +60,15 @@ def test_a_folder_leaves_out_its_supervised_runs_a_named_one_is_an_error(
     assert "left out: 1 supervised run(s)" in out and str(bc) in out
     assert main(["plot", str(bc), "--out", str(tmp_path / "c.png")]) == 2
     assert "is a supervised run" in capsys.readouterr().err
+
+
+def test_a_seed_that_stopped_early_counts_with_its_last_value() -> None:
+    import numpy as np
+
+    from rl.cli.plot_cmd import mean_and_spread
+
+    early = (np.array([0.0, 100.0]), np.array([10.0, 500.0]))  # reached its target at 100
+    late = (np.array([0.0, 100.0, 300.0]), np.array([10.0, 200.0, 480.0]))
+    grid, mean, _ = mean_and_spread([early, late])
+    assert grid[-1] == 300.0  # not cut at the early seed's last step
+    assert mean[-1] == (500.0 + 480.0) / 2
