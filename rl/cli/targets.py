@@ -174,8 +174,10 @@ def target_from_checkpoint(
     except ValueError as exc:
         raise CLIError(f"{path}: {exc}") from None
     trained_env = checkpoint.get("env_id") or config.get("env_id")
-    kwargs = {**(config.get("env_kwargs") or {}), **(env_kwargs or {})}
     chosen = env_id or trained_env
+    # The run's env arguments (e.g. its reward scheme) belong to its env only, as in rl eval.
+    own = (config.get("env_kwargs") or {}) if chosen == trained_env else {}
+    kwargs = {**own, **(env_kwargs or {})}
     if not chosen:
         raise CLIError(f"{path} does not say which env it was trained in; pass --env ID")
     register_envs()

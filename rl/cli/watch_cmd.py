@@ -65,6 +65,7 @@ from rl.vector import env_spec
 
 DEFAULT_FPS = 8  # steps/s when the env does not say: slow enough to follow one dog's choices.
 MAX_DEFAULT_FPS = 30
+MAX_GRID = 10  # tiles of a 10 x 10 grid are ~70 px on a 1280 x 720 screen: still readable
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -124,7 +125,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="K",
-        help="show K x K envs of the vector env stepped together",
+        help=f"show K x K envs of the vector env stepped together (K <= {MAX_GRID})",
     )
     parser.set_defaults(run=run)
 
@@ -612,6 +613,11 @@ def run(args: argparse.Namespace) -> int:
     positive_int(args.episodes, "--episodes")
     positive_int(args.max_steps, "--max-steps")
     positive_int(args.grid, "--grid")
+    if args.grid is not None and args.grid > MAX_GRID:
+        raise CLIError(
+            f"--grid draws K x K envs, at most {MAX_GRID} x {MAX_GRID} ({MAX_GRID**2} envs) "
+            f"on one screen; got {args.grid}"
+        )
     if args.fps is not None and (args.fps < 0 or not math.isfinite(args.fps)):
         raise CLIError(f"--fps must be >= 0 (0: as fast as possible), got {args.fps}")
     if args.progress and args.grid:
@@ -696,7 +702,8 @@ class Viewer:
             subtitle.insert(0, checkpoint_label(target, index + 1, len(self.targets), self.lang))
             if self.linger and index == len(self.targets) - 1:
                 subtitle.insert(1, tr("linger", self.lang))
-        keys = watch_keys(self.lang, progress=self.progress)
+        # n (next checkpoint) until the last one, where it has nowhere to go.
+        keys = watch_keys(self.lang, progress=self.progress and index < len(self.targets) - 1)
         if self.grid:
             return GridRunner(
                 target,
@@ -777,8 +784,10 @@ class Viewer:
         if controls.quit:
             return False
         if controls.next_checkpoint and self.progress:
-            controls.consume()
-            return True
+            if len(self.runners) < len(self.targets):
+                controls.consume()
+                return True
+            controls.next_checkpoint = False  # the last checkpoint: n has nowhere to go
         if controls.reset:
             runner.restart()
         if controls.paused and controls.single_step and isinstance(runner, EpisodeRunner):

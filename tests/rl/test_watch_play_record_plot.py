@@ -697,6 +697,32 @@ def test_progress_keeps_replaying_the_last_checkpoint(cartpole_run: Path) -> Non
     assert finished[-1] >= 3  # It went on past one episode, until --max-steps here.
 
 
+def test_n_on_the_last_checkpoint_keeps_the_window(cartpole_run: Path) -> None:
+    targets = progress_targets(str(cartpole_run), env_kwargs={"max_episode_steps": 4})[-2:]
+
+    class PressingN(Viewer):  # n before every frame
+        def frame(self, runner, episodes):  # type: ignore[no-untyped-def]
+            self.controls.next_checkpoint = True
+            return super().frame(runner, episodes)
+
+    viewer = PressingN(targets, fps=0, episodes=1, progress=True, linger=True, max_steps=40)
+    assert viewer.run() == 0
+    assert len(viewer.runners) == 2
+    assert viewer.steps >= 40  # the last checkpoint played on until --max-steps, not closed by n
+
+
+@pytest.mark.parametrize("grid", ["0", "11"])
+def test_grid_sizes_outside_one_screen_are_refused(grid: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["watch", "sandbox/CartPole-v1", "--grid", grid, "--max-steps", "1"]) == 2
+    assert "--grid" in capsys.readouterr().err
+
+
+def test_watch_on_another_env_leaves_the_runs_env_arguments(dog_run: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["watch", str(dog_run), "--env", "sandbox/CartPole-v1", "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "reward_scheme" not in err
+
+
 def _sampled_actions(target: object, global_seed: int, seed: int = 7) -> list[int]:
     torch.manual_seed(global_seed)  # Whatever the global RNG holds...
     runner = EpisodeRunner(target, seed=seed)
