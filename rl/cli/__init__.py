@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print(f"\nrl {args.command}: interrupted", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # torchrun interrupts every rank: one line
+            print(f"\nrl {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -372,8 +372,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     except KeyboardInterrupt:
         latest = Path(cfg.run_dir) / "checkpoints" / "latest.pt"
-        if latest.is_file():
-            print(f"\n{resume_hint(latest, cfg.run_dir)}", file=sys.stderr)
+        if rank0 and latest.is_file():  # torchrun interrupts every rank: one hint
+            hint = resume_hint(latest, cfg.run_dir, distributed=args.distributed)
+            print(f"\n{hint}", file=sys.stderr)
         raise
     except RuntimeError as exc:  # e.g. --distributed without torchrun
         if "torchrun" not in str(exc):
@@ -512,18 +513,23 @@ def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:
     )
 
 
-def resume_hint(latest: Path, run_dir: str | Path) -> str:
+def resume_hint(latest: Path, run_dir: str | Path, *, distributed: bool = False) -> str:
     """How to continue an interrupted run, and from which step: the steps trained after the
     last checkpoint (up to ``checkpoint_every`` iterations) are trained again."""
     from rl.checkpoint import load_checkpoint
 
+    command = (
+        f"the same torchrun command with --resume {run_dir}"
+        if distributed
+        else f"rl train --resume {run_dir}"
+    )
     try:
         step = int(load_checkpoint(latest).get("global_step", 0))
     except (CheckpointError, TypeError, ValueError):
-        return f"to continue: rl train --resume {run_dir}"
+        return f"to continue: {command}"
     return (
         f"to continue from the last checkpoint (step {step:,}; later steps are trained "
-        f"again): rl train --resume {run_dir}"
+        f"again): {command}"
     )
 
 

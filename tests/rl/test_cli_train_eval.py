@@ -305,3 +305,12 @@ def test_a_folder_of_runs_is_not_a_run_to_resume(
 ) -> None:
     assert main(["train", "--resume", str(run_dir.parent)]) == 2
     assert "is a folder of runs" in one_error_line(capsys, "train")
+
+
+def test_the_ctrl_c_hint_of_a_distributed_run_says_to_rerun_torchrun(tmp_path: Path) -> None:
+    from rl.checkpoint import save_checkpoint
+    from rl.cli.train_cmd import resume_hint
+
+    latest = save_checkpoint({"model": {}, "global_step": 8}, tmp_path / "latest.pt")
+    hint = resume_hint(latest, "runs/x", distributed=True)
+    assert hint.endswith("the same torchrun command with --resume runs/x")
