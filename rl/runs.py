@@ -36,15 +36,10 @@ SNAPSHOT_PATTERN = re.compile(r"^step_(\d+)\.pt$")
 _STOP = threading.Event()
 
 
-def request_stop() -> None:
-    """Ask the training in progress to stop after its iteration, checkpointed (Ctrl-C's first
-    press under :func:`stop_on_interrupt`)."""
-    _STOP.set()
-
-
 def stop_requested() -> bool:
-    """Whether :func:`request_stop` was called: trainers check it where an iteration (or a
-    logging window) ends, save and stop as if training were over."""
+    """Whether a first Ctrl-C under :func:`stop_on_interrupt` asked training to stop: trainers
+    check it where an iteration (or a logging window) ends, save and stop as if training were
+    over."""
     return _STOP.is_set()
 
 

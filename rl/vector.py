@@ -25,6 +25,13 @@ def is_torch_vector_env(env: Any) -> bool:
     return getattr(env, "metadata", {}).get("backend") == "torch"
 
 
+def did_you_mean(env_id: str) -> str:
+    """``"did you mean 'sandbox/DogTraining-v0'? "`` for a misspelt id, ``""`` if nothing is
+    close (the start of a hint in an unknown-env message)."""
+    similar = similar_env_ids(env_id)
+    return f"did you mean {' or '.join(map(repr, similar))}? " if similar else ""
+
+
 def similar_env_ids(env_id: str, limit: int = 3) -> list[str]:
     """Registered ids close to ``env_id`` (a typo's likely meaning), closest first."""
     import difflib
@@ -78,13 +85,12 @@ def env_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
     try:
         return gymnasium.spec(bare)
     except gymnasium.error.Error as exc:
-        similar = similar_env_ids(bare)
         # Gymnasium's own words where they add something (a package to install, a version
         # deprecated); its "Did you mean" where we have ours.
         why = str(exc).split(" Did you mean")[0].strip()
-        hint = f"did you mean {' or '.join(map(repr, similar))}? " if similar else ""
         raise ValueError(
-            f"unknown environment {bare!r} ({why}); {hint}`rl envs` lists the sandbox's envs"
+            f"unknown environment {bare!r} ({why}); {did_you_mean(bare)}`rl envs` lists the "
+            "sandbox's envs"
         ) from None
 
 

@@ -201,25 +201,20 @@ def _env_defaults(env_id: str) -> dict[str, Any]:
     """The env constructor's default arguments (e.g. the dog's ``reward_scheme="coached"``)."""
     import inspect
 
-    from gymnasium.envs.registration import load_env_creator
-
     from rl.cli.targets import register_envs
-    from rl.vector import env_spec
+    from rl.cli.train_cmd import env_parameters
 
     register_envs()
     try:
-        spec = env_spec(env_id)
-        entry = spec.vector_entry_point or spec.entry_point
-        creator = load_env_creator(entry) if isinstance(entry, str) else entry
-        parameters = inspect.signature(creator).parameters.values()
-    except (ImportError, AttributeError, TypeError, ValueError):
+        parameters = env_parameters(env_id)
+    except ValueError:  # an env this Python cannot make: label by what the config says
         return {}
     return {
         p.name: p.default
         for p in parameters
         if p.default is not inspect.Parameter.empty
         and isinstance(p.default, (str, int, float, bool))
-        and p.name not in {"num_envs", "device", "render_mode", "seed"}
+        and p.name != "seed"  # the run's seed is the config's
     }
 
 

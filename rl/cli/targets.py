@@ -2,7 +2,8 @@
 
 A ``TARGET`` resolves to a :class:`Target`: the env (id and constructor arguments, as trained)
 and a policy. A run directory gives its latest checkpoint (the weights training ended with), a
-``.pt`` file that checkpoint, and an env id a uniformly random policy — the "before" picture a learner compares a trained agent with.
+``.pt`` file that checkpoint, and an env id a uniformly random policy — the "before" picture a
+learner compares a trained agent with.
 :func:`progress_targets` lists a run's training snapshots (0 %, 10 %, ..., 100 %) in order.
 """
 
@@ -21,7 +22,7 @@ from agents.base import PolicyView
 from rl.checkpoint import CheckpointError, load_checkpoint
 from rl.cli import CLIError, parse_env_value
 from rl.runs import find_checkpoint, list_snapshots
-from rl.vector import env_spec, similar_env_ids
+from rl.vector import did_you_mean, env_spec
 
 
 class RandomPolicy:
@@ -221,8 +222,8 @@ def resolve_target(
     """A run directory, a checkpoint file or an env id → :class:`Target`.
 
     Args:
-        target: ``runs/<name>`` (its ``latest.pt``: the weights training ended with), a ``.pt`` file, or a
-            registered env id (a random policy acts).
+        target: ``runs/<name>`` (its ``latest.pt``: the weights training ended with), a
+            ``.pt`` file, or a registered env id (a random policy acts).
         env_id: override the env (``--env``).
         env_kwargs: env constructor arguments (``--set``), on top of the run's.
         device: where the policy runs.
@@ -256,11 +257,9 @@ def resolve_target(
             env_spec(target)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
-    similar = similar_env_ids(target)
-    hint = f"did you mean {' or '.join(map(repr, similar))}? " if similar else ""
     raise CLIError(
         f"{target!r} is neither a run directory, a checkpoint file nor a registered env id; "
-        f"{hint}pass runs/<run name>, a .pt file, or an id from `rl envs` "
+        f"{did_you_mean(target)}pass runs/<run name>, a .pt file, or an id from `rl envs` "
         "(e.g. sandbox/DogTraining-v0)"
     )
 

@@ -26,6 +26,7 @@ from rl.runs import (
     RUNS_ROOT,
     TrainingDiverged,
     load_resume_checkpoint,
+    read_json,
     run_name,
     stop_on_interrupt,
 )
@@ -146,6 +147,11 @@ def check_env_id(env_id: str) -> None:
 
 def env_arg_names(env_id: str) -> list[str]:
     """Constructor arguments ``--set`` may give the env (what ``make_vector_env`` builds)."""
+    return [p.name for p in env_parameters(env_id)]
+
+
+def env_parameters(env_id: str) -> list[inspect.Parameter]:
+    """The constructor parameters behind :func:`env_arg_names`, with their defaults."""
     from gymnasium.envs.registration import load_env_creator
 
     from rl.vector import env_spec
@@ -160,7 +166,7 @@ def env_arg_names(env_id: str) -> list[str]:
     except (ImportError, AttributeError, TypeError, ValueError):
         return []
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in parameters if p.kind in kinds and p.name not in _RESERVED_ENV_ARGS]
+    return [p for p in parameters if p.kind in kinds and p.name not in _RESERVED_ENV_ARGS]
 
 
 def split_overrides(
@@ -501,8 +507,6 @@ def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:
         return
     what = ""
     try:
-        from rl.runs import read_json
-
         config = read_json(folder / "config.json")
         what = f" (seed {config.get('seed')}, {config.get('env_id')})"
     except (OSError, ValueError, AttributeError):
