@@ -91,6 +91,13 @@ from rl.seeding import rng_state, seed_everything, set_rng_state
 from rl.tensors import GroupedRunningMeanStd
 from rl.vector import make_vector_env
 
+CUDA_CHECK_GAP = 8
+""":attr:`MultiSeedConfig.check_gap` on a GPU. There a CartPole check (~500 steps of ~45
+kernels) costs as much as several iterations, whether it checks 1 agent or 64. Counted on
+the CPU for 64 seeds of CartPole (``benchmarks/multiseed.py --seeds 64 --check-gap G``): 32
+checks in 63 iterations at every iteration (G = 1), 13 in 63 with G = 4, 8 in 64 with G = 8
+(see docs/PERFORMANCE.md)."""
+
 
 @dataclass(frozen=True)
 class MultiSeedConfig:
@@ -113,6 +120,15 @@ class MultiSeedConfig:
     registered ``reward_threshold``, when it has one). Only reported, never a stop rule."""
     progress: bool = True
     """Show a progress bar (the first seed's run)."""
+    check_gap: int | None = None
+    """How the deterministic checks (``ppo.target_check_episodes``) are batched: the agents
+    whose training window passed wait for the next check, which runs ``check_gap`` iterations
+    after the last, or at once where they are every agent still training (a check that can end
+    the run) and none of them failed a check in the last ``check_gap`` iterations. 1 checks at
+    every iteration where a window passed, as :func:`agents.ppo.train` does. ``None``:
+    :data:`CUDA_CHECK_GAP` on a GPU, where a check's kernels are as many for 1 agent as for 64
+    (~500 env steps for CartPole: several iterations' worth), else 1 (on the CPU a check's cost
+    grows with the agents it checks)."""
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -132,6 +148,9 @@ class MultiSeedConfig:
             )
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
+        gap = self.check_gap
+        if gap is not None and (isinstance(gap, bool) or not isinstance(gap, int) or gap < 1):
+            raise ValueError(f"check_gap must be an integer >= 1 or None, got {gap!r}")
 
     @property
     def num_agents(self) -> int:
@@ -301,6 +320,7 @@ def _config_of(
         learning_rates=None if rates is None else tuple(rates), write_runs=True,
         runs_root=str(Path(group_dir).parent), eval_episodes=extra["eval_episodes"],
         solved_return=extra["solved_return"], progress=progress,
+        check_gap=extra.get("check_gap", 1),  # groups saved before it: checked every time
     )  # fmt: skip
 
 
@@ -463,8 +483,11 @@ class _Loop:
         self.lr = torch.zeros_like(lr0)  # (K,) this iteration's rates, updated in place
         self.graphed_iterations = 0
         self.keep_check = False  # see check(); set by run()
+        self.check_gap = 1  # MultiSeedConfig.check_gap, resolved by run()
         self.check_evaluator: Evaluator | None = None
         self.checks = 0  # deterministic checks run (one per iteration at most), all agents'
+        self.last_check: int | None = None  # the iteration of the last one (see check_due)
+        self.failed_check: list[int | None] = [None] * k  # each agent's last failed check
         self.checked_agents = 0  # agents evaluated over those checks
         self.check_seconds = 0.0  # wall-clock of those checks (each ends on a host copy)
         self.group_dir: Path | None = None  # where multiseed.pt goes (None: no run folders)
@@ -491,11 +514,14 @@ class _Loop:
                 ),
                 "eval_episodes": self.cfg.eval_episodes,
                 "solved_return": self.cfg.solved_return,
+                "check_gap": self.cfg.check_gap,
             },
             "run_dirs": [str(run.run_dir) for run in self.runs],
             "env_id": self.base.env_id,
             "iteration": self.iteration,
             "active": list(self.active),
+            "last_check": -1 if self.last_check is None else self.last_check,
+            "failed_check": [-1 if i is None else i for i in self.failed_check],
             "steps": list(self.steps),
             "reached_step": [-1 if s is None else s for s in self.reached_step],
             "best": list(self.best),
@@ -533,6 +559,10 @@ class _Loop:
             self.next_obs, _ = self.env.reset(seed=env_seed(self.cfg.seeds) + saved["iteration"])
         self.iteration = int(saved["iteration"])
         self.active = [bool(a) for a in saved["active"]]
+        last_check = int(saved.get("last_check", -1))
+        self.last_check = None if last_check < 0 else last_check
+        failed = saved.get("failed_check", [-1] * len(self.active))
+        self.failed_check = [None if i < 0 else int(i) for i in failed]
         self.steps = [int(s) for s in saved["steps"]]
         self.reached_step = [None if s < 0 else int(s) for s in saved["reached_step"]]
         self.best = [float(b) for b in saved["best"]]
@@ -605,6 +635,8 @@ class _Loop:
             self.optimizer.capturable = True
             graphs = ppo_graphs.IterationGraphs(self.env, self.rollout, self.learn)
             self.keep_check = True
+        cuda = self.lr.device.type == "cuda"
+        self.check_gap = self.cfg.check_gap or (CUDA_CHECK_GAP if cuda else 1)
         while self.iteration < base.num_iterations and any(self.active):
             self.iteration += 1
             frac = 1.0 - (self.iteration - 1.0) / base.num_iterations if base.anneal_lr else 1.0
@@ -689,7 +721,8 @@ class _Loop:
 
     def reached(self, host: list[list[float]]) -> list[bool]:
         """Per agent: reached ``target_return`` this iteration (as :func:`agents.ppo.train`
-        judges it; one stacked deterministic check for every agent whose window passed)."""
+        judges it; one stacked deterministic check for every agent whose window passed, when
+        :meth:`check_due`)."""
         base = self.base
         window = [
             _window_return(self.recent[k], row[0], row[10], base.target_window)
@@ -703,6 +736,9 @@ class _Loop:
         ]
         if base.target_check_episodes > 0 and any(reached):
             passed = [k for k, r in enumerate(reached) if r]
+            if not self.check_due(passed):
+                return [False] * len(reached)  # they wait for the next check
+            self.last_check = self.iteration
             started = time.perf_counter()
             means = self.check(passed, self.cfg.seeds[0] + self.iteration * base.batch_size)
             self.check_seconds += time.perf_counter() - started
@@ -711,7 +747,21 @@ class _Loop:
             reached = [False] * len(reached)
             for k, mean in zip(passed, means, strict=True):
                 reached[k] = mean >= base.target_return
+                if not reached[k]:
+                    self.failed_check[k] = self.iteration
         return reached
+
+    def check_due(self, waiting: list[int]) -> bool:
+        """Whether the agents in ``waiting`` (their window passed) are checked now: once
+        ``check_gap`` iterations have passed since the last check, or at once when they are
+        every agent still training (a check that can end the run) and none of them failed a
+        check in the last ``check_gap`` iterations."""
+        if self.last_check is None or self.iteration - self.last_check >= self.check_gap:
+            return True
+        return len(waiting) == sum(self.active) and all(
+            self.failed_check[k] is None or self.iteration - self.failed_check[k] >= self.check_gap
+            for k in waiting
+        )
 
     def check(self, passed: list[int], seed: int) -> list[float]:
         """The deterministic check's mean return for each agent in ``passed``, from fresh
@@ -825,6 +875,7 @@ def _finish(
         "train_seconds": train_seconds,
         "reached_target": sum(s is not None for s in loop.reached_step),
         "target_checks": loop.checks,
+        "target_check_gap": loop.check_gap,
         "target_checked_agents": loop.checked_agents,
         "target_check_seconds": loop.check_seconds,
         "solved_return": bar,

@@ -21,7 +21,8 @@
 #   7. solve*.json, eval_speed    time to solve CartPole with PPO on the GPU (5 seeds), with
 #                                 CUDA graphs (the default) and without; the 100-episode check
 #   8. multiseed*.json            K-seed training for K = 1, 8, 64: to solve, and per iteration;
-#                                 K = 1, 64 to solve without CUDA graphs
+#                                 K = 1, 64 to solve checking at every iteration, and without
+#                                 CUDA graphs
 #   9. compile_times.json         CartPole's first compiled step at N = 2^20: cold and warm cache
 #
 # The machine has python3 with CUDA torch but not gymnasium: carry its wheels in .whl/, fetched
@@ -117,8 +118,13 @@ run eval_speed.json 30 "$PY" benchmarks/eval_speed.py --device cuda --json
 run solve_cold.json 60 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpole --seeds 3 \
     --cold --json
 
-# 8. K seeds in one process: to solve, then a fixed 20 iterations each (the cost per iteration).
-run multiseed.json 75 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 --json
+# 8. K seeds in one process: to solve (one seed as the median of seeds 0-4; checks batched by
+#    the default check_gap, then checking at every iteration as before), then a fixed 20
+#    iterations each (the cost per iteration).
+run multiseed.json 90 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 \
+    --one-seed-runs 5 --json
+run multiseed_gap1.json 45 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,64 \
+    --check-gap 1 --json
 run multiseed_iterations.json 40 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 \
     --iterations 20 --json
 run multiseed_eager.json 60 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,64 \
@@ -165,7 +171,8 @@ if rows:
     print()
 for name in ("ppo_sps.json", "ppo_sps_compiled.json", "ppo_sps_graphs.json", "solve.json",
              "solve_eager.json", "eval_speed.json", "solve_cold.json", "multiseed_eager.json",
-             "multiseed.json", "multiseed_iterations.json", "compile_times.json"):
+             "multiseed.json", "multiseed_gap1.json", "multiseed_iterations.json",
+             "compile_times.json"):
     path = out / name
     if path.exists() and path.stat().st_size:
         print(f"## {name}\n\n```\n{path.read_text().strip()[:6000]}\n```\n")

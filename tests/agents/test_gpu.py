@@ -74,6 +74,7 @@ def test_multiseed_trains_k_agents_on_cuda() -> None:
     cfg = ms.MultiSeedConfig(ppo=base, seeds=(0, 1, 2, 3), write_runs=False, eval_episodes=0)
     result = ms.train(cfg)
     assert len(result.policies) == 4
+    assert result.summary["target_check_gap"] == ms.CUDA_CHECK_GAP  # checks batched on a GPU
     obs = torch.randn(8, 4, device="cuda")
     actions = [policy.act(obs) for policy in result.policies]
     assert all(a.device.type == "cuda" for a in actions)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -396,7 +398,7 @@ def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
         CARTPOLE, **{**TINY, "total_timesteps": 256}, target_return=1.0, target_window=1,
         target_check_episodes=2,
     )  # fmt: skip
-    cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2), write_runs=False, progress=False)
+    cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2), write_runs=False, progress=False, check_gap=1)
     assert [row["reached_target_step"] for row in ms.train(cfg).per_seed] == [64, 64]
     real, real_subset, checked = ms.evaluate_stacked, ms.StackedActorCritic.subset, []
 
@@ -426,6 +428,104 @@ def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
     assert result.summary["target_check_seconds"] > 0
 
 
+def _check_iterations(monkeypatch, fails) -> list[tuple[int, list[int]]]:
+    """Record (iteration, agents) of each check; ``fails(iteration, agent)``: that check fails."""
+    real_check, checks = ms._Loop.check, []
+
+    def check(loop, passed, seed):
+        checks.append((loop.iteration, list(passed)))
+        means = real_check(loop, passed, seed)
+        return [
+            -math.inf if fails(loop.iteration, k) else m for k, m in zip(passed, means, strict=True)
+        ]
+
+    monkeypatch.setattr(ms._Loop, "check", check)
+    return checks
+
+
+def test_checks_wait_check_gap_iterations_and_take_every_waiting_agent(monkeypatch) -> None:
+    """Every window passes at every iteration (target 1); with a gap of 3, checks run at
+    iterations 1, 4 and 7 only, each of every agent not yet stopped (each of those failed a
+    check within the gap, so none runs at once)."""
+    base = ppo.default_config(
+        CARTPOLE, **{**TINY, "total_timesteps": 7 * 64}, target_return=1.0, target_window=1,
+        target_check_episodes=2,
+    )  # fmt: skip
+    cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2), write_runs=False, progress=False, check_gap=3)
+    # Agent 0 fails its first check only; agent 1 fails every check.
+    checks = _check_iterations(monkeypatch, lambda it, k: k == 1 or it == 1)
+    result = ms.train(cfg)
+    assert checks == [(1, [0, 1]), (4, [0, 1]), (7, [1])]
+    assert [row["reached_target_step"] for row in result.per_seed] == [4 * 64, None]
+    assert result.summary["target_checks"] == 3
+    assert result.summary["target_checked_agents"] == 5
+    assert result.summary["target_check_gap"] == 3
+    default = ms.train(dataclasses.replace(cfg, check_gap=None))
+    assert default.summary["target_check_gap"] == 1  # on the CPU: a check at every iteration
+    assert [it for it, _ in checks[3:]] == list(range(1, 8))
+
+
+def test_resume_keeps_the_check_schedule(tmp_path, monkeypatch) -> None:
+    """Killed after iteration 2 (checked at 1, gap 3), the resumed run checks at 4, as the
+    uninterrupted run does, not at 3."""
+    base = ppo.default_config(
+        CARTPOLE, **{**TINY, "total_timesteps": 5 * 64}, target_return=1.0, target_window=1,
+        target_check_episodes=2, checkpoint_every=2,
+    )  # fmt: skip
+
+    def config(root) -> ms.MultiSeedConfig:
+        return ms.MultiSeedConfig(
+            ppo=base, seeds=(3, 5), runs_root=str(root), progress=False, check_gap=3
+        )
+
+    checks = _check_iterations(monkeypatch, lambda it, k: True)
+    ms.train(config(tmp_path / "whole"))
+    assert [it for it, _ in checks] == [1, 4]
+    real_save = ms._Loop.save_group
+
+    def save_then_crash(self) -> None:
+        real_save(self)
+        if self.iteration == 2:
+            raise _Crash
+
+    monkeypatch.setattr(ms._Loop, "save_group", save_then_crash)
+    checks.clear()
+    with pytest.raises(_Crash):
+        ms.train(config(tmp_path / "crashed"))
+    monkeypatch.setattr(ms._Loop, "save_group", real_save)
+    (group,) = (tmp_path / "crashed").glob("*ppo-seeds*[!n]")
+    # A different gap asked for on resume: the group's own is kept.
+    ms.train(dataclasses.replace(config(tmp_path / "crashed"), check_gap=1), resume=group)
+    assert [it for it, _ in checks] == [1, 4]
+
+
+def test_a_check_that_can_end_the_run_runs_at_once() -> None:
+    """Within the gap, a check runs only when the waiting agents are all the agents still
+    training and none of them failed a check within the gap."""
+    loop = SimpleNamespace(
+        iteration=12, last_check=10, check_gap=8, active=[True, True, True],
+        failed_check=[None, None, None],
+    )  # fmt: skip
+    due = ms._Loop.check_due
+    assert not due(loop, [0])  # others still training: the check waits
+    assert due(loop, [0, 1, 2])
+    loop.failed_check[2] = 10
+    assert not due(loop, [0, 1, 2])  # agent 2 failed 2 iterations ago
+    loop.iteration = 18
+    assert due(loop, [0])  # the gap has passed
+    loop.iteration, loop.active = 12, [False, True, True]
+    loop.failed_check[2] = None
+    assert due(loop, [1, 2])
+    loop.last_check = None
+    assert due(loop, [1])  # the first check
+
+
+@pytest.mark.parametrize("gap", [0, -1, 1.5, True, "2"])
+def test_check_gap_must_be_a_whole_number_of_iterations(gap) -> None:
+    with pytest.raises(ValueError, match="check_gap must be an integer >= 1 or None"):
+        tiny((0, 1), check_gap=gap)
+
+
 def test_a_kept_check_of_every_agent_equals_a_fresh_evaluation(monkeypatch) -> None:
     """The check kept for the run (on CUDA with graphs: every agent in one Evaluator, replayed
     from a graph; forced here on the CPU, where it steps eagerly) gives each passing agent the
@@ -434,7 +534,9 @@ def test_a_kept_check_of_every_agent_equals_a_fresh_evaluation(monkeypatch) -> N
         "sandbox/Pendulum-v1", **{**TINY, "num_steps": 64, "total_timesteps": 64 * 4 * 6},
         target_return=-1e9, target_window=1, target_check_episodes=2,
     )  # fmt: skip
-    cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2, 3), write_runs=False, progress=False)
+    cfg = ms.MultiSeedConfig(
+        ppo=base, seeds=(1, 2, 3), write_runs=False, progress=False, check_gap=1
+    )
     real_check, evaluators = ms._Loop.check, []
 
     def kept(loop, passed, seed):

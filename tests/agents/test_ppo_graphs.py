@@ -360,7 +360,9 @@ def test_multiseed_kept_check_replays_and_equals_a_fresh_eager_evaluation(
     base = ppo.replace_config(
         base, {"target_return": -1e9, "target_window": 1, "target_check_episodes": 3}
     )
-    cfg = ms.MultiSeedConfig(ppo=base, seeds=(0, 1, 2), write_runs=False, progress=False)
+    cfg = ms.MultiSeedConfig(
+        ppo=base, seeds=(0, 1, 2), write_runs=False, progress=False, check_gap=1
+    )  # a check at every iteration (on CUDA the default waits CUDA_CHECK_GAP after a failed one)
     real_check, evaluators = ms._Loop.check, []
 
     def compared(loop: Any, passed: list[int], seed: int) -> list[float]:
