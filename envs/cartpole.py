@@ -18,7 +18,7 @@ import torch
 from gymnasium import spaces
 
 from envs.compiled import compiling
-from envs.core import TorchSingleEnv, TorchVectorEnv, sin_cos
+from envs.core import TorchSingleEnv, TorchVectorEnv, check_flag, sin_cos
 from envs.rendering import Window, import_pygame, new_canvas, surface_to_array
 from envs.rng import random_bits, uniform_from_bits
 
@@ -401,7 +401,8 @@ class CartPoleVectorEnv(TorchVectorEnv):
         sutton_barto_reward: bool = False,
         compile: bool | str = False,
     ) -> None:
-        self.params = Params(sutton_barto_reward=bool(sutton_barto_reward))
+        flag = check_flag(sutton_barto_reward, "sutton_barto_reward", self.env_name)
+        self.params = Params(sutton_barto_reward=flag)
         self.single_observation_space = observation_space(self.params)
         self.single_action_space = spaces.Discrete(2)
         self._setup(
@@ -456,7 +457,6 @@ class CartPoleEnv(TorchSingleEnv):
     def __init__(self, sutton_barto_reward: bool = False, render_mode: str | None = None) -> None:
         super().__init__(render_mode=render_mode, sutton_barto_reward=sutton_barto_reward)
         self.params: Params = self.core.params
-        self.steps_beyond_terminated: int | None = None
         self._window: Window | None = None
 
     @property
@@ -476,29 +476,20 @@ class CartPoleEnv(TorchSingleEnv):
                 f"got {value!r}"
             )
         self._state = torch.from_numpy(array.copy()).unsqueeze(0)
+        self._needs_reset = False
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = super().reset(seed=seed, options=options)
-        self.steps_beyond_terminated = None
         if self.render_mode == "human":
             self.render()
         return obs, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = super().step(action)
-        if terminated:
-            if self.steps_beyond_terminated is None:
-                self.steps_beyond_terminated = 0
-            else:
-                if self.steps_beyond_terminated == 0:
-                    gymnasium.logger.warn(
-                        f"{self.env_name}: step() called after the episode terminated; call "
-                        "reset() once terminated is True: further steps are undefined behaviour"
-                    )
-                self.steps_beyond_terminated += 1
-                reward = -1.0 if self.params.sutton_barto_reward else 0.0
+        obs, reward, terminated, truncated, info = super().step(action)  # warns past the end
+        if terminated and self.steps_beyond_terminated:
+            reward = -1.0 if self.params.sutton_barto_reward else 0.0
         if self.render_mode == "human":
             self.render()
         return obs, reward, terminated, truncated, info

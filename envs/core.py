@@ -172,6 +172,35 @@ def check_dtype(dtype: Any, env_name: str) -> torch.dtype:
     return dtype
 
 
+def check_flag(value: Any, name: str, env_name: str) -> bool:
+    """``value`` as a bool, or a ValueError: ``"False"`` or 2 is not a yes/no."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{env_name}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_seed(seed: Any, env_name: str) -> int:
+    """A reset seed: one integer in ``[0, 2**64)``, or a ValueError saying what is expected."""
+    if isinstance(seed, (Sequence, np.ndarray)) and not isinstance(seed, str):
+        raise ValueError(
+            f"{env_name}: seed must be one integer, got {type(seed).__name__} {seed!r}: the rows "
+            "share one generator, so a list of per-row seeds is not supported (each row still "
+            "draws its own stream from the one seed)"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise ValueError(f"{env_name}: seed must be an integer in [0, 2**64), got {seed!r}")
+    return int(seed)
+
+
+def check_no_options(options: dict[str, Any] | None, env_name: str) -> None:
+    """Reset options are not supported: a ValueError rather than silently ignoring them."""
+    if options:
+        raise ValueError(
+            f"{env_name}: reset options are not supported, got {options!r}: every episode "
+            "starts from the env's own start distribution (see its Version History)"
+        )
+
+
 def describe_space(space: spaces.Space) -> str:
     if isinstance(space, spaces.Discrete):
         return f"Discrete({space.n}): an integer in [{space.start}, {space.start + space.n - 1}]"
@@ -303,6 +332,7 @@ class TorchVectorEnv(VectorEnv):
         )
         self.generator = torch.Generator(device=self.device)
         self.generator.seed()
+        self._needs_reset = True  # until reset() or load_state_dict(): a seeded start
         self._last_actions: torch.Tensor | None = None
         self._elapsed = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._returns = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
@@ -354,15 +384,12 @@ class TorchVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Reset every row. ``seed`` (an int) reseeds this env's ``torch.Generator``."""
+        """Reset every row. ``seed`` (one int) reseeds this env's ``torch.Generator``, which
+        every row draws its own stream from."""
         if seed is not None:
-            if isinstance(seed, Sequence) and not isinstance(seed, str):
-                if len(seed) == 0:
-                    raise ValueError(f"{self.env_name}: seed list is empty")
-                seed = seed[0]  # One generator drives every row: its first seed seeds it.
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-                raise ValueError(f"{self.env_name}: seed must be an integer >= 0, got {seed!r}")
-            self.generator.manual_seed(int(seed))
+            self.generator.manual_seed(check_seed(seed, self.env_name))
+        check_no_options(options, self.env_name)
+        self._needs_reset = False
         self.state = self._initial_state(self.num_envs)
         self._draw_rng_key()
         # New tensors, not zero_(): the old ones may be in a returned info["episode"].
@@ -375,6 +402,10 @@ class TorchVectorEnv(VectorEnv):
     def step(
         self, actions: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        if self._needs_reset:
+            raise gymnasium.error.ResetNeeded(
+                f"{self.env_name}: call reset() before step() (or load_state_dict())"
+            )
         actions = self.check_actions(actions)
         self._last_actions = actions  # no copy: for render(), which draws the torque
         if self.compiled:
@@ -631,7 +662,7 @@ class TorchVectorEnv(VectorEnv):
         Shape and dtype are always checked (no sync). Values (range, NaN) are checked when
         ``validate_actions`` is true, which on CUDA costs one host sync per step: agents whose
         actions are valid by construction pass ``validate_actions=False``. Finite out-of-range
-        continuous actions are clipped, as Gymnasium's envs do.
+        continuous actions are clipped, as Gymnasium's envs do; NaN and ±inf are errors.
         """
         space = self.single_action_space
         # Built only for an error message: describe_space costs more than the checks (np.unique).
@@ -682,8 +713,8 @@ class TorchVectorEnv(VectorEnv):
             if actions.dtype == torch.bool or actions.is_complex():
                 raise ValueError(f"{self.env_name}: actions have dtype {actions.dtype}, {expected}")
             actions = actions.to(self.dtype)
-            if self.validate_actions and bool(torch.isnan(actions).any()):
-                raise ValueError(f"{self.env_name}: actions contain NaN; {expected}")
+            if self.validate_actions and not bool(torch.isfinite(actions).all()):
+                raise ValueError(f"{self.env_name}: actions contain NaN or ±inf; {expected}")
             return torch.clamp(actions, self._action_low, self._action_high)
         raise TypeError(f"{self.env_name}: unsupported action space {space}")
 
@@ -729,6 +760,7 @@ class TorchVectorEnv(VectorEnv):
                 f"{self.num_envs}; resume with the same num_envs"
             )
         self.state = restored
+        self._needs_reset = False
         self._elapsed = saved["elapsed"].to(self.device)
         self._returns = saved["returns"].to(self.device)
         self.generator.set_state(
@@ -771,6 +803,9 @@ class TorchSingleEnv(gymnasium.Env):
         self.action_space = self.core.single_action_space
         self._state: State = self.core.state
         self.last_info: dict[str, Any] = {}
+        self._needs_reset = True  # until reset() or a state set by hand
+        self.steps_beyond_terminated: int | None = None
+        """Steps taken since the episode terminated (None: it has not), as Gymnasium counts."""
 
     @property
     def env_name(self) -> str:
@@ -779,18 +814,36 @@ class TorchSingleEnv(gymnasium.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:
+            seed = check_seed(seed, self.env_name)
+        check_no_options(options, self.env_name)
         super().reset(seed=seed)
         if seed is not None:
-            self.core.generator.manual_seed(int(seed))
+            self.core.generator.manual_seed(seed)
         self._state = self.core._initial_state(1)
         self.last_info = {}
+        self._needs_reset = False
+        self.steps_beyond_terminated = None
         return self._obs(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._needs_reset:
+            raise gymnasium.error.ResetNeeded(
+                f"{self.env_name}: call reset() before step() (or set env.unwrapped.state)"
+            )
         batch = self._check_action(action)
+        if self.steps_beyond_terminated is not None:
+            if self.steps_beyond_terminated == 0:
+                gymnasium.logger.warn(
+                    f"{self.env_name}: step() called after the episode terminated; call "
+                    "reset() once terminated is True: further steps are undefined behaviour"
+                )
+            self.steps_beyond_terminated += 1
         self.core._last_actions = batch
         self._state, reward, terminated, info = self.core._transition(self._state, batch)
         self.last_info = {key: value[0].item() for key, value in info.items()}
+        if bool(terminated[0]) and self.steps_beyond_terminated is None:
+            self.steps_beyond_terminated = 0
         return self._obs(), float(reward[0]), bool(terminated[0]), False, dict(self.last_info)
 
     def _obs(self) -> np.ndarray:
@@ -816,10 +869,8 @@ class TorchSingleEnv(gymnasium.Env):
                         f"{name}: action has shape {tuple(action.shape)}; {expected} (a scalar)"
                     )
                 action = action.reshape(()).item()
-            if isinstance(action, (float, np.floating)):
-                if not np.isfinite(action) or action != int(action):
-                    raise ValueError(f"{name}: action {action!r} is not an integer; {expected}")
-            elif not isinstance(action, (int, np.integer)):
+            if not isinstance(action, (int, np.integer)):
+                # 1.0 too, as the vector env and Gymnasium's Discrete.contains refuse floats.
                 raise ValueError(f"{name}: action {action!r} is not an integer; {expected}")
             value = int(action)
             if not space.start <= value < space.start + space.n:
@@ -839,14 +890,14 @@ class TorchSingleEnv(gymnasium.Env):
                     f"{expected}"
                 )
             array = raw.astype(np.float64)
-            if array.shape != space.shape and array.size == int(np.prod(space.shape)):
-                array = array.reshape(space.shape)
+            if array.shape == () and space.shape == (1,):
+                array = array.reshape(1)  # a number for a one-number action
             if array.shape != space.shape:
                 raise ValueError(
                     f"{name}: action has shape {array.shape}; {expected} with shape {space.shape}"
                 )
-            if np.isnan(array).any():
-                raise ValueError(f"{name}: action contains NaN; {expected}")
+            if not np.isfinite(array).all():
+                raise ValueError(f"{name}: action contains NaN or ±inf; {expected}")
             array = np.clip(array, space.low, space.high)
             return torch.from_numpy(array).unsqueeze(0)
         raise TypeError(f"{name}: unsupported action space {space}")

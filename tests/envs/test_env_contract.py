@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs
+from rl.vector import make_vector_env
 
 ENV_IDS = list(envs.SANDBOX_ENV_IDS)
 HEADINGS = (
@@ -95,6 +96,82 @@ def test_check_vector_env_passes_on_cuda(env_id: str) -> None:
     assert "single_env" in passed
     obs, _ = env.reset(seed=0)
     assert obs.device.type == "cuda"
+
+
+# -- reset and step order, seeds, options --------------------------------------------------
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_step_before_reset_is_refused(env_id: str) -> None:
+    """A start state nobody seeded would make the run unrepeatable (Gymnasium refuses too)."""
+    single = gymnasium.make(env_id).unwrapped
+    with pytest.raises(gymnasium.error.ResetNeeded, match="call reset"):
+        single.step(single.action_space.sample())
+    vector = make_vec(env_id, num_envs=2)
+    with pytest.raises(gymnasium.error.ResetNeeded, match="call reset"):
+        vector.step(vector.action_space.sample())
+    saved = make_vec(env_id, num_envs=2)
+    saved.reset(seed=1)
+    vector.unwrapped.load_state_dict(saved.unwrapped.state_dict())
+    vector.step(vector.action_space.sample())  # a restored state needs no reset
+
+
+def test_a_state_set_by_hand_needs_no_reset() -> None:
+    env = gymnasium.make("sandbox/CartPole-v1").unwrapped
+    env.state = [0.0, 0.0, 0.01, 0.0]
+    assert env.step(0)[1] == 1.0
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [
+        ([1, 2], "seed must be one integer, got list"),
+        (np.array([1, 2]), "seed must be one integer, got ndarray"),
+        ((), "seed must be one integer, got tuple"),
+        (-1, r"seed must be an integer in \[0, 2\*\*64\)"),
+        (2**64, r"seed must be an integer in \[0, 2\*\*64\)"),
+        (1.5, r"seed must be an integer in \[0, 2\*\*64\)"),
+        (True, r"seed must be an integer in \[0, 2\*\*64\)"),
+    ],
+)
+def test_bad_seeds_are_refused(env_id: str, seed: Any, message: str) -> None:
+    """One integer seeds every row; a list of per-row seeds would be silently ignored."""
+    for env in (make_vec(env_id, num_envs=2), gymnasium.make(env_id)):
+        with pytest.raises(ValueError, match=message) as caught:
+            env.reset(seed=seed)
+        assert short_name(env_id) in str(caught.value)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_the_largest_seed_works_and_options_are_refused(env_id: str) -> None:
+    for env in (make_vec(env_id, num_envs=2), gymnasium.make(env_id)):
+        env.reset(seed=2**64 - 1)
+        env.reset(seed=np.uint64(7), options={})  # empty options: nothing asked
+        with pytest.raises(ValueError, match="reset options are not supported"):
+            env.reset(options={"low": -0.01, "high": 0.01})
+
+
+def test_stepping_past_termination_warns_once_per_episode() -> None:
+    """As Gymnasium's CartPole does; the dog's episode ends when it relieves itself."""
+    env = gymnasium.make("sandbox/DogTraining-v0").unwrapped
+    env.reset(seed=0)
+    for _ in range(10_000):
+        if env.step(env.action_space.sample())[2]:
+            break
+    else:
+        pytest.fail("no episode terminated")
+    with pytest.warns(UserWarning, match="step\\(\\) called after the episode terminated"):
+        env.step(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env.step(0)  # once
+        env.reset(seed=1)
+        env.step(0)
+
+
+@pytest.mark.parametrize("value", ["False", 2, None])
+def test_flags_must_be_booleans(value: Any) -> None:
+    with pytest.raises(ValueError, match="sutton_barto_reward must be True or False"):
+        gymnasium.make("sandbox/CartPole-v1", sutton_barto_reward=value)
 
 
 # -- construction ----------------------------------------------------------------------------
@@ -249,7 +326,7 @@ def bad_single_actions(space: spaces.Space) -> st.SearchStrategy[Any]:
             junk,
             out_of_range,
             out_of_range.filter(lambda v: -(2**63) <= v < 2**63).map(np.int64),
-            st.floats().filter(lambda f: not (math.isfinite(f) and f == int(f) and lo <= f <= hi)),
+            st.floats(),  # 1.0 too: floats are not Discrete actions, as in Gymnasium
             st.booleans(),
             st.booleans().map(np.bool_),
             st.booleans().map(lambda b: torch.tensor(b)),
@@ -270,6 +347,8 @@ def bad_single_actions(space: spaces.Space) -> st.SearchStrategy[Any]:
         with_nan.map(lambda a: a.reshape(space.shape)),
         with_nan.map(lambda a: torch.from_numpy(a.reshape(space.shape))),
         wrong_size.map(lambda n: np.zeros(n)),
+        right_size.map(lambda v: np.array(v).reshape(1, *space.shape)),  # right size, not shape
+        st.sampled_from([math.inf, -math.inf]).map(lambda v: np.full(space.shape, v)),
         st.just(np.zeros(space.shape, dtype=bool)),
         st.just(np.zeros(space.shape, dtype=np.complex64)),
         st.just(torch.zeros(space.shape, dtype=torch.bool)),
@@ -350,9 +429,18 @@ def test_out_of_range_box_actions_are_clipped_like_gymnasium(env_id: str) -> Non
     if not isinstance(env.action_space, spaces.Box):
         pytest.skip(f"{env_id} has discrete actions: out of range is an error (tested above)")
     space = env.action_space
-    for too_far in (space.high + 5.0, space.low - 5.0, np.full(space.shape, np.inf)):
+    for too_far in (space.high + 5.0, space.low - 5.0):
         env.reset(seed=0)
         clipped_result = env.step(np.clip(too_far, space.low, space.high))
         env.reset(seed=0)
         result = env.step(too_far)
         assert np.array_equal(result[0], clipped_result[0]) and result[1] == clipped_result[1]
+    # ±inf is not clipped (Gymnasium's Pendulum would): a diverged policy, said so.
+    for endless in (np.inf, -np.inf, np.nan):
+        env.reset(seed=0)
+        with pytest.raises(ValueError, match=r"NaN or ±inf; expected an action from Box"):
+            env.step(np.full(space.shape, endless))
+    vector = make_vector_env(env_id, 3, validate_actions=True)
+    vector.reset(seed=0)
+    with pytest.raises(ValueError, match=r"actions contain NaN or ±inf; expected a batch of 3"):
+        vector.step(torch.full((3, *space.shape), np.inf))
