@@ -34,6 +34,12 @@ def get_algo(name: str, *, trainable: bool = False) -> ModuleType:
         trainable: accept only what ``rl train`` trains.
     """
     choices = ALGOS if trainable else POLICY_ALGOS
+    if name == "ppo-multiseed":  # a checkpoint's algo: agents.multiseed's group checkpoint
+        raise ValueError(
+            "this is the group checkpoint of an rl train --seeds run (every seed's weights "
+            "stacked, for rl train --resume GROUP); evaluate or watch one seed's run folder, "
+            "beside the group folder (runs/<env>__ppo__<seed>__...)"
+        )
     if name not in choices:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(choices)}")
     return importlib.import_module(f"agents.{name}")

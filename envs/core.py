@@ -65,7 +65,6 @@ State = Any  # torch.Tensor | NamedTuple of torch.Tensor, batch dimension first.
 
 _TORCH_TO_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
-COMPILE_CHOICES = (False, True, "auto")
 # compile="auto" compiles the step on CUDA, and on the CPU from this many rows unless an env
 # says otherwise (its auto_compile_min_envs_cpu): measured in docs/PERFORMANCE.md (compiled
 # CartPole and DogTraining steps beat eager from N = 64 on the 2-core CPU; the floor keeps
@@ -295,7 +294,10 @@ class TorchVectorEnv(VectorEnv):
                 f"{self.env_name}: render_mode must be one of {self.metadata['render_modes']} "
                 f"or None, got {render_mode!r}"
             )
-        if not any(compile is choice for choice in COMPILE_CHOICES):  # `is`: 1 is not True
+        # `is` for the bools (1 is not True); == for "auto", which may come from JSON or a CLI.
+        if not (
+            compile is True or compile is False or (isinstance(compile, str) and compile == "auto")
+        ):
             raise ValueError(
                 f'{self.env_name}: compile must be False, True or "auto", got {compile!r}'
             )

@@ -34,7 +34,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(
                 f"device {str(device)!r} was asked for but CUDA is not available on this machine; "
-                "use --device cpu (or auto)"
+                "use device 'cpu' or 'auto' (--device cpu on the command line)"
             )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise ValueError(

@@ -330,7 +330,12 @@ class TrainingRun:
             # Events up to the checkpoint reach the disk before it does: after a kill -9 and a
             # resume (purge_step), TensorBoard then has no gap before the resumed steps.
             self._writer.flush()
-        payload = {**payload, "global_step": int(global_step)}
+        # planned_timesteps: what "30 % of training" is of (total_timesteps in whole iterations).
+        payload = {
+            **payload,
+            "global_step": int(global_step),
+            "planned_timesteps": int(self.total_timesteps),
+        }
         latest = save_checkpoint(payload, self.checkpoint_dir / "latest.pt")
         if mean_return is not None and mean_return > self.best_return:
             self.best_return = mean_return
@@ -356,6 +361,16 @@ class TrainingRun:
 
     def close(self) -> None:
         if self._progress is not None:
+            task = next(t for t in self._progress.tasks if t.id == self._task)
+            if task.completed < self.total_timesteps:
+                # Stopped before the plan (solved, Ctrl-C, an error): a finished bar that says
+                # so, not one frozen at 16 % with a time-remaining estimate.
+                done = int(task.completed)
+                self._progress.update(
+                    self._task,
+                    total=max(done, 1),
+                    status="stopped early",
+                )
             self._progress.stop()
             self._progress = None
         if self._writer is not None:

@@ -80,7 +80,8 @@ class Target:
         algo: the algorithm that trained the checkpoint (``None`` for a random policy).
         checkpoint: the checkpoint file, if any.
         global_step: env steps the checkpoint was trained for.
-        total_timesteps: the run's planned training length (for "30 % of training").
+        total_timesteps: the run's planned training length, in whole iterations (for "30 % of
+            training").
     """
 
     env_id: str
@@ -199,7 +200,8 @@ def target_from_checkpoint(
     except (ValueError, KeyError, RuntimeError) as exc:
         raise CLIError(f"cannot load the policy in {path}: {exc}") from None
     step = checkpoint.get("global_step")
-    total = config.get("total_timesteps")
+    # The steps training planned (whole iterations): its last snapshot is 100 %, not 98 %.
+    total = checkpoint.get("planned_timesteps") or config.get("total_timesteps")
     return Target(
         env_id=chosen,
         env_kwargs=kwargs,

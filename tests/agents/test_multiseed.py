@@ -622,6 +622,8 @@ def test_cli_resumes_a_group(tmp_path, monkeypatch, capsys) -> None:
     assert "learning_rate" in capsys.readouterr().err
     assert main(["eval", group]) == 2
     assert "is a multi-seed group folder" in capsys.readouterr().err
+    assert main(["eval", f"{group}/multiseed.pt"]) == 2
+    assert "group checkpoint of an rl train --seeds run" in capsys.readouterr().err
 
 
 def test_cli_reports_a_diverged_or_interrupted_group_as_a_single_run(

@@ -6,6 +6,7 @@ behaviour (dynamics, rewards) is tested in each env's own test file.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -166,6 +167,15 @@ def test_stepping_past_termination_warns_once_per_episode() -> None:
         env.step(0)  # once
         env.reset(seed=1)
         env.step(0)
+
+
+def test_compile_auto_from_json_is_accepted() -> None:
+    """``--set env_kwargs={"compile": "auto"}`` gives a string that is not the literal's object."""
+    auto = json.loads('"auto"')
+    env = make_vec("sandbox/CartPole-v1", num_envs=2, compile=auto)
+    assert env.unwrapped.compile_mode == "auto"
+    with pytest.raises(ValueError, match='compile must be False, True or "auto"'):
+        make_vec("sandbox/CartPole-v1", num_envs=2, compile="yes")
 
 
 @pytest.mark.parametrize("value", ["False", 2, None])

@@ -49,6 +49,14 @@ def test_layout_snapshots_and_best(tmp_path: Path) -> None:
     assert load_resume_checkpoint(tmp_path / "run")["global_step"] == 100
 
 
+def test_a_bar_stopped_before_the_plan_ends_finished_and_says_so(tmp_path: Path) -> None:
+    run = TrainingRun(tmp_path / "run", {}, total_timesteps=1000, progress=True)
+    run.update_progress(300, "return 42.0")
+    (task,) = run._progress.tasks
+    run.close()
+    assert task.finished and task.completed == 300 and task.fields["status"] == "stopped early"
+
+
 def test_find_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         find_checkpoint(tmp_path / "missing")

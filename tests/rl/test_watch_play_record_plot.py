@@ -55,12 +55,12 @@ DOG = "sandbox/DogTraining-v0"
 CARTPOLE = "sandbox/CartPole-v1"
 
 
-def _tiny_run(root: Path, env_id: str, name: str) -> Path:
+def _tiny_run(root: Path, env_id: str, name: str, total_timesteps: int = 512) -> Path:
     from agents import ppo
 
     cfg = ppo.default_config(
         env_id,
-        total_timesteps=512,
+        total_timesteps=total_timesteps,
         num_envs=4,
         num_steps=32,
         num_minibatches=2,
@@ -132,6 +132,14 @@ def test_watch_run_dir_shows_the_trained_policy(dog_run: Path) -> None:
     runner.close()
     _assert_lively(frames)
     assert main(["watch", str(dog_run), "--max-steps", "5", "--fps", "0"]) == 0
+
+
+def test_checkpoint_labels_are_shares_of_the_whole_iterations_trained(tmp_path: Path) -> None:
+    """500 steps asked in iterations of 128 train 384: the last checkpoint is 100 %, not 77 %."""
+    run = _tiny_run(tmp_path, CARTPOLE, "uneven", total_timesteps=500)
+    targets = progress_targets(str(run))
+    assert [t.global_step for t in targets][-1] == 384
+    assert targets[-1].percent == 100 and targets[0].percent == 0
 
 
 def test_watch_progress_walks_every_checkpoint(
