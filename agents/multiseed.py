@@ -947,6 +947,7 @@ def format_summary(result: MultiSeedResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m agents.multiseed --seeds 0-7 --env-id sandbox/CartPole-v1 [--set k=v ...]``."""
     import argparse
+    import sys
 
     from agents.ppo import default_config
     from rl.config import parse_overrides
@@ -959,12 +960,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-id", default="sandbox/CartPole-v1")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    base = default_config(args.env_id, **parse_overrides(args.set))
-    cfg = MultiSeedConfig(
-        ppo=base, seeds=parse_seeds(args.seeds), write_runs=base.write_run,
-        eval_episodes=base.eval_episodes, progress=base.progress,
-    )  # fmt: skip
-    print(format_summary(train(cfg)))
+    try:  # bad input: one line and exit 2, as python -m agents.ppo and rl train --seeds
+        base = default_config(args.env_id, **parse_overrides(args.set))
+        cfg = MultiSeedConfig(
+            ppo=base, seeds=parse_seeds(args.seeds), write_runs=base.write_run,
+            eval_episodes=base.eval_episodes, progress=base.progress,
+        )  # fmt: skip
+        result = train(cfg)
+    except TrainingDiverged as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, CheckpointError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(result))
     return 0
 
 

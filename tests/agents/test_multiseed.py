@@ -657,3 +657,18 @@ def test_cli_reports_a_diverged_or_interrupted_group_as_a_single_run(
     assert f"to continue: rl train --resume {group}" in capsys.readouterr().err
     assert main(argv) == 130  # a new group: the newest folder of these seeds is the one to continue
     assert "to continue: rl train --resume runs/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seeds", "x"], "cannot read seeds 'x'"),
+        (["--set", "bogus=1"], "Config has no field 'bogus'"),
+        (["--set", "num_envs=abc"], "num_envs must be an integer"),
+    ],
+)
+def test_module_main_reports_bad_input_in_one_line(argv, message, capsys) -> None:
+    assert ms.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m agents.multiseed: error: ") and message in err
+    assert "Traceback" not in err and err.count("\n") == 1
