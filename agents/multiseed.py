@@ -121,14 +121,14 @@ class MultiSeedConfig:
     progress: bool = True
     """Show a progress bar (the first seed's run)."""
     check_gap: int | None = None
-    """How the deterministic checks (``ppo.target_check_episodes``) are batched: the agents
-    whose training window passed wait for the next check, which runs ``check_gap`` iterations
-    after the last, or at once where they are every agent still training (a check that can end
-    the run) and none of them failed a check in the last ``check_gap`` iterations. 1 checks at
-    every iteration where a window passed, as :func:`agents.ppo.train` does. ``None``:
-    :data:`CUDA_CHECK_GAP` on a GPU, where a check's kernels are as many for 1 agent as for 64
-    (~500 env steps for CartPole: several iterations' worth), else 1 (on the CPU a check's cost
-    grows with the agents it checks)."""
+    """How often the deterministic checks (``ppo.target_check_episodes``) run: at most one every
+    ``check_gap`` iterations, for every agent whose training window passes at that iteration;
+    sooner only at the run's last iteration, or when the agents whose window passed are every
+    agent still training (a check that can end the run) and none of them failed a check in the
+    last ``check_gap`` iterations. 1 checks at every iteration where a window passed, as
+    :func:`agents.ppo.train` does. ``None``: :data:`CUDA_CHECK_GAP` on a GPU, where a check's
+    kernels are as many for 1 agent as for 64 (~500 env steps for CartPole: several
+    iterations' worth), else 1 (on the CPU a check's cost grows with the agents it checks)."""
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -753,11 +753,13 @@ class _Loop:
 
     def check_due(self, waiting: list[int]) -> bool:
         """Whether the agents in ``waiting`` (their window passed) are checked now: once
-        ``check_gap`` iterations have passed since the last check, or at once when they are
-        every agent still training (a check that can end the run) and none of them failed a
-        check in the last ``check_gap`` iterations."""
+        ``check_gap`` iterations have passed since the last check, at the run's last iteration,
+        or at once when they are every agent still training (a check that can end the run) and
+        none of them failed a check in the last ``check_gap`` iterations."""
         if self.last_check is None or self.iteration - self.last_check >= self.check_gap:
             return True
+        if self.iteration == self.base.num_iterations:
+            return True  # the last chance to stop (its reached_target_step) at all
         return len(waiting) == sum(self.active) and all(
             self.failed_check[k] is None or self.iteration - self.failed_check[k] >= self.check_gap
             for k in waiting
@@ -973,6 +975,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, CheckpointError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{parser.prog}: interrupted", file=sys.stderr)
+        return 130
     print(format_summary(result))
     return 0
 

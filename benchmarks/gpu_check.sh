@@ -119,12 +119,12 @@ run solve_cold.json 60 "$PY" benchmarks/solve.py --device cuda --only ppo-cartpo
     --cold --json
 
 # 8. K seeds in one process: to solve (one seed as the median of seeds 0-4; checks batched by
-#    the default check_gap, then checking at every iteration as before), then a fixed 20
-#    iterations each (the cost per iteration).
-run multiseed.json 90 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 \
+#    the default check_gap, then checking at every iteration as before; K = 64 first, so a
+#    step cut short keeps it), then a fixed 20 iterations each (the cost per iteration).
+run multiseed.json 120 "$PY" benchmarks/multiseed.py --device cuda --seeds 64,1,8 \
     --one-seed-runs 5 --json
-run multiseed_gap1.json 45 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,64 \
-    --check-gap 1 --json
+run multiseed_gap1.json 90 "$PY" benchmarks/multiseed.py --device cuda --seeds 64,1 \
+    --one-seed-runs 5 --check-gap 1 --json
 run multiseed_iterations.json 40 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,8,64 \
     --iterations 20 --json
 run multiseed_eager.json 60 "$PY" benchmarks/multiseed.py --device cuda --seeds 1,64 \

@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         counts, args.episodes = [k for k in counts if k <= 8] or counts[:1], 20
     if args.one_seed_runs < 1:
         parser.error(f"--one-seed-runs must be >= 1, got {args.one_seed_runs}")
+    if args.one_seed_runs > 1 and 1 not in counts:
+        parser.error("--one-seed-runs needs K = 1 in --seeds (e.g. --seeds 64,1)")
+    if args.check_gap is not None and args.check_gap < 1:
+        parser.error(f"--check-gap must be >= 1, got {args.check_gap}")
     rows = []
     for k in counts:
         for first in range(args.one_seed_runs if k == 1 else 1):

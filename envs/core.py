@@ -302,7 +302,7 @@ class TorchVectorEnv(VectorEnv):
                 f'{self.env_name}: compile must be False, True or "auto", got {compile!r}'
             )
         self.render_mode = render_mode
-        self.validate_actions = bool(validate_actions)
+        self.validate_actions = check_flag(validate_actions, "validate_actions", self.env_name)
         self.compile_mode: bool | str = compile
         self.compiled = compile is True or (
             compile == "auto"
@@ -384,13 +384,13 @@ class TorchVectorEnv(VectorEnv):
 
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(
-        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reset every row. ``seed`` (one int) reseeds this env's ``torch.Generator``, which
         every row draws its own stream from."""
+        check_no_options(options, self.env_name)  # before reseeding: a refused call changes nothing
         if seed is not None:
             self.generator.manual_seed(check_seed(seed, self.env_name))
-        check_no_options(options, self.env_name)
         self._needs_reset = False
         self.state = self._initial_state(self.num_envs)
         self._draw_rng_key()
@@ -816,9 +816,9 @@ class TorchSingleEnv(gymnasium.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        check_no_options(options, self.env_name)
         if seed is not None:
             seed = check_seed(seed, self.env_name)
-        check_no_options(options, self.env_name)
         super().reset(seed=seed)
         if seed is not None:
             self.core.generator.manual_seed(seed)

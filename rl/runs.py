@@ -369,7 +369,7 @@ class TrainingRun:
                 self._progress.update(
                     self._task,
                     total=max(done, 1),
-                    status="stopped early",
+                    status=" | ".join(x for x in (task.fields.get("status"), "stopped early") if x),
                 )
             self._progress.stop()
             self._progress = None

@@ -466,8 +466,8 @@ def test_checks_wait_check_gap_iterations_and_take_every_waiting_agent(monkeypat
 
 
 def test_resume_keeps_the_check_schedule(tmp_path, monkeypatch) -> None:
-    """Killed after iteration 2 (checked at 1, gap 3), the resumed run checks at 4, as the
-    uninterrupted run does, not at 3."""
+    """Killed after iteration 2 (checked at 1, gap 3), the resumed run checks at 4 (and at the
+    last, 5), as the uninterrupted run does, not at 3."""
     base = ppo.default_config(
         CARTPOLE, **{**TINY, "total_timesteps": 5 * 64}, target_return=1.0, target_window=1,
         target_check_episodes=2, checkpoint_every=2,
@@ -480,7 +480,7 @@ def test_resume_keeps_the_check_schedule(tmp_path, monkeypatch) -> None:
 
     checks = _check_iterations(monkeypatch, lambda it, k: True)
     ms.train(config(tmp_path / "whole"))
-    assert [it for it, _ in checks] == [1, 4]
+    assert [it for it, _ in checks] == [1, 4, 5]  # 5: the last iteration
     real_save = ms._Loop.save_group
 
     def save_then_crash(self) -> None:
@@ -496,7 +496,20 @@ def test_resume_keeps_the_check_schedule(tmp_path, monkeypatch) -> None:
     (group,) = (tmp_path / "crashed").glob("*ppo-seeds*[!n]")
     # A different gap asked for on resume: the group's own is kept.
     ms.train(dataclasses.replace(config(tmp_path / "crashed"), check_gap=1), resume=group)
-    assert [it for it, _ in checks] == [1, 4]
+    assert [it for it, _ in checks] == [1, 4, 5]  # 5: the last iteration
+
+
+def test_the_last_iteration_checks_whoever_waits(monkeypatch) -> None:
+    """Windows that pass within the gap of the run's end are still checked, at its end."""
+    base = ppo.default_config(
+        CARTPOLE, **{**TINY, "total_timesteps": 2 * 64}, target_return=1.0, target_window=1,
+        target_check_episodes=2,
+    )  # fmt: skip
+    cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2), write_runs=False, progress=False, check_gap=3)
+    checks = _check_iterations(monkeypatch, lambda it, k: it == 1)
+    result = ms.train(cfg)
+    assert checks == [(1, [0, 1]), (2, [0, 1])]
+    assert [row["reached_target_step"] for row in result.per_seed] == [128, 128]
 
 
 def test_a_check_that_can_end_the_run_runs_at_once() -> None:
@@ -504,13 +517,15 @@ def test_a_check_that_can_end_the_run_runs_at_once() -> None:
     training and none of them failed a check within the gap."""
     loop = SimpleNamespace(
         iteration=12, last_check=10, check_gap=8, active=[True, True, True],
-        failed_check=[None, None, None],
+        failed_check=[None, None, None], base=SimpleNamespace(num_iterations=100),
     )  # fmt: skip
     due = ms._Loop.check_due
     assert not due(loop, [0])  # others still training: the check waits
     assert due(loop, [0, 1, 2])
     loop.failed_check[2] = 10
     assert not due(loop, [0, 1, 2])  # agent 2 failed 2 iterations ago
+    loop.failed_check[2] = 4
+    assert due(loop, [0, 1, 2])  # 8 iterations ago: the gap has passed for it
     loop.iteration = 18
     assert due(loop, [0])  # the gap has passed
     loop.iteration, loop.active = 12, [False, True, True]

@@ -149,6 +149,13 @@ def test_the_largest_seed_works_and_options_are_refused(env_id: str) -> None:
         env.reset(seed=np.uint64(7), options={})  # empty options: nothing asked
         with pytest.raises(ValueError, match="reset options are not supported"):
             env.reset(options={"low": -0.01, "high": 0.01})
+    # A refused reset changes nothing: not even the seed it was given.
+    first, second = gymnasium.make(env_id), gymnasium.make(env_id)
+    first.reset(seed=5)
+    second.reset(seed=5)
+    with pytest.raises(ValueError, match="reset options"):
+        second.reset(seed=99, options={"x_init": 1.0})
+    assert np.array_equal(first.reset()[0], second.reset()[0])
 
 
 def test_stepping_past_termination_warns_once_per_episode() -> None:
@@ -182,6 +189,8 @@ def test_compile_auto_from_json_is_accepted() -> None:
 def test_flags_must_be_booleans(value: Any) -> None:
     with pytest.raises(ValueError, match="sutton_barto_reward must be True or False"):
         gymnasium.make("sandbox/CartPole-v1", sutton_barto_reward=value)
+    with pytest.raises(ValueError, match="validate_actions must be True or False"):
+        make_vec("sandbox/Pendulum-v1", num_envs=2, validate_actions=value)
 
 
 # -- construction ----------------------------------------------------------------------------

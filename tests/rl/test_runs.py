@@ -54,7 +54,8 @@ def test_a_bar_stopped_before_the_plan_ends_finished_and_says_so(tmp_path: Path)
     run.update_progress(300, "return 42.0")
     (task,) = run._progress.tasks
     run.close()
-    assert task.finished and task.completed == 300 and task.fields["status"] == "stopped early"
+    assert task.finished and task.completed == 300
+    assert task.fields["status"] == "return 42.0 | stopped early"
 
 
 def test_find_checkpoint_errors(tmp_path: Path) -> None:
