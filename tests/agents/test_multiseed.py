@@ -465,6 +465,27 @@ def test_checks_wait_check_gap_iterations_and_take_every_waiting_agent(monkeypat
     assert [it for it, _ in checks[3:]] == list(range(1, 8))
 
 
+class _Crash(Exception):
+    pass
+
+
+def _train_until_killed(monkeypatch, cfg: ms.MultiSeedConfig) -> None:
+    """Train ``cfg`` and die just after its iteration-2 group checkpoint."""
+    real_save = ms._Loop.save_group
+
+    def save_then_crash(self) -> None:
+        real_save(self)
+        if self.iteration == 2:
+            raise _Crash
+
+    monkeypatch.setattr(ms._Loop, "save_group", save_then_crash)
+    try:
+        with pytest.raises(_Crash):
+            ms.train(cfg)
+    finally:
+        monkeypatch.setattr(ms._Loop, "save_group", real_save)
+
+
 def test_resume_keeps_the_check_schedule(tmp_path, monkeypatch) -> None:
     """Killed after iteration 2 (checked at 1, gap 3), the resumed run checks at 4 (and at the
     last, 5), as the uninterrupted run does, not at 3."""
@@ -481,18 +502,8 @@ def test_resume_keeps_the_check_schedule(tmp_path, monkeypatch) -> None:
     checks = _check_iterations(monkeypatch, lambda it, k: True)
     ms.train(config(tmp_path / "whole"))
     assert [it for it, _ in checks] == [1, 4, 5]  # 5: the last iteration
-    real_save = ms._Loop.save_group
-
-    def save_then_crash(self) -> None:
-        real_save(self)
-        if self.iteration == 2:
-            raise _Crash
-
-    monkeypatch.setattr(ms._Loop, "save_group", save_then_crash)
     checks.clear()
-    with pytest.raises(_Crash):
-        ms.train(config(tmp_path / "crashed"))
-    monkeypatch.setattr(ms._Loop, "save_group", real_save)
+    _train_until_killed(monkeypatch, config(tmp_path / "crashed"))
     (group,) = (tmp_path / "crashed").glob("*ppo-seeds*[!n]")
     # A different gap asked for on resume: the group's own is kept.
     ms.train(dataclasses.replace(config(tmp_path / "crashed"), check_gap=1), resume=group)
@@ -572,10 +583,6 @@ def test_a_kept_check_of_every_agent_equals_a_fresh_evaluation(monkeypatch) -> N
     assert all(e is evaluators[0] for e in evaluators)
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_equals_uninterrupted_run_bitwise(tmp_path, monkeypatch) -> None:
     """Killed after its iteration-2 group checkpoint, a resumed run ends where an
     uninterrupted one does: every agent's weights, the shared env and random streams."""
@@ -588,17 +595,7 @@ def test_resume_equals_uninterrupted_run_bitwise(tmp_path, monkeypatch) -> None:
         return ms.MultiSeedConfig(ppo=base, seeds=(3, 5), runs_root=str(root), progress=False)
 
     whole = ms.train(config(tmp_path / "whole"))
-    real_save = ms._Loop.save_group
-
-    def save_then_crash(self) -> None:
-        real_save(self)
-        if self.iteration == 2:
-            raise _Crash
-
-    monkeypatch.setattr(ms._Loop, "save_group", save_then_crash)
-    with pytest.raises(_Crash):
-        ms.train(config(tmp_path / "crashed"))
-    monkeypatch.undo()
+    _train_until_killed(monkeypatch, config(tmp_path / "crashed"))
     # The runs folder moves (another machine, another working directory): still resumable.
     (tmp_path / "crashed").rename(tmp_path / "moved")
     (group,) = (tmp_path / "moved").glob("*ppo-seeds*[!n]")  # the folder, not its .json
