@@ -262,6 +262,23 @@ def saved_obs_rms(checkpoint: dict[str, Any], device: torch.device) -> RunningMe
 
 
 # -- python -m agents.<algo> ----------------------------------------------------------------------
+def report_failure(prog: str, exc: BaseException) -> int:
+    """A command-line training that failed: one line on stderr, and its exit code (1 diverged,
+    130 interrupted, 2 bad input: a ValueError, TypeError or CheckpointError)."""
+    import sys
+
+    from rl.runs import TrainingDiverged
+
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(exc, TrainingDiverged):
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 2
+
+
 def module_main(module: Any, description: str, argv: list[str] | None = None) -> int:
     """``python -m agents.<algo>``: train from the command line, one ``--field-name VALUE`` per
     field of the module's ``Config`` (unset fields: the env's preset), ``--resume RUN_DIR``.
@@ -270,7 +287,6 @@ def module_main(module: Any, description: str, argv: list[str] | None = None) ->
     line on stderr and exit code 2, as with ``rl train``.
     """
     import argparse
-    import sys
 
     from rl.checkpoint import CheckpointError
     from rl.config import config_from_dict, field_docs, replace_config
@@ -298,15 +314,8 @@ def module_main(module: Any, description: str, argv: list[str] | None = None) ->
         except TypeError as exc:  # a value of the wrong type for a field
             raise ValueError(str(exc)) from None
         result = module.train(cfg, resume=resume)
-    except TrainingDiverged as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, CheckpointError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
-        return 130
+    except (TrainingDiverged, ValueError, CheckpointError, KeyboardInterrupt) as exc:
+        return report_failure(prog, exc)
     if result.evaluation is not None:
         print(result.evaluation.summary())
     print(f"run: {result.run_dir}")

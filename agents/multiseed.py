@@ -55,7 +55,7 @@ from typing import Any
 import torch
 
 from agents import ppo_graphs
-from agents.base import space_spec
+from agents.base import report_failure, space_spec
 from agents.ppo import (
     ALGO,
     LOSS_NAMES,
@@ -949,7 +949,6 @@ def format_summary(result: MultiSeedResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m agents.multiseed --seeds 0-7 --env-id sandbox/CartPole-v1 [--set k=v ...]``."""
     import argparse
-    import sys
 
     from agents.ppo import default_config
     from rl.config import parse_overrides
@@ -969,15 +968,8 @@ def main(argv: list[str] | None = None) -> int:
             eval_episodes=base.eval_episodes, progress=base.progress,
         )  # fmt: skip
         result = train(cfg)
-    except TrainingDiverged as exc:
-        print(f"{parser.prog}: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, CheckpointError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{parser.prog}: interrupted", file=sys.stderr)
-        return 130
+    except (TrainingDiverged, ValueError, TypeError, CheckpointError, KeyboardInterrupt) as exc:
+        return report_failure(parser.prog, exc)
     print(format_summary(result))
     return 0
 
