@@ -475,8 +475,7 @@ class CartPoleEnv(TorchSingleEnv):
                 f"{self.env_name}: state must be 4 finite numbers (x, x_dot, theta, theta_dot), "
                 f"got {value!r}"
             )
-        self._state = torch.from_numpy(array.copy()).unsqueeze(0)
-        self._needs_reset = False
+        self._set_state_row(array)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

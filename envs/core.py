@@ -813,6 +813,12 @@ class TorchSingleEnv(gymnasium.Env):
     def env_name(self) -> str:
         return self.vector_cls.env_name
 
+    def _set_state_row(self, values: np.ndarray) -> None:
+        """A state set by hand (``env.unwrapped.state = ...``, already checked): stepping may
+        start from it without a reset."""
+        self._state = torch.from_numpy(values.copy()).unsqueeze(0)
+        self._needs_reset = False
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:

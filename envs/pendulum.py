@@ -379,8 +379,7 @@ class PendulumEnv(TorchSingleEnv):
             raise ValueError(
                 f"{self.env_name}: state must be 2 finite numbers (theta, theta_dot), got {value!r}"
             )
-        self._state = torch.from_numpy(array.copy()).unsqueeze(0)
-        self._needs_reset = False
+        self._set_state_row(array)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
