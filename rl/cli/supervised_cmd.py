@@ -183,6 +183,7 @@ def _set_epilog(task: str) -> str:
         + (f"; {', '.join(formats)}" if formats else "")
         + ":"
     ]
+    docs = field_docs(cls)  # reads and parses the class's source: once, not per field
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
@@ -190,7 +191,7 @@ def _set_epilog(task: str) -> str:
             default = field.default
         else:
             default = field.default_factory()  # type: ignore[misc]
-        doc = field_docs(cls).get(field.name, "")
+        doc = docs.get(field.name, "")
         lines.append(
             textwrap.fill(
                 f"{field.name} (default {default!r}): {doc}",
