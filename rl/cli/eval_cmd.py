@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     register_envs()
     if args.episodes < 1:
         raise CLIError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed is not None and args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
     try:
         device = resolve_device(args.device)
     except ValueError as exc:
@@ -102,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
         policy = module.load_policy(checkpoint, device)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise CLIError(f"cannot load the policy in {checkpoint_path}: {exc}") from None
-    if args.seed is not None and args.seed < 0:
-        raise CLIError(f"--seed must be >= 0, got {args.seed}")
     seed = args.seed if args.seed is not None else int(config.get("seed", 0))
     result = evaluate(
         policy.act, env_id, episodes=args.episodes, device=device, seed=seed, env_kwargs=env_kwargs

@@ -41,7 +41,7 @@ from rl.cli.hud import (
     tr,
 )
 from rl.cli.targets import parse_env_overrides, register_envs
-from rl.vector import env_spec
+from rl.cli.train_cmd import check_env_id
 
 # The demonstration format of agents.bc (see its module docstring), which reads these files.
 DEMO_FORMAT = "rl-sandbox-demos"
@@ -400,10 +400,7 @@ def run(args: argparse.Namespace) -> int:
     if args.record_demos is not None and args.record_demos.suffix != ".pt":
         raise CLIError(f"--record-demos writes a .pt file, got {args.record_demos}")
     register_envs()
-    try:
-        env_spec(args.env)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    check_env_id(args.env)
     check_display("rl play")
     session = PlaySession(
         args.env,

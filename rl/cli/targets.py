@@ -21,6 +21,7 @@ from gymnasium import spaces
 from agents.base import PolicyView
 from rl.checkpoint import CheckpointError, load_checkpoint
 from rl.cli import CLIError, parse_env_value
+from rl.cli.train_cmd import check_env_id
 from rl.runs import find_checkpoint, list_snapshots
 from rl.vector import did_you_mean, env_spec
 
@@ -106,17 +107,6 @@ def register_envs() -> None:
     import envs  # noqa: F401  (registration is the import's side effect)
 
 
-def is_env_id(text: str) -> bool:
-    """Whether ``text`` names a registered env (``"module:Env-v0"``: once ``module`` is
-    imported)."""
-    register_envs()
-    try:
-        env_spec(text)
-    except ValueError:
-        return False
-    return True
-
-
 def parse_env_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["reward_scheme=treats", "layout=random"]`` → env constructor arguments.
 
@@ -183,10 +173,7 @@ def target_from_checkpoint(
     if not chosen:
         raise CLIError(f"{path} does not say which env it was trained in; pass --env ID")
     register_envs()
-    try:
-        env_spec(chosen)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    check_env_id(chosen)
     if chosen != trained_env and trained_env:
         ours, _ = _single_spaces(chosen, kwargs)
         theirs, _ = _single_spaces(trained_env, {})
@@ -243,26 +230,26 @@ def resolve_target(
         return target_from_checkpoint(
             checkpoint, env_id=env_id, env_kwargs=env_kwargs, device=device
         )
-    if is_env_id(target):
-        if env_id is not None and env_id != target:
-            raise CLIError(f"TARGET is the env {target}; --env {env_id} contradicts it")
-        kwargs = dict(env_kwargs or {})
-        _, action_space = _single_spaces(target, kwargs)
-        return Target(
-            env_id=target,
-            env_kwargs=kwargs,
-            policy=RandomPolicy(action_space, seed),
-            is_random=True,
-        )
-    if ":" in target:  # "module:Env-v0": say why the module or the id failed
-        try:
-            env_spec(target)
-        except ValueError as exc:
+    register_envs()
+    try:
+        env_spec(target)  # "module:Env-v0": imports the module first
+    except ValueError as exc:
+        if ":" in target:  # say why the module or the id failed
             raise CLIError(str(exc)) from None
-    raise CLIError(
-        f"{target!r} is neither a run directory, a checkpoint file nor a registered env id; "
-        f"{did_you_mean(target)}pass runs/<run name>, a .pt file, or an id from `rl envs` "
-        "(e.g. sandbox/DogTraining-v0)"
+        raise CLIError(
+            f"{target!r} is neither a run directory, a checkpoint file nor a registered env id; "
+            f"{did_you_mean(target)}pass runs/<run name>, a .pt file, or an id from `rl envs` "
+            "(e.g. sandbox/DogTraining-v0)"
+        ) from None
+    if env_id is not None and env_id != target:
+        raise CLIError(f"TARGET is the env {target}; --env {env_id} contradicts it")
+    kwargs = dict(env_kwargs or {})
+    _, action_space = _single_spaces(target, kwargs)
+    return Target(
+        env_id=target,
+        env_kwargs=kwargs,
+        policy=RandomPolicy(action_space, seed),
+        is_random=True,
     )
 
 
