@@ -546,7 +546,7 @@ def planned_steps(cfg: Any) -> str:
     total = cfg.total_timesteps
     if total % per == 0:
         return f"{total:,} steps"
-    planned = max(1, total // per) * per
+    planned = cfg.num_iterations * per
     return f"{planned:,} steps (--total-timesteps {total:,} in whole iterations of {per:,})"
 
 
