@@ -23,7 +23,6 @@ Reading order: :class:`Config` → :func:`race` → :func:`transfer` → :func:`
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate
 from rl.runs import RUNS_ROOT, run_name, write_json
 from rl.seeding import seed_everything
-from rl.supervised import FitConfig, fit
+from rl.supervised import FitConfig, fit, require_number
 from rl.tensors import one_hot
 from rl.vector import make_vector_env
 
@@ -108,9 +107,7 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         for name in ("threshold_return", "pretrain_learning_rate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+            require_number(name, getattr(self, name))
         if not math.isfinite(self.threshold_return):
             raise ValueError(f"threshold_return must be finite, got {self.threshold_return}")
         if not (math.isfinite(self.pretrain_learning_rate) and self.pretrain_learning_rate > 0):
@@ -341,10 +338,9 @@ def collect_unlabelled(
     ``next_obs`` is each transition's own successor (``info["final_obs"]`` where an episode
     ended), never the next episode's first observation. Discrete actions only.
     """
-    for name, value in (("num_steps", num_steps), ("num_envs", num_envs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    env = make_vector_env(env_id, num_envs, device, env_kwargs=env_kwargs)
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    env = make_vector_env(env_id, num_envs, device, env_kwargs=env_kwargs)  # checks num_envs
     try:
         spaces = space_spec(env.single_observation_space, env.single_action_space)
         if spaces["action_kind"] != "discrete":

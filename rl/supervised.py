@@ -97,7 +97,7 @@ class FitConfig:
                 f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}"
             )
         for name in ("learning_rate", "weight_decay", "min_delta", "val_fraction"):
-            _require_number(name, getattr(self, name))
+            require_number(name, getattr(self, name))
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(
                 f"learning_rate must be a finite number > 0, got {self.learning_rate!r}"
@@ -135,7 +135,8 @@ class FitConfig:
         return "mse" if self.task == "regression" else "cross_entropy"
 
 
-def _require_number(name: str, value: Any) -> None:
+def require_number(name: str, value: Any) -> None:
+    """A TypeError unless ``value`` is a real number (``True`` is not one)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
 
@@ -305,7 +306,7 @@ def _check_sample(n: Any, noise: Any) -> None:
     """The arguments every toy-data generator shares: a row count and a noise level."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n (the number of rows) must be an integer >= 1, got {n!r}")
-    _require_number("noise", noise)
+    require_number("noise", noise)
     if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(
             f"noise (a standard deviation) must be a finite number >= 0, got {noise!r}"
@@ -325,7 +326,7 @@ def make_linear(
         raise ValueError(
             f"weight must hold one finite number per feature (at least one), got {weight!r}"
         )
-    _require_number("bias", bias)
+    require_number("bias", bias)
     if not math.isfinite(bias):
         raise ValueError(f"bias must be finite, got {bias!r}")
     generator = torch.Generator().manual_seed(seed)
@@ -360,7 +361,7 @@ def make_circles(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A small circle (label 1, radius ``factor``) inside a unit circle (label 0)."""
     _check_sample(n, noise)
-    _require_number("factor", factor)
+    require_number("factor", factor)
     if not 0.0 <= factor < 1.0:
         raise ValueError(f"factor (the inner circle's radius) must lie in [0, 1), got {factor!r}")
     generator = torch.Generator().manual_seed(seed)
@@ -376,7 +377,7 @@ def make_spirals(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two interleaved spiral arms of ``turns`` revolutions, labels 0 and 1."""
     _check_sample(n, noise)
-    _require_number("turns", turns)
+    require_number("turns", turns)
     if not (math.isfinite(turns) and turns > 0):
         raise ValueError(f"turns must be a finite number > 0, got {turns!r}")
     generator = torch.Generator().manual_seed(seed)
