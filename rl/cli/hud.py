@@ -319,6 +319,12 @@ class Gauge:
     tone: str = "neutral"
 
 
+def bladder_tone(level: float, can_relieve: bool) -> str:
+    """The dog's bladder as its own meter colours it: green while it cannot go yet, amber once
+    it may, red near full (a key of :data:`TONES`)."""
+    return "bad" if level >= 0.85 else ("neutral" if can_relieve else "good")
+
+
 def env_gauges(env_id: str, obs: np.ndarray, unwrapped: Any, lang: str) -> list[Gauge]:
     """The env's own gauges, read from its documented observation (no private state).
 
@@ -333,8 +339,7 @@ def env_gauges(env_id: str, obs: np.ndarray, unwrapped: Any, lang: str) -> list[
         level = float(np.clip(obs[2], 0.0, 1.0))  # obs[2]: bladder level (0 empty, 1 accident)
         params = getattr(getattr(unwrapped, "core", None), "params", None)
         threshold = getattr(params, "min_relief_level", None)
-        # As the dog's own meter: green while it cannot go yet, amber once it may, red near full.
-        tone = "bad" if level >= 0.85 else ("neutral" if obs[3] > 0.5 else "good")
+        tone = bladder_tone(level, can_relieve=bool(obs[3] > 0.5))
         return [
             Gauge(
                 tr("bladder", lang),
@@ -1037,8 +1042,8 @@ class ViewerWindow:
 
     UI_HZ = 30  # Frames per second while paused or stepping slowly.
 
-    def __init__(self, title: str, size: tuple[int, int], command: str = "rl watch") -> None:
-        check_display(command)
+    def __init__(self, title: str, size: tuple[int, int]) -> None:
+        # The command checked the display (check_display) before it loaded anything.
         pygame = import_pygame()
         self.size = size
         # A screen smaller than the frame (a laptop at 1024 x 768) gets the frame scaled down.

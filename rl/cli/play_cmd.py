@@ -423,7 +423,7 @@ def run(args: argparse.Namespace) -> int:
             frame = session.frame()
             if window is None:
                 size = (frame.shape[1], frame.shape[0])
-                window = ViewerWindow(f"rl play — {args.env}", size, command="rl play")
+                window = ViewerWindow(f"rl play — {args.env}", size)
             window.show(frame)
             session.handle(window.events())
             if session.quit:

@@ -26,6 +26,16 @@ from rl.runs import find_checkpoint, list_snapshots
 from rl.vector import did_you_mean, env_spec
 
 
+def sampling_generator(seed: int | None) -> torch.Generator:
+    """A CPU generator to sample actions from: seeded, or from the OS when ``seed`` is None."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
 class RandomPolicy:
     """Uniformly random actions: what every agent does before it has learned anything.
 
@@ -39,11 +49,7 @@ class RandomPolicy:
                 f"a random policy needs a Discrete or Box action space, got {action_space}"
             )
         self.action_space = action_space
-        self.generator = torch.Generator()
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(seed)
+        self.generator = sampling_generator(seed)
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """One random action per row of ``obs`` (``deterministic`` changes nothing)."""

@@ -38,6 +38,7 @@ from rl.cli.hud import (
     PolicyReadout,
     ViewerWindow,
     action_names,
+    bladder_tone,
     check_display,
     check_lang,
     compose_frame,
@@ -59,6 +60,7 @@ from rl.cli.targets import (
     parse_percents,
     progress_targets,
     resolve_target,
+    sampling_generator,
     select_checkpoints,
 )
 from rl.vector import env_spec
@@ -207,16 +209,6 @@ def act(
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)
         return policy.act(obs, deterministic=False)
-
-
-def sampling_generator(seed: int | None) -> torch.Generator:
-    """The generator :func:`act` samples from: seeded, or from the OS when ``seed`` is None."""
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
 
 
 class EpisodeRunner:
@@ -435,6 +427,10 @@ class GridRunner:
                 "(try sandbox/DogTraining-v0 or sandbox/CartPole-v1)"
             )
         self.obs, _ = self.env.reset(seed=seed)
+        params = getattr(self.env, "params", None)  # DogParams: the threshold the env draws.
+        self._relief_mark = (
+            params.min_relief_count / params.fill_steps if hasattr(params, "fill_steps") else None
+        )
         n = k * k
         self.returns = torch.zeros(n, dtype=torch.float64)
         self.flash = [0] * n
@@ -561,11 +557,8 @@ class GridRunner:
 
         pygame = import_pygame()
         level = float(self.obs[i, 2].clamp(0, 1))
-        params = getattr(self.env, "params", None)  # DogParams: the threshold the env draws.
-        threshold = (
-            params.min_relief_count / params.fill_steps if hasattr(params, "fill_steps") else None
-        )
-        tone = "bad" if level >= 0.85 else ("neutral" if self.obs[i, 3] > 0.5 else "good")
+        threshold = self._relief_mark
+        tone = bladder_tone(level, can_relieve=bool(self.obs[i, 3] > 0.5))
         x, y, w, h = rect
         pygame.draw.rect(canvas, (20, 22, 28), (x - 2, y - 2, w + 4, h + 4), border_radius=4)
         pygame.draw.rect(canvas, (70, 74, 90), rect, border_radius=3)
