@@ -113,15 +113,7 @@ def read_run(path: Path) -> RunCurves:
     accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
     accumulator.Reload()
     tags = set(accumulator.Tags().get("scalars", []))
-    run = RunCurves(path=path, config=_describe(path))
-    for tag in (RETURN_TAG, SUCCESS_TAG):
-        if tag in tags:
-            events = accumulator.Scalars(tag)
-            steps = np.array([e.step for e in events], dtype=np.float64)
-            values = np.array([e.value for e in events], dtype=np.float64)
-            order = np.argsort(steps, kind="stable")
-            run.curves[tag] = (steps[order], values[order])
-    if RETURN_TAG not in run.curves:
+    if RETURN_TAG not in tags:  # before _describe, which inspects the env and checkpoint
         if any(tag.startswith("losses/") for tag in tags) and not any(
             tag.startswith("charts/") for tag in tags
         ):
@@ -134,6 +126,14 @@ def read_run(path: Path) -> RunCurves:
             f"{path} has no {RETURN_TAG} scalars yet (tags: {sorted(tags) or 'none'}); "
             "train longer so that episodes finish"
         )
+    run = RunCurves(path=path, config=_describe(path))
+    for tag in (RETURN_TAG, SUCCESS_TAG):
+        if tag in tags:
+            events = accumulator.Scalars(tag)
+            steps = np.array([e.step for e in events], dtype=np.float64)
+            values = np.array([e.value for e in events], dtype=np.float64)
+            order = np.argsort(steps, kind="stable")
+            run.curves[tag] = (steps[order], values[order])
     return run
 
 
