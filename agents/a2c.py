@@ -47,7 +47,9 @@ from rl import distributed
 from rl.config import (
     config_from_dict,
     config_to_dict,
+    is_int,
     replace_config,
+    require_int,
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
@@ -157,9 +159,7 @@ class Config:
     def __post_init__(self) -> None:
         positive = ("total_timesteps", "num_envs", "num_steps", "log_every", "checkpoint_every")
         for name in (*positive, "num_snapshots"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            require_int(name, getattr(self, name), 1)
         for name in ("gamma", "gae_lambda", "rmsprop_alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -173,16 +173,14 @@ class Config:
             raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
         if self.activation not in ("tanh", "relu"):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes must be widths >= 1, got {self.hidden_sizes}")
+        if not self.hidden_sizes or not all(is_int(h, 1) for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be integer widths >= 1, got {self.hidden_sizes}")
         if self.norm_adv and self.batch_size < 2:
             raise ValueError(
                 "norm_adv needs at least 2 transitions per rollout (num_envs * num_steps)"
             )
         for name in ("eval_episodes", "target_check_episodes", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            require_int(name, getattr(self, name), 0)
 
     @property
     def batch_size(self) -> int:

@@ -51,7 +51,14 @@ from torch import nn
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents.base import PolicyView, TrainResult, read_policy_checkpoint, space_spec
 from rl.checkpoint import CheckpointError, atomic_save, read_torch_file
-from rl.config import config_from_dict, config_to_dict, field_docs, replace_config
+from rl.config import (
+    config_from_dict,
+    config_to_dict,
+    field_docs,
+    is_int,
+    replace_config,
+    require_int,
+)
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, evaluate
 from rl.runs import RUNS_ROOT, run_name, write_json
@@ -136,7 +143,7 @@ def load_demos(
             "'obs' (T, obs_dim) float32, 'actions' (T,) int64 and 'env_id' (see agents/bc.py)"
         )
     version = data.get("format_version", DEMOS_FORMAT_VERSION)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if not is_int(version, 1):
         raise ValueError(
             f"{where} is malformed: 'format_version' must be an integer >= 1, got {version!r} "
             f"({type(version).__name__}); expected {_WRITTEN_BY}"
@@ -230,8 +237,7 @@ def collect_expert_demos(
     first few steps of many episodes.
     """
     for name, value in (("num_steps", num_steps), ("num_envs", num_envs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        require_int(name, value, 1)
     expert = expert_for(env_id)
     env = make_vector_env(env_id, num_envs, device, env_kwargs=env_kwargs)
     try:
@@ -329,9 +335,7 @@ class Config:
                 f"eval_env_kwargs must be a dict or None, got {self.eval_env_kwargs!r}"
             )
         for name in ("num_expert_steps", "eval_episodes", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            require_int(name, getattr(self, name), 0)
         if self.num_expert_steps == 0 and not self.demos:
             raise ValueError("nothing to imitate: set num_expert_steps > 0 or give demos files")
         if isinstance(self.hidden_sizes, list):
@@ -339,9 +343,7 @@ class Config:
         if (
             not isinstance(self.hidden_sizes, tuple)
             or not self.hidden_sizes
-            or any(
-                isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes
-            )
+            or not all(is_int(h, 1) for h in self.hidden_sizes)
         ):
             raise ValueError(
                 f"hidden_sizes must be one or more layer widths >= 1, e.g. (64, 64) "

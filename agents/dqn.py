@@ -44,7 +44,9 @@ from rl.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, atomic_save, 
 from rl.config import (
     config_from_dict,
     config_to_dict,
+    is_int,
     replace_config,
+    require_int,
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
@@ -158,9 +160,7 @@ class Config:
             "num_snapshots",
         )  # fmt: skip
         for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            require_int(name, getattr(self, name), 1)
         if self.buffer_size < self.num_envs:
             raise ValueError(
                 f"buffer_size ({self.buffer_size}) must hold at least one vector step "
@@ -183,12 +183,10 @@ class Config:
             raise ValueError(f"save_buffer_max_mb must be >= 0, got {self.save_buffer_max_mb}")
         if self.activation not in ("relu", "tanh"):
             raise ValueError(f"activation must be 'relu' or 'tanh', got {self.activation!r}")
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes must be widths >= 1, got {self.hidden_sizes}")
+        if not self.hidden_sizes or not all(is_int(h, 1) for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be integer widths >= 1, got {self.hidden_sizes}")
         for name in ("eval_episodes", "target_check_episodes", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            require_int(name, getattr(self, name), 0)
 
     @property
     def num_iterations(self) -> int:

@@ -75,7 +75,14 @@ from agents.stacked import (
     update,
 )
 from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rl.config import config_from_dict, config_to_dict, replace_config, resume_config
+from rl.config import (
+    config_from_dict,
+    config_to_dict,
+    is_int,
+    replace_config,
+    require_int,
+    resume_config,
+)
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, Evaluator
 from rl.returns import compute_gae
@@ -134,7 +141,7 @@ class MultiSeedConfig:
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one seed, e.g. (0, 1, 2)")
         for seed in self.seeds:
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            if not is_int(seed, 0):
                 raise ValueError(f"seeds must be integers >= 0, got {seed!r}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct (one run folder each), got {self.seeds}")
@@ -146,10 +153,9 @@ class MultiSeedConfig:
                 f"learning_rates needs one value > 0 per seed ({len(self.seeds)}), "
                 f"got {self.learning_rates}"
             )
-        if self.eval_episodes < 0:
-            raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
+        require_int("eval_episodes", self.eval_episodes, 0)
         gap = self.check_gap
-        if gap is not None and (isinstance(gap, bool) or not isinstance(gap, int) or gap < 1):
+        if gap is not None and not is_int(gap, 1):
             raise ValueError(f"check_gap must be an integer >= 1 or None, got {gap!r}")
 
     @property

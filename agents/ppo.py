@@ -46,7 +46,9 @@ from rl.checkpoint import load_checkpoint
 from rl.config import (
     config_from_dict,
     config_to_dict,
+    is_int,
     replace_config,
+    require_int,
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
@@ -181,9 +183,7 @@ class Config:
         positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches")
         others = ("update_epochs", "checkpoint_every", "num_snapshots", "target_window")
         for name in (*positive, *others):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            require_int(name, getattr(self, name), 1)
         if self.num_minibatches > self.batch_size:
             raise ValueError(
                 f"num_minibatches ({self.num_minibatches}) exceeds the batch size "
@@ -197,12 +197,10 @@ class Config:
         for name in ("learning_rate", "clip_coef", "max_grad_norm", "clip_obs", "clip_reward"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes must be widths >= 1, got {self.hidden_sizes}")
+        if not self.hidden_sizes or not all(is_int(h, 1) for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be integer widths >= 1, got {self.hidden_sizes}")
         for name in ("eval_episodes", "target_check_episodes", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            require_int(name, getattr(self, name), 0)
 
     @property
     def batch_size(self) -> int:

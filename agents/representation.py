@@ -34,7 +34,7 @@ import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents import ppo
 from agents.base import space_spec
 from rl.checkpoint import save_checkpoint
-from rl.config import config_to_dict, replace_config
+from rl.config import config_to_dict, is_int, replace_config, require_int
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate
 from rl.runs import RUNS_ROOT, run_name, write_json
@@ -99,13 +99,9 @@ class Config:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
         for name in ("source_timesteps", "max_timesteps", "unlabelled_steps", "pretrain_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            require_int(name, getattr(self, name), 1)
         for name in ("eval_episodes", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            require_int(name, getattr(self, name), 0)
         for name in ("threshold_return", "pretrain_learning_rate"):
             require_number(name, getattr(self, name))
         if not math.isfinite(self.threshold_return):
@@ -338,8 +334,7 @@ def collect_unlabelled(
     ``next_obs`` is each transition's own successor (``info["final_obs"]`` where an episode
     ended), never the next episode's first observation. Discrete actions only.
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    require_int("num_steps", num_steps, 1)
     env = make_vector_env(env_id, num_envs, device, env_kwargs=env_kwargs)  # checks num_envs
     try:
         spaces = space_spec(env.single_observation_space, env.single_action_space)
@@ -376,9 +371,9 @@ class ForwardModel(nn.Module):
     def __init__(self, obs_dim: int, num_actions: int, hidden_sizes: tuple[int, ...]) -> None:
         super().__init__()
         for name, value in (("obs_dim", obs_dim), ("num_actions", num_actions)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value, 1):
                 raise ValueError(f"ForwardModel: {name} must be an integer >= 1, got {value!r}")
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_sizes):
+        if not all(is_int(h, 1) for h in hidden_sizes):
             raise ValueError(
                 f"ForwardModel: hidden_sizes must be layer widths >= 1 (as PPO's torso), got "
                 f"{tuple(hidden_sizes)}"

@@ -33,6 +33,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from envs.core import State, TorchSingleEnv, TorchVectorEnv, index_rows
+from rl.config import is_int
 
 # Constructor arguments of a vector env that a single env does not take.
 _VECTOR_ONLY_KWARGS = {
@@ -415,9 +416,9 @@ def check_vector_env(
         VectorEnvCheckError: naming the first check that failed and why.
         ValueError: for a bad ``num_steps`` or ``seed``.
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+    if not is_int(num_steps, 1):
         raise ValueError(f"check_vector_env: num_steps must be an integer >= 1, got {num_steps!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_int(seed, 0):
         raise ValueError(f"check_vector_env: seed must be an integer >= 0, got {seed!r}")
     checker = _Checker(env, seed, num_steps)
     if not isinstance(env.unwrapped, TorchVectorEnv):

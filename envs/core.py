@@ -59,6 +59,7 @@ from envs.rng import (
     step_salt,
     step_salt_tensor,
 )
+from rl.config import is_int
 from rl.device import resolve_device
 
 State = Any  # torch.Tensor | NamedTuple of torch.Tensor, batch dimension first.
@@ -160,7 +161,7 @@ def _eager_sin_cos(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def check_num_envs(num_envs: Any, env_name: str) -> int:
     """``num_envs`` as an int >= 1, or a ValueError that says so."""
-    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+    if not is_int(num_envs, 1, numpy=True):
         raise ValueError(f"{env_name}: num_envs must be an integer >= 1, got {num_envs!r}")
     return int(num_envs)
 
@@ -186,7 +187,7 @@ def check_seed(seed: Any, env_name: str) -> int:
             "share one generator, so a list of per-row seeds is not supported (each row still "
             "draws its own stream from the one seed)"
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+    if not is_int(seed, 0, numpy=True) or seed >= 2**64:
         raise ValueError(f"{env_name}: seed must be an integer in [0, 2**64), got {seed!r}")
     return int(seed)
 
@@ -279,11 +280,7 @@ class TorchVectorEnv(VectorEnv):
         except ValueError as exc:
             raise ValueError(f"{self.env_name}: {exc}") from None
         self.dtype = check_dtype(dtype, self.env_name)
-        if max_episode_steps is not None and (
-            isinstance(max_episode_steps, bool)
-            or not isinstance(max_episode_steps, (int, np.integer))
-            or max_episode_steps < 1
-        ):
+        if max_episode_steps is not None and not is_int(max_episode_steps, 1, numpy=True):
             raise ValueError(
                 f"{self.env_name}: max_episode_steps must be an integer >= 1 or None, "
                 f"got {max_episode_steps!r}"

@@ -31,6 +31,7 @@ from envs.core import TorchSingleEnv, TorchVectorEnv
 from envs.dog_drawing import Scene, draw_frame
 from envs.rendering import Window
 from envs.rng import integers_from_bits, random_bits
+from rl.config import is_int
 from rl.device import resolve_device
 
 __all__ = [
@@ -210,7 +211,7 @@ class DogParams:
     """The egocentric view covers ``(2 * view_radius + 1)`` tiles square around the dog."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.fill_steps, bool) or not isinstance(self.fill_steps, int):
+        if not is_int(self.fill_steps):
             raise ValueError(f"DogParams.fill_steps must be an int, got {self.fill_steps!r}")
         if not 0.0 < self.min_relief_level <= 1.0:
             raise ValueError(
@@ -461,7 +462,7 @@ def make_houses(
     num_layouts = DEFAULT_NUM_LAYOUTS if num_layouts is None else num_layouts
     layout_offset = 0 if layout_offset is None else layout_offset
     for name, value, low in (("num_layouts", num_layouts, 1), ("layout_offset", layout_offset, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        if not is_int(value, low, numpy=True):
             raise ValueError(f"{ENV_ID}: {name} must be an integer >= {low}, got {value!r}")
     houses = _cached_houses(layout, int(num_layouts), int(layout_offset), params)
     return houses.to(torch.device(device))

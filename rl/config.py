@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import numbers
 import textwrap
 import types
 import typing
@@ -30,6 +31,40 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
             )
         overrides[key] = value.strip()
     return overrides
+
+
+def is_int(value: Any, minimum: int | None = None, *, numpy: bool = False) -> bool:
+    """Whether ``value`` is an integer at least ``minimum``: the test behind every "must be an
+    integer >= N" error. ``True`` is not an integer here, nor ``3.0``; numpy's integers are
+    with ``numpy=True`` (an env argument may be one; a config saved as JSON may not)."""
+    kinds = numbers.Integral if numpy else int
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return False
+    return minimum is None or value >= minimum
+
+
+def require_int(name: str, value: Any, minimum: int) -> None:
+    """A ValueError ``"NAME must be an integer >= MINIMUM, got VALUE"`` unless :func:`is_int`."""
+    if not is_int(value, minimum):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def parse_int(text: Any, name: str) -> int:
+    """An integer written as ``300000``, ``300_000`` or ``3e5`` (a ValueError naming ``name``
+    otherwise): how ``--set`` and the CLI's whole-number flags read one. Digits are read exactly;
+    only an exponent goes through a float."""
+    cleaned = str(text).strip().replace("_", "")
+    try:
+        return int(cleaned)
+    except ValueError:
+        pass
+    try:
+        number = float(cleaned)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
+    if not number.is_integer():
+        raise ValueError(f"{name} must be an integer, got {text!r}")
+    return int(number)
 
 
 def _convert(value: Any, annotation: Any, name: str) -> Any:
@@ -68,13 +103,7 @@ def _convert(value: Any, annotation: Any, name: str) -> Any:
             raise ValueError(f"{name} must be an integer, got {value!r}")
         if isinstance(value, int):
             return value
-        try:
-            number = float(str(value).replace("_", ""))
-        except ValueError:
-            raise ValueError(f"{name} must be an integer, got {value!r}") from None
-        if not number.is_integer():
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        return int(number)
+        return parse_int(value, name)
     if annotation is float:
         try:
             return float(value)

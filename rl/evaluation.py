@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from rl.config import require_int
 from rl.device import host_syncs_recorded
 from rl.vector import make_vector_env
 
@@ -121,8 +122,7 @@ class Evaluator:
         cuda_graphs: bool = True,
         watch: Callable[[], Sequence[torch.Tensor]] | None = None,
     ) -> None:
-        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-            raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
+        require_int("episodes", episodes, 1)
         self.act, self.env_id, self.episodes, self.max_steps = act, env_id, episodes, max_steps
         self.env = make_vector_env(env_id, episodes, device, env_kwargs=env_kwargs)
         self._core = getattr(self.env, "unwrapped", None)

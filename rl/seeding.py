@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rl.config import require_int
+
 
 def seed_everything(seed: int, *, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA).
@@ -16,8 +18,7 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
         seed: any integer >= 0.
         deterministic: also ask torch for deterministic kernels (slower on CUDA).
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    require_int("seed", seed, 0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from rl.config import config_to_dict
+from rl.config import config_to_dict, is_int, require_int
 from rl.device import configure_threads, resolve_device
 from rl.runs import TrainingRun, write_json
 
@@ -85,14 +85,8 @@ class FitConfig:
                 f"loss {self.loss!r} does not fit a {self.task} task; use one of {list(allowed)}"
             )
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if (
-            isinstance(self.patience, bool)
-            or not isinstance(self.patience, int)
-            or self.patience < 0
-        ):
+            require_int(name, getattr(self, name), 1)
+        if not is_int(self.patience, 0):
             raise ValueError(
                 f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}"
             )
@@ -111,13 +105,8 @@ class FitConfig:
                 f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction!r}"
             )
         # The same rule as `rl ... --seed`: torch.Generator takes negative seeds, the CLI does not.
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if self.num_threads is not None and (
-            isinstance(self.num_threads, bool)
-            or not isinstance(self.num_threads, int)
-            or self.num_threads < 1
-        ):
+        require_int("seed", self.seed, 0)
+        if self.num_threads is not None and not is_int(self.num_threads, 1):
             raise ValueError(
                 f"num_threads must be an integer >= 1 or None (auto), got {self.num_threads!r}"
             )
@@ -199,7 +188,7 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: in
         raise ValueError(
             f"confusion_matrix: shapes differ, {tuple(y_true.shape)} vs {tuple(y_pred.shape)}"
         )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not is_int(num_classes, 1):
         raise ValueError(
             f"confusion_matrix: num_classes must be an integer >= 1, got {num_classes!r}"
         )
@@ -229,14 +218,14 @@ def mlp(
     With ``hidden_sizes=()`` it is a linear model.
     """
     for name, value in (("in_features", in_features), ("out_features", out_features)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if not is_int(value, numpy=True):
             raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
         raise TypeError(
             f"hidden_sizes must be a sequence of layer widths, e.g. (64, 64) or () for a linear "
             f"model, got {hidden_sizes!r}"
         )
-    if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) for h in hidden_sizes):
+    if not all(is_int(h, numpy=True) for h in hidden_sizes):
         raise TypeError(f"hidden_sizes must hold integer widths, got {list(hidden_sizes)}")
     if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden_sizes):
         raise ValueError(
@@ -304,7 +293,7 @@ def train_val_split(
 
 def _check_sample(n: Any, noise: Any) -> None:
     """The arguments every toy-data generator shares: a row count and a noise level."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not is_int(n, 1):
         raise ValueError(f"n (the number of rows) must be an integer >= 1, got {n!r}")
     require_number("noise", noise)
     if not (math.isfinite(noise) and noise >= 0):

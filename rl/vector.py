@@ -17,6 +17,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from rl.config import require_int
 from rl.device import resolve_device
 
 
@@ -112,8 +113,7 @@ def make_vector_env(
         validate_actions: check action values each step (a host sync on CUDA); agents sample
             valid actions, so they leave it off.
     """
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    require_int("num_envs", num_envs, 1)
     device = resolve_device(device)
     spec = env_spec(env_id)
     env_kwargs = dict(env_kwargs or {})

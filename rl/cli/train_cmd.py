@@ -20,7 +20,7 @@ from typing import Any
 
 from rl.checkpoint import CheckpointError
 from rl.cli import CLIError, parse_env_value
-from rl.config import config_from_dict, field_types, parse_overrides, replace_config
+from rl.config import config_from_dict, field_types, parse_int, parse_overrides, replace_config
 from rl.device import DEVICE_CHOICES, resolve_device
 from rl.runs import (
     RUNS_ROOT,
@@ -489,12 +489,9 @@ def _train_group(cfg: Any, resume: str | None = None) -> int:
 def whole_number(text: str) -> int:
     """An integer written as 300000, 300_000 or 3e5 (argparse ``type``)."""
     try:
-        value = float(text.replace("_", ""))
+        return parse_int(text, "value")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
-    return int(value)
 
 
 def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:

@@ -6,7 +6,14 @@ import dataclasses
 
 import pytest
 
-from rl.config import config_from_dict, config_to_dict, parse_overrides, replace_config
+from rl.config import (
+    config_from_dict,
+    config_to_dict,
+    is_int,
+    parse_int,
+    parse_overrides,
+    replace_config,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,3 +91,27 @@ def test_json_round_trip() -> None:
     assert config_from_dict(Example, config_to_dict(cfg)) == cfg
     with pytest.raises(ValueError, match="no field"):
         config_from_dict(Example, {"bogus": 1})
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("300000", 300_000), ("300_000", 300_000), ("3e5", 300_000), (" 7 ", 7), ("2.0", 2),
+     ("9007199254740993", 2**53 + 1), ("-4", -4)],
+)  # fmt: skip
+def test_integers_are_read_as_people_write_them_and_digits_exactly(text: str, number: int) -> None:
+    assert parse_int(text, "n") == number  # 2**53 + 1 through a float would read 2**53
+
+
+@pytest.mark.parametrize("text", ["2.5", "many", "", "inf", "nan", "1e400", "0x10"])
+def test_a_non_integer_is_refused_by_name(text: str) -> None:
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        parse_int(text, "steps")
+
+
+def test_is_int_refuses_bools_and_floats_and_takes_numpy_integers_only_when_asked() -> None:
+    import numpy as np
+
+    assert is_int(3) and is_int(3, 3) and not is_int(3, 4) and is_int(-1)
+    assert not is_int(True) and not is_int(3.0) and not is_int("3")
+    assert not is_int(np.int64(3)) and is_int(np.int64(3), 1, numpy=True)
+    assert not is_int(np.bool_(True), numpy=True)
