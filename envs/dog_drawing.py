@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.rendering import import_pygame, new_canvas, surface_to_array
+from envs.rendering import font, format_number, import_pygame, new_canvas, surface_to_array
 
 TILE = 48  # pixels per grid tile
 HUD = 84  # pixels of status bar above the house
@@ -102,12 +102,6 @@ def _word(key: str, **values: Any) -> str:
     return WORDS[_language][key].format(**values)
 
 
-def signed(value: float) -> str:
-    """``+1.25`` / ``-0.10``; a value that rounds to zero is ``+0.00``, never ``-0.00``."""
-    value = round(value, 2)
-    return f"{value + 0.0:+.2f}"  # + 0.0 turns -0.0 into 0.0
-
-
 @dataclass(frozen=True)
 class Scene:
     """What one frame shows, in plain Python values."""
@@ -123,27 +117,6 @@ class Scene:
     event: int  # EVENT_* of the last step
     reward: float  # reward of the last step
     scheme: str
-
-
-_FONTS: dict[int, Any] = {}
-
-
-def _font(pygame: Any, size: int) -> Any:
-    if not pygame.font.get_init():
-        # Someone called pygame.quit() (Gymnasium's classic-control envs do on close): every
-        # cached Font is dead now, so drop them with the old font module.
-        pygame.font.init()
-        _FONTS.clear()
-    font = _FONTS.get(size)
-    if font is not None:
-        try:
-            font.get_height()
-        except pygame.error:  # The font module was quit and started again by someone else.
-            _FONTS.clear()
-            font = None
-    if font is None:
-        font = _FONTS[size] = pygame.font.Font(None, size)  # bundled font: no system fonts
-    return font
 
 
 def _noise(r: int, c: int, k: int) -> int:
@@ -273,7 +246,7 @@ def _draw_bubble(
     pygame: Any, surface: Any, text: str, colour: tuple, cx: int, cy: int, bone: bool = False
 ) -> None:
     """A speech bubble whose tail points at (cx, cy), kept inside the house area."""
-    label = _font(pygame, 26).render(text, True, _COLOURS["white"])
+    label = font(26).render(text, True, _COLOURS["white"])
     extra = 34 if bone else 0  # room for the treat
     w, h = label.get_width() + 18 + extra, max(label.get_height() + 10, 28)
     x = min(max(cx - w // 2, 4), surface.get_width() - w - 4)
@@ -289,12 +262,14 @@ def _draw_bubble(
 def _draw_hud(pygame: Any, surface: Any, scene: Scene) -> None:
     width = surface.get_width()
     pygame.draw.rect(surface, _COLOURS["hud"], (0, 0, width, HUD))
-    small, big = _font(pygame, 22), _font(pygame, 28)
+    small, big = font(22), font(28)
     dim = (180, 184, 200)
     # Laid out left to right from the words' widths: Spanish words are longer than English.
     step = big.render(_word("step", steps=scene.steps), True, _COLOURS["text"])
     surface.blit(step, (12, 12))
-    ret = big.render(_word("return", value=signed(scene.episode_return)), True, _COLOURS["text"])
+    ret = big.render(
+        _word("return", value=format_number(scene.episode_return)), True, _COLOURS["text"]
+    )
     x = max(118, 12 + step.get_width() + 22)
     surface.blit(ret, (x, 12))
     x += ret.get_width() + 14
@@ -302,7 +277,7 @@ def _draw_hud(pygame: Any, surface: Any, scene: Scene) -> None:
         colour = (
             _COLOURS["good"] if scene.reward > 0 else _COLOURS["bad"] if scene.reward < 0 else None
         )
-        text = small.render(f"({signed(scene.reward)})", True, colour or dim)
+        text = small.render(f"({format_number(scene.reward)})", True, colour or dim)
         surface.blit(text, (x, 16))
         x += text.get_width() + 14
     # The scheme on the right, shortened to its name when the whole label would not fit.
@@ -328,7 +303,7 @@ def _draw_hud(pygame: Any, surface: Any, scene: Scene) -> None:
     mark = bar.x + int(bar.w * scene.min_relief_level)
     pygame.draw.line(surface, _COLOURS["white"], (mark, bar.y - 3), (mark, bar.bottom + 2), 2)
     # "can go" on a dark tag clear of the line: readable on any fill (green, amber, red, grey).
-    tag = _font(pygame, 18).render(_word("can_go"), True, _COLOURS["white"])
+    tag = font(18).render(_word("can_go"), True, _COLOURS["white"])
     box = marker_tag_rect(mark, tag.get_size(), bar)
     pygame.draw.rect(surface, _COLOURS["hud"], box, border_radius=4)
     surface.blit(tag, (box.x + 4, box.y + (box.h - tag.get_height()) // 2 + 1))

@@ -11,6 +11,7 @@ Gymnasium's own classic-control envs do in ``close()``) shuts every other env's 
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
@@ -32,6 +33,45 @@ def import_pygame() -> ModuleType:
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
     return pygame
+
+
+# pygame's bundled fonts made so far, by (size, bold): see font().
+_FONTS: dict[tuple[int, bool], Any] = {}
+
+
+def font(size: int, bold: bool = False) -> Any:
+    """pygame's bundled font at ``size`` points, made once and kept: the same glyphs (accents,
+    ñ, ¡, the minus sign) on every machine, no system fonts.
+
+    A font made before ``pygame.quit()`` is dead (Gymnasium's classic-control envs call it in
+    ``close()``), so one is made again after the font module restarts.
+    """
+    pygame = import_pygame()
+    if not pygame.font.get_init():
+        pygame.font.init()
+        _FONTS.clear()
+    made = _FONTS.get((size, bold))
+    if made is not None:
+        try:
+            made.get_height()
+        except pygame.error:  # The font module was quit and started again by someone else.
+            _FONTS.clear()
+            made = None
+    if made is None:
+        made = _FONTS[(size, bold)] = pygame.font.Font(None, size)
+        made.set_bold(bold)
+    return made
+
+
+def format_number(value: float, signed: bool = True) -> str:
+    """``+1.25`` / ``−0.10`` with a true minus sign, as a number is drawn on screen; a value that
+    rounds to zero is ``+0.00`` (never ``−0.00``: a return of -1e-17 is a sum of float rewards,
+    not a loss) and one that is not finite is ``—``."""
+    if not math.isfinite(value):
+        return "—"
+    value = round(value, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
+    text = f"{value:+.2f}" if signed else f"{value:.2f}"
+    return text.replace("-", "−")
 
 
 def surface_to_array(surface: Any) -> np.ndarray:

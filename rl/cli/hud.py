@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.rendering import Window, import_pygame
+from envs.rendering import Window, font, format_number, import_pygame
 from rl.cli import CLIError
 
 LANGS = ("en", "es")
@@ -231,16 +231,6 @@ def action_names(env_id: str, action_space: spaces.Space, lang: str) -> list[str
         return list(names)
     word = "acción" if lang == "es" else "action"
     return [f"{word} {i}" for i in range(count)]
-
-
-def format_number(value: float, signed: bool = True) -> str:
-    """``+1.25`` / ``−0.10`` with a true minus sign; a value that rounds to zero is ``+0.00``
-    (never ``−0.00``: a return of -1e-17 is a sum of float rewards, not a loss)."""
-    if not math.isfinite(value):
-        return "—"
-    value = round(value, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
-    text = f"{value:+.2f}" if signed else f"{value:.2f}"
-    return text.replace("-", "−")
 
 
 def format_steps(steps: int, lang: str) -> str:
@@ -462,33 +452,17 @@ class _Text:
     """Cached text surfaces: the panel redraws every frame, most of its words do not change."""
 
     def __init__(self) -> None:
-        self._fonts: dict[tuple[int, bool], Any] = {}
         self._cache: dict[tuple[str, int, bool, tuple[int, int, int]], Any] = {}
 
     def render(self, text: str, size: int, color: tuple[int, int, int], bold: bool = False) -> Any:
-        pygame = import_pygame()
-        if not pygame.font.get_init():
-            # Gymnasium's classic-control envs call pygame.quit() in close(), which invalidates
-            # every Font made before: start afresh.
-            pygame.font.init()
-            self._fonts.clear()
+        if not import_pygame().font.get_init():
+            # Someone called pygame.quit() (Gymnasium's classic-control envs do in close()):
+            # start afresh, as font() does.
             self._cache.clear()
         key = (text, size, bold, color)
         surface = self._cache.get(key)
         if surface is None:
-            font = self._fonts.get((size, bold))
-            if font is not None:
-                try:
-                    font.get_height()
-                except pygame.error:  # Font module quit and restarted by someone else.
-                    self._fonts.clear()
-                    font = None
-            if font is None:
-                # pygame's bundled font: the same glyphs (accents, ñ, ¡) on every machine.
-                font = pygame.font.Font(None, size)
-                font.set_bold(bold)
-                self._fonts[(size, bold)] = font
-            surface = font.render(text, True, color)
+            surface = font(size, bold).render(text, True, color)
             if len(self._cache) > 2048:  # Bounded: returns and steps change every frame.
                 self._cache.clear()
             self._cache[key] = surface
