@@ -291,6 +291,8 @@ def test_parse_seeds_and_config_errors() -> None:
         ms.MultiSeedConfig(ppo=base, seeds=(1, 1))
     with pytest.raises(ValueError, match="learning_rates"):
         ms.MultiSeedConfig(ppo=base, seeds=(1, 2), learning_rates=(1e-3,))
+    with pytest.raises(ValueError, match=r"eval_episodes must be an integer >= 0, got 2\.5"):
+        ms.MultiSeedConfig(ppo=base, seeds=(1,), eval_episodes=2.5)
     assert ms.env_seed((7,)) == 7 and ms.env_seed((0, 1)) != ms.env_seed((0, 2))
 
 

@@ -115,3 +115,12 @@ def test_is_int_refuses_bools_and_floats_and_takes_numpy_integers_only_when_aske
     assert not is_int(True) and not is_int(3.0) and not is_int("3")
     assert not is_int(np.int64(3)) and is_int(np.int64(3), 1, numpy=True)
     assert not is_int(np.bool_(True), numpy=True)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
+def test_layer_widths_must_be_integers_from_python_too(algo: str) -> None:
+    import importlib
+
+    config = importlib.import_module(f"agents.{algo}").default_config("sandbox/CartPole-v1")
+    with pytest.raises(ValueError, match=r"hidden_sizes must be integer widths >= 1, got \(64.0,"):
+        dataclasses.replace(config, hidden_sizes=(64.0, 64))
