@@ -54,6 +54,35 @@ def load(path: str) -> tuple[Path, dict[str, Any]]:
         raise CLIError(str(exc)) from None
 
 
+def policy_env(
+    checkpoint: dict[str, Any], where: str | Path, env_id: str | None = None
+) -> tuple[str, str | None, dict[str, Any]]:
+    """The env to run a checkpoint's policy in: ``(env id, the id it was trained in, the run's
+    env arguments)``. The env is ``env_id``, or the one it was trained in; the run's env
+    arguments (e.g. its reward scheme) come along only when it is that env, whose they are.
+
+    Raises:
+        CLIError: no env is known (pass ``--env``), or the id names no env.
+    """
+    config = checkpoint.get("config") or {}
+    trained_env = checkpoint.get("env_id") or config.get("env_id")
+    chosen = env_id or trained_env
+    if not chosen:
+        raise CLIError(f"{where} does not say which env it was trained in; pass --env ID")
+    register_envs()
+    check_env_id(chosen)
+    own = dict(config.get("env_kwargs") or {}) if chosen == trained_env else {}
+    return chosen, trained_env, own
+
+
+def load_policy(module: Any, checkpoint: dict[str, Any], where: str | Path, device: Any) -> Any:
+    """``module.load_policy(checkpoint, device)``, or a CLIError naming ``where``."""
+    try:
+        return module.load_policy(checkpoint, device)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CLIError(f"cannot load the policy in {where}: {exc}") from None
+
+
 def check_spaces(checkpoint: dict[str, Any], env_id: str, env_kwargs: dict[str, Any]) -> None:
     """A CLIError unless ``env_id``'s spaces are the ones the policy was trained on."""
     import gymnasium
@@ -92,18 +121,9 @@ def run(args: argparse.Namespace) -> int:
     checkpoint_path, checkpoint = load(args.path)
     module = load_algo(str(checkpoint.get("algo")))
     config = checkpoint.get("config") or {}
-    trained_env = checkpoint.get("env_id") or config.get("env_id")
-    env_id = args.env or trained_env
-    if not env_id:
-        raise CLIError(f"{checkpoint_path} does not say which env it was trained in; pass --env")
-    check_env_id(env_id)
-    # The run's env arguments (e.g. its reward scheme) belong to its env only.
-    env_kwargs = dict(config.get("env_kwargs") or {}) if env_id == trained_env else {}
+    env_id, trained_env, env_kwargs = policy_env(checkpoint, checkpoint_path, args.env)
     check_spaces(checkpoint, env_id, env_kwargs)
-    try:
-        policy = module.load_policy(checkpoint, device)
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise CLIError(f"cannot load the policy in {checkpoint_path}: {exc}") from None
+    policy = load_policy(module, checkpoint, checkpoint_path, device)
     seed = args.seed if args.seed is not None else int(config.get("seed", 0))
     result = evaluate(
         policy.act, env_id, episodes=args.episodes, device=device, seed=seed, env_kwargs=env_kwargs

@@ -40,8 +40,8 @@ from rl.cli.hud import (
     env_gauges,
     tr,
 )
-from rl.cli.targets import parse_env_overrides, register_envs
-from rl.cli.train_cmd import check_env_id
+from rl.cli.targets import parse_env_overrides
+from rl.cli.train_cmd import check_env_id, register_envs
 
 # The demonstration format of agents.bc (see its module docstring), which reads these files.
 DEMO_FORMAT = "rl-sandbox-demos"

@@ -201,8 +201,7 @@ def _env_defaults(env_id: str) -> dict[str, Any]:
     """The env constructor's default arguments (e.g. the dog's ``reward_scheme="coached"``)."""
     import inspect
 
-    from rl.cli.targets import register_envs
-    from rl.cli.train_cmd import env_parameters
+    from rl.cli.train_cmd import env_parameters, register_envs
 
     register_envs()
     try:

@@ -21,7 +21,8 @@ from gymnasium import spaces
 from agents.base import PolicyView
 from rl.checkpoint import CheckpointError, load_checkpoint
 from rl.cli import CLIError, parse_env_value
-from rl.cli.train_cmd import check_env_id
+from rl.cli.eval_cmd import check_spaces, load_policy, policy_env
+from rl.cli.train_cmd import register_envs
 from rl.runs import find_checkpoint, list_snapshots
 from rl.vector import did_you_mean, env_spec
 
@@ -108,11 +109,6 @@ class Target:
         return min(100.0, 100.0 * self.global_step / self.total_timesteps)
 
 
-def register_envs() -> None:
-    """Register the sandbox's envs (``sandbox/...``) with Gymnasium."""
-    import envs  # noqa: F401  (registration is the import's side effect)
-
-
 def parse_env_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["reward_scheme=treats", "layout=random"]`` → env constructor arguments.
 
@@ -171,27 +167,10 @@ def target_from_checkpoint(
         module = get_algo(str(algo))
     except ValueError as exc:
         raise CLIError(f"{path}: {exc}") from None
-    trained_env = checkpoint.get("env_id") or config.get("env_id")
-    chosen = env_id or trained_env
-    # The run's env arguments (e.g. its reward scheme) belong to its env only, as in rl eval.
-    own = (config.get("env_kwargs") or {}) if chosen == trained_env else {}
+    chosen, _, own = policy_env(checkpoint, path, env_id)
     kwargs = {**own, **(env_kwargs or {})}
-    if not chosen:
-        raise CLIError(f"{path} does not say which env it was trained in; pass --env ID")
-    register_envs()
-    check_env_id(chosen)
-    if chosen != trained_env and trained_env:
-        ours, _ = _single_spaces(chosen, kwargs)
-        theirs, _ = _single_spaces(trained_env, {})
-        if ours.shape != theirs.shape:
-            raise CLIError(
-                f"{path} was trained in {trained_env} (observations {theirs.shape}); {chosen} "
-                f"has observations {ours.shape}, which this policy cannot read"
-            )
-    try:
-        policy = module.load_policy(checkpoint, device)
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise CLIError(f"cannot load the policy in {path}: {exc}") from None
+    check_spaces(checkpoint, chosen, kwargs)
+    policy = load_policy(module, checkpoint, path, device)
     step = checkpoint.get("global_step")
     # The steps training planned (whole iterations): its last snapshot is 100 %, not 98 %.
     total = checkpoint.get("planned_timesteps") or config.get("total_timesteps")

@@ -728,7 +728,7 @@ def test_grid_sizes_outside_one_screen_are_refused(grid: str, capsys) -> None:  
 def test_watch_on_another_env_leaves_the_runs_env_arguments(dog_run: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["watch", str(dog_run), "--env", "sandbox/CartPole-v1", "--max-steps", "1"]) == 2
     err = capsys.readouterr().err
-    assert "cannot read" in err and "reward_scheme" not in err
+    assert "does not match the checkpoint's spaces" in err and "reward_scheme" not in err
 
 
 def _sampled_actions(target: object, global_seed: int, seed: int = 7) -> list[int]:
