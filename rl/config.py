@@ -121,7 +121,11 @@ def _convert(value: Any, annotation: Any, name: str) -> Any:
                 text = text[1:-1]
             items = [v.strip() for v in text.split(",") if v.strip()]
         inner = args[0] if args else str
-        converted = [_convert(v, inner, name) for v in items]
+        try:
+            converted = [_convert(v, inner, name) for v in items]
+        except ValueError as exc:
+            example = f" (e.g. {name}=32,32)" if inner is int else ""
+            raise ValueError(f"{exc}; a list is written comma-separated{example}") from None
         return tuple(converted) if origin is tuple else converted
     if origin is dict or annotation is dict:
         if isinstance(value, dict):

@@ -253,12 +253,8 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
                 f"--set {key}: {args.task} does not use it (only {other} does); "
                 f"`rl supervised {args.task} --help` lists the fields {args.task} takes"
             )
-    cfg = _configure(
-        representation.Config,
-        lambda: representation.default_config(
-            **{"seed": args.seed, "device": args.device, "progress": not args.json, **overrides}
-        ),
-        overrides,
+    cfg = representation.default_config(
+        **{"seed": args.seed, "device": args.device, "progress": not args.json, **overrides}
     )
     if "run_dir" not in overrides:
         from rl.runs import run_name
@@ -266,24 +262,6 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
         name = run_name(f"supervised-{args.task}", "ppo", cfg.seed)
         cfg = replace_config(cfg, {"run_dir": str(args.runs_dir / name)})
     return representation.transfer(cfg) if args.task == "transfer" else representation.pretrain(cfg)
-
-
-def _configure(cls: type, make: Callable[[], Any], overrides: dict[str, Any]) -> Any:
-    """``make()``, with a hint on the list format when a ``--set`` list value is malformed."""
-    try:
-        return make()
-    except ValueError as exc:
-        hints = typing.get_type_hints(cls)
-        for key in overrides:
-            if (
-                typing.get_origin(hints.get(key)) in (tuple, list)
-                and str(exc).startswith(key)
-                and "--set" not in str(exc)
-            ):
-                raise ValueError(
-                    f"{exc}; --set writes a list comma-separated, e.g. --set {key}=32,32"
-                ) from None
-        raise
 
 
 def run_bc(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -300,9 +278,7 @@ def run_bc(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any
     if args.expert_steps is not None:
         values["num_expert_steps"] = args.expert_steps
     values.setdefault("run_dir", str(args.runs_dir / run_name(bc.DOG_ENV_ID, bc.ALGO, args.seed)))
-    cfg = _configure(
-        bc.Config, lambda: bc.default_config(values.pop("env_id", bc.DOG_ENV_ID), **values), values
-    )
+    cfg = bc.default_config(values.pop("env_id", bc.DOG_ENV_ID), **values)
     result = bc.train(cfg)
     metrics = result.metrics
     expert_steps, demo_steps = int(metrics["expert_steps"]), int(metrics["demo_steps"])

@@ -79,6 +79,10 @@ def test_malformed_set(item: str, match: str) -> None:
         ({"anneal_lr": "maybe"}, "anneal_lr must be true or false"),
         ({"learning_rate": "fast"}, "learning_rate must be a number"),
         ({"env_kwargs": "[1]"}, "JSON object"),
+        (
+            {"hidden_sizes": "32;32"},
+            r"got '32;32'; a list is written comma-separated \(e.g\. hidden",
+        ),
     ],
 )
 def test_bad_overrides_say_what_is_expected(overrides: dict, match: str) -> None:
