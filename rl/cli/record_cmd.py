@@ -24,11 +24,8 @@ from rl.cli import CLIError
 from rl.cli.hud import check_lang
 from rl.cli.targets import (
     Target,
-    parse_env_overrides,
-    parse_percents,
     progress_targets,
-    resolve_target,
-    select_checkpoints,
+    targets_from_args,
 )
 from rl.cli.watch_cmd import (
     EpisodeRunner,
@@ -213,17 +210,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--fps must be > 0 for a video, got {args.fps}")
     if args.scale is not None and not (0 < args.scale <= 4):
         raise CLIError(f"--scale must be in (0, 4], got {args.scale}")
-    env_kwargs = parse_env_overrides(args.set)
-    if args.checkpoints is not None and not args.progress:
-        raise CLIError("--checkpoints picks snapshots for --progress; add --progress")
-    if args.progress:
-        targets = progress_targets(args.target, env_id=args.env, env_kwargs=env_kwargs)
-        if args.checkpoints is not None:
-            targets = select_checkpoints(targets, parse_percents(args.checkpoints))
-    else:
-        targets = [
-            resolve_target(args.target, env_id=args.env, env_kwargs=env_kwargs, seed=args.seed)
-        ]
+    targets = targets_from_args(args)
     fps = args.fps if args.fps is not None else default_fps(targets[0].env_id)
     frames = _frames(targets, args, lang, fps)
     count = write_video(args.out, frames, fps)

@@ -291,3 +291,22 @@ def select_checkpoints(targets: list[Target], percents: list[float]) -> list[Tar
         )
         chosen[index] = targets[index]
     return [chosen[i] for i in sorted(chosen)]
+
+
+def targets_from_args(args: Any) -> list[Target]:
+    """What ``rl watch`` and ``rl record`` show: ``TARGET`` (a run, a checkpoint or an env id),
+    or with ``--progress`` the run's snapshots (those ``--checkpoints`` picks), with ``--env``,
+    ``--set`` and ``--seed`` applied.
+
+    Raises:
+        CLIError: bad flags, or targets that cannot be loaded.
+    """
+    env_kwargs = parse_env_overrides(args.set)
+    if args.checkpoints is not None and not args.progress:
+        raise CLIError("--checkpoints picks snapshots for --progress; add --progress")
+    if not args.progress:
+        return [resolve_target(args.target, env_id=args.env, env_kwargs=env_kwargs, seed=args.seed)]
+    targets = progress_targets(args.target, env_id=args.env, env_kwargs=env_kwargs)
+    if args.checkpoints is not None:
+        targets = select_checkpoints(targets, parse_percents(args.checkpoints))
+    return targets

@@ -57,11 +57,8 @@ from rl.cli.hud import (
 from rl.cli.targets import (
     Target,
     parse_env_overrides,
-    parse_percents,
-    progress_targets,
-    resolve_target,
     sampling_generator,
-    select_checkpoints,
+    targets_from_args,
 )
 from rl.vector import env_spec
 
@@ -615,18 +612,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--fps must be >= 0 (0: as fast as possible), got {args.fps}")
     if args.progress and args.grid:
         raise CLIError("--progress and --grid do not combine; pick one")
-    env_kwargs = parse_env_overrides(args.set)
     if args.checkpoints is not None and not args.progress:
         raise CLIError("--checkpoints picks snapshots for --progress; add --progress")
+    parse_env_overrides(args.set)  # a bad --set is told before the display is
     check_display("rl watch")  # Before loading anything: no window, nothing to watch.
-    if args.progress:
-        targets = progress_targets(args.target, env_id=args.env, env_kwargs=env_kwargs)
-        if args.checkpoints is not None:
-            targets = select_checkpoints(targets, parse_percents(args.checkpoints))
-    else:
-        targets = [
-            resolve_target(args.target, env_id=args.env, env_kwargs=env_kwargs, seed=args.seed)
-        ]
+    targets = targets_from_args(args)
     fps = args.fps if args.fps is not None else default_fps(targets[0].env_id)
     viewer = Viewer(
         targets,
