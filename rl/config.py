@@ -49,22 +49,28 @@ def require_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+MAX_INT = 2**63 - 1  # the largest integer torch and numpy take (int64)
+
+
 def parse_int(text: Any, name: str) -> int:
     """An integer written as ``300000``, ``300_000`` or ``3e5`` (a ValueError naming ``name``
     otherwise): how ``--set`` and the CLI's whole-number flags read one. Digits are read exactly;
-    only an exponent goes through a float."""
+    only an exponent goes through a float. Beyond int64 (``1e30``) is an error here rather than
+    an overflow deep inside torch."""
     cleaned = str(text).strip().replace("_", "")
     try:
-        return int(cleaned)
+        number = int(cleaned)
     except ValueError:
-        pass
-    try:
-        number = float(cleaned)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {text!r}") from None
-    if not number.is_integer():
-        raise ValueError(f"{name} must be an integer, got {text!r}")
-    return int(number)
+        try:
+            value = float(cleaned)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {text!r}") from None
+        if not value.is_integer():
+            raise ValueError(f"{name} must be an integer, got {text!r}") from None
+        number = int(value)
+    if abs(number) > MAX_INT:
+        raise ValueError(f"{name} must be an integer below 2**63, got {text!r}")
+    return number
 
 
 def _convert(value: Any, annotation: Any, name: str) -> Any:

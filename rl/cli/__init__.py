@@ -48,6 +48,73 @@ def parse_env_value(text: str) -> Any:
         return text
 
 
+MAX_SEED = 2**63 - 1  # what every seed consumer takes (torch, numpy's SeedSequence, the envs)
+
+
+def seed_number(text: str) -> int:
+    """A ``--seed`` value (argparse ``type``): an integer in ``[0, 2**63)``."""
+    from rl.config import parse_int
+
+    try:
+        seed = parse_int(text, "seed")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}")
+    return seed
+
+
+def nonempty(text: str) -> str:
+    """A path or id flag's value (argparse ``type``): ``--env ''`` is a slip, not the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a value, got an empty string")
+    return text
+
+
+def check_writable(path: str | os.PathLike, what: str, *, make_folder: bool = False) -> None:
+    """A CLIError unless a file can be written at ``path`` (its folder exists, or is made with
+    ``make_folder``, and takes a new file): said before the work whose result it would hold."""
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise CLIError(f"{what} {target} is a folder; expected a file name")
+    folder = target.parent
+    try:
+        if make_folder:
+            folder.mkdir(parents=True, exist_ok=True)
+        elif not folder.is_dir():
+            raise CLIError(f"cannot write {what} {target}: its folder {folder} does not exist")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CLIError(f"cannot write {what} {target}: {exc.strerror or exc}") from None
+
+
+def check_folder(path: str | os.PathLike, what: str) -> None:
+    """A CLIError unless ``path`` is a folder that takes new files, made if missing: said
+    before training or fitting whose results it would hold."""
+    from pathlib import Path
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise CLIError(f"{what} {folder} is a file; expected a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot make {what} {folder}: {exc.strerror or exc}") from None
+    check_writable(folder / "probe", what)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``[Errno 30] Read-only file system: 'runs/x'`` as ``cannot write runs/x: Read-only file
+    system`` where the error names its file."""
+    if exc.filename is None or not exc.strerror:
+        return str(exc)
+    return f"{exc.filename}: {exc.strerror}"
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argparse parser whose usage errors are one line (what was wrong, and where the
     options are listed), as every other ``rl`` error is, instead of the usage block."""
@@ -76,24 +143,47 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_parser(subparsers)
+    parser.commands = subparsers.choices  # name → its parser, for main's usage errors
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gymnasium.error import DependencyNotInstalled
+
+    from rl.checkpoint import CheckpointError
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's parser, whose --help lists its options
+        command = parser.commands.get(args.command)
+        (command or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return int(args.run(args) or 0)
-    except CLIError as exc:
+    except (CLIError, CheckpointError) as exc:
         print(f"rl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except DependencyNotInstalled as exc:  # an env that needs an extra (Box2D, MuJoCo)
+        print(f"rl {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"rl {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        first = str(exc).strip().splitlines()[0]
+        print(f"rl {args.command}: error: out of memory ({first})", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (`rl envs | head`): stop quietly, as Unix tools do.
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a folder that cannot be made or written, a full disk
+        print(f"rl {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") == "0":  # torchrun interrupts every rank: one line
             print(f"\nrl {args.command}: interrupted", file=sys.stderr)

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import gymnasium
 import numpy as np
 
+from rl.cli import nonempty, seed_number
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -37,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-envs", type=int, default=8, help="rows of the vector env (default 8)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for resets and actions")
+    parser.add_argument("--seed", type=seed_number, default=0, help="seed for resets and actions")
     parser.add_argument(
         "--max-steps", type=int, default=1000, help="step cap per random episode (default 1000)"
     )
@@ -45,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--import",
         dest="imports",
         action="append",
+        type=nonempty,
         default=[],
         metavar="MODULE",
         help="import MODULE first (it registers your env); repeatable",
@@ -102,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--episodes must be >= 1, got {args.episodes}")
     if args.num_envs < 1:
         raise CLIError(f"--num-envs must be >= 1, got {args.num_envs}")
+    if args.max_steps < 1:
+        raise CLIError(f"--max-steps must be >= 1, got {args.max_steps}")
     import envs
     from envs import check_vector_env
     from rl.vector import env_spec, import_env_module

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.checkpoint import CheckpointError, load_checkpoint
-from rl.cli import CLIError
+from rl.cli import CLIError, check_writable, nonempty, seed_number
 from rl.cli.train_cmd import check_env_id, load_algo, register_envs, solved_thresholds
 from rl.device import DEVICE_CHOICES, resolve_device
 from rl.runs import find_checkpoint, write_json
@@ -35,13 +35,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a run directory (its checkpoints/latest.pt, the weights training ended with) or a "
         ".pt checkpoint (e.g. RUN/checkpoints/best.pt)",
     )
-    parser.add_argument("--env", metavar="ID", help="evaluate in this env (same spaces)")
+    parser.add_argument(
+        "--env", type=nonempty, metavar="ID", help="evaluate in this env (same spaces)"
+    )
     parser.add_argument("--episodes", type=int, default=100, metavar="N", help="default 100")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--device", default="cpu", metavar="|".join(DEVICE_CHOICES), help="default cpu"
     )
-    parser.add_argument("--seed", type=int, metavar="S", help="env seed (default: the run's)")
+    parser.add_argument(
+        "--seed", type=seed_number, metavar="S", help="env seed (default: the run's)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -112,18 +116,28 @@ def run(args: argparse.Namespace) -> int:
     register_envs()
     if args.episodes < 1:
         raise CLIError(f"--episodes must be >= 1, got {args.episodes}")
-    if args.seed is not None and args.seed < 0:
-        raise CLIError(f"--seed must be >= 0, got {args.seed}")
     try:
         device = resolve_device(args.device)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     checkpoint_path, checkpoint = load(args.path)
+    if checkpoint.get("algo") is None:
+        raise CLIError(
+            f"{checkpoint_path} does not say which algorithm wrote it (no 'algo' entry); "
+            "rl eval reads the checkpoints rl train writes"
+        )
     module = load_algo(str(checkpoint.get("algo")))
     config = checkpoint.get("config") or {}
     env_id, trained_env, env_kwargs = policy_env(checkpoint, checkpoint_path, args.env)
     check_spaces(checkpoint, env_id, env_kwargs)
     policy = load_policy(module, checkpoint, checkpoint_path, device)
+    # eval.json is the run's result in its own env (another env's is printed only), in the
+    # run's folder however PATH named it (the run, or its checkpoints/ folder).
+    run_dir = None
+    if Path(args.path).is_dir() and env_id == trained_env:
+        parent = checkpoint_path.parent
+        run_dir = parent.parent if parent.name == "checkpoints" else parent
+        check_writable(run_dir / "eval.json", "the run's evaluation")
     seed = args.seed if args.seed is not None else int(config.get("seed", 0))
     result = evaluate(
         policy.act, env_id, episodes=args.episodes, device=device, seed=seed, env_kwargs=env_kwargs
@@ -138,9 +152,8 @@ def run(args: argparse.Namespace) -> int:
         deterministic=True,
         solved_thresholds=solved_thresholds(env_id, env_kwargs),
     )
-    # eval.json is the run's result in its own env; another env's is printed only.
-    if Path(args.path).is_dir() and env_id == trained_env:
-        write_json(Path(args.path) / "eval.json", data)
+    if run_dir is not None:
+        write_json(run_dir / "eval.json", data)
     if args.json:
         print(json.dumps(data, sort_keys=True))
         return 0

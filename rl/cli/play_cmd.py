@@ -23,7 +23,7 @@ import torch
 from gymnasium import spaces
 
 from envs.dog_drawing import language as scene_language
-from rl.cli import CLIError
+from rl.cli import CLIError, check_writable, seed_number
 from rl.cli.hud import (
     CARTPOLE_IDS,
     DOG_ID,
@@ -149,7 +149,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="env constructor argument, e.g. --set reward_scheme=treats (repeatable)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    parser.add_argument("--seed", type=seed_number, default=0, help="seed of the first episode")
     parser.add_argument("--lang", choices=LANGS, default="en", help="language of the HUD")
     parser.set_defaults(run=run)
 
@@ -397,8 +397,15 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--max-steps must be >= 1, got {args.max_steps}")
     if args.fps is not None and (args.fps < 0 or not math.isfinite(args.fps)):
         raise CLIError(f"--fps must be >= 0 (0: as fast as possible), got {args.fps}")
-    if args.record_demos is not None and args.record_demos.suffix != ".pt":
-        raise CLIError(f"--record-demos writes a .pt file, got {args.record_demos}")
+    if args.record_demos is not None:
+        if args.record_demos.suffix != ".pt":
+            raise CLIError(f"--record-demos writes a .pt file, got {args.record_demos}")
+        if args.record_demos.exists():
+            raise CLIError(
+                f"--record-demos {args.record_demos} exists: give a new file name (rl supervised "
+                "bc --demos takes several files), or delete it first"
+            )
+        check_writable(args.record_demos, "--record-demos", make_folder=True)
     register_envs()
     check_env_id(args.env)
     check_display("rl play")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rl.cli import CLIError
+from rl.cli import CLIError, check_writable, nonempty
 from rl.runs import read_json
 
 RETURN_TAG = "charts/episodic_return"
@@ -53,7 +53,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "runs", nargs="+", metavar="RUN", help="run directories (or folders of runs)"
+        "runs",
+        nargs="+",
+        type=nonempty,
+        metavar="RUN",
+        help="run directories (or folders of runs)",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="the PNG to write")
     parser.add_argument(
@@ -357,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out must be a .png file, got {args.out}")
     if not (0 <= args.smooth < 1) or math.isnan(args.smooth):
         raise CLIError(f"--smooth must be in [0, 1), got {args.smooth}")
+    check_writable(args.out, "the plot", make_folder=True)
     runs, skipped = read_runs(args.runs)
     plot(runs, args.out, smoothing=args.smooth, title=args.title)
     groups = group_runs(runs)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rl.cli import CLIError
+from rl.cli import CLIError, check_writable
 from rl.cli.hud import check_lang
 from rl.cli.targets import (
     Target,
@@ -204,6 +204,7 @@ def _even(frame: np.ndarray) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     lang = check_lang(args.lang)
     check_video_path(args.out)
+    check_writable(args.out, "the video", make_folder=True)
     positive_int(args.episodes, "--episodes")
     positive_int(args.max_steps, "--max-steps")
     if args.fps is not None and (args.fps <= 0 or not math.isfinite(args.fps)):

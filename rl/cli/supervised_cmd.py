@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rl.cli import CLIError, OneLineParser
+from rl.cli import CLIError, OneLineParser, check_folder, nonempty, seed_number
 from rl.device import DEVICE_CHOICES
 
 TASKS = ("tensors", "anatomy", "regression", "classification", "bc", "transfer", "pretrain")
@@ -118,7 +118,7 @@ def _add_task(tasks: argparse._SubParsersAction, task: str) -> None:
             else ("the demonstrations, the weights and the envs")
         )
         sub.add_argument(
-            "--seed", type=int, default=DEFAULT_SEED,
+            "--seed", type=seed_number, default=DEFAULT_SEED,
             help=f"seed of {what}, an integer >= 0 (default: {DEFAULT_SEED})",
         )  # fmt: skip
         sub.add_argument(
@@ -126,7 +126,7 @@ def _add_task(tasks: argparse._SubParsersAction, task: str) -> None:
             help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:K (default: auto)",
         )  # fmt: skip
         sub.add_argument(
-            "--runs-dir", default="runs", type=Path,
+            "--runs-dir", default="runs", type=lambda text: Path(nonempty(text)),
             help="parent folder of the run folder (default: runs)",
         )  # fmt: skip
     if task == "classification":
@@ -202,9 +202,8 @@ def _set_epilog(task: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    seed = getattr(args, "seed", DEFAULT_SEED)
-    if seed < 0:
-        raise CLIError(f"--seed must be an integer >= 0, got {seed}")
+    if getattr(args, "runs_dir", None) is not None:
+        check_folder(args.runs_dir, "--runs-dir")
     try:
         result = _dispatch(args)
     except ValueError as exc:

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from rl.checkpoint import CheckpointError
-from rl.cli import CLIError, parse_env_value
+from rl.cli import CLIError, check_folder, nonempty, parse_env_value, seed_number
 from rl.config import config_from_dict, field_types, parse_int, parse_overrides, replace_config
 from rl.device import DEVICE_CHOICES, resolve_device
 from rl.runs import (
@@ -57,9 +57,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "rl train --set reward_scheme=treats | rl train --set learning_rate=3e-4 | "
         "rl train --resume runs/<run>",
     )
-    parser.add_argument("--env", metavar="ID", help=f"environment id (default {DEFAULT_ENV})")
+    parser.add_argument(
+        "--env", type=nonempty, metavar="ID", help=f"environment id (default {DEFAULT_ENV})"
+    )
     parser.add_argument("--algo", choices=ALGO_CHOICES, help=f"algorithm (default {DEFAULT_ALGO})")
-    parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 1)")
+    parser.add_argument("--seed", type=seed_number, metavar="S", help="random seed (default 1)")
     parser.add_argument(
         "--seeds",
         metavar="SPEC",
@@ -78,9 +80,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="env steps to train for (300000, 300_000 or 3e5)",
     )
-    parser.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<name>)")
+    parser.add_argument(
+        "--run-dir", type=nonempty, metavar="DIR", help="run folder (default runs/<name>)"
+    )
     parser.add_argument(
         "--resume",
+        type=nonempty,
         metavar="RUN_DIR",
         help="continue a run from its latest.pt (or every seed of a --seeds run from its group "
         "folder, runs/<env>__ppo-seeds__...)",
@@ -153,6 +158,7 @@ def env_arg_names(env_id: str) -> list[str]:
 def env_parameters(env_id: str) -> list[inspect.Parameter]:
     """The constructor parameters behind :func:`env_arg_names`, with their defaults."""
     from gymnasium.envs.registration import load_env_creator
+    from gymnasium.error import Error as GymnasiumError
 
     from rl.vector import env_spec
 
@@ -163,8 +169,8 @@ def env_parameters(env_id: str) -> list[inspect.Parameter]:
     try:
         creator = load_env_creator(entry) if isinstance(entry, str) else entry
         parameters = inspect.signature(creator).parameters.values()
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return []
+    except (ImportError, AttributeError, TypeError, ValueError, GymnasiumError):
+        return []  # check_env_kwargs, which makes the env, says why
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return [p for p in parameters if p.kind in kinds and p.name not in _RESERVED_ENV_ARGS]
 
@@ -248,22 +254,55 @@ def require_distributed(module: ModuleType) -> None:
         )
 
 
-def build_config(args: argparse.Namespace, module: ModuleType) -> Any:
-    """The algorithm's Config from the env's preset, the flags and ``--set``."""
-    env_id = args.env or DEFAULT_ENV
-    check_env_id(env_id)
-    cfg_overrides, env_kwargs = split_overrides(args.set, module.Config, env_id)
+# Config fields that have a flag of their own: --set may not give them a second value.
+_FLAG_OF = {
+    "env_id": "--env",
+    "seed": "--seed",
+    "device": "--device",
+    "num_envs": "--num-envs",
+    "total_timesteps": "--total-timesteps",
+    "run_dir": "--run-dir",
+    "progress": "--no-progress",
+    "distributed": "--distributed",
+}
+
+
+def flag_overrides(args: argparse.Namespace, cfg_overrides: dict[str, Any]) -> dict[str, Any]:
+    """The config changes the flags ask for, with ``cfg_overrides`` (from ``--set``) added. A
+    field given both ways is an error, even with equal values: one of the two is a slip."""
+    for key in cfg_overrides:
+        if key in ("env_id", "distributed"):
+            raise CLIError(f"--set {key}=... is not read here; pass {_FLAG_OF[key]} instead")
     flags = {
         "seed": args.seed,
         "device": args.device,
         "num_envs": args.num_envs,
         "total_timesteps": args.total_timesteps,
         "run_dir": args.run_dir,
+        "progress": False if args.no_progress else None,
     }
     overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
-    overrides.update(cfg_overrides)
-    if args.no_progress:
-        overrides["progress"] = False
+    for key in overrides.keys() & cfg_overrides.keys():
+        raise CLIError(
+            f"{_FLAG_OF[key]} and --set {key}={cfg_overrides[key]} both set {key}; give one"
+        )
+    return {**overrides, **cfg_overrides}
+
+
+def check_config_device(cfg: Any) -> None:
+    """A CLIError unless the config's device (``--device`` or ``--set device=``) is usable."""
+    try:
+        resolve_device(cfg.device)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def build_config(args: argparse.Namespace, module: ModuleType) -> Any:
+    """The algorithm's Config from the env's preset, the flags and ``--set``."""
+    env_id = DEFAULT_ENV if args.env is None else args.env
+    check_env_id(env_id)
+    cfg_overrides, env_kwargs = split_overrides(args.set, module.Config, env_id)
+    overrides = flag_overrides(args, cfg_overrides)
     if args.distributed:
         require_distributed(module)
         overrides["distributed"] = True
@@ -273,6 +312,7 @@ def build_config(args: argparse.Namespace, module: ModuleType) -> Any:
             cfg = replace_config(cfg, {"env_kwargs": {**cfg.env_kwargs, **env_kwargs}})
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    check_config_device(cfg)
     check_env_kwargs(env_id, cfg.env_kwargs)
     if cfg.run_dir is None:
         name = run_name(env_id, args.algo or DEFAULT_ALGO, cfg.seed)
@@ -281,14 +321,18 @@ def build_config(args: argparse.Namespace, module: ModuleType) -> Any:
 
 
 def resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config changes a resume asks for: ``--set`` and the flags that map to fields."""
-    overrides = parse_overrides(args.set)
-    for name in ("seed", "device", "num_envs", "total_timesteps"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    if args.no_progress:
-        overrides["progress"] = False
-    return overrides
+    """The config changes a resume asks for: ``--set`` and the flags that map to fields. The
+    run folder is the one resumed: ``--run-dir`` or ``--set run_dir`` elsewhere is an error."""
+    try:
+        cfg_overrides = parse_overrides(args.set)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if "run_dir" in cfg_overrides or (args.run_dir is not None and args.run_dir != args.resume):
+        raise CLIError(
+            f"--resume {args.resume} continues that run in its own folder; drop --run-dir and "
+            "--set run_dir (to branch a run elsewhere, copy its folder first)"
+        )
+    return {k: v for k, v in flag_overrides(args, cfg_overrides).items() if k != "run_dir"}
 
 
 def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
@@ -313,6 +357,13 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
         cfg = replace_config(cfg, {**overrides, "run_dir": str(args.resume)})
     except (ValueError, KeyError) as exc:
         raise CLIError(f"cannot resume {args.resume}: {exc}") from None
+    check_config_device(cfg)
+    if cfg.total_timesteps < args.resumed_from_step:
+        raise CLIError(
+            f"cannot resume {args.resume}: it has trained {args.resumed_from_step:,} steps, more "
+            f"than --total-timesteps {cfg.total_timesteps:,}; give a larger total (the steps to "
+            "train in all, not the steps to add)"
+        )
     return module, cfg
 
 
@@ -322,8 +373,6 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--num-envs must be >= 1, got {args.num_envs}")
     if args.total_timesteps is not None and args.total_timesteps < 1:
         raise CLIError(f"--total-timesteps must be >= 1, got {args.total_timesteps}")
-    if args.seed is not None and args.seed < 0:
-        raise CLIError(f"--seed must be >= 0, got {args.seed}")
     if args.device is not None:
         try:
             resolve_device(args.device)
@@ -346,10 +395,13 @@ def run(args: argparse.Namespace) -> int:
             args.resume = args.run_dir
     if args.resume is not None:
         module, cfg = build_resume_config(args)
+        check_folder(cfg.run_dir, "the run folder")
     else:
         module = load_algo(args.algo or DEFAULT_ALGO)
         cfg = build_config(args, module)
         refuse_a_used_run_dir(cfg.run_dir)
+        if cfg.write_run:
+            check_folder(cfg.run_dir, "the run folder")
     algo = module.__name__.rsplit(".", 1)[-1]
     # torchrun sets RANK; only rank 0 talks, so N ranks do not print N copies.
     rank0 = os.environ.get("RANK", "0") == "0"
@@ -491,7 +543,9 @@ def whole_number(text: str) -> int:
     try:
         return parse_int(text, "value")
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number below 2**63, got {text!r}"
+        ) from None
 
 
 def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:

@@ -25,7 +25,7 @@ from gymnasium.envs.registration import load_env_creator
 
 from envs.dog_drawing import HUD as DOG_STRIP
 from envs.dog_drawing import language as scene_language
-from rl.cli import CLIError
+from rl.cli import CLIError, nonempty, seed_number
 from rl.cli.hud import (
     CARTPOLE_IDS,
     DOG_ID,
@@ -134,6 +134,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env",
         default=None,
+        type=nonempty,
         metavar="ID",
         help="show the policy in this env instead of the one it was trained in",
     )
@@ -150,7 +151,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="take the most likely action instead of sampling the policy",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the env and of the sampled actions"
+        "--seed", type=seed_number, default=0, help="seed of the env and of the sampled actions"
     )
     parser.add_argument(
         "--lang", choices=LANGS, default="en", help="language of the HUD (es: español)"

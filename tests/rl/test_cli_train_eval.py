@@ -180,6 +180,15 @@ def test_resume_continues_a_run(
         (["train", "--resume", "."], "no checkpoints/latest.pt"),
         (["eval", "no/such/run"], "does not exist"),
         (["eval", ".", "--episodes", "0"], "--episodes"),
+        (["train", "--seed", "3", "--set", "seed=4"], "--seed and --set seed=4 both set seed"),
+        (["train", "--num-envs", "8", "--set", "num_envs=8"], "both set num_envs; give one"),
+        (["train", "--no-progress", "--set", "progress=maybe"], "both set progress"),
+        (["train", "--run-dir", "a", "--set", "run_dir=b"], "both set run_dir"),
+        (["train", "--set", "env_id=sandbox/CartPole-v1"], "pass --env instead"),
+        (["train", "--set", "device=tpu"], "unknown device 'tpu'"),
+        (["train", "--set", "init_from=no/such/run"], "no/such/run does not exist"),
+        (["train", "--set", "num_steps=1e30"], "num_steps must be an integer below 2**63"),
+        (["check", "sandbox/CartPole-v1", "--max-steps", "0"], "--max-steps must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -265,10 +274,24 @@ def test_the_ctrl_c_hint_names_the_step_training_continues_from(tmp_path: Path) 
     assert "step 30,720" in hint and hint.endswith("rl train --resume runs/x")
 
 
-def test_eval_refuses_a_negative_seed(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("seed", ["-1", "1e30", str(2**63), "2.5"])
+@pytest.mark.parametrize(
+    "command",
+    [["train"], ["eval", "RUN"], ["watch", "RUN"], ["record", "RUN", "--out", "x.gif"],
+     ["play", "sandbox/CartPole-v1"], ["check", "sandbox/CartPole-v1"],
+     ["supervised", "regression"]],
+)  # fmt: skip
+def test_every_seed_flag_takes_what_every_seed_consumer_takes(
+    command: list[str], seed: str, run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     capsys.readouterr()
-    assert main(["eval", str(run_dir), "--seed", "-1"]) == 2
-    assert "--seed must be >= 0" in one_error_line(capsys, "eval")
+    argv = [str(run_dir) if word == "RUN" else word for word in command]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--seed", seed])
+    assert exit_info.value.code == 2
+    name = " ".join(command[:2]) if command[0] == "supervised" else command[0]
+    message = one_error_line(capsys, name)
+    assert "argument --seed: expected an integer" in message and repr(seed) in message
 
 
 def test_the_header_counts_the_steps_each_algorithm_will_train() -> None:
@@ -314,3 +337,86 @@ def test_the_ctrl_c_hint_of_a_distributed_run_says_to_rerun_torchrun(tmp_path: P
     latest = save_checkpoint({"model": {}, "global_step": 8}, tmp_path / "latest.pt")
     hint = resume_hint(latest, "runs/x", distributed=True)
     assert hint.endswith("the same torchrun command with --resume runs/x")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["train", "--env", ""], ["train", "--resume", ""], ["eval", "RUN", "--env", ""],
+     ["plot", "", "--out", "x.png"], ["supervised", "regression", "--runs-dir", ""],
+     ["check", "sandbox/CartPole-v1", "--import", ""]],
+)  # fmt: skip
+def test_an_empty_value_is_a_slip_not_the_default(
+    argv: list[str], run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run_dir) if word == "RUN" else word for word in argv])
+    assert exit_info.value.code == 2
+    assert "expected a value, got an empty string" in capsys.readouterr().err
+
+
+def test_an_unknown_argument_points_at_the_commands_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "junk"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: junk" in err and "`rl train --help`" in err
+
+
+def test_a_resume_stays_in_its_folder_and_never_trains_backwards(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    config = (copy / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(copy), "--run-dir", str(tmp_path / "other")]) == 2
+    assert "continues that run in its own folder" in one_error_line(capsys, "train")
+    assert main(["train", "--resume", str(copy), "--total-timesteps", "128"]) == 2
+    assert "it has trained 256 steps, more than --total-timesteps 128" in one_error_line(
+        capsys, "train"
+    )
+    assert (copy / "config.json").read_text() == config and not (tmp_path / "other").exists()
+
+
+def test_a_run_folder_that_cannot_be_made_is_said_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["train", *TINY_TRAIN, "--run-dir", str(afile)]) == 2
+    assert f"the run folder {afile} is a file; expected a folder" in one_error_line(capsys, "train")
+    assert main(["train", *TINY_TRAIN, "--run-dir", str(afile / "run")]) == 2
+    assert "cannot make the run folder" in one_error_line(capsys, "train")
+
+
+def test_eval_of_a_runs_checkpoints_folder_writes_the_runs_eval_json(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "eval.json").unlink()
+    assert main(["eval", str(copy / "checkpoints"), "--episodes", "2"]) == 0
+    assert (copy / "eval.json").is_file() and not (copy / "checkpoints" / "eval.json").exists()
+
+
+def test_eval_of_a_checkpoint_without_an_algorithm_says_so(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    del checkpoint["algo"]
+    torch.save(checkpoint, tmp_path / "x.pt")
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "x.pt")]) == 2
+    assert "does not say which algorithm wrote it" in one_error_line(capsys, "eval")
+
+
+def test_an_os_error_is_one_line(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from rl.cli import eval_cmd
+
+    def full_disk(args: object) -> int:
+        raise OSError(28, "No space left on device", "runs/x/eval.json")
+
+    monkeypatch.setattr(eval_cmd, "run", full_disk)
+    assert main(["eval", "anything"]) == 1
+    assert one_error_line(capsys, "eval").endswith("runs/x/eval.json: No space left on device")

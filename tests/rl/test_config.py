@@ -106,6 +106,13 @@ def test_integers_are_read_as_people_write_them_and_digits_exactly(text: str, nu
     assert parse_int(text, "n") == number  # 2**53 + 1 through a float would read 2**53
 
 
+def test_an_integer_beyond_int64_is_refused_when_read() -> None:
+    assert parse_int(str(2**63 - 1), "n") == 2**63 - 1
+    for text in (str(2**63), "1e30", "-1e30"):
+        with pytest.raises(ValueError, match=r"n must be an integer below 2\*\*63"):
+            parse_int(text, "n")
+
+
 @pytest.mark.parametrize("text", ["2.5", "many", "", "inf", "nan", "1e400", "0x10"])
 def test_a_non_integer_is_refused_by_name(text: str) -> None:
     with pytest.raises(ValueError, match="steps must be an integer"):

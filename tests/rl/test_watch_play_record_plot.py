@@ -759,3 +759,24 @@ def test_sampled_episodes_follow_the_seed_alone(dog_run: Path, tmp_path: Path) -
         assert main(argv) == 0
         counts.append(len(list(iio.imread(out, index=None))))
     assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["record", "sandbox/CartPole-v1", "--out", "{afile}/x.gif"], "cannot write the video"),
+        (["plot", "{run}", "--out", "{afile}/x.png"], "cannot write the plot"),
+        (["play", "sandbox/CartPole-v1", "--record-demos", "{afile}/d.pt"], "cannot write"),
+        (["play", "sandbox/CartPole-v1", "--record-demos", "{demos}"], "exists: give a new file"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_said_before_the_work(
+    argv: list[str], message: str, dog_run: Path, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "afile").write_text("")  # a file where a folder should be
+    (tmp_path / "demos.pt").write_bytes(b"a session recorded earlier")
+    paths = {"afile": tmp_path / "afile", "run": dog_run, "demos": tmp_path / "demos.pt"}
+    assert main([word.format(**paths) for word in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "demos.pt").read_bytes() == b"a session recorded earlier"
