@@ -37,7 +37,15 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            try:
+                torch.save(obj, handle)
+            except RuntimeError as exc:
+                text = str(exc)
+                if "inline_container" not in text and "PytorchStreamWriter" not in text:
+                    raise
+                # torch's zip writer says a failed write (a full disk) only in C++ terms.
+                first = text.strip().splitlines()[0]
+                raise OSError(f"cannot write {path} ({first}): is the disk full?") from exc
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -118,8 +126,16 @@ def read_torch_file(
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
-        except (zipfile.BadZipFile, OSError) as exc:  # is_zipfile reads only the end record
+                # Every member against its CRC-32: bytes damaged on disk or in a copy would
+                # otherwise load as weights that are silently wrong.
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # is_zipfile reads the end only
             raise CheckpointError(f"{what} is truncated or corrupt (BadZipFile: {exc})") from None
+        if damaged is not None:
+            raise CheckpointError(
+                f"{what} is corrupt: its part {damaged} fails its CRC check (damaged on disk or "
+                "in a copy); use another checkpoint, e.g. best.pt or a step_*.pt snapshot"
+            )
         if not any(name.endswith("data.pkl") for name in names):  # torch.save's zip layout
             if names and all(name.endswith(".npy") for name in names):
                 raise CheckpointError(

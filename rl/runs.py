@@ -4,6 +4,7 @@ A run lives in ``runs/<env>__<algo>__<seed>__<timestamp>/``::
 
     events.out.tfevents.*   TensorBoard (charts/episodic_return, charts/SPS, losses/...)
     config.json             the full config, enough to rebuild the run
+    .lock                   held while a training writes the folder (a second one is refused)
     checkpoints/            latest.pt, best.pt and step_<global_step>.pt snapshots
     eval.json               written by the final evaluation and by `rl eval`
 
@@ -203,6 +204,47 @@ class EpisodeTracker:
         return stats
 
 
+class RunInUse(ValueError):
+    """The run folder is being written by another training (its ``.lock`` is held)."""
+
+
+def _lock_run_folder(run_dir: Path) -> Any:
+    """Hold ``run_dir/.lock`` for this process (released when it closes or dies), so that a
+    second training into the same folder fails at once instead of interleaving its checkpoints,
+    config and events with the first's. The open lock file, or None where there is no ``fcntl``
+    (Windows: no lock)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = (run_dir / ".lock").open("a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        who = f" (pid {holder})" if holder else ""
+        raise RunInUse(
+            f"{run_dir} is being written by another training{who}; wait for it to end, or "
+            "train into another folder"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Temporary files of writes that a killed process left half done (``.latest.pt.*.tmp``):
+    with the folder locked, nobody else is writing them."""
+    for folder in (run_dir, run_dir / "checkpoints"):
+        for stale in folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
 class TrainingRun:
     """The run directory, TensorBoard writer, checkpoints and progress bar of one training.
 
@@ -239,8 +281,11 @@ class TrainingRun:
         self._task = None
         self._start_time = time.perf_counter()
         self._start_step = purge_step or 0
+        self._lock = None
         if writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_run_folder(self.run_dir)
+            _remove_stale_temp_files(self.run_dir)
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / "config.json", config)
             from torch.utils.tensorboard import (
@@ -347,15 +392,17 @@ class TrainingRun:
         return latest
 
     def _advance_snapshots(self, global_step: int) -> None:
-        while self.snapshot_due(global_step):
-            self._next_snapshot += 1
+        # To the first mark past this step, k > global_step * K / T: jumped to, not counted up
+        # to (num_snapshots may exceed the run's iterations many times over).
+        if self.snapshot_due(global_step):
+            passed = global_step * self.num_snapshots // max(1, self.total_timesteps)
+            self._next_snapshot = min(self.num_snapshots + 1, passed + 1)
 
     def restore_schedule(self, global_step: int, best_return: float | None) -> None:
         """After a resume: skip snapshots already taken and remember the best return."""
-        while self._next_snapshot <= self.num_snapshots and (
-            self._next_snapshot * self.total_timesteps / self.num_snapshots < global_step
-        ):
-            self._next_snapshot += 1
+        # The first mark not before this step, k >= global_step * K / T (rounded up).
+        first = -(-global_step * self.num_snapshots // max(1, self.total_timesteps))
+        self._next_snapshot = max(self._next_snapshot, min(self.num_snapshots + 1, first))
         if best_return is not None:
             self.best_return = best_return
 
@@ -377,6 +424,9 @@ class TrainingRun:
             self._writer.flush()
             self._writer.close()
             self._writer = None
+        if self._lock is not None:
+            self._lock.close()  # releases the folder
+            self._lock = None
 
 
 def _wait_past_existing_event_files(run_dir: Path) -> None:

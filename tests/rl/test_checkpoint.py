@@ -134,3 +134,27 @@ def test_a_damaged_zip_directory_is_one_line(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_checkpoint(path)
+
+
+def test_damaged_bytes_inside_a_checkpoint_are_refused_not_loaded(tmp_path: Path) -> None:
+    path = save_checkpoint({"model": {"w": torch.ones(4096)}}, tmp_path / "ck.pt")
+    data = bytearray(path.read_bytes())
+    start = data.index(b"\x00\x00\x80\x3f")  # the first 1.0f of the stored weights
+    data[start : start + 64] = bytes(64)  # zeroed, as a bad sector or a broken copy would
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="fails its CRC check"):
+        load_checkpoint(path)
+
+
+def test_a_full_disk_is_an_os_error_that_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    path = atomic_save({"a": torch.ones(2)}, tmp_path / "f.pt")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=r"cannot write .*f\.pt .*is the disk full\?"):
+        atomic_save({"a": torch.zeros(2)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["f.pt"]

@@ -10,6 +10,7 @@ import torch
 from rl.checkpoint import CheckpointError
 from rl.runs import (
     EpisodeTracker,
+    RunInUse,
     TrainingRun,
     find_checkpoint,
     list_snapshots,
@@ -148,3 +149,34 @@ def test_a_first_ctrl_c_asks_training_to_stop_a_second_interrupts() -> None:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert not stop_requested() and signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_second_training_into_a_folder_being_written_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    first = TrainingRun(folder, {"seed": 1}, total_timesteps=10, progress=False)
+    (folder / "checkpoints" / ".latest.pt.0123abcd.tmp").write_bytes(b"half a write")
+    try:
+        with pytest.raises(RunInUse, match=r"is being written by another training \(pid \d+\)"):
+            TrainingRun(folder, {"seed": 2}, total_timesteps=10, progress=False)
+        assert read_json(folder / "config.json") == {"seed": 1}  # the second wrote nothing
+    finally:
+        first.close()
+    # Closed (or killed: the OS drops the lock), the folder is free again; a killed write's
+    # temporary file goes when the next training takes the folder.
+    second = TrainingRun(folder, {"seed": 1}, total_timesteps=10, progress=False)
+    second.close()
+    assert not list(folder.glob("checkpoints/.*.tmp"))
+
+
+def test_far_more_snapshots_than_saves_take_one_per_save_at_once(tmp_path: Path) -> None:
+    # The schedule jumps to the next 1/K mark rather than counting the marks passed: with
+    # K = 10**18 counting would not end.
+    run = TrainingRun(
+        tmp_path / "run", {}, total_timesteps=100, num_snapshots=10**18, progress=False
+    )
+    for step in (0, 50, 100):
+        run.save({"model": {}}, step, snapshot=run.snapshot_due(step))
+    run.restore_schedule(100, None)
+    assert not run.snapshot_due(100)
+    run.close()
+    assert [s for s, _ in list_snapshots(tmp_path / "run")] == [0, 50, 100]
