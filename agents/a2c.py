@@ -53,7 +53,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import evaluate
+from rl.evaluation import evaluate, require_episodes
 from rl.returns import compute_gae, discounted_returns
 from rl.runs import (
     RUNS_ROOT,
@@ -134,7 +134,7 @@ class Config:
     target_check_episodes: int = 0
     """Deterministic episodes (on a fresh env, seeded from the step) that must also average
     ``target_return`` before an early stop, run only once the training window has. 0: no
-    check."""
+    check; at most :data:`rl.evaluation.MAX_EPISODES`."""
     log_every: int = 10
     """Iterations per TensorBoard point and progress update (one host sync each): A2C's
     iterations are tiny, and a point per iteration would hold an episode or two at most."""
@@ -146,9 +146,11 @@ class Config:
     checkpoint_every: int = 100
     """Write ``checkpoints/latest.pt`` at the first log point after this many iterations."""
     num_snapshots: int = 10
-    """Step snapshots at 0 %, 1/K, ..., 100 % of training, for before/after replays."""
+    """Step snapshots at 0 %, 1/K, ..., 100 % of training, for before/after replays; more than
+    the run's iterations gives one per iteration."""
     eval_episodes: int = 100
-    """Deterministic evaluation episodes after training (written to eval.json); 0 skips it."""
+    """Deterministic evaluation episodes after training (written to eval.json); 0 skips it.
+    At most :data:`rl.evaluation.MAX_EPISODES`."""
     progress: bool = True
     """Show a progress bar."""
     distributed: bool = False
@@ -160,15 +162,24 @@ class Config:
         positive = ("total_timesteps", "num_envs", "num_steps", "log_every", "checkpoint_every")
         for name in (*positive, "num_snapshots"):
             require_int(name, getattr(self, name), 1)
-        for name in ("gamma", "gae_lambda", "rmsprop_alpha"):
+        for name in ("gamma", "gae_lambda", "rmsprop_alpha"):  # (False for NaN too)
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         for name in ("learning_rate", "max_grad_norm", "clip_obs", "optimizer_eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
         for name in ("ent_coef", "vf_coef"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not math.isfinite(self.init_log_std):
+            raise ValueError(f"init_log_std must be a finite number, got {self.init_log_std}")
+        if self.target_return is not None and not math.isfinite(self.target_return):
+            raise ValueError(
+                f"target_return must be a finite number, or None to never stop early; got "
+                f"{self.target_return}"
+            )
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
         if self.activation not in ("tanh", "relu"):
@@ -179,8 +190,9 @@ class Config:
             raise ValueError(
                 "norm_adv needs at least 2 transitions per rollout (num_envs * num_steps)"
             )
-        for name in ("eval_episodes", "target_check_episodes", "seed"):
-            require_int(name, getattr(self, name), 0)
+        require_int("seed", self.seed, 0)
+        for name in ("eval_episodes", "target_check_episodes"):
+            require_episodes(name, getattr(self, name))
 
     @property
     def batch_size(self) -> int:

@@ -263,8 +263,9 @@ def saved_obs_rms(checkpoint: dict[str, Any], device: torch.device) -> RunningMe
 
 # -- python -m agents.<algo> ----------------------------------------------------------------------
 def report_failure(prog: str, exc: BaseException) -> int:
-    """A command-line training that failed: one line on stderr, and its exit code (1 diverged,
-    130 interrupted, 2 bad input: a ValueError, TypeError or CheckpointError)."""
+    """A command-line training that failed: one line on stderr, and its exit code (1 diverged
+    or a file it could not write, 130 interrupted, 2 bad input: a ValueError, TypeError or
+    CheckpointError)."""
     import sys
 
     from rl.runs import TrainingDiverged
@@ -274,6 +275,9 @@ def report_failure(prog: str, exc: BaseException) -> int:
         return 130
     if isinstance(exc, TrainingDiverged):
         print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(exc, OSError) and exc.filename is not None:  # a folder it cannot write
+        print(f"{prog}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 2
@@ -314,7 +318,7 @@ def module_main(module: Any, description: str, argv: list[str] | None = None) ->
         except TypeError as exc:  # a value of the wrong type for a field
             raise ValueError(str(exc)) from None
         result = module.train(cfg, resume=resume)
-    except (TrainingDiverged, ValueError, CheckpointError, KeyboardInterrupt) as exc:
+    except (TrainingDiverged, ValueError, CheckpointError, OSError, KeyboardInterrupt) as exc:
         return report_failure(prog, exc)
     if result.evaluation is not None:
         print(result.evaluation.summary())

@@ -60,16 +60,19 @@ from rl.config import (
     require_int,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import EvalResult, evaluate
+from rl.evaluation import EvalResult, evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
 from rl.seeding import seed_everything
 from rl.supervised import FitConfig, fit, mlp
-from rl.vector import make_vector_env
+from rl.vector import check_env_kwargs, make_vector_env
 
 ALGO = "bc"
 DEMOS_FORMAT = "rl-sandbox-demos"
 DEMOS_FORMAT_VERSION = 1
 DOG_ENV_ID = "sandbox/DogTraining-v0"
+MAX_EXPERT_STEPS = 10_000_000
+"""The most ``num_expert_steps``: the demonstration is held in memory whole (DogTraining's
+observations are 444 bytes a step, so this is 4.4 GB)."""
 
 
 # -- demonstrations --------------------------------------------------------------------------
@@ -258,12 +261,18 @@ def collect_expert_demos(
 
 
 # -- config and policy -------------------------------------------------------------------------
+class DogDefault(dict):
+    """A default env-arguments dict that belongs to DogTraining (its houses): a config for
+    another ``env_id`` drops it for that env's own defaults, rather than handing ``layout`` to
+    CartPole. Marked by its type, so it stays a default through ``dataclasses.replace``."""
+
+
 def _train_houses() -> dict[str, Any]:
-    return {"layout": "random", "num_layouts": 100}
+    return DogDefault(layout="random", num_layouts=100)
 
 
 def _unseen_houses() -> dict[str, Any]:
-    return {"layout": "random", "num_layouts": 100, "layout_offset": 1000}
+    return DogDefault(layout="random", num_layouts=100, layout_offset=1000)
 
 
 @dataclass(frozen=True)
@@ -273,10 +282,12 @@ class Config:
     env_id: str = DOG_ENV_ID
     """The env to imitate in; the scripted expert exists for sandbox/DogTraining-v0 only."""
     env_kwargs: dict[str, Any] = field(default_factory=_train_houses)
-    """Env arguments while the expert demonstrates (default: houses 0-99)."""
+    """Env arguments while the expert demonstrates (default: houses 0-99 for DogTraining, the
+    env's own defaults for another ``env_id``)."""
     eval_env_kwargs: dict[str, Any] | None = field(default_factory=_unseen_houses)
-    """Env arguments for evaluation (default: houses 1000-1099, never demonstrated);
-    ``None`` evaluates in the demonstration env."""
+    """Env arguments for evaluation (default: houses 1000-1099 for DogTraining, never
+    demonstrated); ``None`` (the default for another ``env_id``) evaluates in the
+    demonstration env."""
     seed: int = 1
     """Seeds the demonstrations, the network and the evaluation."""
     device: str = "auto"
@@ -284,7 +295,8 @@ class Config:
     num_threads: int | None = None
     """torch CPU threads; ``None`` picks 1 on CPU (see rl.device)."""
     num_expert_steps: int = 2000
-    """Steps the scripted expert demonstrates (labelled examples); 0 uses ``demos`` only."""
+    """Steps the scripted expert demonstrates (labelled examples); 0 uses ``demos`` only. At
+    most :data:`MAX_EXPERT_STEPS`."""
     demos: tuple[str, ...] = ()
     """Demonstration files (``rl play --record-demos``) added to the expert's steps; one path
     alone is read as a one-file tuple."""
@@ -305,7 +317,8 @@ class Config:
     val_fraction: float = 0.2
     """Share of the examples held out to pick the best epoch."""
     eval_episodes: int = 100
-    """Evaluation episodes for the clone, the expert and the random policy; 0 skips them."""
+    """Evaluation episodes for the clone, the expert and the random policy; 0 skips them. At
+    most :data:`rl.evaluation.MAX_EPISODES`."""
     write_run: bool = True
     """Write the run folder (TensorBoard, config.json, checkpoints, eval.json)."""
     run_dir: str | None = None
@@ -328,14 +341,28 @@ class Config:
             raise ValueError(
                 f"env_id must be an env id such as {DOG_ENV_ID!r}, got {self.env_id!r}"
             )
+        if self.env_id != DOG_ENV_ID:  # the houses are DogTraining's arguments only
+            if isinstance(self.env_kwargs, DogDefault):
+                object.__setattr__(self, "env_kwargs", {})
+            if isinstance(self.eval_env_kwargs, DogDefault):
+                object.__setattr__(self, "eval_env_kwargs", None)
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a dict, got {self.env_kwargs!r}")
         if self.eval_env_kwargs is not None and not isinstance(self.eval_env_kwargs, dict):
             raise ValueError(
                 f"eval_env_kwargs must be a dict or None, got {self.eval_env_kwargs!r}"
             )
-        for name in ("num_expert_steps", "eval_episodes", "seed"):
+        check_env_kwargs("env_kwargs", self.env_id, self.env_kwargs)
+        if self.eval_env_kwargs is not None:
+            check_env_kwargs("eval_env_kwargs", self.env_id, self.eval_env_kwargs)
+        for name in ("num_expert_steps", "seed"):
             require_int(name, getattr(self, name), 0)
+        require_episodes("eval_episodes", self.eval_episodes)
+        if self.num_expert_steps > MAX_EXPERT_STEPS:
+            raise ValueError(
+                f"num_expert_steps must be at most {MAX_EXPERT_STEPS:,}, got "
+                f"{self.num_expert_steps:,}: the demonstration is held in memory whole"
+            )
         if self.num_expert_steps == 0 and not self.demos:
             raise ValueError("nothing to imitate: set num_expert_steps > 0 or give demos files")
         if isinstance(self.hidden_sizes, list):

@@ -50,7 +50,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import check_return, evaluate
+from rl.evaluation import check_return, evaluate, require_episodes
 from rl.runs import (
     RUNS_ROOT,
     EpisodeTracker,
@@ -66,6 +66,12 @@ from rl.vector import make_vector_env
 
 ALGO = "dqn"
 BUFFER_FILE = "replay_buffer.pt"
+MAX_BUFFER_SIZE = 100_000_000
+"""The most ``buffer_size``: the buffer is allocated in full up front (two observations and
+three scalars per transition), and DQN's own Atari buffers hold 1,000,000."""
+MAX_GRADIENT_STEPS = 10_000
+"""The most ``gradient_steps`` per training round: published settings use 1 to a few dozen,
+and 10,000 already takes seconds per round even for a small network."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,8 @@ class Config:
     num_envs: int = 1
     """Environments stepped together (N); each vector step adds N transitions."""
     buffer_size: int = 10_000
-    """Replay buffer capacity (C) in transitions; the oldest are overwritten."""
+    """Replay buffer capacity (C) in transitions; the oldest are overwritten. At most
+    :data:`MAX_BUFFER_SIZE`."""
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 1.0
@@ -102,7 +109,7 @@ class Config:
     target_network_frequency: int = 500
     """Env steps between target network updates."""
     batch_size: int = 128
-    """Transitions per gradient step (B)."""
+    """Transitions per gradient step (B), at most ``buffer_size``."""
     start_e: float = 1.0
     """Exploration epsilon at the start."""
     end_e: float = 0.05
@@ -112,9 +119,9 @@ class Config:
     learning_starts: int = 10_000
     """Transitions in the buffer before learning starts."""
     train_frequency: int = 10
-    """Env steps between training rounds."""
+    """Env steps between training rounds, at most ``total_timesteps`` (else none happens)."""
     gradient_steps: int = 1
-    """Gradient steps per training round."""
+    """Gradient steps per training round, at most :data:`MAX_GRADIENT_STEPS`."""
     double_dqn: bool = True
     """Double DQN target: online network picks the next action, target network values it."""
     max_grad_norm: float = 10.0
@@ -135,7 +142,8 @@ class Config:
     target_check_episodes: int = 10
     """Greedy episodes (on a fresh env, seeded from the step) that must also average
     ``target_return`` before an early stop: a Q-network can pass the epsilon-greedy window
-    one update before it collapses, and the run would stop on that network. 0: no check."""
+    one update before it collapses, and the run would stop on that network. 0: no check; at
+    most :data:`rl.evaluation.MAX_EPISODES`."""
     log_every: int = 1_000
     """Vector steps per TensorBoard point, progress update and non-finite check (one host
     sync each)."""
@@ -147,9 +155,11 @@ class Config:
     checkpoint_every: int = 10_000
     """Write ``checkpoints/latest.pt`` at the first log point after this many vector steps."""
     num_snapshots: int = 10
-    """Step snapshots at 0 %, 1/K, ..., 100 % of training, for before/after replays."""
+    """Step snapshots at 0 %, 1/K, ..., 100 % of training, for before/after replays; more than
+    the run's vector steps gives one per log point."""
     eval_episodes: int = 100
-    """Deterministic (greedy) evaluation episodes after training (eval.json); 0 skips it."""
+    """Deterministic (greedy) evaluation episodes after training (eval.json); 0 skips it. At
+    most :data:`rl.evaluation.MAX_EPISODES`."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -166,27 +176,57 @@ class Config:
                 f"buffer_size ({self.buffer_size}) must hold at least one vector step "
                 f"(num_envs = {self.num_envs})"
             )
+        if self.buffer_size > MAX_BUFFER_SIZE:
+            raise ValueError(
+                f"buffer_size must be at most {MAX_BUFFER_SIZE:,} transitions, got "
+                f"{self.buffer_size:,}: the buffer is allocated in full when training starts"
+            )
         if self.learning_starts < 0 or self.learning_starts > self.buffer_size:
             raise ValueError(
                 f"learning_starts must lie in [0, buffer_size = {self.buffer_size}], got "
                 f"{self.learning_starts}: learning waits for that many stored transitions"
             )
-        for name in ("gamma", "start_e", "end_e", "exploration_fraction"):
+        if self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size:,}) must be at most buffer_size "
+                f"({self.buffer_size:,}): a minibatch is drawn from the buffer"
+            )
+        if self.train_frequency > self.total_timesteps:
+            raise ValueError(
+                f"train_frequency ({self.train_frequency:,}) must be at most total_timesteps "
+                f"({self.total_timesteps:,}), else no training round ever happens"
+            )
+        if self.gradient_steps > MAX_GRADIENT_STEPS:
+            raise ValueError(
+                f"gradient_steps must be at most {MAX_GRADIENT_STEPS:,} per training round, "
+                f"got {self.gradient_steps:,}"
+            )
+        for name in ("gamma", "start_e", "end_e", "exploration_fraction"):  # (False for NaN)
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must lie in (0, 1], got {self.tau}")
         for name in ("learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.save_buffer_max_mb < 0:
-            raise ValueError(f"save_buffer_max_mb must be >= 0, got {self.save_buffer_max_mb}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if not (math.isfinite(self.save_buffer_max_mb) and self.save_buffer_max_mb >= 0):
+            raise ValueError(
+                f"save_buffer_max_mb must be a finite number >= 0 (0: never save the buffer), "
+                f"got {self.save_buffer_max_mb}"
+            )
+        if self.target_return is not None and not math.isfinite(self.target_return):
+            raise ValueError(
+                f"target_return must be a finite number, or None to never stop early; got "
+                f"{self.target_return}"
+            )
         if self.activation not in ("relu", "tanh"):
             raise ValueError(f"activation must be 'relu' or 'tanh', got {self.activation!r}")
         if not self.hidden_sizes or not all(is_int(h, 1) for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be integer widths >= 1, got {self.hidden_sizes}")
-        for name in ("eval_episodes", "target_check_episodes", "seed"):
-            require_int(name, getattr(self, name), 0)
+        require_int("seed", self.seed, 0)
+        for name in ("eval_episodes", "target_check_episodes"):
+            require_episodes(name, getattr(self, name))
 
     @property
     def num_iterations(self) -> int:
@@ -737,7 +777,8 @@ def _train_loop(
     stats_sum = torch.zeros(len(LOSS_NAMES), device=device)  # summed over the log window
     # The window's running loss sum after each vector step: NaN from the first bad gradient
     # step on, so the log point can name that iteration without a sync per step.
-    loss_trace = torch.zeros(cfg.log_every, device=device)
+    # (A window never outlasts the run: log_every may exceed it, even be 1e30.)
+    loss_trace = torch.zeros(min(cfg.log_every, cfg.num_iterations), device=device)
     window, grad_steps, last_saved = 0, 0, state.iteration
     exploration_steps = cfg.exploration_fraction * cfg.total_timesteps
     metrics: dict[str, float] = {}

@@ -80,11 +80,10 @@ from rl.config import (
     config_to_dict,
     is_int,
     replace_config,
-    require_int,
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import EvalResult, Evaluator
+from rl.evaluation import EvalResult, Evaluator, require_episodes
 from rl.returns import compute_gae
 from rl.runs import (
     RUNS_ROOT,
@@ -121,7 +120,8 @@ class MultiSeedConfig:
     runs_root: str = RUNS_ROOT
     """Where the per-seed run folders and the summary JSON go."""
     eval_episodes: int = 100
-    """Deterministic evaluation episodes per agent after training; 0 skips it."""
+    """Deterministic evaluation episodes per agent after training; 0 skips it. At most
+    :data:`rl.evaluation.MAX_EPISODES`."""
     solved_return: float | None = None
     """Per-seed solved bar on the final evaluation's mean return (``None``: the env's
     registered ``reward_threshold``, when it has one). Only reported, never a stop rule."""
@@ -147,13 +147,18 @@ class MultiSeedConfig:
             raise ValueError(f"seeds must be distinct (one run folder each), got {self.seeds}")
         if self.learning_rates is not None and (
             len(self.learning_rates) != len(self.seeds)
-            or not all(lr > 0 for lr in self.learning_rates)
+            or not all(math.isfinite(lr) and lr > 0 for lr in self.learning_rates)
         ):
             raise ValueError(
-                f"learning_rates needs one value > 0 per seed ({len(self.seeds)}), "
+                f"learning_rates needs one finite value > 0 per seed ({len(self.seeds)}), "
                 f"got {self.learning_rates}"
             )
-        require_int("eval_episodes", self.eval_episodes, 0)
+        require_episodes("eval_episodes", self.eval_episodes)  # per agent
+        if self.solved_return is not None and not math.isfinite(self.solved_return):
+            raise ValueError(
+                f"solved_return must be a finite number, or None for the env's own bar; got "
+                f"{self.solved_return}"
+            )
         gap = self.check_gap
         if gap is not None and not is_int(gap, 1):
             raise ValueError(f"check_gap must be an integer >= 1 or None, got {gap!r}")

@@ -52,7 +52,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import evaluate
+from rl.evaluation import evaluate, require_episodes
 from rl.returns import compute_gae
 from rl.runs import (
     RUNS_ROOT,
@@ -155,7 +155,8 @@ class Config:
     target_check_episodes: int = 0
     """Deterministic episodes (on a fresh env, seeded from the step) that must also average
     ``target_return`` before an early stop, run only once the training return has: a stop then
-    means the policy is solved as ``rl eval`` judges it. 0: no check."""
+    means the policy is solved as ``rl eval`` judges it. 0: no check; at most
+    :data:`rl.evaluation.MAX_EPISODES`."""
     init_from: str | None = None
     """A checkpoint (``.pt`` file, or a run folder: its latest.pt) whose network
     weights (and observation statistics, with ``norm_obs``) start this run: transfer learning
@@ -169,9 +170,11 @@ class Config:
     checkpoint_every: int = 10
     """Write ``checkpoints/latest.pt`` every this many iterations (and at the end)."""
     num_snapshots: int = 10
-    """Step snapshots at 0 %, 1/K, ..., 100 % of training, for before/after replays."""
+    """Step snapshots at 0 %, 1/K, ..., 100 % of training, for before/after replays; more than
+    the run's iterations gives one per iteration."""
     eval_episodes: int = 100
-    """Deterministic evaluation episodes after training (written to eval.json); 0 skips it."""
+    """Deterministic evaluation episodes after training (written to eval.json); 0 skips it.
+    At most :data:`rl.evaluation.MAX_EPISODES`."""
     progress: bool = True
     """Show a progress bar."""
     distributed: bool = False
@@ -191,16 +194,36 @@ class Config:
             )
         if self.norm_adv and self.minibatch_size < 2:
             raise ValueError("norm_adv needs minibatches of at least 2 transitions")
-        for name in ("gamma", "gae_lambda"):
+        for name in ("gamma", "gae_lambda"):  # (the comparison is False for NaN too)
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         for name in ("learning_rate", "clip_coef", "max_grad_norm", "clip_obs", "clip_reward"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        for name in ("ent_coef", "vf_coef"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not math.isfinite(self.init_log_std):
+            raise ValueError(f"init_log_std must be a finite number, got {self.init_log_std}")
+        if self.target_kl is not None and not (
+            math.isfinite(self.target_kl) and self.target_kl > 0
+        ):
+            raise ValueError(
+                f"target_kl must be a finite number > 0, or None for no early stop; got "
+                f"{self.target_kl}"
+            )
+        if self.target_return is not None and not math.isfinite(self.target_return):
+            raise ValueError(
+                f"target_return must be a finite number, or None to never stop early; got "
+                f"{self.target_return}"
+            )
         if not self.hidden_sizes or not all(is_int(h, 1) for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be integer widths >= 1, got {self.hidden_sizes}")
-        for name in ("eval_episodes", "target_check_episodes", "seed"):
-            require_int(name, getattr(self, name), 0)
+        require_int("seed", self.seed, 0)
+        for name in ("eval_episodes", "target_check_episodes"):
+            require_episodes(name, getattr(self, name))
 
     @property
     def batch_size(self) -> int:

@@ -23,6 +23,7 @@ Reading order: :class:`Config` → :func:`race` → :func:`transfer` → :func:`
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,25 +34,41 @@ from torch import nn
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents import ppo
 from agents.base import space_spec
+from agents.bc import DogDefault
 from rl.checkpoint import save_checkpoint
 from rl.config import config_to_dict, is_int, replace_config, require_int
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import evaluate
+from rl.evaluation import evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
 from rl.seeding import seed_everything
 from rl.supervised import FitConfig, fit, require_number
 from rl.tensors import one_hot
-from rl.vector import make_vector_env
+from rl.vector import check_env_kwargs, make_vector_env
 
 DOG_ENV_ID = "sandbox/DogTraining-v0"
+MAX_UNLABELLED_STEPS = 10_000_000
+"""The most ``unlabelled_steps``: the transitions are held in memory whole (two DogTraining
+observations are 888 bytes, so this is 8.9 GB)."""
+# PPO fields every run of a comparison sets itself from this Config: the field to set instead.
+_SET_PER_RUN = {
+    "env_id": "env_id",
+    "env_kwargs": "source_env_kwargs or target_env_kwargs",
+    "seed": "seed",
+    "device": "device",
+    "total_timesteps": "source_timesteps or max_timesteps",
+    "run_dir": "run_dir",
+    "target_return": "threshold_return",
+    "eval_episodes": "eval_episodes",
+    "progress": "progress",
+}
 
 
 def _source_houses() -> dict[str, Any]:
-    return {"layout": "random", "num_layouts": 100}
+    return DogDefault(layout="random", num_layouts=100)
 
 
 def _target_houses() -> dict[str, Any]:
-    return {"layout": "random", "num_layouts": 100, "layout_offset": 1000}
+    return DogDefault(layout="random", num_layouts=100, layout_offset=1000)
 
 
 @dataclass(frozen=True)
@@ -61,9 +78,11 @@ class Config:
     env_id: str = DOG_ENV_ID
     """The env (its source and target differ only in ``env_kwargs``)."""
     source_env_kwargs: dict[str, Any] = field(default_factory=_source_houses)
-    """Where transfer's first PPO run learns (default: houses 0-99)."""
+    """Where transfer's first PPO run learns (default: houses 0-99 for DogTraining, the env's
+    own defaults for another ``env_id``)."""
     target_env_kwargs: dict[str, Any] = field(default_factory=_target_houses)
-    """The unseen houses every learner is raced on (default: houses 1000-1099)."""
+    """The unseen houses every learner is raced on (default: houses 1000-1099 for
+    DogTraining, the env's own defaults for another ``env_id``)."""
     seed: int = 1
     """Seeds every run (the same seed for each learner, so only the start differs)."""
     device: str = "auto"
@@ -76,15 +95,18 @@ class Config:
     """Mean training-episode return that counts as learned (the scripted expert scores ~1.3,
     a random dog ~-1.2 under the default ``coached`` rewards)."""
     ppo_overrides: dict[str, Any] = field(default_factory=dict)
-    """Extra PPO settings for every run, e.g. ``{"learning_rate": 5e-4}``."""
+    """Extra PPO settings for every run, e.g. ``{"learning_rate": 5e-4}``; not the ones this
+    Config sets per run (``env_id``, ``seed``, ``total_timesteps``, ...)."""
     unlabelled_steps: int = 20_000
-    """Random-policy transitions the encoder learns from (pretraining only)."""
+    """Random-policy transitions the encoder learns from (pretraining only); at most
+    :data:`MAX_UNLABELLED_STEPS`."""
     pretrain_epochs: int = 40
     """The most passes of the forward model over those transitions."""
     pretrain_learning_rate: float = 3e-3
     """Adam's step size for the forward model."""
     eval_episodes: int = 100
-    """Deterministic evaluation episodes on the target houses after each run."""
+    """Deterministic evaluation episodes on the target houses after each run; at most
+    :data:`rl.evaluation.MAX_EPISODES`."""
     run_dir: str | None = None
     """Folder for the comparison; ``None`` picks ``runs/supervised-<task>__ppo__<seed>__<time>``."""
     progress: bool = False
@@ -95,13 +117,23 @@ class Config:
             raise ValueError(
                 f"env_id must be an env id such as {DOG_ENV_ID!r}, got {self.env_id!r}"
             )
+        for name in ("source_env_kwargs", "target_env_kwargs"):
+            if self.env_id != DOG_ENV_ID and isinstance(getattr(self, name), DogDefault):
+                object.__setattr__(self, name, {})  # the houses are DogTraining's only
         for name in ("source_env_kwargs", "target_env_kwargs", "ppo_overrides"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
+        for name in ("source_env_kwargs", "target_env_kwargs"):
+            check_env_kwargs(name, self.env_id, getattr(self, name))
         for name in ("source_timesteps", "max_timesteps", "unlabelled_steps", "pretrain_epochs"):
             require_int(name, getattr(self, name), 1)
-        for name in ("eval_episodes", "seed"):
-            require_int(name, getattr(self, name), 0)
+        require_int("seed", self.seed, 0)
+        require_episodes("eval_episodes", self.eval_episodes)
+        if self.unlabelled_steps > MAX_UNLABELLED_STEPS:
+            raise ValueError(
+                f"unlabelled_steps must be at most {MAX_UNLABELLED_STEPS:,}, got "
+                f"{self.unlabelled_steps:,}: the transitions are held in memory"
+            )
         for name in ("threshold_return", "pretrain_learning_rate"):
             require_number(name, getattr(self, name))
         if not math.isfinite(self.threshold_return):
@@ -111,6 +143,17 @@ class Config:
                 f"pretrain_learning_rate must be a finite number > 0, got "
                 f"{self.pretrain_learning_rate!r}"
             )
+        for key in self.ppo_overrides:
+            if key in _SET_PER_RUN:
+                raise ValueError(
+                    f"ppo_overrides cannot set {key!r}: the comparison sets it for each PPO run; "
+                    f"set {_SET_PER_RUN[key]} instead"
+                )
+            if key == "init_from":
+                raise ValueError(
+                    "ppo_overrides cannot set 'init_from': the comparison chooses each "
+                    "learner's starting weights"
+                )
         # PPO's own checks of the overrides, now rather than after minutes of training.
         try:
             ppo.default_config(self.env_id, **self.ppo_overrides)
@@ -148,6 +191,27 @@ def ppo_config(
     if init_from is not None:
         overrides["init_from"] = init_from
     return ppo.default_config(cfg.env_id, **overrides)
+
+
+def planned_steps(cfg: Config, budgets: dict[str, int]) -> dict[str, int]:
+    """The env steps each PPO budget (a field of ``cfg`` → its value) will train: PPO trains in
+    whole iterations, so it rounds ``total_timesteps`` down (to one iteration at least). Where
+    that changes a budget, says so once on stderr, as ``rl train`` does (stdout may be JSON)."""
+    run = ppo_config(cfg, cfg.target_env_kwargs, 1, Path(RUNS_ROOT))
+    per = run.batch_size
+    planned = {name: max(1, steps // per) * per for name, steps in budgets.items()}
+    changed = [
+        f"{name} {steps:,} becomes {planned[name]:,}"
+        for name, steps in budgets.items()
+        if planned[name] != steps
+    ]
+    if changed:
+        print(
+            f"note: PPO trains in whole iterations of {per:,} steps ({run.num_envs} envs x "
+            f"{run.num_steps} steps): {', '.join(changed)}",
+            file=sys.stderr,
+        )
+    return planned
 
 
 def _require_init_from() -> None:
@@ -193,8 +257,8 @@ def race(
         source_curve: the curve of the run the weights came from, drawn in a panel of its own.
 
     Returns:
-        Per learner: ``steps_to_threshold``, ``final_success`` (deterministic evaluation),
-        ``final_return`` and ``run_dir``.
+        Per learner: ``steps`` (trained), ``steps_to_threshold``, ``final_success``
+        (deterministic evaluation), ``final_return`` and ``run_dir``.
     """
     out: dict[str, dict[str, Any]] = {}
     curves: dict[str, list[list[float]]] = {}
@@ -208,6 +272,7 @@ def race(
         )  # fmt: skip
         curves[name] = learning_curve(run)
         out[name] = {
+            "steps": result.global_step,
             "steps_to_threshold": steps_to_threshold(curves[name], cfg.threshold_return),
             "final_success": None if result.evaluation is None else result.evaluation.success_rate,
             "final_return": None if result.evaluation is None else result.evaluation.mean_return,
@@ -280,9 +345,14 @@ def transfer(cfg: Config) -> dict[str, Any]:
 
     Returns:
         ``steps_to_threshold_transfer`` and ``steps_to_threshold_scratch`` (``None``: not within
-        ``max_timesteps``), each learner's final success rate, the source run's, and the PNG.
+        ``max_timesteps``), ``max_steps`` (each learner's budget: ``max_timesteps`` in whole
+        PPO iterations, see :func:`planned_steps`), ``source_steps``, each learner's final
+        success rate, the source run's, and the PNG.
     """
     _require_init_from()  # before any training, not after the source run
+    planned = planned_steps(
+        cfg, {"source_timesteps": cfg.source_timesteps, "max_timesteps": cfg.max_timesteps}
+    )
     parent = _parent(cfg, "transfer")
     source = ppo.train(
         ppo_config(cfg, cfg.source_env_kwargs, cfg.source_timesteps, parent / "source")
@@ -305,6 +375,7 @@ def transfer(cfg: Config) -> dict[str, Any]:
         "steps_to_threshold_transfer": learners["transfer"]["steps_to_threshold"],
         "steps_to_threshold_scratch": learners["scratch"]["steps_to_threshold"],
         "threshold_return": cfg.threshold_return,
+        "max_steps": planned["max_timesteps"],
         "source_steps": source.global_step,
         "source_success": None if source.evaluation is None else source.evaluation.success_rate,
         "zero_shot_success": zero_shot,
@@ -454,9 +525,11 @@ def pretrain(cfg: Config) -> dict[str, Any]:
     Returns:
         ``steps_to_threshold_pretrained`` and ``steps_to_threshold_scratch`` (``None``: not within
         ``max_timesteps``), ``speedup`` (scratch steps / pretrained steps), the forward model's
-        held-out ``r2``, final success rates and the PNG.
+        held-out ``r2``, ``max_steps`` (each learner's budget in whole PPO iterations, see
+        :func:`planned_steps`), final success rates and the PNG.
     """
     _require_init_from()
+    planned = planned_steps(cfg, {"max_timesteps": cfg.max_timesteps})
     device = resolve_device(cfg.device)
     configure_threads(device)
     seed_everything(cfg.seed)
@@ -479,6 +552,7 @@ def pretrain(cfg: Config) -> dict[str, Any]:
         "steps_to_threshold_scratch": scratch,
         "speedup": None if pre is None or scratch is None else scratch / pre,
         "threshold_return": cfg.threshold_return,
+        "max_steps": planned["max_timesteps"],
         "encoder": encoder_metrics,
         "success_pretrained": learners["pretrained"]["final_success"],
         "success_scratch": learners["scratch"]["final_success"],

@@ -89,6 +89,11 @@ DEFAULT_HOUSE = (
 _CHARS = {"#": WALL, ".": FLOOR, "S": SOFA, "D": DOOR, "G": GARDEN}
 LAYOUTS = ("default", "random")
 DEFAULT_NUM_LAYOUTS = 1000
+MAX_NUM_LAYOUTS = 100_000
+"""The most houses ``layout="random"`` may use: each is drawn when the env is made (about half a
+millisecond and 16 KB apiece)."""
+MAX_HOUSE_NUMBER = 2**64 - 1
+"""House ``k`` is drawn from ``torch.Generator().manual_seed(k)``, which takes 64-bit seeds."""
 
 # -- rewards ---------------------------------------------------------------------------------
 REWARD_EVENTS = ("relief_outdoors", "relief_indoors", "accident", "on_sofa", "step", "progress")
@@ -443,8 +448,9 @@ def make_houses(
 
     Args:
         layout: ``"default"`` (one fixed house) or ``"random"`` (numbered, generated houses).
-        num_layouts: how many numbered houses (``"random"`` only; default 1000). Drawing
-            them costs about half a millisecond each, once per process.
+        num_layouts: how many numbered houses (``"random"`` only; default 1000, at most
+            :data:`MAX_NUM_LAYOUTS`). Drawing them costs about half a millisecond each, once
+            per process.
         layout_offset: number of the first house (``"random"`` only; default 0).
         params: the dog's parameters (they bound the longest path a house may have).
         device: where the tensors live.
@@ -452,6 +458,16 @@ def make_houses(
     params = DogParams() if params is None else params
     if layout not in LAYOUTS:
         raise ValueError(f"{ENV_ID}: unknown layout {layout!r}; choose one of {list(LAYOUTS)}")
+    # The values first, whatever the layout: a bad one is wrong in itself, not only unused.
+    for name, value, low in (("num_layouts", num_layouts, 1), ("layout_offset", layout_offset, 0)):
+        if value is not None and not is_int(value, low, numpy=True):
+            raise ValueError(f"{ENV_ID}: {name} must be an integer >= {low}, got {value!r}")
+    if num_layouts is not None and num_layouts > MAX_NUM_LAYOUTS:
+        raise ValueError(
+            f"{ENV_ID}: num_layouts must be at most {MAX_NUM_LAYOUTS:,}, got {int(num_layouts):,}:"
+            f" every house is drawn when the env is made (about half a millisecond and 16 KB "
+            f"apiece, so {MAX_NUM_LAYOUTS:,} already take a minute and 1.6 GB)"
+        )
     if layout == "default":
         if num_layouts is not None or layout_offset is not None:
             raise ValueError(
@@ -461,9 +477,11 @@ def make_houses(
         num_layouts, layout_offset = 1, 0
     num_layouts = DEFAULT_NUM_LAYOUTS if num_layouts is None else num_layouts
     layout_offset = 0 if layout_offset is None else layout_offset
-    for name, value, low in (("num_layouts", num_layouts, 1), ("layout_offset", layout_offset, 0)):
-        if not is_int(value, low, numpy=True):
-            raise ValueError(f"{ENV_ID}: {name} must be an integer >= {low}, got {value!r}")
+    if layout_offset + num_layouts - 1 > MAX_HOUSE_NUMBER:
+        raise ValueError(
+            f"{ENV_ID}: house numbers stop at 2**64 - 1 (each seeds a torch.Generator), but "
+            f"layout_offset {layout_offset} + num_layouts {num_layouts} goes past it"
+        )
     houses = _cached_houses(layout, int(num_layouts), int(layout_offset), params)
     return houses.to(torch.device(device))
 
@@ -722,8 +740,9 @@ class DogTrainingVectorEnv(TorchVectorEnv):
       ``"treats_and_scolding"``, ``"coached"``) or a dict ``{event: reward}``.
     * ``layout``: ``"default"`` (one fixed house) or ``"random"`` (numbered generated houses).
     * ``num_layouts``, ``layout_offset``: with ``"random"``, use houses ``layout_offset`` ..
-      ``layout_offset + num_layouts - 1`` (default 0 .. 999). House ``k`` is the same
-      everywhere, so disjoint ranges give disjoint training and test houses.
+      ``layout_offset + num_layouts - 1`` (default 0 .. 999; at most 100,000 houses, see
+      :data:`MAX_NUM_LAYOUTS`). House ``k`` is the same everywhere, so disjoint ranges give
+      disjoint training and test houses.
     * ``params``: a :class:`DogParams` (bladder speed, relief threshold, view radius).
     * ``device``, ``dtype``, ``max_episode_steps``, ``render_mode``, ``validate_actions``,
       ``compile``: as in :class:`envs.core.TorchVectorEnv`.

@@ -83,6 +83,20 @@ class EvalResult:
 
 
 CHECK_EVERY = 16  # steps between the checks (host syncs) for every episode having ended
+MAX_EPISODES = 1_000_000
+"""The most episodes one evaluation runs: one env row per episode, all stepped at once, so they
+must fit in memory; a million is plenty for a mean return."""
+
+
+def require_episodes(name: str, value: Any, minimum: int = 0) -> None:
+    """A ValueError unless ``value`` is a number of evaluation episodes: an integer from
+    ``minimum`` to :data:`MAX_EPISODES`."""
+    require_int(name, value, minimum)
+    if value > MAX_EPISODES:
+        raise ValueError(
+            f"{name} must be at most {MAX_EPISODES:,}, got {value:,}: every episode is one row "
+            "of a vector env, all stepped at once"
+        )
 
 
 class Evaluator:
@@ -122,7 +136,7 @@ class Evaluator:
         cuda_graphs: bool = True,
         watch: Callable[[], Sequence[torch.Tensor]] | None = None,
     ) -> None:
-        require_int("episodes", episodes, 1)
+        require_episodes("episodes", episodes, 1)
         self.act, self.env_id, self.episodes, self.max_steps = act, env_id, episodes, max_steps
         self.env = make_vector_env(env_id, episodes, device, env_kwargs=env_kwargs)
         self._core = getattr(self.env, "unwrapped", None)

@@ -9,6 +9,7 @@ and out, SAME_STEP autoreset with ``info["final_obs"]`` as a full ``(N, *obs_sha
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import gymnasium
@@ -135,6 +136,61 @@ def make_vector_env(
         **env_kwargs,
     )
     return NumpyToTorchVectorEnv(numpy_env, device)
+
+
+# Arguments make_vector_env gives a sandbox env itself.
+_PASSED_BY_MAKE = ("self", "num_envs", "device", "validate_actions")
+
+
+def _constructor_signature(env_id: str) -> tuple[list[inspect.Parameter], bool] | None:
+    """The parameters of what :func:`make_vector_env` calls for ``env_id`` (a sandbox env's
+    vector class, else the single env behind ``gymnasium.make``) and whether it is a sandbox
+    env; ``None`` where no signature can be read."""
+    from gymnasium.envs.registration import load_env_creator
+
+    spec = env_spec(env_id)
+    sandbox = spec.vector_entry_point is not None and _is_sandbox_entry(spec.vector_entry_point)
+    entry = spec.vector_entry_point if sandbox else spec.entry_point
+    try:
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        return list(inspect.signature(creator).parameters.values()), sandbox
+    except (ImportError, AttributeError, TypeError, ValueError, gymnasium.error.Error):
+        return None
+
+
+def env_parameters(env_id: str) -> list[inspect.Parameter] | None:
+    """The named constructor arguments ``env_kwargs`` may give ``env_id`` in
+    :func:`make_vector_env` (``gymnasium.make`` adds ``max_episode_steps`` to a Gymnasium
+    env's), with their defaults; ``None`` where no signature can be read."""
+    found = _constructor_signature(env_id)
+    if found is None:
+        return None
+    parameters, sandbox = found
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    taken = _PASSED_BY_MAKE if sandbox else ("self",)
+    known = [p for p in parameters if p.kind in kinds and p.name not in taken]
+    if not sandbox and all(p.name != "max_episode_steps" for p in known):
+        known.append(
+            inspect.Parameter("max_episode_steps", inspect.Parameter.KEYWORD_ONLY, default=None)
+        )
+    return known
+
+
+def check_env_kwargs(name: str, env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """A ValueError naming ``name`` for a key of ``env_kwargs`` that ``env_id`` does not take
+    (listing those it does), now rather than a TypeError when the env is made; an unknown
+    ``env_id`` too. The values are the env's to judge when it is made, as are the keys of an
+    env that takes ``**kwargs``."""
+    found = _constructor_signature(env_id)
+    if found is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in found[0]):
+        return
+    known = [p.name for p in env_parameters(env_id) or []]
+    for key in env_kwargs:
+        if key not in known:
+            raise ValueError(
+                f"{name}: {env_id} takes no argument {key!r}; its arguments are "
+                f"{', '.join(known) or '(none)'}"
+            )
 
 
 def _is_sandbox_entry(entry: Any) -> bool:

@@ -19,8 +19,22 @@ from types import ModuleType
 from typing import Any
 
 from rl.checkpoint import CheckpointError
-from rl.cli import CLIError, check_folder, nonempty, parse_env_value, seed_number
-from rl.config import config_from_dict, field_types, parse_int, parse_overrides, replace_config
+from rl.cli import (
+    CLIError,
+    check_folder,
+    describe_os_error,
+    nonempty,
+    parse_env_value,
+    seed_number,
+)
+from rl.config import (
+    config_from_dict,
+    field_types,
+    parse_int,
+    parse_overrides,
+    replace_config,
+    resume_config,
+)
 from rl.device import DEVICE_CHOICES, resolve_device
 from rl.runs import (
     RUNS_ROOT,
@@ -157,22 +171,9 @@ def env_arg_names(env_id: str) -> list[str]:
 
 def env_parameters(env_id: str) -> list[inspect.Parameter]:
     """The constructor parameters behind :func:`env_arg_names`, with their defaults."""
-    from gymnasium.envs.registration import load_env_creator
-    from gymnasium.error import Error as GymnasiumError
+    from rl.vector import env_parameters as all_parameters
 
-    from rl.vector import env_spec
-
-    spec = env_spec(env_id)
-    entry = spec.vector_entry_point
-    sandbox = isinstance(entry, str) and entry.split(":")[0].split(".")[0] == "envs"
-    entry = entry if sandbox else spec.entry_point
-    try:
-        creator = load_env_creator(entry) if isinstance(entry, str) else entry
-        parameters = inspect.signature(creator).parameters.values()
-    except (ImportError, AttributeError, TypeError, ValueError, GymnasiumError):
-        return []  # check_env_kwargs, which makes the env, says why
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p for p in parameters if p.kind in kinds and p.name not in _RESERVED_ENV_ARGS]
+    return [p for p in all_parameters(env_id) or [] if p.name not in _RESERVED_ENV_ARGS]
 
 
 def split_overrides(
@@ -348,13 +349,24 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
     args.resumed_from_step = int(checkpoint.get("global_step", 0))  # for the summary
     if args.env is not None and args.env != checkpoint.get("env_id"):
         raise CLIError(f"{args.resume} trains on {checkpoint.get('env_id')}, not {args.env}")
+    overrides = resume_overrides(args)
+    fields = field_types(module.Config)
+    env_id = checkpoint.get("env_id") or (checkpoint.get("config") or {}).get("env_id")
+    for key in overrides:
+        if key not in fields and env_id and key in env_arg_names(env_id):
+            kwargs = (checkpoint.get("config") or {}).get("env_kwargs") or {}
+            raise CLIError(
+                f"cannot resume {args.resume} with --set {key}: a run's env arguments are "
+                f"fixed (it trains with {kwargs or 'the defaults'}); train a new run for another"
+            )
     try:
         cfg = config_from_dict(module.Config, checkpoint["config"])
-        overrides = resume_overrides(args)
         if args.distributed:
             require_distributed(module)
             overrides["distributed"] = True
         cfg = replace_config(cfg, {**overrides, "run_dir": str(args.resume)})
+        # What module.train refuses, refused before the "Resuming ..." line says otherwise.
+        resume_config(cfg, checkpoint["config"], getattr(module, "RESUMABLE_FIELDS", ()))
     except (ValueError, KeyError) as exc:
         raise CLIError(f"cannot resume {args.resume}: {exc}") from None
     check_config_device(cfg)
@@ -434,6 +446,13 @@ def run(args: argparse.Namespace) -> int:
             hint = resume_hint(latest, cfg.run_dir, distributed=args.distributed)
             print(f"\n{hint}", file=sys.stderr)
         raise
+    except OSError as exc:  # a full disk, a folder made read-only: the last checkpoint stands
+        print(f"rl train: error: {describe_os_error(exc)}", file=sys.stderr)
+        latest = Path(cfg.run_dir) / "checkpoints" / "latest.pt"
+        if rank0 and latest.is_file():
+            hint = resume_hint(latest, cfg.run_dir, distributed=args.distributed)
+            print(hint, file=sys.stderr)
+        return 1
     except RuntimeError as exc:  # e.g. --distributed without torchrun
         if "torchrun" not in str(exc):
             raise
@@ -550,11 +569,17 @@ def whole_number(text: str) -> int:
 
 def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:
     """A CLIError if ``run_dir`` already holds a run: training into it would mix two runs'
-    checkpoints, snapshots and TensorBoard events (and overwrite the first's latest.pt)."""
+    checkpoints, snapshots and TensorBoard events (and overwrite the first's latest.pt).
+
+    A folder whose training was killed before its first checkpoint (a config.json, no .pt)
+    holds nothing to continue: training starts there afresh, so that ``--resume-if-exists``
+    (torchrun's restart) is not stuck between "already holds a run" and "nothing to resume".
+    A training still writing it is refused by the run folder's lock instead.
+    """
     if run_dir is None:
         return
     folder = Path(run_dir)
-    if not ((folder / "checkpoints").is_dir() or (folder / "config.json").is_file()):
+    if not (any(folder.glob("checkpoints/*.pt")) or (folder / "multiseed.pt").is_file()):
         return
     what = ""
     try:

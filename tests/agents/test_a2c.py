@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,44 @@ def test_bad_config_and_wrong_checkpoint_are_clear_errors() -> None:
         a2c.Config(optimizer="sgd")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not an A2C one"):
         a2c.load_policy({"algo": "ppo", "model": {}})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        *(
+            ({name: value}, rf"{name} must be a finite number > 0, got {value}")
+            for name in ("learning_rate", "max_grad_norm", "clip_obs", "optimizer_eps")
+            for value in (math.inf, math.nan)
+        ),
+        *(
+            ({name: value}, rf"{name} must be a finite number >= 0, got {value}")
+            for name in ("ent_coef", "vf_coef")
+            for value in (-1.0, math.inf, math.nan)
+        ),
+        ({"init_log_std": math.inf}, r"init_log_std must be a finite number, got inf"),
+        *(
+            ({"target_return": v}, r"target_return must be a finite number, or None")
+            for v in (math.nan, math.inf, -math.inf)
+        ),
+        *(
+            ({name: math.nan}, rf"{name} must lie in \[0, 1\], got nan")
+            for name in ("gamma", "gae_lambda", "rmsprop_alpha")
+        ),
+        ({"eval_episodes": 10**30}, r"eval_episodes must be at most 1,000,000"),
+        ({"target_check_episodes": 10**30}, r"target_check_episodes must be at most 1,000,000"),
+    ],
+)
+def test_config_refuses_values_without_meaning(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(a2c.Config(), **changes)
+
+
+def test_more_snapshots_than_iterations_take_one_per_iteration(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = tiny(run_dir=str(run_dir), total_timesteps=192, log_every=1, num_snapshots=10**18)
+    assert a2c.train(cfg).global_step == 192  # 3 iterations of 64
+    assert [step for step, _ in list_snapshots(run_dir)] == [0, 64, 128, 192]
 
 
 def test_presets_and_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -192,11 +192,50 @@ def test_no_expert_outside_dog_training() -> None:
         ({"seed": -1}, "seed must be an integer >= 0"),
         ({"num_expert_steps": 1.5}, "num_expert_steps must be an integer"),
         ({"learning_rate": math.inf}, "learning_rate"),
+        ({"eval_episodes": 10**30}, "eval_episodes must be at most 1,000,000"),
+        ({"num_expert_steps": 10**30}, "num_expert_steps must be at most 10,000,000"),
+        (
+            {"eval_env_kwargs": {"bogus": 1}},
+            r"eval_env_kwargs: sandbox/DogTraining-v0 takes no argument 'bogus'; its "
+            r"arguments are .*reward_scheme, layout, num_layouts",
+        ),
+        ({"env_kwargs": {"layout": "random", "bogus": 1}}, r"env_kwargs: .* no argument 'bogus'"),
+        ({"env_kwargs": {"device": "cpu"}}, r"env_kwargs: .* no argument 'device'"),
+        ({"env_id": "sandbox/NoSuchEnv-v0"}, "unknown environment"),
     ],
 )
 def test_config_rejects_bad_values(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(bc.Config(), **changes)
+
+
+@pytest.mark.parametrize("env_id", ["sandbox/CartPole-v1", "CartPole-v1"])
+def test_the_dog_houses_are_defaults_of_the_dog_env_only(env_id: str) -> None:
+    for cfg in (bc.default_config(env_id), dataclasses.replace(bc.Config(), env_id=env_id)):
+        assert cfg.env_kwargs == {} and cfg.eval_env_kwargs is None
+    # Given ones are kept (and checked against the env's own arguments).
+    cfg = bc.default_config(env_id, env_kwargs={"sutton_barto_reward": True}, eval_env_kwargs={})
+    assert cfg.env_kwargs == {"sutton_barto_reward": True} and cfg.eval_env_kwargs == {}
+    with pytest.raises(ValueError, match=f"env_kwargs: {env_id} takes no argument 'layout'"):
+        bc.default_config(env_id, env_kwargs={"layout": "random"})
+    assert bc.default_config(env_id, env_kwargs={"max_episode_steps": 50}).env_kwargs
+    dog = bc.default_config(DOG)
+    assert dog.env_kwargs == {"layout": "random", "num_layouts": 100}
+    assert dog.eval_env_kwargs == {"layout": "random", "num_layouts": 100, "layout_offset": 1000}
+
+
+def test_clone_in_another_env_from_demos(tmp_path: Path) -> None:
+    # CartPole has no scripted expert: a clean error, not the dog's houses handed to CartPole.
+    with pytest.raises(ValueError, match="no scripted expert"):
+        bc.train(bc.default_config("sandbox/CartPole-v1", write_run=False, device="cpu"))
+    obs, actions = torch.rand(64, 4) - 0.5, torch.randint(0, 2, (64,))
+    path = bc.save_demos(tmp_path / "pole.pt", obs, actions, "sandbox/CartPole-v1")
+    cfg = bc.default_config(
+        "sandbox/CartPole-v1", num_expert_steps=0, demos=(str(path),), epochs=2, eval_episodes=2,
+        write_run=False, device="cpu",
+    )  # fmt: skip
+    result = bc.train(cfg)
+    assert result.evaluation is not None and result.evaluation.episodes == 2
 
 
 def test_config_reads_one_demo_path_as_one_file(tmp_path: Path) -> None:

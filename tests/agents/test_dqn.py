@@ -14,7 +14,7 @@ import torch
 
 from agents import dqn
 from rl.checkpoint import load_checkpoint
-from rl.runs import TrainingDiverged, read_json
+from rl.runs import TrainingDiverged, list_snapshots, read_json
 from rl.vector import make_vector_env
 
 CARTPOLE = "sandbox/CartPole-v1"
@@ -283,6 +283,62 @@ def test_bad_config_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None
         dqn.main(["--help"])
     assert exc.value.code == 0
     assert "--target-network-frequency" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        *(
+            ({name: value}, rf"{name} must be a finite number > 0, got {value}")
+            for name in ("learning_rate", "max_grad_norm")
+            for value in (math.inf, math.nan)
+        ),
+        *(
+            ({"save_buffer_max_mb": v}, rf"save_buffer_max_mb must be a finite number >= 0 .*{v}")
+            for v in (math.nan, math.inf, -1.0)
+        ),
+        *(
+            ({"target_return": v}, r"target_return must be a finite number, or None")
+            for v in (math.nan, math.inf, -math.inf)
+        ),
+        *(
+            ({name: math.nan}, rf"{name} must lie in \[0, 1\], got nan")
+            for name in ("gamma", "start_e", "end_e", "exploration_fraction")
+        ),
+        ({"tau": math.nan}, r"tau must lie in \(0, 1\], got nan"),
+        ({"eval_episodes": 10**30}, r"eval_episodes must be at most 1,000,000"),
+        ({"target_check_episodes": 10**30}, r"target_check_episodes must be at most 1,000,000"),
+        ({"batch_size": 10**30}, r"batch_size \(1,000,000,000,.*\) must be at most buffer_size"),
+        ({"batch_size": 10_001}, r"batch_size \(10,001\) must be at most buffer_size \(10,000\)"),
+        ({"buffer_size": 10**30}, r"buffer_size must be at most 100,000,000 transitions"),
+        ({"train_frequency": 10**30}, r"train_frequency .* must be at most total_timesteps"),
+        ({"gradient_steps": 10**30}, r"gradient_steps must be at most 10,000 per training round"),
+    ],
+)
+def test_config_refuses_values_without_meaning(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(dqn.Config(), **changes)
+
+
+def test_config_keeps_the_meaningful_edges() -> None:
+    cfg = dataclasses.replace(
+        dqn.Config(), save_buffer_max_mb=0.0, batch_size=10_000, train_frequency=500_000,
+        gradient_steps=dqn.MAX_GRADIENT_STEPS, target_return=None, eval_episodes=1_000_000,
+    )  # fmt: skip
+    assert cfg.save_buffer_max_mb == 0.0  # 0: the buffer is never saved (see save_buffer)
+
+
+def test_a_log_window_longer_than_the_run_is_the_run() -> None:
+    # log_every beyond the run: one log point, at the end (its loss trace is the run's length).
+    result = dqn.train(tiny(log_every=10**30))
+    assert result.global_step == 800 and math.isfinite(result.metrics["losses/td_loss"])
+
+
+def test_more_snapshots_than_steps_take_one_per_log_point(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = tiny(run_dir=str(run_dir), log_every=50, checkpoint_every=10**30, num_snapshots=10**18)
+    assert dqn.train(cfg).global_step == 800
+    assert [step for step, _ in list_snapshots(run_dir)] == [0, 200, 400, 600, 800]
 
 
 @pytest.mark.slow

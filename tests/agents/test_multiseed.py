@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +16,7 @@ from agents import ppo, stacked
 from agents.base import space_spec
 from rl.checkpoint import load_checkpoint
 from rl.config import replace_config
+from rl.runs import list_snapshots
 from rl.seeding import seed_everything
 from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
 from rl.vector import make_vector_env
@@ -237,8 +239,9 @@ def test_masked_adam_steps_only_active_agents_as_their_own_adam_would() -> None:
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
 def test_target_kl_stops_each_agent_after_the_epoch_that_passed_it(fused: bool) -> None:
-    """target_kl = 0: every agent passes it in its first epoch, so 3 epochs give 1 epoch's
-    weights; a target no agent reaches gives the plain 3 epochs."""
+    """A target_kl of 1e-12 (the smallest kind: 0 is refused): every agent passes it in its
+    first epoch, so 3 epochs give 1 epoch's weights; a target no agent reaches gives the plain
+    3 epochs."""
     gen = torch.Generator().manual_seed(5)
     k, b = 2, 32
     batch = {
@@ -262,7 +265,7 @@ def test_target_kl_stops_each_agent_after_the_epoch_that_passed_it(fused: bool) 
         assert stats.isfinite().all()
         return [net.state_dict(i) for i in range(k)]
 
-    one, stopped = weights_after(1, None), weights_after(3, 0.0)
+    one, stopped = weights_after(1, None), weights_after(3, 1e-12)
     three, unstopped = weights_after(3, None), weights_after(3, 1e9)
     for i in range(k):
         for key in one[i]:
@@ -294,6 +297,29 @@ def test_parse_seeds_and_config_errors() -> None:
     with pytest.raises(ValueError, match=r"eval_episodes must be an integer >= 0, got 2\.5"):
         ms.MultiSeedConfig(ppo=base, seeds=(1,), eval_episodes=2.5)
     assert ms.env_seed((7,)) == 7 and ms.env_seed((0, 1)) != ms.env_seed((0, 2))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"learning_rates": (1e-3, math.inf)}, r"learning_rates needs one finite value > 0"),
+        ({"learning_rates": (math.nan, 1e-3)}, r"learning_rates needs one finite value > 0"),
+        ({"solved_return": math.nan}, r"solved_return must be a finite number, or None"),
+        ({"solved_return": math.inf}, r"solved_return must be a finite number, or None"),
+        ({"eval_episodes": 10**30}, r"eval_episodes must be at most 1,000,000"),
+    ],
+)
+def test_config_refuses_values_without_meaning(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ms.MultiSeedConfig(ppo=ppo.default_config(CARTPOLE), seeds=(1, 2), **changes)
+
+
+def test_more_snapshots_than_iterations_take_one_per_iteration(tmp_path: Path) -> None:
+    cfg = tiny((0, 1), write_runs=True, runs_root=str(tmp_path))
+    cfg = dataclasses.replace(cfg, ppo=replace_config(cfg.ppo, {"num_snapshots": 10**18}))
+    result = ms.train(cfg)
+    for run_dir in result.run_dirs:
+        assert [step for step, _ in list_snapshots(run_dir)] == [0, 64, 128]
 
 
 def test_grouped_running_statistics_equal_one_per_group() -> None:

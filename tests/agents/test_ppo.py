@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from pathlib import Path
@@ -17,8 +18,8 @@ from agents import ppo
 from agents.base import Policy
 from rl.checkpoint import load_checkpoint
 from rl.config import replace_config
-from rl.evaluation import Evaluator, evaluate
-from rl.runs import EpisodeTracker, TrainingDiverged, TrainingRun
+from rl.evaluation import MAX_EPISODES, Evaluator, evaluate
+from rl.runs import EpisodeTracker, TrainingDiverged, TrainingRun, list_snapshots
 
 TINY = {
     "num_envs": 4,
@@ -422,6 +423,54 @@ def test_presets_and_validation() -> None:
         ppo.Config(num_envs=0)
     with pytest.raises(ValueError, match="num_minibatches"):
         ppo.Config(num_envs=1, num_steps=2, num_minibatches=4)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        *(
+            ({name: value}, rf"{name} must be a finite number > 0, got {value}")
+            for name in ("learning_rate", "clip_coef", "max_grad_norm", "clip_obs", "clip_reward")
+            for value in (math.inf, math.nan)
+        ),
+        *(
+            ({name: value}, rf"{name} must be a finite number >= 0, got {value}")
+            for name in ("ent_coef", "vf_coef")
+            for value in (-1.0, math.inf, math.nan)
+        ),
+        *(({"target_kl": v}, r"target_kl must be a finite number > 0") for v in (-1, 0, math.nan)),
+        ({"target_kl": math.inf}, r"target_kl must be a finite number > 0, or None"),
+        ({"init_log_std": math.nan}, r"init_log_std must be a finite number, got nan"),
+        ({"init_log_std": -math.inf}, r"init_log_std must be a finite number, got -inf"),
+        *(({"target_return": v}, r"target_return must be a finite") for v in (math.nan, math.inf)),
+        ({"target_return": -math.inf}, r"target_return must be a finite number, or None"),
+        ({"gamma": math.nan}, r"gamma must lie in \[0, 1\], got nan"),
+        ({"gae_lambda": math.nan}, r"gae_lambda must lie in \[0, 1\], got nan"),
+        ({"eval_episodes": 10**30}, r"eval_episodes must be at most 1,000,000, got 1,000,000,0"),
+        ({"target_check_episodes": 10**7}, r"target_check_episodes must be at most 1,000,000"),
+    ],
+)
+def test_config_refuses_values_without_meaning(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(ppo.Config(), **changes)
+
+
+def test_config_keeps_the_meaningful_edges() -> None:
+    cfg = dataclasses.replace(
+        ppo.Config(), target_kl=None, target_return=None, ent_coef=0.0, vf_coef=0.0,
+        init_log_std=-3.0, eval_episodes=MAX_EPISODES, target_check_episodes=0,
+    )  # fmt: skip
+    assert cfg.target_kl is None and cfg.eval_episodes == 1_000_000
+    assert dataclasses.replace(cfg, target_kl=0.01, target_return=-5.0).target_kl == 0.01
+
+
+def test_more_snapshots_than_iterations_take_one_per_iteration(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = ppo.train(
+        tiny("sandbox/CartPole-v1", write_run=True, run_dir=str(run_dir), num_snapshots=10**18)
+    )
+    assert result.global_step == 128  # 2 iterations
+    assert [step for step, _ in list_snapshots(run_dir)] == [0, 64, 128]
 
 
 def test_module_help(capsys: pytest.CaptureFixture[str]) -> None:

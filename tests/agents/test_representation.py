@@ -96,6 +96,23 @@ def test_ppo_config_and_bad_values(tmp_path: Path) -> None:
         ({"eval_episodes": -1}, ValueError, "eval_episodes must be an integer >= 0"),
         ({"ppo_overrides": {"nosuch": 1}}, ValueError, "ppo_overrides: .*nosuch"),
         ({"target_env_kwargs": None}, ValueError, "target_env_kwargs must be a dict"),
+        (
+            {"target_env_kwargs": {"bogus": 1}},
+            ValueError,
+            r"target_env_kwargs: sandbox/DogTraining-v0 takes no argument 'bogus'; its "
+            r"arguments are .*layout",
+        ),
+        ({"source_env_kwargs": {"bogus": 1}}, ValueError, r"source_env_kwargs: .*'bogus'"),
+        (
+            {"ppo_overrides": {"env_id": "x"}},
+            ValueError,
+            r"ppo_overrides cannot set 'env_id': .* set env_id instead",
+        ),
+        ({"ppo_overrides": {"total_timesteps": 9}}, ValueError, "set source_timesteps or max_"),
+        ({"ppo_overrides": {"seed": 3}}, ValueError, "ppo_overrides cannot set 'seed'"),
+        ({"ppo_overrides": {"init_from": "a.pt"}}, ValueError, "starting weights"),
+        ({"eval_episodes": 10**30}, ValueError, "eval_episodes must be at most 1,000,000"),
+        ({"unlabelled_steps": 10**30}, ValueError, "unlabelled_steps must be at most 10,000,000"),
     ],
 )
 def test_config_names_the_bad_field_at_construction(
@@ -103,6 +120,41 @@ def test_config_names_the_bad_field_at_construction(
 ) -> None:
     with pytest.raises(error, match=message):
         rep.Config(**changes)
+
+
+def test_the_dog_houses_are_defaults_of_the_dog_env_only() -> None:
+    for cfg in (
+        rep.default_config(env_id="sandbox/CartPole-v1"),
+        dataclasses.replace(rep.Config(), env_id="CartPole-v1"),
+    ):
+        assert cfg.source_env_kwargs == {} and cfg.target_env_kwargs == {}
+        assert ppo.default_config(cfg.env_id, **cfg.ppo_overrides).env_id == cfg.env_id
+    assert rep.Config().target_env_kwargs["layout_offset"] == 1000
+
+
+class _Stop(Exception):
+    """Stands for the PPO runs: the note comes before any of them."""
+
+
+def test_budgets_rounded_to_whole_iterations_are_said_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _small(tmp_path, source_timesteps=512, max_timesteps=512)
+    budgets = {"source_timesteps": 512, "max_timesteps": 512}
+    assert rep.planned_steps(cfg, budgets) == {"source_timesteps": 4096, "max_timesteps": 4096}
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and "whole iterations of 4,096 steps (64 envs x 64 steps)" in note
+    assert "source_timesteps 512 becomes 4,096, max_timesteps 512 becomes 4,096" in note
+    assert rep.planned_steps(cfg, {"max_timesteps": 8192}) == {"max_timesteps": 8192}
+    assert capsys.readouterr().err == ""  # whole iterations already: nothing to say
+
+    def stop(run_cfg: ppo.Config) -> None:
+        raise _Stop
+
+    monkeypatch.setattr(ppo, "train", stop)
+    with pytest.raises(_Stop):
+        rep.transfer(cfg)
+    assert capsys.readouterr().err.count("whole iterations") == 1
 
 
 def test_pieces_reject_bad_sizes() -> None:
@@ -119,6 +171,7 @@ def test_pieces_reject_bad_sizes() -> None:
 @pytest.mark.slow
 def test_transfer_beats_scratch(tmp_path: Path) -> None:
     result = rep.transfer(_small(tmp_path, source_timesteps=100_000, max_timesteps=100_000))
+    assert result["max_steps"] == result["source_steps"] == 98_304  # 24 iterations of 4,096
     scratch = result["steps_to_threshold_scratch"]
     assert result["steps_to_threshold_transfer"] is not None
     assert scratch is None or result["steps_to_threshold_transfer"] < scratch

@@ -353,6 +353,12 @@ def test_every_catalogue_house_is_solved_by_the_expert_from_every_start() -> Non
         ({"num_layouts": 5}, "random"),
         ({"layout": "random", "num_layouts": 0}, "num_layouts"),
         ({"layout": "random", "layout_offset": -1}, "layout_offset"),
+        # With the default layout too, a bad value is named as bad, not only as unused.
+        ({"num_layouts": "abc"}, "num_layouts must be an integer >= 1, got 'abc'"),
+        ({"layout_offset": -1}, "layout_offset must be an integer >= 0, got -1"),
+        ({"layout_offset": 1e12}, r"layout_offset must be an integer >= 0, got 1000000000000\.0"),
+        ({"num_layouts": 10**12}, "num_layouts must be at most 100,000, got 1,000,000,000,000"),
+        ({"layout": "random", "layout_offset": 2**64 - 1000, "num_layouts": 1001}, r"2\*\*64 - 1"),
         ({"params": {"fill_steps": 10}}, "DogParams"),
         ({"device": "tpu"}, ENV_ID),
     ],
@@ -360,6 +366,18 @@ def test_every_catalogue_house_is_solved_by_the_expert_from_every_start() -> Non
 def test_bad_constructor_arguments_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dog.DogTrainingVectorEnv(1, **kwargs)
+
+
+def test_too_many_houses_are_refused_before_any_is_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    def draw(index: int, max_path: int) -> None:
+        raise AssertionError(f"drew house {index}: a billion would take days")
+
+    monkeypatch.setattr(dog, "_generate_house", draw)
+    message = r"num_layouts must be at most 100,000, got 1,000,000,000: .* drawn when the env"
+    with pytest.raises(ValueError, match=message):
+        dog.DogTrainingVectorEnv(1, layout="random", num_layouts=10**9)
+    with pytest.raises(ValueError, match="at most 100,000"):
+        dog.make_houses("random", np.int64(dog.MAX_NUM_LAYOUTS + 1))
 
 
 def test_params_that_leave_no_time_to_go_out_are_refused() -> None:

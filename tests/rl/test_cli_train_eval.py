@@ -420,3 +420,13 @@ def test_an_os_error_is_one_line(monkeypatch, capsys: pytest.CaptureFixture[str]
     monkeypatch.setattr(eval_cmd, "run", full_disk)
     assert main(["eval", "anything"]) == 1
     assert one_error_line(capsys, "eval").endswith("runs/x/eval.json: No space left on device")
+
+
+def test_a_folder_killed_before_its_first_checkpoint_starts_afresh(tmp_path: Path) -> None:
+    # What a kill between config.json and the step-0 checkpoint leaves: torchrun's restart
+    # (--resume-if-exists) must not be stuck between "already holds a run" and "nothing saved".
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.json").write_text('{"seed": 1}')
+    assert main(["train", *TINY_TRAIN, "--run-dir", str(folder), "--resume-if-exists"]) == 0
+    assert (folder / "checkpoints" / "latest.pt").is_file()
