@@ -572,6 +572,7 @@ class TrainState:
     global_step: int = 0
     iteration: int = 0
     best_return: float = -math.inf
+    target_reached: float | None = None  # the return that stopped the run early
 
 
 # Fields a resumed run may change; any other difference from the checkpoint's config is an error.
@@ -607,6 +608,7 @@ def checkpoint_payload(
         "env_id": cfg.env_id,
         "iteration": state.iteration,
         "best_return": state.best_return,
+        "target_reached": state.target_reached,
         "rng": rng_state(),
         "spaces": spaces,
         "next_obs": state.next_obs,
@@ -636,6 +638,8 @@ def _restore(state: TrainState, env: Any, ckpt: dict[str, Any]) -> None:
     state.global_step = int(ckpt["global_step"])
     state.iteration = int(ckpt["iteration"])
     state.best_return = float(ckpt.get("best_return", -math.inf))
+    reached = ckpt.get("target_reached")
+    state.target_reached = None if reached is None else float(reached)
     set_rng_state(ckpt["rng"])
 
 
@@ -788,7 +792,9 @@ def _train_loop(
     stats_sum = torch.zeros(len(LOSS_NAMES), device=device)  # summed over the log window
     window, last_saved = 0, state.iteration
     metrics: dict[str, float] = {}
-    while state.iteration < iterations:
+    if state.target_reached is not None:  # resumed after the early stop: nothing to train
+        metrics["target_reached_return"] = state.target_reached
+    while state.target_reached is None and state.iteration < iterations:
         state.iteration += 1
         lr = cfg.learning_rate
         if cfg.anneal_lr:
@@ -822,7 +828,7 @@ def _train_loop(
             reached_at = check(cfg.seed + state.global_step)
             reached = reached_at >= cfg.target_return
         if reached:
-            metrics["target_reached_return"] = reached_at
+            metrics["target_reached_return"] = state.target_reached = reached_at
         last = reached or state.iteration == iterations
         stop = stop_requested()  # Ctrl-C (rl train): stop here, checkpointed
         improved = mean_return is not None and mean_return > state.best_return

@@ -559,6 +559,7 @@ class TrainState:
     global_step: int = 0
     iteration: int = 0  # vector steps taken
     best_return: float = -math.inf
+    target_reached: float | None = None  # the return that stopped the run early
 
 
 # Fields a resumed run may change; any other difference from the checkpoint's config is an error.
@@ -592,6 +593,7 @@ def checkpoint_payload(
         "env_id": cfg.env_id,
         "iteration": state.iteration,
         "best_return": state.best_return,
+        "target_reached": state.target_reached,
         "rng": rng_state(),
         "generator": state.generator.get_state(),
         "spaces": spaces,
@@ -652,6 +654,8 @@ def _restore(state: TrainState, env: Any, ckpt: dict[str, Any], run_dir: str | P
     state.global_step = int(ckpt["global_step"])
     state.iteration = int(ckpt["iteration"])
     state.best_return = float(ckpt.get("best_return", -math.inf))
+    reached = ckpt.get("target_reached")
+    state.target_reached = None if reached is None else float(reached)
     load_buffer(state.buffer, run_dir, state.global_step)  # refilled by training if absent
     state.generator.set_state(ckpt["generator"].cpu())  # a CPU ByteTensor for any device
     set_rng_state(ckpt["rng"])
@@ -782,7 +786,9 @@ def _train_loop(
     window, grad_steps, last_saved = 0, 0, state.iteration
     exploration_steps = cfg.exploration_fraction * cfg.total_timesteps
     metrics: dict[str, float] = {}
-    while state.iteration < cfg.num_iterations:
+    if state.target_reached is not None:  # resumed after the early stop: nothing to train
+        metrics["target_reached_return"] = state.target_reached
+    while state.target_reached is None and state.iteration < cfg.num_iterations:
         state.iteration += 1
         lr = cfg.learning_rate
         if cfg.anneal_lr:
@@ -842,7 +848,7 @@ def _train_loop(
             reached_at = _greedy_check(cfg, state)
             reached = reached_at >= cfg.target_return
         if reached:
-            metrics["target_reached_return"] = reached_at
+            metrics["target_reached_return"] = state.target_reached = reached_at
         last = reached or state.iteration == cfg.num_iterations
         stop = stop_requested()  # Ctrl-C (rl train): stop here, checkpointed
         improved = mean_return is not None and mean_return > state.best_return

@@ -684,6 +684,7 @@ class TrainState:
     global_step: int = 0
     iteration: int = 0
     best_return: float = -math.inf
+    target_reached: float | None = None  # the return that stopped the run early
     # [finished episodes, sum of every step's reward] of the last iterations, covering
     # >= target_window episodes.
     recent: list[list[float]] = field(default_factory=list)
@@ -734,6 +735,7 @@ def checkpoint_payload(
         "env_id": cfg.env_id,
         "iteration": state.iteration,
         "best_return": state.best_return,
+        "target_reached": state.target_reached,
         "recent_rewards": state.recent,
         "rng": rng_state(),
         "spaces": spaces,
@@ -786,6 +788,8 @@ def _restore(state: TrainState, env: Any, ckpt: dict[str, Any]) -> None:
     state.global_step = int(ckpt["global_step"])
     state.iteration = int(ckpt["iteration"])
     state.best_return = float(ckpt.get("best_return", -math.inf))
+    reached = ckpt.get("target_reached")
+    state.target_reached = None if reached is None else float(reached)
     # Checkpoints before the renewal-reward window hold "recent_returns": start a new window.
     state.recent = [list(item) for item in ckpt.get("recent_rewards", [])]
     set_rng_state(ckpt["rng"])
@@ -1009,7 +1013,9 @@ def _train_loop(
         ppo_graphs.capturable_adam(state.optimizer)
         graphs = ppo_graphs.IterationGraphs(env, rollout, learn)
     metrics: dict[str, float] = {}
-    while state.iteration < iterations:
+    if state.target_reached is not None:  # resumed after the early stop: nothing to train
+        metrics["target_reached_return"] = state.target_reached
+    while state.target_reached is None and state.iteration < iterations:
         state.iteration += 1
         lr = cfg.learning_rate
         if cfg.anneal_lr:
@@ -1046,7 +1052,7 @@ def _train_loop(
         reached_at = _target_reached(cfg, state, host_values[0], host_values[5], check)
         reached = reached_at is not None
         if reached:
-            metrics["target_reached_return"] = reached_at
+            metrics["target_reached_return"] = state.target_reached = reached_at
         last = reached or state.iteration == iterations
         stop = stop_requested()  # Ctrl-C (rl train): stop here, checkpointed
         if run is not None:

@@ -430,3 +430,34 @@ def test_a_folder_killed_before_its_first_checkpoint_starts_afresh(tmp_path: Pat
     (folder / "config.json").write_text('{"seed": 1}')
     assert main(["train", *TINY_TRAIN, "--run-dir", str(folder), "--resume-if-exists"]) == 0
     assert (folder / "checkpoints" / "latest.pt").is_file()
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
+def test_a_run_stopped_at_its_target_trains_no_further_when_resumed(
+    algo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A resume after a crash in the final evaluation must end where the run ended.
+    run = tmp_path / algo
+    settings = ["--set", "target_return=1", "--set", "target_check_episodes=0"]
+    argv = ["--env", "sandbox/CartPole-v1", "--no-progress", "--set", "eval_episodes=2"]
+    assert main(["train", "--algo", algo, *argv, *settings, "--run-dir", str(run)]) == 0
+    before = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert before["target_reached"] is not None
+    more = str(4 * before["global_step"])
+    assert main(["train", "--resume", str(run), "--total-timesteps", more, "--no-progress"]) == 0
+    after = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert after["global_step"] == before["global_step"]
+    for key, tensor in before["model"].items():
+        assert torch.equal(after["model"][key], tensor), key
+    assert "Trained 0 steps" in capsys.readouterr().out
+
+
+def test_a_resume_says_what_it_refuses_before_it_says_resuming(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--seed", "5"]) == 2
+    captured = capsys.readouterr()
+    assert "Resuming" not in captured.out and "different seed" in captured.err
+    assert main(["train", "--resume", str(run_dir), "--set", "sutton_barto_reward=true"]) == 2
+    assert "a run's env arguments are fixed" in one_error_line(capsys, "train")
