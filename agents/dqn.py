@@ -27,6 +27,7 @@ Run it: ``python -m agents.dqn --env-id CartPole-v1`` (or ``rl train --algo dqn`
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ from rl.vector import make_vector_env
 
 ALGO = "dqn"
 BUFFER_FILE = "replay_buffer.pt"
+PREVIOUS_BUFFER_FILE = "replay_buffer.previous.pt"  # kept until latest.pt has moved past it
 MAX_BUFFER_SIZE = 100_000_000
 """The most ``buffer_size``: the buffer is allocated in full up front (two observations and
 three scalars per transition), and DQN's own Atari buffers hold 1,000,000."""
@@ -607,11 +609,16 @@ def checkpoint_payload(
 def save_buffer(cfg: Config, state: TrainState, run: TrainingRun) -> None:
     """Write ``replay_buffer.pt`` (tagged with the global step) if it is small enough.
 
-    Written before ``latest.pt``: after a crash between the two, the buffer's step is ahead of
-    the checkpoint's, and :func:`load_buffer` ignores it rather than mixing the two.
+    Written before ``latest.pt``, with the buffer it replaces kept as
+    ``replay_buffer.previous.pt`` until ``latest.pt`` is written too (then
+    :func:`drop_previous_buffer`): a kill anywhere between leaves a buffer whose step is the
+    checkpoint's, which :func:`load_buffer` finds, so the resume stays exact.
     """
     if not run.is_writer or state.buffer.nbytes > cfg.save_buffer_max_mb * 2**20:
         return
+    current = run.checkpoint_dir / BUFFER_FILE
+    if current.is_file():
+        os.replace(current, run.checkpoint_dir / PREVIOUS_BUFFER_FILE)
     atomic_save(
         {
             "format": FORMAT,
@@ -623,19 +630,39 @@ def save_buffer(cfg: Config, state: TrainState, run: TrainingRun) -> None:
     )
 
 
+def drop_previous_buffer(run: TrainingRun) -> None:
+    """``latest.pt`` now matches ``replay_buffer.pt``: the one before it is not needed."""
+    previous = run.checkpoint_dir / PREVIOUS_BUFFER_FILE
+    if run.is_writer and previous.is_file():
+        previous.unlink()
+
+
 def load_buffer(buffer: ReplayBuffer, run_dir: str | Path, global_step: int) -> bool:
-    """Fill ``buffer`` from the run's saved one if it matches ``global_step``; else leave it."""
-    path = Path(run_dir) / "checkpoints" / BUFFER_FILE
-    if not path.is_file():
-        return False
-    try:
-        saved = load_checkpoint(path)
-    except CheckpointError:
-        return False  # a damaged buffer only costs a refill
-    if saved.get("global_step") != global_step:
-        return False
-    buffer.load_state_dict(saved["buffer"])
-    return True
+    """Fill ``buffer`` from the run's saved one (or the one before it) that matches
+    ``global_step``, and say so on stderr when one was saved but none fits: the resumed run
+    then refills the buffer and is not the run an uninterrupted one would have been."""
+    folder = Path(run_dir) / "checkpoints"
+    paths = [folder / name for name in (BUFFER_FILE, PREVIOUS_BUFFER_FILE)]
+    problems = []
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            saved = load_checkpoint(path)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        if saved.get("global_step") == global_step:
+            buffer.load_state_dict(saved["buffer"])
+            return True
+        problems.append(f"{path.name} holds step {saved.get('global_step')}")
+    if problems:
+        print(
+            f"note: no saved replay buffer matches step {global_step} ({'; '.join(problems)}): "
+            "it is refilled, so this resume does not repeat the uninterrupted run exactly",
+            file=sys.stderr,
+        )
+    return False
 
 
 def _restore(state: TrainState, env: Any, ckpt: dict[str, Any], run_dir: str | Path) -> None:
@@ -863,6 +890,7 @@ def _train_loop(
                     checkpoint_payload(cfg, state, env, spaces), state.global_step,
                     mean_return=mean_return, snapshot=snapshot,
                 )  # fmt: skip
+                drop_previous_buffer(run)
                 last_saved = state.iteration
         if stop and not last:
             metrics["stopped_on_request"] = True

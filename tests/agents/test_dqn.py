@@ -14,7 +14,7 @@ import torch
 
 from agents import dqn
 from rl.checkpoint import load_checkpoint
-from rl.runs import TrainingDiverged, list_snapshots, read_json
+from rl.runs import TrainingDiverged, TrainingRun, list_snapshots, read_json
 from rl.vector import make_vector_env
 
 CARTPOLE = "sandbox/CartPole-v1"
@@ -234,6 +234,31 @@ def test_resume_with_saved_buffer_continues_exactly(tmp_path: Path) -> None:
     resumed = dqn.train(tiny(run_dir=str(tmp_path / "run"), **flat), resume=tmp_path / "run")
     assert resumed.global_step == straight.global_step == 800
     assert_same_weights(weights(resumed.policy), weights(straight.policy))
+
+
+def test_a_kill_between_the_buffer_and_latest_pt_still_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flat = {"start_e": 0.3, "end_e": 0.3}
+    straight = dqn.train(tiny(write_run=False, **flat))
+    run_dir = tmp_path / "run"
+    dqn.train(tiny(run_dir=str(run_dir), total_timesteps=400, **flat))
+    # The next save wrote its buffer, then the process died before latest.pt.
+    real_save = TrainingRun.save
+
+    def killed_after_the_buffer(self: TrainingRun, *args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingRun, "save", killed_after_the_buffer)
+    with pytest.raises(KeyboardInterrupt):
+        dqn.train(tiny(run_dir=str(run_dir), **flat), resume=run_dir)
+    monkeypatch.setattr(TrainingRun, "save", real_save)
+    ahead = torch.load(run_dir / "checkpoints" / dqn.BUFFER_FILE, weights_only=True)
+    assert ahead["global_step"] > 400  # a buffer ahead of latest.pt, as the kill left it
+    resumed = dqn.train(tiny(run_dir=str(run_dir), **flat), resume=run_dir)
+    assert_same_weights(weights(resumed.policy), weights(straight.policy))
+    assert "note: no saved replay buffer" not in capsys.readouterr().err
+    assert not (run_dir / "checkpoints" / dqn.PREVIOUS_BUFFER_FILE).exists()
 
 
 def test_resume_without_saved_buffer_refills_then_learns(tmp_path: Path) -> None:
