@@ -18,7 +18,7 @@ from rl.checkpoint import CheckpointError, load_checkpoint
 from rl.cli import CLIError, check_writable, nonempty, seed_number
 from rl.cli.train_cmd import check_env_id, load_algo, register_envs, solved_thresholds
 from rl.device import DEVICE_CHOICES, resolve_device
-from rl.runs import find_checkpoint, write_json
+from rl.runs import find_checkpoint, read_json, write_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a run or checkpoint (deterministic policy)",
         description="Evaluate a trained policy deterministically: mean ± std return, episode "
         "length and, where the env reports it, success rate. Writes eval.json into a run "
-        "directory (not for --env another env: that result is printed only).",
+        "directory (not for --env another env, nor over an evaluation of more episodes: "
+        "those results are printed only).",
     )
     parser.add_argument(
         "path",
@@ -152,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         deterministic=True,
         solved_thresholds=solved_thresholds(env_id, env_kwargs),
     )
-    if run_dir is not None:
+    saved = run_dir is not None and _replaces_no_larger_evaluation(run_dir / "eval.json", data)
+    if saved:
         write_json(run_dir / "eval.json", data)
     if args.json:
         print(json.dumps(data, sort_keys=True))
@@ -174,4 +176,18 @@ def run(args: argparse.Namespace) -> int:
         if "success_rate" in bar:
             parts.append(f"success rate >= {bar['success_rate']:.0%}")
         print(f"  {'solved' if solved else 'not solved'} (bar: {', '.join(parts)})")
+    if saved:
+        print(f"  saved in {run_dir / 'eval.json'}")
+    elif run_dir is not None:
+        print(f"  {run_dir / 'eval.json'} kept: it holds an evaluation of more episodes")
     return 0
+
+
+def _replaces_no_larger_evaluation(path: Path, data: dict[str, Any]) -> bool:
+    """Whether ``data`` may take the place of the evaluation in ``path``: a quick look (``rl eval
+    RUN --episodes 3``) does not overwrite the run's 100-episode result."""
+    try:
+        old = read_json(path)
+        return int(old.get("episodes", 0)) <= int(data["episodes"])
+    except (OSError, ValueError, TypeError, AttributeError):
+        return True  # none yet, or unreadable: write it

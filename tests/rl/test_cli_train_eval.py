@@ -69,12 +69,12 @@ def test_train_logs_the_tensorboard_tags(run_dir: Path) -> None:
 
 def test_eval_json_prints_one_object(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    assert main(["eval", str(run_dir), "--json", "--episodes", "3"]) == 0
+    assert main(["eval", str(run_dir), "--json", "--episodes", "5"]) == 0
     data = json.loads(capsys.readouterr().out)
     for key in ("mean_return", "std_return", "episodes", "mean_length", "env_id", "checkpoint"):
         assert key in data, key
-    assert data["episodes"] == 3 and data["checkpoint"].endswith("latest.pt")
-    assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 3
+    assert data["episodes"] == 5 and data["checkpoint"].endswith("latest.pt")
+    assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 5
 
 
 def test_eval_of_a_run_repeats_the_evaluation_train_printed(
@@ -461,3 +461,17 @@ def test_a_resume_says_what_it_refuses_before_it_says_resuming(
     assert "Resuming" not in captured.out and "different seed" in captured.err
     assert main(["train", "--resume", str(run_dir), "--set", "sutton_barto_reward=true"]) == 2
     assert "a run's env arguments are fixed" in one_error_line(capsys, "train")
+
+
+def test_a_quick_eval_keeps_the_runs_larger_evaluation(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    before = (copy / "eval.json").read_text()
+    episodes = json.loads(before)["episodes"]
+    assert main(["eval", str(copy), "--episodes", str(episodes - 1), "--seed", "7"]) == 0
+    assert (copy / "eval.json").read_text() == before
+    assert "eval.json kept: it holds an evaluation of more episodes" in capsys.readouterr().out
+    assert main(["eval", str(copy), "--episodes", str(episodes + 1)]) == 0
+    assert json.loads((copy / "eval.json").read_text())["episodes"] == episodes + 1
