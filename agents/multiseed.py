@@ -76,6 +76,7 @@ from agents.stacked import (
 )
 from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rl.config import (
+    MAX_INT,
     config_from_dict,
     config_to_dict,
     is_int,
@@ -174,6 +175,11 @@ class MultiSeedConfig:
         return self.learning_rates or (self.ppo.learning_rate,) * self.num_agents
 
 
+MAX_SEEDS = 10_000
+"""The most agents one multi-seed run trains (each has its own network and envs, all in one
+process; the benchmarks use 64)."""
+
+
 def parse_seeds(spec: str) -> tuple[int, ...]:
     """``"0-63"``, ``"0,1,5"`` or ``"0-3,10"`` → a tuple of distinct seeds, in order.
 
@@ -188,15 +194,23 @@ def parse_seeds(spec: str) -> tuple[int, ...]:
                 low, high = (int(x) for x in part.split("-", 1))
                 if high < low:
                     raise ValueError
-                seeds.extend(range(low, high + 1))
+                count = high - low + 1
             else:
-                seeds.append(int(part))
+                low = high = int(part)
+                count = 1
+            if len(seeds) + count > MAX_SEEDS:  # said before a list of them is built
+                raise OverflowError
+            seeds.extend(range(low, high + 1))
+    except OverflowError:
+        raise ValueError(
+            f"seeds {spec!r} name more than {MAX_SEEDS:,} agents for one process"
+        ) from None
     except ValueError:
         raise ValueError(
             f"cannot read seeds {spec!r}: expected e.g. '0-63', '0,1,5' or '0-3,10'"
         ) from None
-    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds {spec!r} must be distinct integers >= 0")
+    if any(not 0 <= s <= MAX_INT for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {spec!r} must be distinct integers in [0, 2**63)")
     return tuple(seeds)
 
 
@@ -979,7 +993,9 @@ def main(argv: list[str] | None = None) -> int:
             eval_episodes=base.eval_episodes, progress=base.progress,
         )  # fmt: skip
         result = train(cfg)
-    except (TrainingDiverged, ValueError, TypeError, CheckpointError, KeyboardInterrupt) as exc:
+    except (
+        TrainingDiverged, ValueError, TypeError, CheckpointError, OSError, KeyboardInterrupt
+    ) as exc:  # fmt: skip
         return report_failure(parser.prog, exc)
     print(format_summary(result))
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rl.config import require_int
+from rl.config import MAX_INT, require_int
 
 
 def seed_everything(seed: int, *, deterministic: bool = False) -> None:
@@ -19,6 +19,8 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
         deterministic: also ask torch for deterministic kernels (slower on CUDA).
     """
     require_int("seed", seed, 0)
+    if seed > MAX_INT:
+        raise ValueError(f"seed must be below 2**63, got {seed}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

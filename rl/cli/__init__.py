@@ -48,18 +48,16 @@ def parse_env_value(text: str) -> Any:
         return text
 
 
-MAX_SEED = 2**63 - 1  # what every seed consumer takes (torch, numpy's SeedSequence, the envs)
-
-
 def seed_number(text: str) -> int:
-    """A ``--seed`` value (argparse ``type``): an integer in ``[0, 2**63)``."""
-    from rl.config import parse_int
+    """A ``--seed`` value (argparse ``type``): an integer in ``[0, 2**63)``, what every seed
+    consumer takes (torch, NumPy, the envs)."""
+    from rl.config import MAX_INT, parse_int
 
     try:
         seed = parse_int(text, "seed")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if not 0 <= seed <= MAX_SEED:
+    if not 0 <= seed <= MAX_INT:
         raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}")
     return seed
 

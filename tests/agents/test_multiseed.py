@@ -286,9 +286,12 @@ def test_parse_seeds_and_config_errors() -> None:
     assert ms.parse_seeds("0-3") == (0, 1, 2, 3)
     assert ms.parse_seeds("0,1,5") == (0, 1, 5)
     assert ms.parse_seeds("0-2,10") == (0, 1, 2, 10)
-    for bad in ("", "a", "3-1", "1,1", "-2"):
+    for bad in ("", "a", "3-1", "1,1", "-2", str(2**63)):
         with pytest.raises(ValueError, match="seeds"):
             ms.parse_seeds(bad)
+    for too_many in ("0-10000000000", "0-5,0-20000"):  # refused before a list is built
+        with pytest.raises(ValueError, match="more than 10,000 agents"):
+            ms.parse_seeds(too_many)
     base = ppo.default_config(CARTPOLE)
     with pytest.raises(ValueError, match="distinct"):
         ms.MultiSeedConfig(ppo=base, seeds=(1, 1))

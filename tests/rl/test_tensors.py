@@ -163,6 +163,8 @@ def test_seeding_repeats_and_restores() -> None:
     assert np.random.rand() == expected[1]
     with pytest.raises(ValueError, match="seed"):
         seed_everything(-1)
+    with pytest.raises(ValueError, match=r"seed must be below 2\*\*63"):
+        seed_everything(2**63)  # torch would say "Overflow when unpacking long long"
 
 
 def test_device_resolution() -> None:
