@@ -92,7 +92,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--total-timesteps",
         type=whole_number,
         metavar="N",
-        help="env steps to train for (300000, 300_000 or 3e5)",
+        help="env steps to train for (300000, 300_000 or 3e5); with --resume, the total to "
+        "reach, not the steps to add",
     )
     parser.add_argument(
         "--run-dir", type=nonempty, metavar="DIR", help="run folder (default runs/<name>)"
