@@ -49,6 +49,7 @@ from rl.config import (
     config_to_dict,
     is_int,
     replace_config,
+    require_finite,
     require_int,
     resume_config,
 )
@@ -166,20 +167,11 @@ class Config:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         for name in ("learning_rate", "max_grad_norm", "clip_obs", "optimizer_eps"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+            require_finite(name, getattr(self, name), "> 0")
         for name in ("ent_coef", "vf_coef"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        if not math.isfinite(self.init_log_std):
-            raise ValueError(f"init_log_std must be a finite number, got {self.init_log_std}")
-        if self.target_return is not None and not math.isfinite(self.target_return):
-            raise ValueError(
-                f"target_return must be a finite number, or None to never stop early; got "
-                f"{self.target_return}"
-            )
+            require_finite(name, getattr(self, name), ">= 0")
+        require_finite("init_log_std", self.init_log_std)
+        require_finite("target_return", self.target_return, none_means="to never stop early")
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
         if self.activation not in ("tanh", "relu"):

@@ -47,6 +47,7 @@ from rl.config import (
     config_to_dict,
     is_int,
     replace_config,
+    require_finite,
     require_int,
     resume_config,
 )
@@ -209,19 +210,9 @@ class Config:
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must lie in (0, 1], got {self.tau}")
         for name in ("learning_rate", "max_grad_norm"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
-        if not (math.isfinite(self.save_buffer_max_mb) and self.save_buffer_max_mb >= 0):
-            raise ValueError(
-                f"save_buffer_max_mb must be a finite number >= 0 (0: never save the buffer), "
-                f"got {self.save_buffer_max_mb}"
-            )
-        if self.target_return is not None and not math.isfinite(self.target_return):
-            raise ValueError(
-                f"target_return must be a finite number, or None to never stop early; got "
-                f"{self.target_return}"
-            )
+            require_finite(name, getattr(self, name), "> 0")
+        require_finite("save_buffer_max_mb", self.save_buffer_max_mb, ">= 0")  # 0: never saved
+        require_finite("target_return", self.target_return, none_means="to never stop early")
         if self.activation not in ("relu", "tanh"):
             raise ValueError(f"activation must be 'relu' or 'tanh', got {self.activation!r}")
         if not self.hidden_sizes or not all(is_int(h, 1) for h in self.hidden_sizes):

@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import math
 import numbers
 import textwrap
 import types
@@ -50,6 +51,23 @@ def require_int(name: str, value: Any, minimum: int) -> None:
 
 
 MAX_INT = 2**63 - 1  # the largest integer torch and numpy take (int64)
+
+
+def require_finite(
+    name: str, value: Any, bound: str = "", *, none_means: str | None = None
+) -> None:
+    """A ValueError unless ``value`` is a finite number meeting ``bound`` (``"> 0"``,
+    ``">= 0"`` or ``""``): ``"NAME must be a finite number > 0, got VALUE"``. With
+    ``none_means``, ``None`` is allowed too and the message says what it means."""
+    if value is None and none_means is not None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and bound:
+        ok = value > 0 if bound == "> 0" else value >= 0
+    if not ok:
+        alternative = f", or None {none_means};" if none_means is not None else ","
+        rule = f" {bound}" if bound else ""
+        raise ValueError(f"{name} must be a finite number{rule}{alternative} got {value}")
 
 
 def parse_int(text: Any, name: str) -> int:

@@ -319,7 +319,10 @@ def test_bad_config_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None
             for value in (math.inf, math.nan)
         ),
         *(
-            ({"save_buffer_max_mb": v}, rf"save_buffer_max_mb must be a finite number >= 0 .*{v}")
+            (
+                {"save_buffer_max_mb": v},
+                rf"save_buffer_max_mb must be a finite number >= 0, got {v}",
+            )
             for v in (math.nan, math.inf, -1.0)
         ),
         *(

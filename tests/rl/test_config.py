@@ -13,6 +13,7 @@ from rl.config import (
     parse_int,
     parse_overrides,
     replace_config,
+    require_finite,
 )
 
 
@@ -135,3 +136,21 @@ def test_layer_widths_must_be_integers_from_python_too(algo: str) -> None:
     config = importlib.import_module(f"agents.{algo}").default_config("sandbox/CartPole-v1")
     with pytest.raises(ValueError, match=r"hidden_sizes must be integer widths >= 1, got \(64.0,"):
         dataclasses.replace(config, hidden_sizes=(64.0, 64))
+
+
+def test_require_finite_says_the_rule_and_what_none_means() -> None:
+    require_finite("lr", 3e-4, "> 0")
+    require_finite("coef", 0, ">= 0")
+    require_finite("kl", None, "> 0", none_means="for no early stop")
+    for value, bound in ((0.0, "> 0"), (-1e-9, ">= 0"), (float("nan"), ""), (float("inf"), "")):
+        with pytest.raises(
+            ValueError, match=rf"x must be a finite number{' ' + bound if bound else ''}, got"
+        ):
+            require_finite("x", value, bound)
+    for value in (True, "0.1", None):
+        with pytest.raises(ValueError, match="x must be a finite number"):
+            require_finite("x", value)
+    with pytest.raises(
+        ValueError, match=r"kl must be a finite number > 0, or None for no early stop; got -1"
+    ):
+        require_finite("kl", -1, "> 0", none_means="for no early stop")
