@@ -14,6 +14,7 @@ Every agent uses :class:`TrainingRun` so runs look the same whatever the algorit
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -208,41 +209,87 @@ class RunInUse(ValueError):
     """The run folder is being written by another training (its ``.lock`` is held)."""
 
 
-def _lock_run_folder(run_dir: Path) -> Any:
-    """Hold ``run_dir/.lock`` for this process (released when it closes or dies), so that a
-    second training into the same folder fails at once instead of interleaving its checkpoints,
-    config and events with the first's. The open lock file, or None where there is no ``fcntl``
-    (Windows: no lock)."""
+# Run folders this process holds: resolved path -> [the open lock file (None: no lock on this
+# file system), how many holders]. Re-entrant, so `rl train` can hold the folder from before it
+# reads the checkpoint to resume until eval.json is written, around the TrainingRun inside.
+_HELD: dict[str, list[Any]] = {}
+
+
+def acquire_run_folder(run_dir: str | os.PathLike) -> None:
+    """Hold ``run_dir/.lock`` for this process (made if missing), so that a second training
+    into the same folder fails at once instead of interleaving its checkpoints, config and
+    events with the first's. Released by :func:`release_run_folder` as often as acquired, or
+    when the process ends (a kill -9 included).
+
+    Raises:
+        RunInUse: another process holds it.
+    """
+    folder = Path(run_dir)
+    key = str(folder.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
     try:
         import fcntl
-    except ImportError:
-        return None
-    handle = (run_dir / ".lock").open("a+")
+    except ImportError:  # Windows: no lock
+        _HELD[key] = [None, 1]
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / ".lock").open("a+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            # A file system without flock (some NFS, FUSE or Lustre mounts): train unlocked.
+            handle.close()
+            print(f"note: cannot lock {folder} ({exc.strerror}); training without the lock "
+                  "that refuses a second training into it", file=sys.stderr)  # fmt: skip
+            _HELD[key] = [None, 1]
+            return
         handle.seek(0)
         holder = handle.read().strip()
         handle.close()
         who = f" (pid {holder})" if holder else ""
         raise RunInUse(
-            f"{run_dir} is being written by another training{who}; wait for it to end, or "
+            f"{folder} is being written by another training{who}; wait for it to end, or "
             "train into another folder"
         ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
     handle.flush()
-    return handle
+    _HELD[key] = [handle, 1]
 
 
-def _remove_stale_temp_files(run_dir: Path) -> None:
-    """Temporary files of writes that a killed process left half done (``.latest.pt.*.tmp``):
-    with the folder locked, nobody else is writing them."""
-    for folder in (run_dir, run_dir / "checkpoints"):
-        for stale in folder.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
+def release_run_folder(run_dir: str | os.PathLike) -> None:
+    """Undo one :func:`acquire_run_folder`; the last one releases the lock."""
+    key = str(Path(run_dir).resolve())
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[key]
+        if held[0] is not None:
+            held[0].close()
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """:func:`acquire_run_folder` for the ``with`` block."""
+    acquire_run_folder(run_dir)
+    try:
+        yield
+    finally:
+        release_run_folder(run_dir)
+
+
+def _remove_stale_temp_files(checkpoint_dir: Path) -> None:
+    """Temporary checkpoint files that a killed training left half written
+    (``.latest.pt.*.tmp``): with the folder locked, no other training is writing them."""
+    for stale in checkpoint_dir.glob(".*.pt.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 class TrainingRun:
@@ -281,11 +328,12 @@ class TrainingRun:
         self._task = None
         self._start_time = time.perf_counter()
         self._start_step = purge_step or 0
-        self._lock = None
+        self._locked = False
         if writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._lock = _lock_run_folder(self.run_dir)
-            _remove_stale_temp_files(self.run_dir)
+            acquire_run_folder(self.run_dir)
+            self._locked = True
+            _remove_stale_temp_files(self.checkpoint_dir)
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / "config.json", config)
             from torch.utils.tensorboard import (
@@ -424,9 +472,9 @@ class TrainingRun:
             self._writer.flush()
             self._writer.close()
             self._writer = None
-        if self._lock is not None:
-            self._lock.close()  # releases the folder
-            self._lock = None
+        if self._locked:
+            release_run_folder(self.run_dir)
+            self._locked = False
 
 
 def _wait_past_existing_event_files(run_dir: Path) -> None:

@@ -38,9 +38,11 @@ from rl.config import (
 from rl.device import DEVICE_CHOICES, resolve_device
 from rl.runs import (
     RUNS_ROOT,
+    RunInUse,
     TrainingDiverged,
     load_resume_checkpoint,
     read_json,
+    run_folder_lock,
     run_name,
     stop_on_interrupt,
 )
@@ -353,9 +355,13 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
     overrides = resume_overrides(args)
     fields = field_types(module.Config)
     env_id = checkpoint.get("env_id") or (checkpoint.get("config") or {}).get("env_id")
-    for key in overrides:
+    saved_kwargs = (checkpoint.get("config") or {}).get("env_kwargs") or {}
+    for key in list(overrides):
         if key not in fields and env_id and key in env_arg_names(env_id):
-            kwargs = (checkpoint.get("config") or {}).get("env_kwargs") or {}
+            if key in saved_kwargs and parse_env_value(overrides[key]) == saved_kwargs[key]:
+                del overrides[key]  # the run's own value: a restart's repeated command
+                continue
+            kwargs = saved_kwargs
             raise CLIError(
                 f"cannot resume {args.resume} with --set {key}: a run's env arguments are "
                 f"fixed (it trains with {kwargs or 'the defaults'}); train a new run for another"
@@ -371,7 +377,10 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
     except (ValueError, KeyError) as exc:
         raise CLIError(f"cannot resume {args.resume}: {exc}") from None
     check_config_device(cfg)
-    if cfg.total_timesteps < args.resumed_from_step:
+    # What the run trains in whole iterations: a total below one iteration still trains one.
+    per = cfg.num_envs * getattr(cfg, "num_steps", 1)
+    world = int(os.environ.get("WORLD_SIZE", "1")) if args.distributed else 1
+    if max(cfg.total_timesteps, cfg.num_iterations * per * world) < args.resumed_from_step:
         raise CLIError(
             f"cannot resume {args.resume}: it has trained {args.resumed_from_step:,} steps, more "
             f"than --total-timesteps {cfg.total_timesteps:,}; give a larger total (the steps to "
@@ -398,26 +407,45 @@ def run(args: argparse.Namespace) -> int:
             return resume_seeds(args)
     if args.seeds is not None:
         return run_seeds(args)
-    if args.resume_if_exists:
-        if args.resume is not None or args.run_dir is None:
-            raise CLIError(
-                "--resume-if-exists needs --run-dir DIR (and no --resume): it continues DIR "
-                "when DIR/checkpoints/latest.pt exists and starts DIR fresh otherwise"
-            )
-        if (Path(args.run_dir) / "checkpoints" / "latest.pt").is_file():
-            args.resume = args.run_dir
-    if args.resume is not None:
-        module, cfg = build_resume_config(args)
-        check_folder(cfg.run_dir, "the run folder")
-    else:
-        module = load_algo(args.algo or DEFAULT_ALGO)
-        cfg = build_config(args, module)
-        refuse_a_used_run_dir(cfg.run_dir)
-        if cfg.write_run:
-            check_folder(cfg.run_dir, "the run folder")
-    algo = module.__name__.rsplit(".", 1)[-1]
-    # torchrun sets RANK; only rank 0 talks, so N ranks do not print N copies.
+    if args.resume_if_exists and (args.resume is not None or args.run_dir is None):
+        raise CLIError(
+            "--resume-if-exists needs --run-dir DIR (and no --resume): it continues DIR "
+            "when DIR/checkpoints/latest.pt exists and starts DIR fresh otherwise"
+        )
+    # torchrun sets RANK; only rank 0 talks (and writes), so N ranks do not print N copies.
     rank0 = os.environ.get("RANK", "0") == "0"
+    with contextlib.ExitStack() as held:
+
+        def hold(folder: str | Path) -> None:
+            """Lock the run folder from before its checkpoint is read until eval.json is
+            written: a second training into it meanwhile is refused, not interleaved."""
+            if rank0:
+                check_folder(folder, "the run folder")
+                try:
+                    held.enter_context(run_folder_lock(folder))
+                except RunInUse as exc:
+                    raise CLIError(str(exc)) from None
+
+        if args.resume_if_exists:
+            hold(args.run_dir)
+            if (Path(args.run_dir) / "checkpoints" / "latest.pt").is_file():
+                args.resume = args.run_dir
+        if args.resume is not None:
+            if Path(args.resume).is_dir():
+                hold(args.resume)
+            module, cfg = build_resume_config(args)
+        else:
+            module = load_algo(args.algo or DEFAULT_ALGO)
+            cfg = build_config(args, module)
+            if cfg.write_run:
+                hold(cfg.run_dir)
+            refuse_a_used_run_dir(cfg.run_dir)
+        return _train_and_report(args, module, cfg, rank0)
+
+
+def _train_and_report(args: argparse.Namespace, module: ModuleType, cfg: Any, rank0: bool) -> int:
+    """Train (or continue) one run from its config and print the summary, as ``rl train``."""
+    algo = module.__name__.rsplit(".", 1)[-1]
     action = "Resuming" if args.resume else "Training"
     if rank0:
         device = resolve_device(cfg.device)

@@ -475,3 +475,59 @@ def test_a_quick_eval_keeps_the_runs_larger_evaluation(
     assert "eval.json kept: it holds an evaluation of more episodes" in capsys.readouterr().out
     assert main(["eval", str(copy), "--episodes", str(episodes + 1)]) == 0
     assert json.loads((copy / "eval.json").read_text())["episodes"] == episodes + 1
+
+
+def test_a_run_shorter_than_one_iteration_resumes(tmp_path: Path) -> None:
+    # --total-timesteps 1,000 trains one whole iteration of 1,024 steps: not "more than 1,000".
+    run = tmp_path / "short"
+    argv = ["--env", "sandbox/CartPole-v1", "--no-progress", "--set", "eval_episodes=2"]
+    assert main(["train", *argv, "--total-timesteps", "1000", "--run-dir", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert main(["train", *argv, "--total-timesteps", "1000", "--run-dir", str(run),
+                 "--resume-if-exists"]) == 0  # fmt: skip
+
+
+def test_a_restart_may_repeat_the_runs_own_env_arguments(tmp_path: Path) -> None:
+    run = tmp_path / "dog"
+    argv = ["--total-timesteps", "2048", "--no-progress", "--set", "eval_episodes=2",
+            "--set", "reward_scheme=treats", "--run-dir", str(run), "--resume-if-exists"]  # fmt: skip
+    assert main(["train", *argv]) == 0
+    assert main(["train", *argv]) == 0  # torchrun's restart repeats the command as it was
+
+
+def test_a_resume_waits_for_nothing_and_reads_nothing_while_another_writes(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from rl.runs import acquire_run_folder; "
+         f"acquire_run_folder({str(copy)!r}); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert main(["train", "--resume", str(copy), "--total-timesteps", "512"]) == 2
+        captured = capsys.readouterr()
+        assert "is being written by another training" in captured.err
+        assert "Resuming" not in captured.out
+    finally:
+        holder.communicate("")
+
+
+def test_a_file_system_without_locks_trains_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert main(["train", *TINY_TRAIN, "--run-dir", str(tmp_path / "run")]) == 0
+    assert "cannot lock" in capsys.readouterr().err

@@ -152,20 +152,40 @@ def test_a_first_ctrl_c_asks_training_to_stop_a_second_interrupts() -> None:
 
 
 def test_a_second_training_into_a_folder_being_written_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
     folder = tmp_path / "run"
-    first = TrainingRun(folder, {"seed": 1}, total_timesteps=10, progress=False)
-    (folder / "checkpoints" / ".latest.pt.0123abcd.tmp").write_bytes(b"half a write")
+    # Another process holds the folder, as a live `rl train` does.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from rl.runs import acquire_run_folder; "
+         f"acquire_run_folder({str(folder)!r}); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
-        with pytest.raises(RunInUse, match=r"is being written by another training \(pid \d+\)"):
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        (folder / "checkpoints").mkdir()
+        (folder / "checkpoints" / ".latest.pt.0123abcd.tmp").write_bytes(b"half a write")
+        with pytest.raises(
+            RunInUse, match=rf"is being written by another training \(pid {holder.pid}\)"
+        ):
             TrainingRun(folder, {"seed": 2}, total_timesteps=10, progress=False)
-        assert read_json(folder / "config.json") == {"seed": 1}  # the second wrote nothing
+        assert not (folder / "config.json").exists()  # the second wrote nothing
     finally:
-        first.close()
-    # Closed (or killed: the OS drops the lock), the folder is free again; a killed write's
-    # temporary file goes when the next training takes the folder.
-    second = TrainingRun(folder, {"seed": 1}, total_timesteps=10, progress=False)
-    second.close()
+        holder.communicate("")  # it exits, and the OS drops its lock
+    # Free again; a killed write's temporary file goes when the next training takes the folder.
+    run = TrainingRun(folder, {"seed": 1}, total_timesteps=10, progress=False)
+    run.close()
     assert not list(folder.glob("checkpoints/.*.tmp"))
+
+
+def test_one_process_may_hold_its_run_folder_around_its_training_run(tmp_path: Path) -> None:
+    from rl.runs import run_folder_lock
+
+    folder = tmp_path / "run"
+    with run_folder_lock(folder):  # as rl train holds it from before reading the checkpoint
+        TrainingRun(folder, {}, total_timesteps=10, progress=False).close()
+        TrainingRun(folder, {}, total_timesteps=10, progress=False).close()
 
 
 def test_far_more_snapshots_than_saves_take_one_per_save_at_once(tmp_path: Path) -> None:
