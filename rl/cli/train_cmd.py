@@ -642,6 +642,21 @@ def resume_hint(latest: Path, run_dir: str | Path, *, distributed: bool = False)
     )
 
 
+def logdir_for(run_dir: str | Path) -> Path:
+    """The folder to point TensorBoard at after a run: its parent where that is a folder of
+    runs (``runs/``, or ``runs/lesson`` holding the other schemes) so the curves compare, else
+    the run itself (``--run-dir /tmp/x`` should not make TensorBoard scan all of /tmp)."""
+    run = Path(run_dir)
+    parent = run.parent
+    try:
+        others = any(
+            (sibling / "config.json").is_file() for sibling in parent.iterdir() if sibling != run
+        )
+    except OSError:
+        others = False
+    return parent if others or parent == Path(RUNS_ROOT) else run
+
+
 def planned_steps(cfg: Any) -> str:
     """``"2,048 steps (--total-timesteps 3,000 in whole iterations of 1,024)"``: what the run
     will train, where whole iterations round ``total_timesteps`` down."""
@@ -707,4 +722,4 @@ def print_summary(result: Any, cfg: Any, resumed_from: int | None = None) -> Non
         f"  rl eval {run_dir}        # evaluate again (--json for a machine-readable line)"
     )
     console.print(f"  rl watch {run_dir}       # watch the agent in a window")
-    console.print(f"  tensorboard --logdir {Path(run_dir).parent}   # the learning curves")
+    console.print(f"  tensorboard --logdir {logdir_for(run_dir)}   # the learning curves")

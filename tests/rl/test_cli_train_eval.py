@@ -531,3 +531,15 @@ def test_a_file_system_without_locks_trains_unlocked(
     monkeypatch.setattr(fcntl, "flock", no_locks)
     assert main(["train", *TINY_TRAIN, "--run-dir", str(tmp_path / "run")]) == 0
     assert "cannot lock" in capsys.readouterr().err
+
+
+def test_tensorboard_is_pointed_at_a_folder_of_runs_or_at_the_run(tmp_path: Path) -> None:
+    from rl.cli.train_cmd import logdir_for
+
+    lesson = tmp_path / "lesson"
+    for scheme in ("treats", "coached"):
+        (lesson / scheme).mkdir(parents=True)
+        (lesson / scheme / "config.json").write_text("{}")
+    assert logdir_for(lesson / "coached") == lesson  # the schemes' curves side by side
+    assert logdir_for(tmp_path / "alone") == tmp_path / "alone"  # not the whole of tmp_path
+    assert logdir_for(Path("runs") / "x") == Path("runs")
