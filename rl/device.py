@@ -53,12 +53,20 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def configure_threads(device: torch.device, num_threads: int | None = None) -> int:
-    """Pick the CPU thread count for training and return it.
+    """Set the CPU thread count for training (:func:`resolve_threads`) and return it."""
+    num_threads = resolve_threads(device, num_threads)
+    torch.set_num_threads(num_threads)
+    return num_threads
+
+
+def resolve_threads(device: torch.device, num_threads: int | None = None) -> int:
+    """The CPU thread count training uses: ``num_threads``, else ``RL_NUM_THREADS``, else 1 on
+    the CPU (up to 4 beside a GPU).
 
     Small policy networks (64-unit MLPs on batches of a few thousand rows) run fastest on one
     thread: intra-op parallelism costs more in synchronisation than it saves at these sizes
-    (measured in benchmarks/solve.py on a 2-core CPU). ``RL_NUM_THREADS`` or ``num_threads``
-    override the choice.
+    (measured in benchmarks/solve.py on a 2-core CPU). The count changes the order of CPU
+    sums, so a run repeats bit for bit only with the same count.
     """
     if num_threads is None:
         env_value = os.environ.get("RL_NUM_THREADS")
@@ -71,7 +79,6 @@ def configure_threads(device: torch.device, num_threads: int | None = None) -> i
         num_threads = 1 if device.type == "cpu" else max(1, min(4, os.cpu_count() or 1))
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    torch.set_num_threads(num_threads)
     return num_threads
 
 

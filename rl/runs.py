@@ -424,10 +424,12 @@ class TrainingRun:
             # resume (purge_step), TensorBoard then has no gap before the resumed steps.
             self._writer.flush()
         # planned_timesteps: what "30 % of training" is of (total_timesteps in whole iterations).
+        # torch_threads: the CPU thread count, without which a resume is not bit for bit.
         payload = {
             **payload,
             "global_step": int(global_step),
             "planned_timesteps": int(self.total_timesteps),
+            "torch_threads": torch.get_num_threads(),
         }
         latest = save_checkpoint(payload, self.checkpoint_dir / "latest.pt")
         if mean_return is not None and mean_return > self.best_return:

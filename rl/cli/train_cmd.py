@@ -35,7 +35,7 @@ from rl.config import (
     replace_config,
     resume_config,
 )
-from rl.device import DEVICE_CHOICES, resolve_device
+from rl.device import DEVICE_CHOICES, resolve_device, resolve_threads
 from rl.runs import (
     RUNS_ROOT,
     RunInUse,
@@ -377,6 +377,14 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
     except (ValueError, KeyError) as exc:
         raise CLIError(f"cannot resume {args.resume}: {exc}") from None
     check_config_device(cfg)
+    threads = checkpoint.get("torch_threads")
+    now = resolve_threads(resolve_device(cfg.device), cfg.num_threads)
+    if threads is not None and threads != now and os.environ.get("RANK", "0") == "0":
+        print(
+            f"note: {args.resume} trained on {threads} CPU thread(s), this resume uses {now}: it "
+            f"continues, but not bit for bit (--set num_threads={threads} keeps the run's)",
+            file=sys.stderr,
+        )
     # What the run trains in whole iterations: a total below one iteration still trains one.
     per = cfg.num_envs * getattr(cfg, "num_steps", 1)
     world = int(os.environ.get("WORLD_SIZE", "1")) if args.distributed else 1

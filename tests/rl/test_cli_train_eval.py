@@ -543,3 +543,18 @@ def test_tensorboard_is_pointed_at_a_folder_of_runs_or_at_the_run(tmp_path: Path
     assert logdir_for(lesson / "coached") == lesson  # the schemes' curves side by side
     assert logdir_for(tmp_path / "alone") == tmp_path / "alone"  # not the whole of tmp_path
     assert logdir_for(Path("runs") / "x") == Path("runs")
+
+
+def test_a_resume_on_another_thread_count_says_it_is_not_bit_for_bit(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("RL_NUM_THREADS", raising=False)
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    assert torch.load(copy / "checkpoints" / "latest.pt", weights_only=True)["torch_threads"] == 1
+    capsys.readouterr()
+    argv = ["train", "--resume", str(copy), "--total-timesteps", "384", "--no-progress"]
+    assert main([*argv, "--set", "num_threads=2"]) == 0
+    assert "trained on 1 CPU thread(s), this resume uses 2" in capsys.readouterr().err
+    assert main([*argv[:-2], "512", "--no-progress"]) == 0  # its config now says 2: no note
+    assert "CPU thread" not in capsys.readouterr().err
