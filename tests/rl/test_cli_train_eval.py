@@ -328,6 +328,7 @@ def test_a_folder_of_runs_is_not_a_run_to_resume(
 ) -> None:
     assert main(["train", "--resume", str(run_dir.parent)]) == 2
     assert "is a folder of runs" in one_error_line(capsys, "train")
+    assert not (run_dir.parent / ".lock").exists()  # nothing left in a folder that is no run
 
 
 def test_the_ctrl_c_hint_of_a_distributed_run_says_to_rerun_torchrun(tmp_path: Path) -> None:
@@ -558,3 +559,13 @@ def test_a_resume_on_another_thread_count_says_it_is_not_bit_for_bit(
     assert "trained on 1 CPU thread(s), this resume uses 2" in capsys.readouterr().err
     assert main([*argv[:-2], "512", "--no-progress"]) == 0  # its config now says 2: no note
     assert "CPU thread" not in capsys.readouterr().err
+
+
+def test_a_training_that_fails_before_writing_leaves_no_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "never"
+    argv = ["train", *TINY_TRAIN, "--set", "init_from=no/such/run", "--run-dir", str(run)]
+    assert main(argv) == 2
+    assert "no/such/run does not exist" in one_error_line(capsys, "train")
+    assert not run.exists()
