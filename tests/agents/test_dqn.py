@@ -358,7 +358,7 @@ def test_config_keeps_the_meaningful_edges() -> None:
 
 def test_a_log_window_longer_than_the_run_is_the_run() -> None:
     # log_every beyond the run: one log point, at the end (its loss trace is the run's length).
-    result = dqn.train(tiny(log_every=10**30))
+    result = dqn.train(tiny(log_every=10**30, write_run=False))
     assert result.global_step == 800 and math.isfinite(result.metrics["losses/td_loss"])
 
 
@@ -381,16 +381,19 @@ def test_default_config_solves_cartpole(seed: int) -> None:
 def test_early_stop_needs_the_greedy_check_too(monkeypatch: pytest.MonkeyPatch) -> None:
     # Any finished episode passes a target of 1, so the window stops the run at its first log
     # point; a failing greedy check keeps it training to the end.
-    stopped = dqn.train(tiny(target_return=1.0))
+    stopped = dqn.train(tiny(target_return=1.0, write_run=False))
     assert stopped.global_step < 800
     monkeypatch.setattr(dqn, "_greedy_check", lambda cfg, state: 0.0)
-    assert dqn.train(tiny(target_return=1.0)).global_step == 800
+    assert dqn.train(tiny(target_return=1.0, write_run=False)).global_step == 800
     monkeypatch.undo()
-    assert dqn.train(tiny(target_return=1.0, target_check_episodes=0)).global_step < 800
+    assert (
+        dqn.train(tiny(target_return=1.0, target_check_episodes=0, write_run=False)).global_step
+        < 800
+    )
 
 
 def test_greedy_check_leaves_the_random_streams_alone() -> None:
-    result = dqn.train(tiny())
+    result = dqn.train(tiny(write_run=False))
     state = types.SimpleNamespace(
         q_network=result.policy.q_network, next_obs=torch.zeros(4, 4), global_step=7
     )
