@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import held_by_another_process
 
 from rl.checkpoint import FORMAT
 from rl.cli import main
@@ -499,25 +500,14 @@ def test_a_restart_may_repeat_the_runs_own_env_arguments(tmp_path: Path) -> None
 def test_a_resume_waits_for_nothing_and_reads_nothing_while_another_writes(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import subprocess
-    import sys
-
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from rl.runs import acquire_run_folder; "
-         f"acquire_run_folder({str(copy)!r}); print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with held_by_another_process(copy):
         capsys.readouterr()
         assert main(["train", "--resume", str(copy), "--total-timesteps", "512"]) == 2
         captured = capsys.readouterr()
         assert "is being written by another training" in captured.err
         assert "Resuming" not in captured.out
-    finally:
-        holder.communicate("")
 
 
 def test_a_file_system_without_locks_trains_unlocked(

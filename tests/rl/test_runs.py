@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import held_by_another_process
 
 from rl.checkpoint import CheckpointError
 from rl.runs import (
@@ -152,18 +153,8 @@ def test_a_first_ctrl_c_asks_training_to_stop_a_second_interrupts() -> None:
 
 
 def test_a_second_training_into_a_folder_being_written_is_refused(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     folder = tmp_path / "run"
-    # Another process holds the folder, as a live `rl train` does.
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from rl.runs import acquire_run_folder; "
-         f"acquire_run_folder({str(folder)!r}); print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with held_by_another_process(folder) as holder:  # as a live `rl train` holds it
         (folder / "checkpoints").mkdir()
         (folder / "checkpoints" / ".latest.pt.0123abcd.tmp").write_bytes(b"half a write")
         with pytest.raises(
@@ -171,8 +162,6 @@ def test_a_second_training_into_a_folder_being_written_is_refused(tmp_path: Path
         ):
             TrainingRun(folder, {"seed": 2}, total_timesteps=10, progress=False)
         assert not (folder / "config.json").exists()  # the second wrote nothing
-    finally:
-        holder.communicate("")  # it exits, and the OS drops its lock
     # Free again; a killed write's temporary file goes when the next training takes the folder.
     run = TrainingRun(folder, {"seed": 1}, total_timesteps=10, progress=False)
     run.close()
