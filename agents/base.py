@@ -268,7 +268,7 @@ def report_failure(prog: str, exc: BaseException) -> int:
     CheckpointError)."""
     import sys
 
-    from rl.runs import TrainingDiverged
+    from rl.runs import TrainingDiverged, describe_os_error
 
     if isinstance(exc, KeyboardInterrupt):
         print(f"\n{prog}: interrupted", file=sys.stderr)
@@ -277,7 +277,7 @@ def report_failure(prog: str, exc: BaseException) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     if isinstance(exc, OSError) and exc.filename is not None:  # a folder it cannot write
-        print(f"{prog}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 2

@@ -205,6 +205,14 @@ class EpisodeTracker:
         return stats
 
 
+def describe_os_error(exc: OSError) -> str:
+    """``[Errno 30] Read-only file system: 'runs/x'`` as ``runs/x: Read-only file system``
+    where the error names its file: the one line a command prints for it."""
+    if exc.filename is None or not exc.strerror:
+        return str(exc)
+    return f"{exc.filename}: {exc.strerror}"
+
+
 class RunInUse(ValueError):
     """The run folder is being written by another training (its ``.lock`` is held)."""
 

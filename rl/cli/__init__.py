@@ -105,14 +105,6 @@ def check_folder(path: str | os.PathLike, what: str) -> None:
     check_writable(folder / "probe", what)
 
 
-def describe_os_error(exc: OSError) -> str:
-    """``[Errno 30] Read-only file system: 'runs/x'`` as ``cannot write runs/x: Read-only file
-    system`` where the error names its file."""
-    if exc.filename is None or not exc.strerror:
-        return str(exc)
-    return f"{exc.filename}: {exc.strerror}"
-
-
 class OneLineParser(argparse.ArgumentParser):
     """An argparse parser whose usage errors are one line (what was wrong, and where the
     options are listed), as every other ``rl`` error is, instead of the usage block."""
@@ -149,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from gymnasium.error import DependencyNotInstalled
 
     from rl.checkpoint import CheckpointError
+    from rl.runs import describe_os_error
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -22,7 +22,6 @@ from rl.checkpoint import CheckpointError
 from rl.cli import (
     CLIError,
     check_folder,
-    describe_os_error,
     nonempty,
     parse_env_value,
     seed_number,
@@ -40,6 +39,7 @@ from rl.runs import (
     RUNS_ROOT,
     RunInUse,
     TrainingDiverged,
+    describe_os_error,
     load_resume_checkpoint,
     read_json,
     run_folder_lock,
