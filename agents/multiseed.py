@@ -14,8 +14,9 @@ agents at once so that one device runs many seeds for about the price of one:
 * **Per-agent everything else**: advantage normalisation, minibatch permutations, losses,
   gradient norms and their clip (an agent with huge gradients never scales another's), Adam
   steps with per-agent learning rates (optionally different per agent), LR annealing, the
-  ``target_return`` stop (a solved agent's learning rate drops to 0, which freezes it where
-  :func:`agents.ppo.train` would have stopped; the run ends when every agent has solved).
+  ``target_return`` stop (a solved agent's learning rate drops to 0 and its observation
+  statistics stop updating, which freezes it where :func:`agents.ppo.train` would have
+  stopped; the run ends when every agent has solved).
 
 Randomness. Agent ``k``'s initial weights come from ``torch.manual_seed(seeds[k])``, exactly as
 :func:`agents.ppo.train` draws them, so they do not depend on ``K``. The env takes one
@@ -584,6 +585,10 @@ class _Loop:
             self.next_obs, _ = self.env.reset(seed=env_seed(self.cfg.seeds) + saved["iteration"])
         self.iteration = int(saved["iteration"])
         self.active = [bool(a) for a in saved["active"]]
+        if self.obs_rms is not None:  # a state saved before frozen groups were kept
+            for k, on in enumerate(self.active):
+                if not on:
+                    self.obs_rms.freeze(k)
         last_check = int(saved.get("last_check", -1))
         self.last_check = None if last_check < 0 else last_check
         failed = saved.get("failed_check", [-1] * len(self.active))
@@ -842,6 +847,8 @@ class _Loop:
         if reached:
             self.active[k] = False
             self.reached_step[k] = self.steps[k]
+            if self.obs_rms is not None:  # its rows go on: it normalises as when it stopped
+                self.obs_rms.freeze(k)
         last = reached or self.iteration == base.num_iterations
         self.last_metrics[k] = metrics
         if not self.runs:

@@ -172,8 +172,18 @@ class GroupedRunningMeanStd:
         self.groups, self.shape = groups, tuple(shape)
         self.mean = torch.zeros((groups, *self.shape), dtype=dtype, device=device)
         self.var = torch.ones((groups, *self.shape), dtype=dtype, device=device)
-        # Every update gives each group the same number of rows: one count serves all.
-        self.count = torch.tensor(epsilon, dtype=dtype, device=device)
+        self.count = torch.full((groups,), epsilon, dtype=dtype, device=device)
+        # A frozen group keeps its statistics (multi-seed: an agent that stopped at its target
+        # keeps normalising as it did when it stopped, while the other agents' rows go on).
+        self.frozen = torch.zeros(groups, dtype=torch.bool, device=device)
+
+    def _per_group(self, x: torch.Tensor) -> torch.Tensor:
+        """A ``(G,)`` tensor shaped to broadcast against ``(G, *shape)``."""
+        return x.view(self.groups, *([1] * len(self.shape)))
+
+    def freeze(self, g: int) -> None:
+        """Stop folding rows into group ``g`` (in place: a captured CUDA graph sees it)."""
+        self.frozen[g] = True
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         """``(G * B, *shape)`` → ``(G, B, *shape)``."""
@@ -192,12 +202,15 @@ class GroupedRunningMeanStd:
                 f"{tuple(batch.shape)}"
             )
         grouped = self._split(batch.to(self.mean.dtype))
-        merged = _merge_moments(
-            self.mean, self.var, self.count, grouped.mean(1), grouped.var(1, unbiased=False),
-            grouped.shape[1],
+        mean, var, count = _merge_moments(
+            self.mean, self.var, self._per_group(self.count), grouped.mean(1),
+            grouped.var(1, unbiased=False), grouped.shape[1],
         )  # fmt: skip
-        for mine, new in zip((self.mean, self.var, self.count), merged, strict=True):
-            mine.copy_(new)  # in place, as RunningMeanStd.update (CUDA graphs)
+        keep = self._per_group(self.frozen)
+        # In place, as RunningMeanStd.update (CUDA graphs); frozen groups keep theirs.
+        self.mean.copy_(torch.where(keep, self.mean, mean))
+        self.var.copy_(torch.where(keep, self.var, var))
+        self.count.copy_(torch.where(self.frozen, self.count, count.reshape(self.groups)))
 
     def normalize(
         self, x: torch.Tensor, clip: float | None = 10.0, eps: float = 1e-8
@@ -210,9 +223,17 @@ class GroupedRunningMeanStd:
         return out if clip is None else out.clamp(-clip, clip)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"mean": self.mean.clone(), "var": self.var.clone(), "count": self.count.clone()}
+        return {
+            "mean": self.mean.clone(),
+            "var": self.var.clone(),
+            "count": self.count.clone(),
+            "frozen": self.frozen.clone(),
+        }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`state_dict`'s output. A state saved before groups had their own counts
+        (one scalar ``count``) and frozen flags loads too: one count for every group, none
+        frozen."""
         for key in ("mean", "var", "count"):
             if key not in state:
                 raise ValueError(f"grouped running statistics are missing {key!r}")
@@ -221,8 +242,10 @@ class GroupedRunningMeanStd:
                 f"grouped statistics of shape {tuple(state['mean'].shape)} do not fit "
                 f"{tuple(self.mean.shape)} (groups, *shape)"
             )
+        # In place, as RunningMeanStd.load_state_dict (a scalar count broadcasts).
         for mine, key in ((self.mean, "mean"), (self.var, "var"), (self.count, "count")):
-            mine.copy_(state[key])  # in place, as RunningMeanStd.load_state_dict
+            mine.copy_(state[key])
+        self.frozen.copy_(state.get("frozen", torch.zeros_like(self.frozen)))
 
     def subset(self, groups: list[int]) -> GroupedRunningMeanStd:
         """Groups ``groups`` (indices) as their own statistics (copies)."""
@@ -234,7 +257,8 @@ class GroupedRunningMeanStd:
             {
                 "mean": self.mean.index_select(0, index),
                 "var": self.var.index_select(0, index),
-                "count": self.count,
+                "count": self.count.index_select(0, index),
+                "frozen": self.frozen.index_select(0, index),
             }
         )
         return sub
@@ -243,7 +267,11 @@ class GroupedRunningMeanStd:
         """Group ``g``'s statistics as a standalone :class:`RunningMeanStd` (a copy)."""
         rms = RunningMeanStd(self.shape, self.mean.device, dtype=self.mean.dtype)
         rms.load_state_dict(
-            {"mean": self.mean[g].clone(), "var": self.var[g].clone(), "count": self.count.clone()}
+            {
+                "mean": self.mean[g].clone(),
+                "var": self.var[g].clone(),
+                "count": self.count[g].clone(),
+            }
         )
         return rms
 

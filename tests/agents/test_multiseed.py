@@ -459,6 +459,45 @@ def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
     assert result.summary["target_check_seconds"] > 0
 
 
+def test_an_agent_that_stopped_keeps_the_observation_statistics_it_stopped_with(
+    tmp_path, monkeypatch
+) -> None:
+    """A stopped agent's rows go on stepping beside the others; its policy (returned, saved and
+    evaluated) must still normalise as it did at its stop, as ``agents.ppo.train``'s would."""
+    base = ppo.default_config(
+        CARTPOLE, **{**TINY, "total_timesteps": 256, "write_run": True}, norm_obs=True,
+        target_return=1.0, target_window=1, target_check_episodes=2,
+    )  # fmt: skip
+    cfg = ms.MultiSeedConfig(
+        ppo=base, seeds=(1, 2), runs_root=str(tmp_path), progress=False, check_gap=1,
+        eval_episodes=0,
+    )  # fmt: skip
+    # Agent 1 never passes its check: it trains to the end beside the stopped agent 0.
+    monkeypatch.setattr(ms._Loop, "check", _failing_check(ms._Loop.check, failing={1}))
+    result = ms.train(cfg)
+    assert [row["reached_target_step"] for row in result.per_seed] == [64, None]
+    saved = [
+        torch.load(d / "checkpoints" / "latest.pt", weights_only=True)["obs_rms"]
+        for d in result.run_dirs
+    ]
+    stopped, trained_on = (result.policies[k].obs_rms for k in (0, 1))
+    for key in ("mean", "var", "count"):
+        torch.testing.assert_close(getattr(stopped, key).cpu(), saved[0][key])
+    steps = TINY["num_envs"] * 16  # 64 per iteration: each observation counted once
+    assert float(stopped.count) == pytest.approx(1 * steps, abs=1e-3)
+    assert float(trained_on.count) == pytest.approx(4 * steps, abs=1e-3)
+
+
+def _failing_check(real_check, failing: set[int]):
+    """``_Loop.check`` with the agents in ``failing`` always failing."""
+
+    def check(loop, passed, seed):
+        means = real_check(loop, passed, seed)
+        return [-math.inf if k in failing else m for k, m in zip(passed, means, strict=True)]
+
+    return check
+
+
 def _check_iterations(monkeypatch, fails) -> list[tuple[int, list[int]]]:
     """Record (iteration, agents) of each check; ``fails(iteration, agent)``: that check fails."""
     real_check, checks = ms._Loop.check, []

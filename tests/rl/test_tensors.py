@@ -207,3 +207,21 @@ def test_flatten_parameters_rejects_what_it_cannot_flatten() -> None:
     mixed = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).double())
     with pytest.raises(ValueError, match="device or dtype"):
         flatten_parameters(mixed)
+
+
+def test_a_frozen_group_keeps_its_statistics_and_old_states_still_load() -> None:
+    grouped = GroupedRunningMeanStd(2, (3,))
+    grouped.update(torch.randn(2 * 4, 3))
+    before = grouped.group(0).state_dict()
+    grouped.freeze(0)
+    grouped.update(torch.randn(2 * 4, 3) + 5)
+    for key, value in grouped.group(0).state_dict().items():
+        torch.testing.assert_close(value, before[key])
+    assert float(grouped.group(1).count) == pytest.approx(8, abs=1e-3)  # the other one went on
+    restored = GroupedRunningMeanStd(2, (3,))
+    restored.load_state_dict(grouped.state_dict())
+    assert restored.frozen.tolist() == [True, False]
+    # A state saved when one scalar count served every group, and nothing was frozen.
+    old = {"mean": torch.zeros(2, 3), "var": torch.ones(2, 3), "count": torch.tensor(7.0)}
+    restored.load_state_dict(old)
+    assert restored.count.tolist() == [7.0, 7.0] and restored.frozen.tolist() == [False, False]
