@@ -438,7 +438,8 @@ def collect_rollout(
         env: a torch-facing vector env (:func:`rl.vector.make_vector_env`).
         next_obs: ``(N, *obs_shape)`` raw observations to start from.
         tracker: receives each step's finished-episode statistics.
-        obs_rms: running observation statistics, updated with every new observation.
+        obs_rms: running observation statistics, each observation folded in once: ``next_obs``
+            here, the others as they arrive (the last one by the next call).
 
     Returns:
         The raw ``(N, *obs_shape)`` observations to continue from next iteration.
@@ -454,8 +455,8 @@ def collect_rollout(
         storage.rewards[t] = reward
         storage.terminated[t] = terminated
         storage.truncated[t] = truncated
-        if obs_rms is not None:
-            obs_rms.update(next_obs)
+        if obs_rms is not None and t + 1 < storage.obs.shape[0]:
+            obs_rms.update(next_obs)  # the last step's is folded in by the next rollout
         obs = normalize_obs(next_obs, obs_rms, clip_obs)
         storage.final_obs[t] = normalize_obs(info["final_obs"], obs_rms, clip_obs)
         tracker.record(info)
@@ -814,7 +815,11 @@ def _train_loop(
         window = 0
         metrics = _log_window(run, state, host, lr)
         mean_return = metrics.get("charts/episodic_return")
-        reached = cfg.target_return is not None and (mean_return or -math.inf) >= cfg.target_return
+        reached = (
+            cfg.target_return is not None
+            and mean_return is not None
+            and mean_return >= cfg.target_return
+        )
         reached_at = mean_return
         if reached and cfg.target_check_episodes > 0:
             reached_at = check(cfg.seed + state.global_step)

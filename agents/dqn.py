@@ -860,7 +860,11 @@ def _train_loop(
         window, grad_steps = 0, 0
         metrics = _log_window(run, state, host, lr, epsilon)
         mean_return = metrics.get("charts/episodic_return")
-        reached = cfg.target_return is not None and (mean_return or -math.inf) >= cfg.target_return
+        reached = (
+            cfg.target_return is not None
+            and mean_return is not None
+            and mean_return >= cfg.target_return
+        )
         reached_at = mean_return
         if reached and cfg.target_check_episodes > 0:
             reached_at = _greedy_check(cfg, state)

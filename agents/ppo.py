@@ -499,7 +499,8 @@ def collect_rollout(
         env: a torch-facing vector env (:func:`rl.vector.make_vector_env`).
         next_obs: ``(N, *obs_shape)`` raw observations to start from.
         tracker: receives each step's finished-episode statistics.
-        obs_rms: running observation statistics, updated with every new observation.
+        obs_rms: running observation statistics, each observation folded in once: ``next_obs``
+            here, the others as they arrive (the last one by the next call).
         reward_scaler: scales rewards in place of the raw ones when given.
         reward_sum: ``(N,)``, adds up each env's raw rewards when given.
 
@@ -521,8 +522,8 @@ def collect_rollout(
         storage.rewards[t] = reward
         storage.terminated[t] = terminated
         storage.truncated[t] = truncated
-        if obs_rms is not None:
-            obs_rms.update(next_obs)
+        if obs_rms is not None and t + 1 < storage.obs.shape[0]:
+            obs_rms.update(next_obs)  # the last step's is folded in by the next rollout
         obs = normalize_obs(next_obs, obs_rms, clip_obs)
         storage.final_obs[t] = normalize_obs(info["final_obs"], obs_rms, clip_obs)
         tracker.record(info)
@@ -1045,7 +1046,8 @@ def _train_loop(
             improved = mean_return is not None and mean_return > state.best_return
             snapshot = last or run.snapshot_due(state.global_step)
             if improved or snapshot or stop or state.iteration % cfg.checkpoint_every == 0:
-                state.best_return = max(state.best_return, mean_return or -math.inf)
+                if improved:  # (a mean return of exactly 0.0 is one too)
+                    state.best_return = mean_return
                 run.save(
                     checkpoint_payload(cfg, state, env, spaces), state.global_step,
                     mean_return=mean_return, snapshot=snapshot,

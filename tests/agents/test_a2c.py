@@ -232,3 +232,33 @@ def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.Monkey
     checked = a2c.train(cfg)
     assert checked.global_step == 1_536 and len(returns) == 6
     assert_same_weights(weights(plain.policy), weights(checked.policy))
+
+
+@pytest.mark.parametrize("module", ["a2c", "dqn"])
+def test_a_mean_return_of_exactly_zero_reaches_a_target_of_zero(module, monkeypatch) -> None:
+    """A perfect ``scolding_only`` dog scores exactly 0: a target of 0 must stop it (0.0 is
+    falsy, which once read as "no episodes yet")."""
+    from agents import dqn
+
+    algo = {"a2c": a2c, "dqn": dqn}[module]
+    real = algo._log_window
+
+    def zero_return(*args: Any, **kwargs: Any) -> dict[str, float]:
+        metrics = real(*args, **kwargs)
+        metrics["charts/episodic_return"] = 0.0
+        return metrics
+
+    monkeypatch.setattr(algo, "_log_window", zero_return)
+    sizes = (
+        {"num_envs": 2, "num_steps": 5, "log_every": 1}
+        if module == "a2c"
+        else {"num_envs": 2, "learning_starts": 10, "buffer_size": 100, "batch_size": 8,
+              "log_every": 5, "train_frequency": 2}
+    )  # fmt: skip
+    cfg = algo.default_config(
+        "sandbox/CartPole-v1", total_timesteps=200, target_return=0.0, target_check_episodes=0,
+        eval_episodes=0, progress=False, write_run=False, **sizes,
+    )  # fmt: skip
+    result = algo.train(cfg)
+    assert result.metrics.get("target_reached_return") == 0.0
+    assert result.global_step < 200

@@ -248,6 +248,49 @@ def _value_is_ten_times_obs() -> ppo.ActorCritic:
     return agent
 
 
+class _Recorder:
+    """A vector env that remembers every observation it hands out (reset and step)."""
+
+    def __init__(self, env: Any) -> None:
+        self.env, self.seen = env, []
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        self.seen.append(obs.clone())
+        return obs, info
+
+    def step(self, actions: torch.Tensor) -> Any:
+        out = self.env.step(actions)
+        self.seen.append(out[0].clone())
+        return out
+
+
+@pytest.mark.parametrize("module", ["ppo", "a2c"])
+def test_observation_statistics_count_each_observation_once(module: str) -> None:
+    """Gymnasium's NormalizeObservation counts every observation once; the rollout's last one
+    is folded in when the next rollout starts from it, not twice."""
+    from agents import a2c
+    from rl.tensors import RunningMeanStd
+    from rl.vector import make_vector_env
+
+    algo = {"ppo": ppo, "a2c": a2c}[module]
+    cfg = algo.default_config("sandbox/CartPole-v1", num_envs=3, num_steps=5)
+    env = _Recorder(make_vector_env("sandbox/CartPole-v1", 3))
+    spaces = {"obs_shape": [4], "action_kind": "discrete", "action_n": 2}
+    agent = algo.ActorCritic(spaces, (8,), "tanh")
+    storage = algo.make_rollout(cfg, spaces, "cpu")
+    rms = RunningMeanStd((4,))
+    next_obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        next_obs = algo.collect_rollout(
+            env, agent, storage, next_obs, EpisodeTracker(torch.device("cpu")), obs_rms=rms
+        )
+    counted = torch.cat(env.seen[:-1]).double()  # all but the last: the next rollout's first
+    assert float(rms.count) == pytest.approx(counted.shape[0] + 1e-4) and counted.shape[0] == 45
+    torch.testing.assert_close(rms.mean, counted.mean(0), rtol=0, atol=1e-5)
+    torch.testing.assert_close(rms.var, counted.var(0, unbiased=False), rtol=0, atol=1e-5)
+
+
 def test_collect_rollout_bootstraps_truncation_from_final_obs() -> None:
     agent = _value_is_ten_times_obs()
     cfg = ppo.Config(env_id="none", num_envs=2, num_steps=3, num_minibatches=1, gamma=0.5)
