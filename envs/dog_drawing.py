@@ -110,7 +110,7 @@ class Scene:
     row: int
     col: int
     bladder: float  # 0 empty .. 1 full
-    min_relief_level: float
+    relief_mark: float  # the level from which relieve succeeds (DogParams.relief_mark)
     facing_left: bool
     steps: int
     episode_return: float
@@ -293,14 +293,14 @@ def _draw_hud(pygame: Any, surface: Any, scene: Scene) -> None:
     bar = pygame.Rect(left, 48, width - left - 14, 22)
     pygame.draw.rect(surface, (70, 74, 90), bar, border_radius=6)
     level = min(max(scene.bladder, 0.0), 1.0)
-    if level < scene.min_relief_level:
+    if level < scene.relief_mark:
         colour = (92, 190, 96)
     else:
         colour = (236, 180, 60) if level < 0.85 else (226, 72, 60)
     if level > 0:
         fill = pygame.Rect(bar.x, bar.y, max(int(bar.w * level), 8), bar.h)
         pygame.draw.rect(surface, colour, fill, border_radius=6)
-    mark = bar.x + int(bar.w * scene.min_relief_level)
+    mark = bar.x + int(bar.w * scene.relief_mark)
     pygame.draw.line(surface, _COLOURS["white"], (mark, bar.y - 3), (mark, bar.bottom + 2), 2)
     # "can go" on a dark tag clear of the line: readable on any fill (green, amber, red, grey).
     tag = font(18).render(_word("can_go"), True, _COLOURS["white"])

@@ -241,6 +241,13 @@ class DogParams:
         return max(1, math.ceil(self.min_relief_level * self.fill_steps - 1e-9))
 
     @property
+    def relief_mark(self) -> float:
+        """The observed bladder level from which ``relieve`` succeeds. A step fills the bladder
+        before ``relieve`` acts, so that is one step below :attr:`min_relief_count`: the level
+        at which observation index 3 turns on and the drawn meter's "can go" mark stands."""
+        return (self.min_relief_count - 1) / self.fill_steps
+
+    @property
     def start_max_count(self) -> int:
         return math.floor(self.start_bladder_max * self.fill_steps + 1e-9)
 
@@ -638,7 +645,7 @@ def dog_observe(
             row.to(dtype) / (SIZE - 1),
             col.to(dtype) / (SIZE - 1),
             state.bladder.to(dtype) / params.fill_steps,
-            (state.bladder >= params.min_relief_count).to(dtype),
+            (state.bladder + 1 >= params.min_relief_count).to(dtype),  # relieve works now
             distance.clamp(max=1.0),
         ),
         dim=-1,
@@ -681,7 +688,8 @@ class DogTrainingVectorEnv(TorchVectorEnv):
     | 0       | row / 10 (0 = top)                                                          |
     | 1       | column / 10 (0 = left)                                                      |
     | 2       | bladder level (0 empty, 1 full: accident)                                   |
-    | 3       | 1 if the bladder is full enough to relieve (>= ``min_relief_level``)        |
+    | 3       | 1 if ``relieve`` would succeed now (after this step's filling, the bladder  |
+    |         | is >= ``min_relief_level``): the level of index 2 is >= ``relief_mark``     |
     | 4       | length of the shortest path to the garden / ``max_path`` (23), clipped to 1 |
     | 5       | 1 if outdoors (on a garden tile)                                            |
     | 6       | 1 if on the sofa                                                            |
@@ -843,7 +851,7 @@ class DogTrainingVectorEnv(TorchVectorEnv):
                 row=int(state_row.pos[0, 0]),
                 col=int(state_row.pos[0, 1]),
                 bladder=float(state_row.bladder[0]) / self.params.fill_steps,
-                min_relief_level=self.params.min_relief_count / self.params.fill_steps,
+                relief_mark=self.params.relief_mark,
                 facing_left=int(state_row.facing[0]) == LEFT,
                 steps=int(state_row.steps[0]),
                 episode_return=float(state_row.ret[0]),

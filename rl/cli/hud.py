@@ -328,7 +328,7 @@ def env_gauges(env_id: str, obs: np.ndarray, unwrapped: Any, lang: str) -> list[
     if env_id == DOG_ID and obs.size > 3:
         level = float(np.clip(obs[2], 0.0, 1.0))  # obs[2]: bladder level (0 empty, 1 accident)
         params = getattr(getattr(unwrapped, "core", None), "params", None)
-        threshold = getattr(params, "min_relief_level", None)
+        threshold = getattr(params, "relief_mark", None)  # where index 3 turns on
         tone = bladder_tone(level, can_relieve=bool(obs[3] > 0.5))
         return [
             Gauge(

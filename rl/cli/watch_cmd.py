@@ -426,9 +426,7 @@ class GridRunner:
             )
         self.obs, _ = self.env.reset(seed=seed)
         params = getattr(self.env, "params", None)  # DogParams: the threshold the env draws.
-        self._relief_mark = (
-            params.min_relief_count / params.fill_steps if hasattr(params, "fill_steps") else None
-        )
+        self._relief_mark = params.relief_mark if hasattr(params, "relief_mark") else None
         n = k * k
         self.returns = torch.zeros(n, dtype=torch.float64)
         self.flash = [0] * n

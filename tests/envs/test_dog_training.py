@@ -219,6 +219,21 @@ def test_relieve_spam_with_a_low_bladder_earns_nothing(scheme: str) -> None:
     assert bool(info["relief_outdoors"][0]) and bool(terminated[0])
 
 
+@pytest.mark.parametrize("params", [PARAMS, dog.DogParams(fill_steps=50, min_relief_level=0.1)])
+def test_the_can_relieve_flag_says_whether_relieve_works_now(params: dog.DogParams) -> None:
+    """Index 3 is on exactly when ``relieve`` this step succeeds (the step fills the bladder
+    before relieve acts), and index 2 is then at or above the drawn mark, ``relief_mark``."""
+    for bladder in range(params.fill_steps - 1):
+        env = dog.DogTrainingVectorEnv(1, params=params)
+        env.reset(seed=0)
+        place(env, 4, 9, bladder=bladder)  # in the garden
+        obs = env._observe(env.state)
+        _, _, _, _, info = env.step(torch.tensor([dog.RELIEVE]))
+        flag = bool(obs[0, 3] > 0.5)
+        assert flag == bool(info["relief_outdoors"][0]), bladder
+        assert flag == (float(obs[0, 2]) >= params.relief_mark - 1e-6), bladder
+
+
 def test_treats_per_episode_are_bounded_whatever_the_policy() -> None:
     """Spamming relieve in the garden, or anywhere, earns at most one treat per trip."""
     env = dog.DogTrainingVectorEnv(16, reward_scheme="treats", max_episode_steps=200)

@@ -573,7 +573,7 @@ def _dog_scene(row: int, col: int, facing_left: bool, **changes: object) -> dog_
         row=row,
         col=col,
         bladder=0.6,
-        min_relief_level=0.5,
+        relief_mark=0.5,
         facing_left=facing_left,
         steps=9,
         episode_return=1.31,
