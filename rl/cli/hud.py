@@ -80,6 +80,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "key_noop": "no key: {action}",
         "key_noop_alternate": "no key: pushes alternate left and right",
         "press_to_start": "press an action key to start",
+        "episode_over": "episode over: a key starts the next one",
         "linger": "the last one: episodes repeat until you quit",
         "note_sampled": (
             "bold: the action taken, drawn at random\nwith these odds (--greedy: the most likely)"
@@ -152,6 +153,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "key_noop": "sin tecla: {action}",
         "key_noop_alternate": "sin tecla: empuja izq. y dcha. por turnos",
         "press_to_start": "pulsa una tecla de acción para empezar",
+        "episode_over": "episodio terminado: una tecla empieza el siguiente",
         "linger": "el último: se repite hasta que salgas",
         "note_sampled": (
             "en negrita: la acción tomada, sorteada con\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from rl.cli.hud import (
     compose_frame,
     describe_step,
     env_gauges,
+    format_number,
     tr,
 )
 from rl.cli.targets import parse_env_overrides
@@ -46,6 +48,9 @@ from rl.cli.train_cmd import check_env_id, register_envs
 # The demonstration format of agents.bc (see its module docstring), which reads these files.
 DEMO_FORMAT = "rl-sandbox-demos"
 DEMO_FORMAT_VERSION = 1
+# How long an ended episode's last frame (its reward, event and return) stays before the next
+# episode's start; an action key skips it.
+END_HOLD_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,7 @@ class PlaySession:
             for key in ("obs", "actions", "rewards", "terminated", "truncated", "episode_ids")
         }
         self.episodes_finished = 0
+        self.over_until: float | None = None  # an ended episode's last frame shows until then
         self._seed = seed
         self._reset()
 
@@ -255,10 +261,10 @@ class PlaySession:
                 if event.key in (pygame.K_q, pygame.K_ESCAPE):
                     self.quit = True
                 elif event.key == pygame.K_r:
-                    self.model.episode += 1
-                    self._reset()
-                    self.waiting = self.wait_for_key
+                    self._next_episode()
                 elif event.key in self.key_to_action:
+                    if self.over_until is not None:  # no need to wait out the last frame
+                        self._next_episode()
                     self.pressed.append(event.key)
                     self.waiting = False
                     if event.key in self.held:
@@ -266,6 +272,18 @@ class PlaySession:
                     self.held.append(event.key)
             elif event.type == pygame.KEYUP and event.key in self.held:
                 self.held.remove(event.key)
+
+    def _next_episode(self) -> None:
+        self.model.episode += 1
+        self.over_until = None
+        self._reset()
+        self.waiting = self.wait_for_key
+
+    def poll(self, now: float | None = None) -> None:
+        """Start the next episode once an ended one's last frame has been shown long enough."""
+        now = time.monotonic() if now is None else now
+        if self.over_until is not None and now >= self.over_until:
+            self._next_episode()
 
     def current_action(self) -> tuple[Any, int]:
         """The action for the next step and its row in the key help.
@@ -290,7 +308,7 @@ class PlaySession:
 
         While waiting for the first key of an episode nothing happens: ``(False, False)``.
         """
-        if self.waiting:
+        if self.waiting or self.over_until is not None:
             return False, False
         action, row = self.current_action()
         self.model.highlight_key = row
@@ -319,11 +337,26 @@ class PlaySession:
         self.model.tick_banner()
         if terminated or truncated:
             self.episodes_finished += 1
-            self.model.episode += 1
-            self._reset()
-            self.waiting = self.wait_for_key
+            ret = format_number(self.model.episode_return).replace("−", "-")
+            report = tr(
+                "episode_report", self.lang, episode=self.model.episode, ret=ret,
+                steps=self.model.step,
+            )  # fmt: skip
+            print(f"  {report}", flush=True)
+            if self.wait_for_key:  # a person plays: show how it ended, then the next start
+                self.over_until = time.monotonic() + END_HOLD_SECONDS
+                self.waiting = True
+            else:
+                self._next_episode()
             return True, True
         return True, False
+
+    @property
+    def status(self) -> str | None:
+        """What the status line says while nothing moves (None: the speed, as usual)."""
+        if self.over_until is not None:
+            return tr("episode_over", self.lang)
+        return tr("press_to_start", self.lang) if self.waiting else None
 
     def frame(self) -> np.ndarray:
         with scene_language(self.lang):
@@ -420,12 +453,12 @@ def run(args: argparse.Namespace) -> int:
     fps = args.fps if args.fps is not None else session.keymap.fps
     controls = Controls(fps=fps)
     speed = tr("max_speed", lang) if fps <= 0 else tr("speed", lang, fps=f"{fps:g}")
-    prompt = tr("press_to_start", lang)
     window: ViewerWindow | None = None
     steps = 0
     try:
         while not session.quit:
-            session.model.status = prompt if session.waiting else speed
+            session.poll()
+            session.model.status = session.status or speed
             session.model.attention = session.waiting
             frame = session.frame()
             if window is None:

@@ -14,6 +14,7 @@ os.environ["SDL_AUDIODRIVER"] = "dummy"
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import gymnasium
@@ -297,7 +298,28 @@ def test_play_waits_for_the_first_key_of_each_episode(display: None) -> None:
     while not ended:  # No key after the first: alternating pushes until the pole falls.
         stepped, ended = session.tick()
         assert stepped
-    assert session.waiting and session.tick() == (False, False)
+    # The last frame stays (how the episode ended, its return) until a key or the hold's end.
+    steps, ret = session.model.step, session.model.episode_return
+    assert session.tick() == (False, False) and "episode over" in session.status
+    assert (session.model.step, session.model.episode_return) == (steps, ret)
+    session.poll(now=time.monotonic() + 60)  # the hold is over: the next episode's start
+    assert session.model.step == 0 and session.waiting and session.tick() == (False, False)
+    assert "press an action key" in session.status
+    session.close()
+
+
+def test_play_a_key_skips_the_end_of_episode_hold_and_acts(display: None, capsys) -> None:
+    session = PlaySession(CARTPOLE, seed=0, wait_for_key=True)
+    _post_key(pygame.K_RIGHT)
+    session.handle(pygame.event.get())
+    ended = False
+    while not ended:
+        _, ended = session.tick()
+    assert "episode 1: return" in capsys.readouterr().out  # the terminal keeps a record
+    _post_key(pygame.K_LEFT)
+    session.handle(pygame.event.get())
+    assert session.tick() == (True, False) and session.model.step == 1
+    assert session.model.episode == 2
     session.close()
 
 
