@@ -433,7 +433,8 @@ class BCPolicy:
         probs = self.model(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).softmax(
             -1
         )
-        return PolicyView(value=probs.new_zeros(probs.shape[0]), probs=probs)
+        # No critic: NaN, which the HUD shows as "this policy has none" (not a value of 0).
+        return PolicyView(value=probs.new_full((probs.shape[0],), math.nan), probs=probs)
 
 
 def build_model(spaces: dict[str, Any], cfg: Config) -> nn.Sequential:

@@ -303,7 +303,8 @@ def _draw_hud(pygame: Any, surface: Any, scene: Scene) -> None:
     mark = bar.x + int(bar.w * scene.relief_mark)
     pygame.draw.line(surface, _COLOURS["white"], (mark, bar.y - 3), (mark, bar.bottom + 2), 2)
     # "can go" on a dark tag clear of the line: readable on any fill (green, amber, red, grey).
-    tag = font(18).render(_word("can_go"), True, _COLOURS["white"])
+    # An en space: the font's own is 3 px at this size, and "ya puede" read as one word.
+    tag = font(18).render(_word("can_go").replace(" ", "\u2002"), True, _COLOURS["white"])
     box = marker_tag_rect(mark, tag.get_size(), bar)
     pygame.draw.rect(surface, _COLOURS["hud"], box, border_radius=4)
     surface.blit(tag, (box.x + 4, box.y + (box.h - tag.get_height()) // 2 + 1))

@@ -53,7 +53,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "recent_rewards": "rewards, newest on the right",
         "no_events": "nothing yet",
         "value": "value estimate V(s)",
-        "no_value": "— (a random policy has none)",
+        "no_value": "— (this policy has none)",
         "probs": "action probabilities",
         "action_mean": "action (mean ± std)",
         "you": "you are the policy",
@@ -64,6 +64,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "keys": "keys",
         "space": "space",
         "checkpoint": "checkpoint {index}/{count}: {percent} of training",
+        "checkpoint_solved": (
+            "checkpoint {index}/{count}: the end, solved early ({percent} of the planned steps)"
+        ),
         "at_step": "{step} steps trained",
         "episode_report": "episode {episode}: return {ret} in {steps} steps",
         "envs": "{count} envs stepped together",
@@ -83,10 +86,19 @@ STRINGS: dict[str, dict[str, str]] = {
         "episode_over": "episode over: a key starts the next one",
         "linger": "the last one: episodes repeat until you quit",
         "note_sampled": (
-            "bold: the action taken, drawn at random\nwith these odds (--greedy: the most likely)"
+            "bold: its next action (from what you see),\ndrawn at random with these odds\n(--greedy: the most likely)"
         ),
-        "note_greedy": "bold: the action taken, always the\nmost likely one (--greedy)",
-        "note_final": "episode over: these were the odds\nof its last action (in bold)",
+        "note_greedy": (
+            "bold: its next action (from what you see),\nalways the most likely one\n(--greedy)"
+        ),
+        "note_final": "episode over:\nthese were the odds of\nits last action (in bold)",
+        "next_action": "next",
+        "note_sampled_continuous": (
+            "next: the action it takes from what you see,\ndrawn from mean ± std (--greedy: the mean)"
+        ),
+        "note_greedy_continuous": "next: the action it takes from what you see,\nthe mean (--greedy)",
+        "note_final_continuous": "episode over: 'next' was the last\naction it took",
+        "value_scaled": "(in the scaled rewards it learned from)",
         "legend": "legend",
         "legend_tiles_dog": "each tile: its return (bottom), bladder (top)",
         "legend_tiles": "each tile: its return so far (bottom)",
@@ -126,7 +138,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "recent_rewards": "recompensas, la última a la derecha",
         "no_events": "nada todavía",
         "value": "valor estimado V(s)",
-        "no_value": "— (una política aleatoria no tiene)",
+        "no_value": "— (esta política no tiene)",
         "probs": "probabilidades de acción",
         "action_mean": "acción (media ± desv.)",
         "you": "tú eres la política",
@@ -137,6 +149,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "keys": "teclas",
         "space": "espacio",
         "checkpoint": "punto de control {index}/{count}: {percent} del entrenamiento",
+        "checkpoint_solved": (
+            "punto de control {index}/{count}: el final, resuelto antes ({percent} de los pasos "
+            "previstos)"
+        ),
         "at_step": "entrenado {step} pasos",
         "episode_report": "episodio {episode}: retorno {ret} en {steps} pasos",
         "envs": "{count} entornos a la vez",
@@ -156,13 +172,25 @@ STRINGS: dict[str, dict[str, str]] = {
         "episode_over": "episodio terminado: una tecla empieza el siguiente",
         "linger": "el último: se repite hasta que salgas",
         "note_sampled": (
-            "en negrita: la acción tomada, sorteada con\n"
-            "estas probabilidades (--greedy: la más probable)"
+            "en negrita: su próxima acción (desde lo que ves),\n"
+            "sorteada con estas probabilidades\n(--greedy: la más probable)"
         ),
-        "note_greedy": "en negrita: la acción tomada, siempre\nla más probable (--greedy)",
+        "note_greedy": (
+            "en negrita: su próxima acción (desde lo que ves),\nsiempre la más probable\n(--greedy)"
+        ),
         "note_final": (
-            "fin del episodio: estas eran las probabilidades\nde su última acción (en negrita)"
+            "fin del episodio:\nestas eran las probabilidades\nde su última acción (en negrita)"
         ),
+        "next_action": "próxima",
+        "note_sampled_continuous": (
+            "próxima: la acción que toma desde lo que ves,\n"
+            "sorteada con media ± desv. (--greedy: la media)"
+        ),
+        "note_greedy_continuous": (
+            "próxima: la acción que toma desde lo que ves,\nla media (--greedy)"
+        ),
+        "note_final_continuous": "fin del episodio: «próxima» fue la\núltima acción que tomó",
+        "value_scaled": "(en las recompensas escaladas con que aprendió)",
         "legend": "leyenda",
         "legend_tiles_dog": "cada recuadro: su retorno (abajo), vejiga (arriba)",
         "legend_tiles": "cada recuadro: su retorno hasta ahora (abajo)",
@@ -373,6 +401,8 @@ class PolicyReadout:
     mean: list[float] | None = None
     std: list[float] | None = None
     chosen: int | None = None
+    taken: list[float] | None = None  # continuous: the action about to be taken
+    value_note: str | None = None  # a line under the value (e.g. its units)
 
 
 @dataclass
@@ -656,6 +686,8 @@ def _draw_readout(area: _Area, readout: PolicyReadout, y: int) -> int:
         _blit_text(target, label, (x, y + 4), 20, DIM)
         _blit_text(target, format_number(readout.value), (x + 190, y), 28, TEXT, bold=True)
         y += 34
+        if readout.value_note:
+            y += _blit_text(target, readout.value_note, (x, y - 4), 16, DIM, max_width=inner)
     if readout.probs is not None:
         y = _section(target, tr("probs", model.lang), x, y)
         name_width = 112
@@ -670,8 +702,11 @@ def _draw_readout(area: _Area, readout: PolicyReadout, y: int) -> int:
     elif readout.mean is not None:
         y = _section(target, tr("action_mean", model.lang), x, y)
         std = readout.std or [0.0] * len(readout.mean)
-        for name, mean, sd in zip(model.action_names, readout.mean, std, strict=False):
+        taken = readout.taken or [math.nan] * len(readout.mean)
+        for name, mean, sd, now in zip(model.action_names, readout.mean, std, taken, strict=False):
             text = f"{name}: {format_number(mean)} ± {sd:.2f}"
+            if math.isfinite(now):
+                text += f", {tr('next_action', model.lang)} {format_number(now)}"
             y += _blit_text(target, text, (x, y), 20, TEXT, max_width=inner) + 2
     y += 2
     for line in model.readout_note.splitlines():

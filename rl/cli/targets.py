@@ -90,6 +90,10 @@ class Target:
         global_step: env steps the checkpoint was trained for.
         total_timesteps: the run's planned training length, in whole iterations (for "30 % of
             training").
+        solved_early: training stopped at this checkpoint, on reaching its ``target_return``
+            before the planned length (its last checkpoint, though not "100 %").
+        scaled_rewards: the policy learned from scaled rewards (``norm_reward``): its value
+            estimates are in those units, not the env's.
     """
 
     env_id: str
@@ -100,6 +104,8 @@ class Target:
     checkpoint: Path | None = None
     global_step: int | None = None
     total_timesteps: int | None = None
+    solved_early: bool = False
+    scaled_rewards: bool = False
 
     @property
     def percent(self) -> float | None:
@@ -182,6 +188,8 @@ def target_from_checkpoint(
         checkpoint=Path(path),
         global_step=int(step) if step is not None else None,
         total_timesteps=int(total) if total else None,
+        solved_early=checkpoint.get("target_reached") is not None,
+        scaled_rewards=bool(config.get("norm_reward")),
     )
 
 

@@ -183,12 +183,14 @@ def policy_title(target: Target, lang: str) -> list[str]:
 
 
 def checkpoint_label(target: Target, index: int, count: int, lang: str) -> str:
-    """ "checkpoint 3/11: 20 % of training" (or the step when the run's length is unknown)."""
+    """ "checkpoint 3/11: 20 % of training" (or the step when the run's length is unknown); a
+    run's last checkpoint, where it stopped at its target early, says so."""
     percent = target.percent
     text = (
         f"{percent:.0f} %" if percent is not None else format_steps(target.global_step or 0, lang)
     )
-    return tr("checkpoint", lang, index=index, count=count, percent=text)
+    key = "checkpoint_solved" if target.solved_early else "checkpoint"
+    return tr(key, lang, index=index, count=count, percent=text)
 
 
 def act(
@@ -264,7 +266,10 @@ class EpisodeRunner:
         self._ended = False
         self._seed = seed
         self._generator = sampling_generator(seed)
-        self._note = tr("note_greedy" if deterministic else "note_sampled", lang)
+        continuous = "" if self.discrete else "_continuous"
+        self._note = tr(("note_greedy" if deterministic else "note_sampled") + continuous, lang)
+        self._final_note = tr("note_final" + continuous, lang)
+        self._value_note = tr("value_scaled", lang) if target.scaled_rewards else None
         self._reset()
 
     def _reset(self) -> None:
@@ -289,7 +294,7 @@ class EpisodeRunner:
             action = act(policy, obs, self.deterministic, self._generator)
             view = policy.explain(obs)
         action = action.detach().cpu()
-        readout = PolicyReadout(value=float(view.value.reshape(-1)[0]))
+        readout = PolicyReadout(value=float(view.value.reshape(-1)[0]), value_note=self._value_note)
         if self.discrete:
             self.action: Any = int(action.reshape(-1)[0])
             readout.chosen = self.action
@@ -297,6 +302,7 @@ class EpisodeRunner:
                 readout.probs = view.probs[0].detach().cpu().tolist()
         else:
             self.action = action[0].numpy().astype(self.env.action_space.dtype)
+            readout.taken = self.action.reshape(-1).astype(float).tolist()
             if view.mean is not None:
                 readout.mean = view.mean[0].detach().cpu().reshape(-1).tolist()
                 readout.std = (
@@ -353,7 +359,7 @@ class EpisodeRunner:
         # The final state keeps its gauges; no action is chosen in it, so the readout stays
         # that of the last action (the panel keeps its layout) and says so.
         self.model.gauges = env_gauges(self.target.env_id, self.obs, self.env.unwrapped, self.lang)
-        self.model.readout_note = tr("note_final", self.lang)
+        self.model.readout_note = self._final_note
         return True, True
 
     @property

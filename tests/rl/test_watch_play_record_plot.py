@@ -46,8 +46,8 @@ from rl.cli.hud import (
     watch_keys,
 )
 from rl.cli.play_cmd import PlaySession
-from rl.cli.targets import RandomPolicy, progress_targets, resolve_target
-from rl.cli.watch_cmd import EpisodeRunner, GridRunner, Viewer, policy_title
+from rl.cli.targets import RandomPolicy, Target, progress_targets, resolve_target
+from rl.cli.watch_cmd import EpisodeRunner, GridRunner, Viewer, checkpoint_label, policy_title
 from rl.runs import list_snapshots
 
 pygame = pytest.importorskip("pygame")
@@ -141,6 +141,18 @@ def test_checkpoint_labels_are_shares_of_the_whole_iterations_trained(tmp_path: 
     targets = progress_targets(str(run))
     assert [t.global_step for t in targets][-1] == 384
     assert targets[-1].percent == 100 and targets[0].percent == 0
+    assert not targets[-1].solved_early
+
+
+def test_a_run_that_stopped_at_its_target_ends_on_a_checkpoint_that_says_so() -> None:
+    """Its last checkpoint is the end of training, not "29 % of training"."""
+    done = Target(CARTPOLE, global_step=29, total_timesteps=100, solved_early=True)
+    assert checkpoint_label(done, 4, 4, "en") == (
+        "checkpoint 4/4: the end, solved early (29 % of the planned steps)"
+    )
+    assert "resuelto antes" in checkpoint_label(done, 4, 4, "es")
+    middle = Target(CARTPOLE, global_step=10, total_timesteps=100)
+    assert checkpoint_label(middle, 2, 4, "en") == "checkpoint 2/4: 10 % of training"
 
 
 def test_watch_progress_walks_every_checkpoint(
@@ -698,6 +710,11 @@ def test_the_panel_says_how_the_bold_action_was_chosen() -> None:
     assert "most likely" in greedy.model.readout_note
     sampled.close()
     greedy.close()
+    # A continuous action: the mean ± std, and the action drawn from it, by name.
+    pendulum = EpisodeRunner(resolve_target("sandbox/Pendulum-v1", seed=0), seed=0)
+    assert pendulum.model.readout.taken == pendulum.action.reshape(-1).tolist()
+    assert "mean ± std" in pendulum.model.readout_note and "next" in pendulum.model.readout_note
+    pendulum.close()
 
 
 @pytest.mark.parametrize(
