@@ -262,3 +262,25 @@ def test_a_mean_return_of_exactly_zero_reaches_a_target_of_zero(module, monkeypa
     result = algo.train(cfg)
     assert result.metrics.get("target_reached_return") == 0.0
     assert result.global_step < 200
+
+
+def test_value_loss_is_sb3s_mean_squared_error() -> None:
+    """SB3's A2C minimises ``vf_coef * F.mse_loss(returns, values)``, with no extra 1/2."""
+    from rl.runs import EpisodeTracker
+    from rl.vector import make_vector_env
+
+    cfg = a2c.default_config("sandbox/CartPole-v1", num_envs=3, num_steps=5)
+    env = make_vector_env("sandbox/CartPole-v1", 3)
+    spaces = {"obs_shape": [4], "action_kind": "discrete", "action_n": 2}
+    torch.manual_seed(0)
+    agent = a2c.ActorCritic(spaces, (8,), "tanh")
+    storage = a2c.make_rollout(cfg, spaces, "cpu")
+    next_obs, _ = env.reset(seed=0)
+    a2c.collect_rollout(env, agent, storage, next_obs, EpisodeTracker(torch.device("cpu")))
+    _, stats = a2c.a2c_loss(agent, storage, cfg)
+    with torch.no_grad():
+        values = agent.get_value(storage.obs.flatten(0, 1)).view(5, 3)
+        next_values = agent.get_value(storage.final_obs.flatten(0, 1)).view(5, 3)
+    _, returns = a2c.compute_advantages(storage, values, next_values, cfg)
+    expected = torch.nn.functional.mse_loss(values, returns)
+    torch.testing.assert_close(stats[a2c.LOSS_NAMES.index("value_loss")], expected)
