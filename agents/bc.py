@@ -117,13 +117,15 @@ def save_demos(
 
 
 def load_demos(
-    path: str | os.PathLike, env_id: str | None = None
+    path: str | os.PathLike, env_id: str | None = None, spaces: dict[str, Any] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(obs, actions)`` from a demonstration file, as float32 ``(T, D)`` and int64 ``(T,)``.
 
     Args:
         path: a file written by ``rl play --record-demos`` or :func:`save_demos`.
         env_id: when given, the file must come from this env.
+        spaces: when given (:func:`rl.vector.space_spec`), the observations must have its
+            ``obs_shape`` and the actions lie in ``[0, action_n)``.
 
     Raises:
         ValueError: a missing, unsafe, truncated or malformed file, or one from another env.
@@ -163,7 +165,21 @@ def load_demos(
         )
     if env_id is not None and data["env_id"] != env_id:
         raise ValueError(f"{where} was recorded in {data['env_id']!r}, not {env_id!r}")
-    return _check_demos(data["obs"], data["actions"], where)
+    obs, actions = _check_demos(data["obs"], data["actions"], where)
+    if spaces is not None:
+        shape = tuple(spaces["obs_shape"])
+        if tuple(data["obs"].shape[1:]) != shape:
+            raise ValueError(
+                f"{where}: observations of shape {tuple(data['obs'].shape[1:])}, but the env's "
+                f"are {shape}; record them in the same env (and env arguments)"
+            )
+        low, high = int(actions.min()), int(actions.max())
+        if low < 0 or high >= spaces["action_n"]:
+            raise ValueError(
+                f"{where}: actions from {low} to {high}, but the env's lie in "
+                f"[0, {spaces['action_n'] - 1}]"
+            )
+    return obs, actions
 
 
 _WRITTEN_BY = "a .pt file written by `rl play --record-demos` or agents.bc.save_demos"
@@ -219,7 +235,8 @@ def expert_for(env_id: str) -> Callable[[torch.Tensor], torch.Tensor]:
         return expert_policy
     raise ValueError(
         f"{env_id} has no scripted expert (only {DOG_ENV_ID} has one); give demonstration files "
-        "recorded with `rl play --record-demos` and set num_expert_steps=0"
+        "recorded with `rl play --record-demos` and no expert steps (`rl supervised bc "
+        "--expert-steps 0`, or num_expert_steps=0)"
     )
 
 
@@ -324,7 +341,7 @@ class Config:
     run_dir: str | None = None
     """Run folder; ``None`` picks ``runs/<env>__bc__<seed>__<timestamp>``."""
     progress: bool = False
-    """Show a progress bar over epochs."""
+    """Show a progress bar over epochs (on stderr)."""
 
     def __post_init__(self) -> None:
         # A single path is one file, not a sequence of one-letter file names.
@@ -458,7 +475,17 @@ def gather_dataset(cfg: Config, device: torch.device) -> tuple[torch.Tensor, tor
 
     The demo files are read first, so a bad file fails before the expert demonstrates.
     """
-    demos = [load_demos(path, cfg.env_id) for path in cfg.demos]
+    seen: dict[Path, str] = {}
+    for path in cfg.demos:  # a file given twice lands on both sides of the held-out split
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise ValueError(
+                f"demonstration file {path} is given twice (as {seen[resolved]} too): its steps "
+                "would be both learned from and held out, inflating the agreement"
+            )
+        seen[resolved] = str(path)
+    spaces = _spaces(cfg.env_id, cfg.env_kwargs) if cfg.demos else None
+    demos = [load_demos(path, cfg.env_id, spaces) for path in cfg.demos]
     parts_obs, parts_actions = [], []
     if cfg.num_expert_steps > 0:
         obs, actions = collect_expert_demos(

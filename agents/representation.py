@@ -110,7 +110,7 @@ class Config:
     run_dir: str | None = None
     """Folder for the comparison; ``None`` picks ``runs/supervised-<task>__ppo__<seed>__<time>``."""
     progress: bool = False
-    """Show PPO's progress bars."""
+    """Show PPO's progress bars (on stderr; `rl supervised` shows them unless --json)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.env_id, str) or not self.env_id:
@@ -488,7 +488,7 @@ def pretrain_encoder(
     )  # fmt: skip
     # The target is the change, not the next observation itself: most entries stay put each
     # step, so "copy the input" would already score well on the observation itself.
-    result = fit(model, x, next_obs - obs, fit_cfg)
+    result = fit(model, x, next_obs - obs, fit_cfg, learning_rate_name="pretrain_learning_rate")
     metrics = {
         "r2": result.val_metrics["r2"],
         "epochs": result.epochs_run,
@@ -533,10 +533,17 @@ def pretrain(cfg: Config) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     configure_threads(device)
     seed_everything(cfg.seed)
-    parent = _parent(cfg, "pretrain")
-    base = ppo_config(cfg, cfg.target_env_kwargs, cfg.max_timesteps, parent)
+    # The learners' settings are checked before the run folder is made (its path is a name).
+    base = ppo_config(cfg, cfg.target_env_kwargs, cfg.max_timesteps, Path(cfg.run_dir or "."))
     if base.activation != "tanh":
         raise ValueError("the forward model's encoder is tanh; set PPO's activation to tanh")
+    if base.norm_obs:
+        raise ValueError(
+            "the forward model's encoder learns from raw observations, but norm_obs feeds PPO's "
+            "torso normalised ones; leave norm_obs off in ppo_overrides for pretrain"
+        )
+    parent = _parent(cfg, "pretrain")
+    base = ppo_config(cfg, cfg.target_env_kwargs, cfg.max_timesteps, parent)
     model, encoder_metrics = pretrain_encoder(cfg, parent / "encoder", base.hidden_sizes)
     spaces = _spaces(cfg)
     init = torso_checkpoint(model.encoder.cpu(), base, spaces, parent / "torso.pt")

@@ -362,9 +362,10 @@ class TrainingRun:
                 TimeRemainingColumn,
             )
 
-            console = Console()
+            # On stderr, as progress bars go: stdout stays the command's results (--json).
+            console = Console(stderr=True)
             if not console.is_terminal:  # a log file: its last line in full, not cut at 80
-                console = Console(width=160)
+                console = Console(stderr=True, width=160)
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),

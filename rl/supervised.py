@@ -173,10 +173,22 @@ def r2_score(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
     return 1.0 - ss_res / ss_tot
 
 
+def _require_integer_labels(what: str, *labels: torch.Tensor) -> None:
+    """Class labels are integers: 0.7 is no class (it would count as 0 in one place and as
+    wrong in another)."""
+    for tensor in labels:
+        if tensor.is_floating_point() or tensor.is_complex():
+            raise ValueError(
+                f"{what}: class labels must be integer tensors (e.g. logits.argmax(-1)), got "
+                f"{tensor.dtype}"
+            )
+
+
 def accuracy(y_true: torch.Tensor, y_pred: torch.Tensor) -> float:
     """The share of predicted labels that equal the true ones (both ``(N,)`` integers)."""
     if y_true.shape != y_pred.shape:
         raise ValueError(f"accuracy: shapes differ, {tuple(y_true.shape)} vs {tuple(y_pred.shape)}")
+    _require_integer_labels("accuracy", y_true, y_pred)
     if y_true.numel() == 0:
         raise ValueError("accuracy of an empty set is undefined")
     return float((y_true == y_pred).double().mean())
@@ -192,6 +204,7 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: in
         raise ValueError(
             f"confusion_matrix: num_classes must be an integer >= 1, got {num_classes!r}"
         )
+    _require_integer_labels("confusion_matrix", y_true, y_pred)
     for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
             raise ValueError(
@@ -544,6 +557,7 @@ def fit(
     y_val: torch.Tensor | None = None,
     run_config: dict[str, Any] | None = None,
     checkpoint_extra: dict[str, Any] | None = None,
+    learning_rate_name: str = "learning_rate",
 ) -> FitResult:
     """Train ``model`` on ``(x, y)`` and return it with its best validation weights.
 
@@ -557,6 +571,11 @@ def fit(
         checkpoint_extra: tensors and plain values added to the checkpoint (what an agent needs
             to rebuild its model, e.g. ``algo``, ``spaces``); its ``config`` replaces the
             FitConfig's.
+        learning_rate_name: the setting a user lowers when the fit diverges (the error names
+            it: ``pretrain_learning_rate`` for the forward model).
+
+    Raises:
+        FloatingPointError: the losses (or the optimizer's state) stopped being finite.
 
     Raises:
         TypeError: ``x`` or ``y`` not tensors, ``x`` of another float dtype than the model's
@@ -611,7 +630,15 @@ def fit(
                 loss = loss_fn(_as_target(model(x[mb_idx]), mb_y), mb_y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                try:
+                    optimizer.step()
+                except RuntimeError as exc:  # e.g. "value cannot be converted ... overflow"
+                    if "overflow" not in str(exc):
+                        raise
+                    raise FloatingPointError(
+                        f"fit diverged at epoch {epoch} (the optimizer overflowed); lower "
+                        f"{learning_rate_name} (now {cfg.learning_rate})"
+                    ) from None
                 total += loss.detach() * mb_idx.numel()
                 rows += mb_idx.numel()
             train_loss = float(total) / rows  # sync: once per epoch
@@ -619,7 +646,7 @@ def fit(
             if not (math.isfinite(train_loss) and math.isfinite(val["loss"])):
                 raise FloatingPointError(
                     f"fit diverged at epoch {epoch} (train loss {train_loss}, val loss "
-                    f"{val['loss']}); lower learning_rate (now {cfg.learning_rate})"
+                    f"{val['loss']}); lower {learning_rate_name} (now {cfg.learning_rate})"
                 )
             history.append(
                 {

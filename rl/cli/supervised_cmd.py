@@ -112,11 +112,11 @@ def _add_task(tasks: argparse._SubParsersAction, task: str) -> None:
         epilog_fn=epilog_fn,
     )
     if task not in ("tensors", "anatomy"):  # those two train nothing: no seed, device or run
-        what = (
-            "the data and the initial weights"
-            if task in ("regression", "classification")
-            else ("the demonstrations, the weights and the envs")
-        )
+        what = {
+            "regression": "the data and the initial weights",
+            "classification": "the data and the initial weights",
+            "bc": "the demonstrations, the weights and the envs",
+        }.get(task, "the weights, the envs and the policies' sampling")
         sub.add_argument(
             "--seed", type=seed_number, default=DEFAULT_SEED,
             help=f"seed of {what}, an integer >= 0 (default: {DEFAULT_SEED})",
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         check_folder(args.runs_dir, "--runs-dir")
     try:
         result = _dispatch(args)
-    except ValueError as exc:
+    except (ValueError, FloatingPointError) as exc:  # bad input, or a fit that diverged
         raise CLIError(str(exc)) from None
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False, default=_plain))
@@ -260,7 +260,22 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
 
         name = run_name(f"supervised-{args.task}", "ppo", cfg.seed)
         cfg = replace_config(cfg, {"run_dir": str(args.runs_dir / name)})
+    refuse_a_used_folder(cfg.run_dir)
     return representation.transfer(cfg) if args.task == "transfer" else representation.pretrain(cfg)
+
+
+def refuse_a_used_folder(run_dir: str | Path | None) -> None:
+    """A ValueError if ``run_dir`` already holds files: a second run there would mix its
+    TensorBoard events into the first's curves (which transfer and pretrain read back) and
+    overwrite its checkpoints and results. Supervised runs do not resume: each starts afresh."""
+    if run_dir is None:
+        return
+    folder = Path(run_dir)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(
+            f"{folder} already holds a run; give a new folder with --set run_dir=... (or omit "
+            "it for a fresh one under --runs-dir), or delete this one"
+        )
 
 
 def run_bc(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -276,8 +291,11 @@ def run_bc(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any
         values["demos"] = tuple(str(p) for p in args.demos)
     if args.expert_steps is not None:
         values["num_expert_steps"] = args.expert_steps
-    values.setdefault("run_dir", str(args.runs_dir / run_name(bc.DOG_ENV_ID, bc.ALGO, args.seed)))
-    cfg = bc.default_config(values.pop("env_id", bc.DOG_ENV_ID), **values)
+    env_id = values.pop("env_id", bc.DOG_ENV_ID)
+    values.setdefault("run_dir", str(args.runs_dir / run_name(env_id, bc.ALGO, values["seed"])))
+    cfg = bc.default_config(env_id, **values)
+    if cfg.write_run:
+        refuse_a_used_folder(cfg.run_dir)
     result = bc.train(cfg)
     metrics = result.metrics
     expert_steps, demo_steps = int(metrics["expert_steps"]), int(metrics["demo_steps"])
@@ -295,9 +313,15 @@ def run_bc(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any
         "expert_return": metrics.get("expert_return"),
         "random_return": metrics.get("random_return"),
         "val_accuracy": metrics["val_accuracy"],
+        # Where the clone was judged: the dog's unseen houses by default, else its own env.
+        "evaluated_on": (
+            "unseen houses"
+            if cfg.env_id == bc.DOG_ENV_ID and cfg.eval_env_kwargs is not None
+            else "the training env"
+        ),
         "expert_steps": expert_steps,
         "demo_steps": demo_steps,
-        "run_dir": str(result.run_dir),
+        "run_dir": None if result.run_dir is None else str(result.run_dir),
     }  # fmt: skip
     # The sweep clones growing prefixes of the scripted expert's demonstration: it answers "how
     # many expert steps are needed", which says nothing about the user's own demos, and it is
@@ -380,13 +404,22 @@ def summary(result: dict[str, Any]) -> str:
         who = {"expert": "the expert", "demonstrations": "the demonstrator"}.get(
             teacher, "its teachers"
         )
-        lines += [
-            f"success rate (unseen houses): clone {_fmt(result['bc_success'], True)}, scripted "
-            f"expert {_fmt(result['expert_success'], True)}, random "
-            f"{_fmt(result['random_success'], True)}",
+        where = result.get("evaluated_on", "unseen houses")
+        if result.get("bc_success") is not None:
+            lines.append(
+                f"success rate ({where}): clone {_fmt(result['bc_success'], True)}, scripted "
+                f"expert {_fmt(result['expert_success'], True)}, random "
+                f"{_fmt(result['random_success'], True)}"
+            )
+        if result.get("bc_return") is not None:
+            lines.append(
+                f"mean return ({where}): clone {_fmt(result['bc_return'])}, scripted expert "
+                f"{_fmt(result.get('expert_return'))}, random {_fmt(result.get('random_return'))}"
+            )
+        lines.append(
             f"cloned from {steps}; agreement with {who} on held-out steps "
-            f"{_fmt(result['val_accuracy'], True)}",
-        ]
+            f"{_fmt(result['val_accuracy'], True)} (the steps that also picked the best epoch)"
+        )
         if "sweep" in result:
             lines.append(
                 f"scripted-expert steps needed for {_fmt(result['target_success'], True)} "
@@ -413,10 +446,10 @@ def summary(result: dict[str, Any]) -> str:
             )
         else:
             lines.append(
-                f"forward model (predicts the next observation): held-out R² "
+                f"forward model (predicts each step's change of observation): held-out R² "
                 f"{result['encoder']['r2']:.3f}; speed-up {_fmt(result['speedup'])}"
             )
-    if "run_dir" in result:
+    if result.get("run_dir") is not None:
         lines.append(f"run: {result['run_dir']}")
     if "plot" in result:
         lines.append(f"plot: {result['plot']}")

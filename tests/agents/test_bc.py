@@ -276,9 +276,23 @@ def test_clone_from_demo_file_only(tmp_path: Path) -> None:
     path = bc.save_demos(tmp_path / "demo.pt", obs, actions, bc.DOG_ENV_ID)
     result = bc.train(_small(num_expert_steps=0, demos=(str(path),), eval_episodes=0))
     assert result.metrics["demo_steps"] == 300 and result.global_step == 300
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(ValueError, match=r"bad.pt: observations of shape \(10,\)"):
         bad = bc.save_demos(tmp_path / "bad.pt", obs[:, :10], actions, bc.DOG_ENV_ID)
         bc.train(_small(num_expert_steps=0, demos=(str(bad),), eval_episodes=0))
+    # The same size in another shape is another observation, not a flattening to accept.
+    folded = tmp_path / "fold.pt"  # written by hand: save_demos flattens what it is given
+    raw = torch.load(path, weights_only=True)
+    torch.save({**raw, "obs": raw["obs"].view(-1, 3, 37)}, folded)
+    with pytest.raises(ValueError, match=r"shape \(3, 37\)"):
+        bc.train(_small(num_expert_steps=0, demos=(str(folded),), eval_episodes=0))
+    wrong = actions.clone()
+    wrong[0] = 9
+    with pytest.raises(ValueError, match=r"off.pt: actions from \d+ to 9, but the env's lie in"):
+        off = bc.save_demos(tmp_path / "off.pt", obs, wrong, bc.DOG_ENV_ID)
+        bc.train(_small(num_expert_steps=0, demos=(str(off),), eval_episodes=0))
+    # One file twice: its steps would land on both sides of the held-out split.
+    with pytest.raises(ValueError, match="given twice"):
+        bc.train(_small(num_expert_steps=0, demos=(str(path), str(tmp_path / "." / "demo.pt"))))
 
 
 def test_same_seed_same_clone() -> None:

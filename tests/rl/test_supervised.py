@@ -295,6 +295,16 @@ def test_fit_reports_divergence() -> None:
             "y_pred holds labels from -1",
         ),
         (lambda: confusion_matrix(torch.tensor([0]), torch.tensor([0]), 0), ValueError, ">= 1"),
+        (
+            lambda: confusion_matrix(torch.tensor([0.0, 1.0]), torch.tensor([0.7, 1.0]), 2),
+            ValueError,
+            "class labels must be integer tensors",
+        ),
+        (
+            lambda: accuracy(torch.tensor([0, 1]), torch.tensor([0.7, 1.0])),
+            ValueError,
+            "class labels must be integer tensors",
+        ),
         (lambda: mlp(2.5, (4,), 1), TypeError, "in_features must be an integer"),  # type: ignore[arg-type]
         (lambda: mlp(2, 16, 1), TypeError, "hidden_sizes must be a sequence"),  # type: ignore[arg-type]
         (lambda: describe_network(mlp(2, (4,), 1), 3), ValueError, "reads 2 feature"),
@@ -304,7 +314,8 @@ def test_fit_reports_divergence() -> None:
         "linear-negative-n", "linear-zero-n", "linear-no-weight", "linear-str-weight",
         "wave-negative-n", "moons-negative-n", "moons-float-n", "moons-negative-noise",
         "circles-factor", "spirals-turns", "r2-empty", "confusion-label-too-big",
-        "confusion-negative-label", "confusion-no-classes", "mlp-float-in", "mlp-int-hidden",
+        "confusion-negative-label", "confusion-no-classes", "confusion-float-labels",
+        "accuracy-float-labels", "mlp-float-in", "mlp-int-hidden",
         "describe-wrong-in", "split-zero-fraction",
     ],
 )  # fmt: skip
@@ -414,6 +425,10 @@ def test_cli_help_is_per_task(capsys: pytest.CaptureFixture[str]) -> None:
         (["transfer", "--set", "pretrain_epochs=3"], "transfer does not use it"),
         (["bc", "--set", "hidden_sizes=[]"], "one or more layer widths >= 1"),
         (["bc", "--expert-steps", "-1"], "--expert-steps must be >= 0"),
+        (
+            ["pretrain", "--set", 'ppo_overrides={"norm_obs": true}'],
+            "leave norm_obs off in ppo_overrides",
+        ),
     ],
 )
 def test_cli_rejects_bad_settings_before_any_work(
@@ -437,3 +452,34 @@ def test_cli_regression_and_classification(
     assert cls["accuracy"] >= 0.95
     assert set(cls["datasets"]) == {"moons", "circles", "spirals"}
     assert Path(cls["plot"]).is_file() and math.isfinite(cls["accuracy"])
+
+
+def test_cli_a_fit_that_diverges_is_one_line_naming_the_setting_to_lower(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rl.cli import main
+
+    argv = ["supervised", "bc", "--expert-steps", "200", "--set", "eval_episodes=0"]
+    argv += ["--set", "learning_rate=1e38", "--set", "write_run=false"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "fit diverged" in err and "lower learning_rate" in err and "Traceback" not in err
+
+
+def test_cli_bc_refuses_a_folder_that_holds_a_run_and_keeps_json_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second run into one folder would mix its curves and overwrite the first's results;
+    progress bars go to stderr, so --json's stdout stays one JSON document."""
+    from rl.cli import main
+
+    folder = tmp_path / "bc"
+    argv = ["supervised", "bc", "--expert-steps", "200", "--set", "eval_episodes=0"]
+    argv += ["--set", "epochs=2", "--set", f"run_dir={folder}", "--set", "progress=true", "--json"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["run_dir"] == str(folder)
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*argv[:-5], "--set", "write_run=false", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_dir"] is None  # null, not "None"
