@@ -212,9 +212,11 @@ def resume_config(cfg: C, saved: dict[str, Any], resumable: tuple[str, ...]) -> 
         if name not in resumable and getattr(cfg, name) != getattr(saved_cfg, name)
     ]
     if changed:
+        # run_dir is resumable only as the folder being resumed (the run continues in it).
+        free = [name for name in resumable if name != "run_dir"]
         raise ValueError(
             f"cannot resume with a different {', '.join(changed)} than the checkpoint; only "
-            f"{', '.join(resumable)} may change"
+            f"{', '.join(free)} may change"
         )
     return replace_config(saved_cfg, {k: getattr(cfg, k) for k in resumable})
 
