@@ -60,6 +60,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "random_policy": "random policy: the 'before' picture",
         "paused": "PAUSED",
         "speed": "{fps} steps/s",
+        "speed_one": "1 step/s",
         "max_speed": "as fast as possible",
         "keys": "keys",
         "space": "space",
@@ -145,6 +146,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "random_policy": "política aleatoria: el 'antes'",
         "paused": "EN PAUSA",
         "speed": "{fps} pasos/s",
+        "speed_one": "1 paso/s",
         "max_speed": "lo más rápido posible",
         "keys": "teclas",
         "space": "espacio",
@@ -239,6 +241,13 @@ def check_lang(lang: str) -> str:
     if lang not in LANGS:
         raise ValueError(f"unknown language {lang!r}; choose one of {', '.join(LANGS)}")
     return lang
+
+
+def speed_text(fps: float, lang: str) -> str:
+    """The status line's speed: "as fast as possible", "1 step/s", "8 steps/s"."""
+    if fps <= 0:
+        return tr("max_speed", lang)
+    return tr("speed_one", lang) if fps == 1 else tr("speed", lang, fps=f"{fps:g}")
 
 
 def tr(key: str, lang: str, **values: Any) -> str:

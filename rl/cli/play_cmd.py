@@ -40,6 +40,7 @@ from rl.cli.hud import (
     describe_step,
     env_gauges,
     format_number,
+    speed_text,
     tr,
 )
 from rl.cli.targets import parse_env_overrides
@@ -452,7 +453,7 @@ def run(args: argparse.Namespace) -> int:
     )
     fps = args.fps if args.fps is not None else session.keymap.fps
     controls = Controls(fps=fps)
-    speed = tr("max_speed", lang) if fps <= 0 else tr("speed", lang, fps=f"{fps:g}")
+    speed = speed_text(fps, lang)
     window: ViewerWindow | None = None
     steps = 0
     try:

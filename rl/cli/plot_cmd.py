@@ -3,7 +3,8 @@
 Runs whose configs differ only in their seed are one group: the group's mean is drawn with its
 spread (± one standard deviation across seeds) shaded. Groups are labelled by what differs
 between them, so ``rl plot runs/*DogTraining*`` after training under each reward preset labels
-the curves ``reward_scheme=treats``, ``reward_scheme=coached``, ...
+the curves ``reward_scheme=treats``, ``reward_scheme=coached``, ... Runs of different envs get a
+row of panels each (their returns share no scale), labelled by what differs within that env.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ IGNORED_FIELDS = {
     "compile",
 }
 GRID_POINTS = 200  # Points of the common step grid on which seeds are averaged.
+MAX_LABEL = 80  # Legend labels longer than this are cut (a run of many differing fields).
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -248,6 +250,7 @@ def group_runs(runs: list[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
     """Runs grouped by config (seeds and logging aside), each group labelled by what differs."""
     keys = sorted({k for run in runs for k in run.config} - IGNORED_FIELDS)
     differing = [k for k in keys if len({repr(run.config.get(k)) for run in runs}) > 1]
+    differing.sort(key=lambda k: k != "algo")  # runs of different algorithms: that first
     groups: dict[tuple[Any, ...], list[RunCurves]] = {}
     for run in runs:
         groups.setdefault(tuple(repr(run.config.get(k)) for k in differing), []).append(run)
@@ -299,10 +302,23 @@ def mean_and_spread(
     return grid, stacked.mean(axis=0), stacked.std(axis=0)
 
 
+def by_env(runs: list[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
+    """Runs split by env id, in first-seen order: returns of different envs share no scale."""
+    envs: dict[str, list[RunCurves]] = {}
+    for run in runs:
+        envs.setdefault(str(run.config.get("env_id", "")), []).append(run)
+    return list(envs.items())
+
+
+def _short(label: str, limit: int = MAX_LABEL) -> str:
+    return label if len(label) <= limit else label[: limit - 1].rstrip(", ") + "…"
+
+
 def plot(
     runs: list[RunCurves], out: Path, *, smoothing: float = 0.6, title: str | None = None
 ) -> Path:
-    """Draw the runs' curves (one panel per metric) and save ``out`` as a PNG."""
+    """Draw the runs' curves (a row of panels per env, one panel per metric) and save ``out``
+    as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # Files only: never open a window, work without a display.
@@ -311,44 +327,60 @@ def plot(
 
     tags = [RETURN_TAG] + ([SUCCESS_TAG] if any(SUCCESS_TAG in r.curves for r in runs) else [])
     names = {RETURN_TAG: "episode return", SUCCESS_TAG: "success rate"}
-    fig, axes = plt.subplots(1, len(tags), figsize=(6.4 * len(tags), 4.4), squeeze=False)
+    envs = by_env(runs)
+    fig, axes = plt.subplots(
+        len(envs), len(tags), figsize=(6.4 * len(tags), 4.4 * len(envs)), squeeze=False
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, (label, members) in enumerate(group_runs(runs)):
-        color = colors[index % len(colors)]
-        for ax, tag in zip(axes[0], tags, strict=True):
-            curves = [
-                (r.curves[tag][0], smooth(r.curves[tag][1], smoothing))
-                for r in members
-                if tag in r.curves
-            ]
-            if not curves:
+    single = False  # a group of one run: drawn smoothed (bold) over its logged points (faint)
+    for row, (env_id, env_runs) in zip(axes, envs, strict=True):
+        for index, (label, members) in enumerate(group_runs(env_runs)):
+            color = colors[index % len(colors)]
+            for ax, tag in zip(row, tags, strict=True):
+                curves = [
+                    (r.curves[tag][0], smooth(r.curves[tag][1], smoothing))
+                    for r in members
+                    if tag in r.curves
+                ]
+                if not curves:
+                    continue
+                if len(curves) == 1:
+                    single = True
+                    steps, values = curves[0]
+                    raw = next(r.curves[tag][1] for r in members if tag in r.curves)
+                    ax.plot(steps, raw, color=color, alpha=0.2, linewidth=1)
+                    ax.plot(steps, values, color=color, linewidth=2, label=_short(label))
+                else:
+                    grid, mean, std = mean_and_spread(curves)
+                    ax.plot(grid, mean, color=color, linewidth=2, label=_short(label))
+                    ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
+        notes = [env_id] if len(envs) > 1 else []
+        if len({repr(r.config.get("reward_scheme")) for r in env_runs}) > 1:
+            # Returns are sums of each scheme's own rewards: a fair comparison is the success
+            # rate.
+            note = "each run's return is in its own reward scheme's units"
+            if any(SUCCESS_TAG in r.curves for r in env_runs):
+                note += ": compare success rates"
+            notes.append(note)
+        if notes:
+            row[0].set_title("\n".join(notes), fontsize=9, color="0.35")
+        for ax, tag in zip(row, tags, strict=True):
+            if not any(tag in r.curves for r in env_runs):  # e.g. CartPole beside the dog
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"no {names[tag]} in {env_id}", ha="center", color="0.5")
                 continue
-            if len(curves) == 1:
-                steps, values = curves[0]
-                raw = next(r.curves[tag][1] for r in members if tag in r.curves)
-                ax.plot(steps, raw, color=color, alpha=0.2, linewidth=1)
-                ax.plot(steps, values, color=color, linewidth=2, label=label)
-            else:
-                grid, mean, std = mean_and_spread(curves)
-                ax.plot(grid, mean, color=color, linewidth=2, label=label)
-                ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
-    schemes = {repr(r.config.get("reward_scheme")) for r in runs}
-    if len(schemes) > 1:
-        # Returns are sums of each scheme's own rewards: a fair comparison is the success rate.
-        note = "each run's return is in its own reward scheme's units"
-        if SUCCESS_TAG in tags:
-            note += ": compare success rates"
-        axes[0][0].set_title(note, fontsize=9, color="0.35")
-    env_ids = sorted({str(r.config.get("env_id", "")) for r in runs} - {""})
-    for ax, tag in zip(axes[0], tags, strict=True):
-        ax.set_xlabel("env steps")
-        ax.set_ylabel(names[tag])
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.grid(True, alpha=0.3)
-        if tag == SUCCESS_TAG:
-            ax.set_ylim(-0.02, 1.02)
-    axes[0][0].legend(loc="best", fontsize=9, frameon=False)
-    fig.suptitle(title or ", ".join(env_ids) or "learning curves")
+            ax.set_xlabel("env steps")
+            ax.set_ylabel(names[tag])
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+            ax.grid(True, alpha=0.3)
+            if tag == SUCCESS_TAG:
+                ax.set_ylim(-0.02, 1.02)
+        row[0].legend(loc="best", fontsize=9, frameon=False)
+    env_ids = [env_id for env_id, _ in envs if env_id]
+    heading = title or ", ".join(env_ids) or "learning curves"
+    if single and smoothing > 0:
+        heading += f"\n(bold: smoothed, --smooth {smoothing:g}; faint: as logged)"
+    fig.suptitle(heading)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -364,13 +396,17 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out, "the plot", make_folder=True)
     runs, skipped = read_runs(args.runs)
     plot(runs, args.out, smoothing=args.smooth, title=args.title)
-    groups = group_runs(runs)
+    envs = by_env(runs)
+    groups = [(env_id, group) for env_id, env_runs in envs for group in group_runs(env_runs)]
     runs_text = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
     groups_text = f"{len(groups)} group{'s' if len(groups) != 1 else ''}"
-    print(f"rl plot: wrote {args.out} ({runs_text} in {groups_text})")
-    for label, members in groups:
+    envs_text = f", {len(envs)} envs" if len(envs) > 1 else ""
+    print(f"rl plot: wrote {args.out} ({runs_text} in {groups_text}{envs_text})")
+    for env_id, (label, members) in groups:
+        # The last logged point (the mean over seeds), not the smoothed curve's end.
         final = float(np.mean([m.curves[RETURN_TAG][1][-1] for m in members]))
-        print(f"  {label}: final return {round(final, 3) + 0.0:+.3f}")  # never "-0.000"
+        where = f"{env_id}: " if len(envs) > 1 else ""
+        print(f"  {where}{_short(label)}: last logged return {round(final, 3) + 0.0:+.3f}")
     for reason in skipped:
         print(f"  left out: {reason}")
     return 0

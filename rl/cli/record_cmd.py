@@ -181,7 +181,7 @@ def gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
 
 def _merge_repeats(
     frames: Iterator[np.ndarray] | list[np.ndarray], duration_ms: float
-) -> tuple[list[np.ndarray], list[float]]:
+) -> tuple[list[np.ndarray], list[int]]:
     unique: list[np.ndarray] = []
     durations: list[float] = []
     for frame in frames:
@@ -190,7 +190,23 @@ def _merge_repeats(
         else:
             unique.append(frame)
             durations.append(duration_ms)
-    return unique, durations
+    return unique, gif_delays(durations)
+
+
+def gif_delays(durations_ms: list[float]) -> list[int]:
+    """Frame times a GIF can hold (whole centiseconds) that add up to the wanted ones.
+
+    A GIF stores each delay in 10 ms steps: 33.3 ms (30 fps) as 30 ms played 11 % fast. Each
+    frame here ends at the rounded end time of the wanted frames so far (30, 40, 30, ... ms at
+    30 fps), so the video keeps time; and no delay is under 20 ms, which browsers slow down.
+    """
+    delays, done, wanted = [], 0, 0.0
+    for duration in durations_ms:
+        wanted += duration
+        delay = max(20, round(wanted / 10.0) * 10 - done)
+        delays.append(delay)
+        done += delay
+    return delays
 
 
 def _even(frame: np.ndarray) -> np.ndarray:

@@ -50,6 +50,7 @@ from rl.cli.hud import (
     handle_watch_events,
     render_text,
     scene_surface,
+    speed_text,
     surface_pixels,
     tr,
     watch_keys,
@@ -715,8 +716,7 @@ class Viewer:
         )
 
     def _status(self) -> str:
-        fps = self.controls.fps
-        return tr("max_speed", self.lang) if fps <= 0 else tr("speed", self.lang, fps=f"{fps:g}")
+        return speed_text(self.controls.fps, self.lang)
 
     def run(self) -> int:
         """Play every target; 0 when done or quit."""

@@ -42,8 +42,8 @@ def test_a_run_left_at_the_env_defaults_is_labelled_by_them(
     )
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
     out = capsys.readouterr().out
-    assert "reward_scheme=coached: final return +1.000" in out
-    assert "reward_scheme=treats: final return +0.500" in out
+    assert "reward_scheme=coached: last logged return +1.000" in out
+    assert "reward_scheme=treats: last logged return +0.500" in out
     assert "None" not in out
 
 
@@ -56,7 +56,7 @@ def test_a_folder_leaves_out_its_supervised_runs_a_named_one_is_an_error(
     )
     assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "c.png")]) == 0
     out = capsys.readouterr().out
-    assert "final return +0.000" in out  # never "-0.000"
+    assert "last logged return +0.000" in out  # never "-0.000"
     assert "left out: 1 supervised run(s)" in out and str(bc) in out
     assert main(["plot", str(bc), "--out", str(tmp_path / "c.png")]) == 2
     assert "is a supervised run" in capsys.readouterr().err
@@ -72,3 +72,26 @@ def test_a_seed_that_stopped_early_counts_with_its_last_value() -> None:
     grid, mean, _ = mean_and_spread([early, late])
     assert grid[-1] == 300.0  # not cut at the early seed's last step
     assert mean[-1] == (500.0 + 480.0) / 2
+
+
+def test_runs_of_different_envs_get_a_row_each_labelled_within_their_env(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CartPole's returns would flatten the dog's to a line, and every field the two configs
+    do not share would end up in both labels."""
+    many = {f"knob_{i}": i for i in range(40)}  # fields only CartPole's config has
+    _write_run(tmp_path / "dog", {"env_id": DOG, "algo": "ppo"}, _episodes(1.0))
+    _write_run(
+        tmp_path / "cp", {"env_id": "sandbox/CartPole-v1", "algo": "ppo", **many}, _episodes(500)
+    )
+    out_png = tmp_path / "mixed.png"
+    assert main(["plot", str(tmp_path), "--out", str(out_png)]) == 0
+    out = capsys.readouterr().out
+    assert "(2 runs in 2 groups, 2 envs)" in out
+    assert f"{DOG}: ppo: last logged return +1.000" in out
+    assert "sandbox/CartPole-v1: ppo: last logged return +500.000" in out
+    assert "knob_" not in out
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(out_png).shape[:2]
+    assert height > width / 2  # two rows of panels, not one

@@ -819,3 +819,13 @@ def test_an_output_that_cannot_be_written_is_said_before_the_work(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "demos.pt").read_bytes() == b"a session recorded earlier"
+
+
+def test_gif_frame_times_keep_the_asked_frame_rate() -> None:
+    """A GIF holds whole centiseconds: 30 fps as 30 ms frames would play 11 % fast."""
+    from rl.cli.record_cmd import gif_delays
+
+    delays = gif_delays([1000 / 30] * 30)
+    assert set(delays) == {30, 40} and sum(delays) == 1000
+    assert sum(gif_delays([125.0] * 8)) == 1000  # 8 fps
+    assert min(gif_delays([1000 / 60] * 60)) == 20  # browsers slow down shorter frames
