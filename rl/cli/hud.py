@@ -338,7 +338,8 @@ def describe_step(
 # -- gauges ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Gauge:
-    """A bar in the HUD: ``fraction`` in [0, 1] filled, with an optional threshold mark."""
+    """A bar in the HUD: ``fraction`` in [0, 1] filled, with an optional threshold mark; or,
+    ``signed``, ``fraction`` in [-1, 1] filled from the bar's middle (0) towards an end."""
 
     label: str
     fraction: float
@@ -346,6 +347,7 @@ class Gauge:
     marker: float | None = None
     marker_label: str | None = None
     tone: str = "neutral"
+    signed: bool = False
 
 
 def bladder_tone(level: float, can_relieve: bool) -> str:
@@ -380,21 +382,24 @@ def env_gauges(env_id: str, obs: np.ndarray, unwrapped: Any, lang: str) -> list[
             )
         ]
     if env_id in CARTPOLE_IDS and obs.size == 4:
-        # Gymnasium's CartPole terminates at |theta| > 12° (0.2095 rad) or |x| > 2.4.
-        angle = float(min(abs(obs[2]) / 0.2095, 1.0))
-        position = float(min(abs(obs[0]) / 2.4, 1.0))
+        # Gymnasium's CartPole terminates at |theta| > 12° (0.2095 rad) or |x| > 2.4: signed
+        # bars, 0 in the middle, an end where the episode ends (left is left).
+        angle = float(np.clip(obs[2] / 0.2095, -1.0, 1.0))
+        position = float(np.clip(obs[0] / 2.4, -1.0, 1.0))
         return [
             Gauge(
                 tr("pole_angle", lang),
                 angle,
-                f"{math.degrees(obs[2]):+.1f}°",
-                tone="bad" if angle > 0.7 else "neutral",
+                f"{math.degrees(obs[2]):+.1f}°".replace("-", "−"),
+                tone="bad" if abs(angle) > 0.7 else "neutral",
+                signed=True,
             ),
             Gauge(
                 tr("cart_position", lang),
                 position,
-                f"{obs[0]:+.2f}",
-                tone="bad" if position > 0.7 else "neutral",
+                f"{obs[0]:+.2f}".replace("-", "−"),
+                tone="bad" if abs(position) > 0.7 else "neutral",
+                signed=True,
             ),
         ]
     return []
@@ -546,6 +551,19 @@ def _bar(target: Any, rect: tuple[int, int, int, int], fraction: float, color: A
         pygame.draw.rect(target, color, (x, y, filled, h), border_radius=3)
 
 
+def _signed_bar(target: Any, rect: tuple[int, int, int, int], fraction: float, color: Any) -> None:
+    """A bar whose middle is 0: filled from there to the left (< 0) or the right (> 0)."""
+    pygame = import_pygame()
+    x, y, w, h = rect
+    pygame.draw.rect(target, TRACK, rect, border_radius=3)
+    middle = x + w // 2
+    reach = round(w / 2 * min(max(fraction, -1.0), 1.0))
+    if reach:
+        left = middle + min(reach, 0)
+        pygame.draw.rect(target, color, (left, y, abs(reach), h), border_radius=3)
+    pygame.draw.line(target, TEXT, (middle, y - 2), (middle, y + h + 1), 1)
+
+
 def _section(target: Any, title: str, x: int, y: int) -> int:
     _blit_text(target, title.upper(), (x, y), 17, DIM, bold=True)
     return y + 18
@@ -676,7 +694,10 @@ def _draw_gauges(area: _Area, y: int) -> int:
             left = max(left, x + title + 10)  # Never over the title.
             target.blit(label, (left, top + 1))
             pygame.draw.line(target, TEXT, (mx, top), (mx, y), 2)
-        _bar(target, (x, y, bar_width, 16), gauge.fraction, TONES[gauge.tone])
+        if gauge.signed:
+            _signed_bar(target, (x, y, bar_width, 16), gauge.fraction, TONES[gauge.tone])
+        else:
+            _bar(target, (x, y, bar_width, 16), gauge.fraction, TONES[gauge.tone])
         _blit_text(target, gauge.text, (x + inner - 56, y - 1), 22, TEXT, bold=True)
         if mx is not None:
             pygame.draw.line(target, TEXT, (mx, y - 3), (mx, y + 18), 2)

@@ -829,3 +829,15 @@ def test_gif_frame_times_keep_the_asked_frame_rate() -> None:
     assert set(delays) == {30, 40} and sum(delays) == 1000
     assert sum(gif_delays([125.0] * 8)) == 1000  # 8 fps
     assert min(gif_delays([1000 / 60] * 60)) == 20  # browsers slow down shorter frames
+
+
+def test_cartpole_gauges_are_signed_with_zero_in_the_middle() -> None:
+    """A cart at -0.06 is near the middle, not "at the left edge" of a magnitude bar."""
+    from rl.cli.hud import env_gauges
+
+    angle, position = env_gauges(CARTPOLE, np.array([-1.2, 0.0, 0.1, 0.0]), None, "en")
+    assert angle.signed and position.signed
+    assert position.fraction == pytest.approx(-0.5) and angle.fraction == pytest.approx(
+        0.1 / 0.2095
+    )
+    assert position.text == "−1.20" and angle.text.startswith("+5.7")
