@@ -493,6 +493,9 @@ def compute_advantages(
 
 
 LOSS_NAMES = ("policy_loss", "value_loss", "entropy", "explained_variance")
+# What "value_loss" is, saved in checkpoints: checkpoints without it are from when it was
+# 0.5 * MSE, and a resume of one halves vf_coef to keep the weight it trained with.
+VALUE_LOSS = "mse"
 
 
 def a2c_loss(
@@ -614,6 +617,7 @@ def checkpoint_payload(
         "rng": rng_state(),
         "spaces": spaces,
         "next_obs": state.next_obs,
+        "value_loss": VALUE_LOSS,
     }
     if hasattr(env, "state_dict"):
         payload["env_state"] = env.state_dict()
@@ -704,6 +708,15 @@ def _train(
         cfg = resume_config(
             replace_config(cfg, {"run_dir": run_dir}), ckpt["config"], RESUMABLE_FIELDS
         )
+        if ckpt.get("value_loss") != VALUE_LOSS:
+            # Saved when the value loss was 0.5 * MSE: half vf_coef keeps its weight.
+            cfg = replace_config(cfg, {"vf_coef": cfg.vf_coef / 2})
+            print(
+                f"note: {resume} was saved when A2C's value loss was half the mean squared "
+                f"error; it continues with vf_coef {cfg.vf_coef:g} (half the saved value), the "
+                "weight it trained with",
+                file=sys.stderr,
+            )
     device = info.device if info is not None else resolve_device(cfg.device)
     configure_threads(device, cfg.num_threads)
     seed_everything(distributed.rank_seed(cfg.seed))  # each rank its own stream

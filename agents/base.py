@@ -19,7 +19,8 @@ class PolicyView:
     """What a policy thinks of a batch of observations, for HUDs and debugging.
 
     Attributes:
-        value: ``(N,)`` the state value (``V(s)``, or ``max_a Q(s, a)`` for DQN).
+        value: ``(N,)`` the state value (``V(s)``, or ``max_a Q(s, a)`` for DQN); NaN for a
+            policy without one (behaviour cloning).
         probs: ``(N, A)`` action probabilities for discrete actions (greedy one-hot for DQN).
         q_values: ``(N, A)`` for value-based agents.
         mean, std: ``(N, *action_shape)`` for Gaussian policies.

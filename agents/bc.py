@@ -168,7 +168,8 @@ def load_demos(
     obs, actions = _check_demos(data["obs"], data["actions"], where)
     if spaces is not None:
         shape = tuple(spaces["obs_shape"])
-        if tuple(data["obs"].shape[1:]) != shape:
+        # The env's shape, or flattened as save_demos writes them.
+        if tuple(data["obs"].shape[1:]) not in (shape, (math.prod(shape),)):
             raise ValueError(
                 f"{where}: observations of shape {tuple(data['obs'].shape[1:])}, but the env's "
                 f"are {shape}; record them in the same env (and env arguments)"

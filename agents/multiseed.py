@@ -502,6 +502,8 @@ class _Loop:
         self.active = [True] * k  # False once an agent reached target_return (frozen, lr 0)
         self.steps = [0] * k  # each agent's own global_step (frozen at its stop)
         self.reached_step: list[int | None] = [None] * k
+        # The return that stopped it (the check's mean, else the window's): "target_reached".
+        self.reached_return: list[float | None] = [None] * k
         self.best = [-math.inf] * k
         self.recent: list[list[list[float]]] = [[] for _ in range(k)]
         self.last_metrics: list[dict[str, float]] = [{} for _ in range(k)]
@@ -550,6 +552,7 @@ class _Loop:
             "failed_check": [-1 if i is None else i for i in self.failed_check],
             "steps": list(self.steps),
             "reached_step": [-1 if s is None else s for s in self.reached_step],
+            "reached_return": [math.nan if r is None else r for r in self.reached_return],
             "best": list(self.best),
             "recent_rewards": [[list(x) for x in r] for r in self.recent],
             "obs_rms": None if self.obs_rms is None else self.obs_rms.state_dict(),
@@ -585,9 +588,14 @@ class _Loop:
             self.next_obs, _ = self.env.reset(seed=env_seed(self.cfg.seeds) + saved["iteration"])
         self.iteration = int(saved["iteration"])
         self.active = [bool(a) for a in saved["active"]]
-        if self.obs_rms is not None:  # a state saved before frozen groups were kept
+        if self.obs_rms is not None:
+            # A state saved before stopped agents' statistics were frozen kept updating them
+            # after the stop: each takes back the statistics of its checkpoint at the stop.
+            drifted = "frozen" not in saved["obs_rms"]
             for k, on in enumerate(self.active):
                 if not on:
+                    if drifted:
+                        self._restore_stop_statistics(k)
                     self.obs_rms.freeze(k)
         last_check = int(saved.get("last_check", -1))
         self.last_check = None if last_check < 0 else last_check
@@ -595,11 +603,27 @@ class _Loop:
         self.failed_check = [None if i < 0 else int(i) for i in failed]
         self.steps = [int(s) for s in saved["steps"]]
         self.reached_step = [None if s < 0 else int(s) for s in saved["reached_step"]]
+        returns = saved.get("reached_return", [math.nan] * len(self.reached_step))
+        self.reached_return = [None if math.isnan(r) else float(r) for r in returns]
         self.best = [float(b) for b in saved["best"]]
         self.recent = [[list(x) for x in r] for r in saved["recent_rewards"]]
         for k, run in enumerate(self.runs):
             run.restore_schedule(self.steps[k], self.best[k])
         set_rng_state(saved["rng"])
+
+    def _restore_stop_statistics(self, k: int) -> None:
+        """Agent ``k``'s observation statistics from its run folder's ``latest.pt`` (written
+        when it stopped), where there is one."""
+        if not self.runs or self.obs_rms is None:
+            return
+        path = self.runs[k].checkpoint_dir / "latest.pt"
+        saved = load_checkpoint(path).get("obs_rms") if path.is_file() else None
+        if saved is None:
+            return
+        with torch.no_grad():
+            for mine, key in ((self.obs_rms.mean, "mean"), (self.obs_rms.var, "var")):
+                mine[k].copy_(saved[key])
+            self.obs_rms.count[k].copy_(saved["count"])
 
     def save_group(self) -> None:
         """Write ``multiseed.pt`` (atomically) into the group folder, if there is one."""
@@ -628,6 +652,8 @@ class _Loop:
             payload["obs_rms"] = self.obs_rms.group(k).state_dict()
         if self.reward_scaler is not None:
             payload["return_rms"] = self.reward_scaler.agent_state(k)
+        if self.reached_return[k] is not None:  # as agents.ppo's: a resume trains no further
+            payload["target_reached"] = self.reached_return[k]
         return payload
 
     def save_all(self, step: int, snapshot: bool) -> None:
@@ -777,8 +803,14 @@ class _Loop:
             reached = [False] * len(reached)
             for k, mean in zip(passed, means, strict=True):
                 reached[k] = mean >= base.target_return
-                if not reached[k]:
+                if reached[k]:
+                    self.reached_return[k] = float(mean)
+                else:
                     self.failed_check[k] = self.iteration
+            return reached
+        for k, hit in enumerate(reached):
+            if hit:
+                self.reached_return[k] = float(window[k])  # type: ignore[arg-type]
         return reached
 
     def check_due(self, waiting: list[int]) -> bool:

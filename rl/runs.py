@@ -375,6 +375,7 @@ class TrainingRun:
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[status]}"),
                 console=console,
+                redirect_stdout=False,  # stdout stays the command's own, not the bar's stream
             )
             self._progress.start()
             self._task = self._progress.add_task(

@@ -156,7 +156,8 @@ class GroupedRunningMeanStd:
     Row ``i`` of a ``(G * B, *shape)`` batch belongs to group ``i // B``: the layout of
     :mod:`agents.multiseed`'s env, where agent ``g`` owns rows ``[g * B, (g + 1) * B)``. Group
     ``g``'s statistics are those a :class:`RunningMeanStd` fed only its rows would hold
-    (:meth:`group`), computed for all groups in one pass.
+    (:meth:`group`), computed for all groups in one pass, until :meth:`freeze` stops a group:
+    its statistics then stay as they were.
     """
 
     def __init__(

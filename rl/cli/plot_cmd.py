@@ -39,6 +39,7 @@ IGNORED_FIELDS = {
     "compile",
 }
 GRID_POINTS = 200  # Points of the common step grid on which seeds are averaged.
+NO_ENV = "(no env_id in its config)"  # runs whose folder says nothing of their env
 MAX_LABEL = 80  # Legend labels longer than this are cut (a run of many differing fields).
 
 
@@ -260,7 +261,7 @@ def group_runs(runs: list[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
         if differing:
             label = ", ".join(f"{k}={_show(config.get(k))}" for k in differing)
         else:
-            label = str(config.get("algo", members[0].path.name))
+            label = str(config.get("algo") or members[0].path.name)
         if len(members) > 1:
             label += f" ({len(members)} seeds)"
         labelled.append((label, members))
@@ -306,7 +307,7 @@ def by_env(runs: list[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
     """Runs split by env id, in first-seen order: returns of different envs share no scale."""
     envs: dict[str, list[RunCurves]] = {}
     for run in runs:
-        envs.setdefault(str(run.config.get("env_id", "")), []).append(run)
+        envs.setdefault(str(run.config.get("env_id") or NO_ENV), []).append(run)
     return list(envs.items())
 
 
@@ -376,7 +377,7 @@ def plot(
             if tag == SUCCESS_TAG:
                 ax.set_ylim(-0.02, 1.02)
         row[0].legend(loc="best", fontsize=9, frameon=False)
-    env_ids = [env_id for env_id, _ in envs if env_id]
+    env_ids = [env_id for env_id, _ in envs if env_id != NO_ENV]
     heading = title or ", ".join(env_ids) or "learning curves"
     if single and smoothing > 0:
         heading += f"\n(bold: smoothed, --smooth {smoothing:g}; faint: as logged)"

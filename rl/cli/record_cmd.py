@@ -193,12 +193,16 @@ def _merge_repeats(
     return unique, gif_delays(durations)
 
 
+MAX_GIF_FPS = 50  # 20 ms frames: the shortest a GIF holds that browsers play as written
+
+
 def gif_delays(durations_ms: list[float]) -> list[int]:
     """Frame times a GIF can hold (whole centiseconds) that add up to the wanted ones.
 
     A GIF stores each delay in 10 ms steps: 33.3 ms (30 fps) as 30 ms played 11 % fast. Each
     frame here ends at the rounded end time of the wanted frames so far (30, 40, 30, ... ms at
-    30 fps), so the video keeps time; and no delay is under 20 ms, which browsers slow down.
+    30 fps), so the video keeps time up to :data:`MAX_GIF_FPS`; no delay is under 20 ms, which
+    browsers slow down (above 50 fps the GIF plays slower than asked: ``rl record`` refuses).
     """
     delays, done, wanted = [], 0, 0.0
     for duration in durations_ms:
@@ -225,6 +229,12 @@ def run(args: argparse.Namespace) -> int:
     positive_int(args.max_steps, "--max-steps")
     if args.fps is not None and (args.fps <= 0 or not math.isfinite(args.fps)):
         raise CLIError(f"--fps must be > 0 for a video, got {args.fps}")
+    if args.fps is not None and args.fps > MAX_GIF_FPS and args.out.suffix.lower() == ".gif":
+        raise CLIError(
+            f"a GIF plays at most {MAX_GIF_FPS} frames per second (its frame times are whole "
+            f"hundredths of a second, and browsers slow down shorter ones), got --fps "
+            f"{args.fps:g}: give --fps {MAX_GIF_FPS} or less, or write an .mp4"
+        )
     if args.scale is not None and not (0 < args.scale <= 4):
         raise CLIError(f"--scale must be in (0, 4], got {args.scale}")
     targets = targets_from_args(args)

@@ -209,14 +209,25 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FloatingPointError) as exc:  # bad input, or a fit that diverged
         raise CLIError(str(exc)) from None
     if args.json:
-        print(json.dumps(result, indent=2, allow_nan=False, default=_plain))
+        print(json.dumps(_finite(result), indent=2, allow_nan=False, default=_plain))
     else:
         print(summary(result))
     return 0
 
 
 def _plain(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+    return str(value)  # a Path, a tuple's repr: JSON has no type for them
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None (JSON has no NaN or infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
@@ -271,7 +282,8 @@ def refuse_a_used_folder(run_dir: str | Path | None) -> None:
     if run_dir is None:
         return
     folder = Path(run_dir)
-    if folder.is_dir() and any(folder.iterdir()):
+    written = ("config.json", "result.json", "checkpoints", "events.out.tfevents.*")
+    if any(any(folder.glob(pattern)) for pattern in written):
         raise ValueError(
             f"{folder} already holds a run; give a new folder with --set run_dir=... (or omit "
             "it for a fresh one under --runs-dir), or delete this one"

@@ -91,7 +91,8 @@ class Target:
         total_timesteps: the run's planned training length, in whole iterations (for "30 % of
             training").
         solved_early: training stopped at this checkpoint, on reaching its ``target_return``
-            before the planned length (its last checkpoint, though not "100 %").
+            before the planned length (its last checkpoint, though not "100 %"); PPO, A2C, DQN
+            and multi-seed agents' checkpoints say so (those from before 2026-11-27 do not).
         scaled_rewards: the policy learned from scaled rewards (``norm_reward``): its value
             estimates are in those units, not the env's.
     """
@@ -188,7 +189,9 @@ def target_from_checkpoint(
         checkpoint=Path(path),
         global_step=int(step) if step is not None else None,
         total_timesteps=int(total) if total else None,
-        solved_early=checkpoint.get("target_reached") is not None,
+        solved_early=checkpoint.get("target_reached") is not None
+        and bool(total)
+        and int(step or 0) < int(total),
         scaled_rewards=bool(config.get("norm_reward")),
     )
 

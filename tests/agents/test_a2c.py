@@ -284,3 +284,22 @@ def test_value_loss_is_sb3s_mean_squared_error() -> None:
     _, returns = a2c.compute_advantages(storage, values, next_values, cfg)
     expected = torch.nn.functional.mse_loss(values, returns)
     torch.testing.assert_close(stats[a2c.LOSS_NAMES.index("value_loss")], expected)
+
+
+def test_a_checkpoint_from_before_the_mse_value_loss_resumes_at_the_weight_it_had(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its value loss was 0.5 * MSE under the same vf_coef: the resume halves vf_coef, says so,
+    and its later checkpoints are marked (a second resume changes nothing)."""
+    run = tmp_path / "run"
+    a2c.train(tiny(run_dir=str(run), total_timesteps=256))
+    latest = run / "checkpoints" / "latest.pt"
+    old = torch.load(latest, weights_only=True)
+    del old["value_loss"]
+    torch.save(old, latest)
+    a2c.train(tiny(run_dir=str(run), total_timesteps=512), resume=run)
+    assert "vf_coef 0.25 (half the saved value)" in capsys.readouterr().err
+    resumed = torch.load(latest, weights_only=True)
+    assert resumed["value_loss"] == "mse" and resumed["config"]["vf_coef"] == 0.25
+    a2c.train(tiny(run_dir=str(run), total_timesteps=768, vf_coef=0.25), resume=run)
+    assert "half the saved value" not in capsys.readouterr().err

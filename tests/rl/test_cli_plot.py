@@ -95,3 +95,17 @@ def test_runs_of_different_envs_get_a_row_each_labelled_within_their_env(
 
     height, width = matplotlib.image.imread(out_png).shape[:2]
     assert height > width / 2  # two rows of panels, not one
+
+
+def test_a_run_without_env_id_gets_a_row_named_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_run(tmp_path / "dog", {"env_id": DOG, "algo": "ppo"}, _episodes(1.0))
+    (tmp_path / "mystery").mkdir()
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "mystery")) as writer:  # events, no config.json
+        writer.add_scalar("charts/episodic_return", 3.0, 0)
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "(no env_id in its config): mystery: last logged return +3.000" in out

@@ -841,3 +841,8 @@ def test_cartpole_gauges_are_signed_with_zero_in_the_middle() -> None:
         0.1 / 0.2095
     )
     assert position.text == "−1.20" and angle.text.startswith("+5.7")
+
+
+def test_record_refuses_a_gif_faster_than_gifs_play(tmp_path: Path, capsys) -> None:
+    assert main(["record", CARTPOLE, "--out", str(tmp_path / "x.gif"), "--fps", "60"]) == 2
+    assert "a GIF plays at most 50 frames per second" in capsys.readouterr().err
