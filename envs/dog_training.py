@@ -698,6 +698,9 @@ class DogTrainingVectorEnv(TorchVectorEnv):
     | 11-110  | egocentric 5 x 5 view centred on the dog: 4 channels (wall, sofa, door,     |
     |         | garden) x 5 rows x 5 columns, channel-major; floor is all 0; off-grid = wall |
 
+    Index 3 turns on one step earlier than it did before 2026-11-27 (it lagged ``relieve``
+    by a step): checkpoints trained, and demonstrations recorded, before then saw it late.
+
     ## Rewards
 
     A scheme prices events; the reward of a step is the sum over the events that happened:

@@ -324,7 +324,8 @@ class PlaySession:
         if self.record:
             for key, value in zip(
                 self.transitions,
-                (obs, env_action, reward, terminated, truncated, self.episodes_finished),
+                # The episode's own number less one: an episode left with r is one apart.
+                (obs, env_action, reward, terminated, truncated, self.model.episode - 1),
                 strict=True,
             ):
                 self.transitions[key].append(value)

@@ -741,7 +741,24 @@ class Viewer:
                 self.window.close()
             for runner in self.runners:
                 runner.close()
+            self._summary()
         return 0
+
+    def _summary(self) -> None:
+        """One line per target that finished an episode: how many, and their mean return."""
+        for index, runner in enumerate(self.runners):
+            returns = getattr(runner, "returns", None)
+            if not isinstance(returns, list) or not returns:
+                continue  # a grid keeps its own tallies on screen
+            text = tr(
+                "watch_summary",
+                self.lang,
+                count=len(returns),
+                mean=format_number(sum(returns) / len(returns)).replace("−", "-"),
+            )
+            if len(self.runners) > 1:
+                text = f"{checkpoint_label(self.visited[index], index + 1, len(self.targets), self.lang)}: {text}"
+            print(text, flush=True)
 
     def _play(self, runner: EpisodeRunner | GridRunner, episodes: int | None) -> bool:
         """Run one target until ``episodes`` are done (None: until the learner quits or

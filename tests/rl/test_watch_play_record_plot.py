@@ -846,3 +846,23 @@ def test_cartpole_gauges_are_signed_with_zero_in_the_middle() -> None:
 def test_record_refuses_a_gif_faster_than_gifs_play(tmp_path: Path, capsys) -> None:
     assert main(["record", CARTPOLE, "--out", str(tmp_path / "x.gif"), "--fps", "60"]) == 2
     assert "a GIF plays at most 50 frames per second" in capsys.readouterr().err
+
+
+def test_play_demos_keep_an_episode_left_with_r_apart_from_the_next(display: None) -> None:
+    session = PlaySession(CARTPOLE, seed=0, record=True)
+    session.tick()
+    session.tick()
+    _post_key(pygame.K_r)
+    session.handle(pygame.event.get())
+    session.tick()
+    assert session.demos()["episode_ids"].tolist() == [0, 0, 1]
+    session.close()
+
+
+def test_watch_ends_with_the_episodes_it_showed(display: None, capsys) -> None:
+    viewer = Viewer([resolve_target(CARTPOLE, seed=0)], fps=0, episodes=2)
+    assert viewer.run() == 0
+    lines = capsys.readouterr().out.splitlines()
+    returns = [float(line.split("return ")[1].split()[0]) for line in lines if "episode " in line]
+    assert len(returns) == 2
+    assert lines[-1] == f"2 episode(s) watched, mean return {sum(returns) / 2:+.2f}"
