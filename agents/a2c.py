@@ -41,7 +41,9 @@ from agents.base import (
     normalize_obs,
     read_policy_checkpoint,
     saved_obs_rms,
+    saved_target_reached,
     space_spec,
+    target_reached,
 )
 from rl import distributed
 from rl.config import (
@@ -644,8 +646,7 @@ def _restore(state: TrainState, env: Any, ckpt: dict[str, Any]) -> None:
     state.global_step = int(ckpt["global_step"])
     state.iteration = int(ckpt["iteration"])
     state.best_return = float(ckpt.get("best_return", -math.inf))
-    reached = ckpt.get("target_reached")
-    state.target_reached = None if reached is None else float(reached)
+    state.target_reached = saved_target_reached(ckpt)
     set_rng_state(ckpt["rng"])
 
 
@@ -837,15 +838,11 @@ def _train_loop(
         window = 0
         metrics = _log_window(run, state, host, lr)
         mean_return = metrics.get("charts/episodic_return")
-        reached = (
-            cfg.target_return is not None
-            and mean_return is not None
-            and mean_return >= cfg.target_return
-        )
-        reached_at = mean_return
-        if reached and cfg.target_check_episodes > 0:
-            reached_at = check(cfg.seed + state.global_step)
-            reached = reached_at >= cfg.target_return
+        reached_at = target_reached(
+            cfg.target_return, mean_return, cfg.target_check_episodes,
+            lambda: check(cfg.seed + state.global_step),
+        )  # fmt: skip
+        reached = reached_at is not None
         if reached:
             metrics["target_reached_return"] = state.target_reached = reached_at
         last = reached or state.iteration == iterations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -229,6 +230,31 @@ class PolicyCheck:
     def close(self) -> None:
         if self.evaluator is not None:
             self.evaluator.close()
+
+
+def target_reached(
+    target_return: float | None,
+    window_return: float | None,
+    check_episodes: int,
+    check: Callable[[], float],
+) -> float | None:
+    """The early-stop rule PPO, A2C and DQN share: the return that reached ``target_return``,
+    or ``None``. The training window's return must reach it first (``None``: no episode in the
+    window yet; a return of exactly 0.0 is one); then, with ``check_episodes``, so must the
+    deterministic ``check()``, whose return is the one given."""
+    if target_return is None or window_return is None or window_return < target_return:
+        return None
+    if check_episodes == 0:
+        return window_return
+    checked = check()
+    return checked if checked >= target_return else None
+
+
+def saved_target_reached(checkpoint: dict[str, Any]) -> float | None:
+    """The return that stopped a checkpoint's run early (``None``: it did not, or it was saved
+    before checkpoints said so)."""
+    reached = checkpoint.get("target_reached")
+    return None if reached is None else float(reached)
 
 
 def read_policy_checkpoint(checkpoint: dict[str, Any] | str | Path, algo: str) -> dict[str, Any]:

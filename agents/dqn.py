@@ -40,7 +40,15 @@ from gymnasium import spaces as gym_spaces
 from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
-from agents.base import PolicyView, TrainResult, module_main, read_policy_checkpoint, space_spec
+from agents.base import (
+    PolicyView,
+    TrainResult,
+    module_main,
+    read_policy_checkpoint,
+    saved_target_reached,
+    space_spec,
+    target_reached,
+)
 from rl.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, atomic_save, load_checkpoint
 from rl.config import (
     config_from_dict,
@@ -672,8 +680,7 @@ def _restore(state: TrainState, env: Any, ckpt: dict[str, Any], run_dir: str | P
     state.global_step = int(ckpt["global_step"])
     state.iteration = int(ckpt["iteration"])
     state.best_return = float(ckpt.get("best_return", -math.inf))
-    reached = ckpt.get("target_reached")
-    state.target_reached = None if reached is None else float(reached)
+    state.target_reached = saved_target_reached(ckpt)
     load_buffer(state.buffer, run_dir, state.global_step)  # refilled by training if absent
     state.generator.set_state(ckpt["generator"].cpu())  # a CPU ByteTensor for any device
     set_rng_state(ckpt["rng"])
@@ -860,15 +867,11 @@ def _train_loop(
         window, grad_steps = 0, 0
         metrics = _log_window(run, state, host, lr, epsilon)
         mean_return = metrics.get("charts/episodic_return")
-        reached = (
-            cfg.target_return is not None
-            and mean_return is not None
-            and mean_return >= cfg.target_return
-        )
-        reached_at = mean_return
-        if reached and cfg.target_check_episodes > 0:
-            reached_at = _greedy_check(cfg, state)
-            reached = reached_at >= cfg.target_return
+        reached_at = target_reached(
+            cfg.target_return, mean_return, cfg.target_check_episodes,
+            lambda: _greedy_check(cfg, state),
+        )  # fmt: skip
+        reached = reached_at is not None
         if reached:
             metrics["target_reached_return"] = state.target_reached = reached_at
         last = reached or state.iteration == cfg.num_iterations

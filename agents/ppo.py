@@ -39,7 +39,9 @@ from agents.base import (
     normalize_obs,
     read_policy_checkpoint,
     saved_obs_rms,
+    saved_target_reached,
     space_spec,
+    target_reached,
 )
 from rl import distributed
 from rl.checkpoint import load_checkpoint
@@ -775,8 +777,7 @@ def _restore(state: TrainState, env: Any, ckpt: dict[str, Any]) -> None:
     state.global_step = int(ckpt["global_step"])
     state.iteration = int(ckpt["iteration"])
     state.best_return = float(ckpt.get("best_return", -math.inf))
-    reached = ckpt.get("target_reached")
-    state.target_reached = None if reached is None else float(reached)
+    state.target_reached = saved_target_reached(ckpt)
     # Checkpoints before the renewal-reward window hold "recent_returns": start a new window.
     state.recent = [list(item) for item in ckpt.get("recent_rewards", [])]
     set_rng_state(ckpt["rng"])
@@ -1069,13 +1070,12 @@ def _target_reached(
     """The return that reached ``cfg.target_return`` (see its docstring) after this
     iteration's ``episodes`` finished episodes and ``rewards`` summed over its steps: the
     deterministic check's, or the training window's without a check; ``None`` if not reached."""
-    window = state.recent_return(episodes, rewards, cfg.target_window)
-    if cfg.target_return is None or window is None or window < cfg.target_return:
-        return None
-    if cfg.target_check_episodes == 0:
-        return window
-    mean = check(cfg.seed + state.global_step)
-    return mean if mean >= cfg.target_return else None
+    return target_reached(
+        cfg.target_return,
+        state.recent_return(episodes, rewards, cfg.target_window),
+        cfg.target_check_episodes,
+        lambda: check(cfg.seed + state.global_step),
+    )
 
 
 # -- the trained policy -------------------------------------------------------------------------
