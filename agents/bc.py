@@ -471,10 +471,13 @@ def _spaces(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- training ------------------------------------------------------------------------------------
-def gather_dataset(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+def gather_dataset(
+    cfg: Config, device: torch.device, spaces: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The expert's steps followed by every demo file's: ``(obs, actions, demo_steps)``.
 
-    The demo files are read first, so a bad file fails before the expert demonstrates.
+    The demo files are read first, and checked against the env's ``spaces``, so a bad file
+    fails before the expert demonstrates.
     """
     seen: dict[Path, str] = {}
     for path in cfg.demos:  # a file given twice lands on both sides of the held-out split
@@ -485,7 +488,6 @@ def gather_dataset(cfg: Config, device: torch.device) -> tuple[torch.Tensor, tor
                 "would be both learned from and held out, inflating the agreement"
             )
         seen[resolved] = str(path)
-    spaces = _spaces(cfg.env_id, cfg.env_kwargs) if cfg.demos else None
     demos = [load_demos(path, cfg.env_id, spaces) for path in cfg.demos]
     parts_obs, parts_actions = [], []
     if cfg.num_expert_steps > 0:
@@ -600,7 +602,7 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
     configure_threads(device, cfg.num_threads)
     seed_everything(cfg.seed)
     spaces = _spaces(cfg.env_id, cfg.env_kwargs)
-    obs, actions, demo_steps = gather_dataset(cfg, device)
+    obs, actions, demo_steps = gather_dataset(cfg, device, spaces)
     run_dir = None
     if cfg.write_run:
         run_dir = cfg.run_dir or str(Path(RUNS_ROOT) / run_name(cfg.env_id, ALGO, cfg.seed))

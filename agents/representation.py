@@ -332,8 +332,13 @@ def plot_curves(
     return path
 
 
-def _parent(cfg: Config, task: str) -> Path:
-    parent = Path(cfg.run_dir or Path(RUNS_ROOT) / run_name(f"supervised-{task}", "ppo", cfg.seed))
+def _parent_path(cfg: Config, task: str) -> Path:
+    """The comparison's folder (not made yet)."""
+    return Path(cfg.run_dir or Path(RUNS_ROOT) / run_name(f"supervised-{task}", "ppo", cfg.seed))
+
+
+def _make_parent(cfg: Config, parent: Path) -> Path:
+    """Make the comparison's folder and write its ``config.json``."""
     parent.mkdir(parents=True, exist_ok=True)
     write_json(parent / "config.json", config_to_dict(cfg))
     return parent
@@ -353,7 +358,7 @@ def transfer(cfg: Config) -> dict[str, Any]:
     planned = planned_steps(
         cfg, {"source_timesteps": cfg.source_timesteps, "max_timesteps": cfg.max_timesteps}
     )
-    parent = _parent(cfg, "transfer")
+    parent = _make_parent(cfg, _parent_path(cfg, "transfer"))
     source = ppo.train(
         ppo_config(cfg, cfg.source_env_kwargs, cfg.source_timesteps, parent / "source")
     )
@@ -533,8 +538,9 @@ def pretrain(cfg: Config) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     configure_threads(device)
     seed_everything(cfg.seed)
-    # The learners' settings are checked before the run folder is made (its path is a name).
-    base = ppo_config(cfg, cfg.target_env_kwargs, cfg.max_timesteps, Path(cfg.run_dir or "."))
+    parent = _parent_path(cfg, "pretrain")
+    base = ppo_config(cfg, cfg.target_env_kwargs, cfg.max_timesteps, parent)
+    # The learners' settings are checked before the run folder is made.
     if base.activation != "tanh":
         raise ValueError("the forward model's encoder is tanh; set PPO's activation to tanh")
     if base.norm_obs:
@@ -542,8 +548,7 @@ def pretrain(cfg: Config) -> dict[str, Any]:
             "the forward model's encoder learns from raw observations, but norm_obs feeds PPO's "
             "torso normalised ones; leave norm_obs off in ppo_overrides for pretrain"
         )
-    parent = _parent(cfg, "pretrain")
-    base = ppo_config(cfg, cfg.target_env_kwargs, cfg.max_timesteps, parent)
+    _make_parent(cfg, parent)
     model, encoder_metrics = pretrain_encoder(cfg, parent / "encoder", base.hidden_sizes)
     spaces = _spaces(cfg)
     init = torso_checkpoint(model.encoder.cpu(), base, spaces, parent / "torso.pt")

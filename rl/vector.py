@@ -163,9 +163,13 @@ def env_parameters(env_id: str) -> list[inspect.Parameter] | None:
     :func:`make_vector_env` (``gymnasium.make`` adds ``max_episode_steps`` to a Gymnasium
     env's), with their defaults; ``None`` where no signature can be read."""
     found = _constructor_signature(env_id)
-    if found is None:
-        return None
-    parameters, sandbox = found
+    return None if found is None else _named_parameters(*found)
+
+
+def _named_parameters(
+    parameters: list[inspect.Parameter], sandbox: bool
+) -> list[inspect.Parameter]:
+    """:func:`env_parameters` from a read :func:`_constructor_signature`."""
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     taken = _PASSED_BY_MAKE if sandbox else ("self",)
     known = [p for p in parameters if p.kind in kinds and p.name not in taken]
@@ -184,7 +188,7 @@ def check_env_kwargs(name: str, env_id: str, env_kwargs: dict[str, Any]) -> None
     found = _constructor_signature(env_id)
     if found is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in found[0]):
         return
-    known = [p.name for p in env_parameters(env_id) or []]
+    known = [p.name for p in _named_parameters(*found)]
     for key in env_kwargs:
         if key not in known:
             raise ValueError(
