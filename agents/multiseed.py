@@ -618,12 +618,8 @@ class _Loop:
             return
         path = self.runs[k].checkpoint_dir / "latest.pt"
         saved = load_checkpoint(path).get("obs_rms") if path.is_file() else None
-        if saved is None:
-            return
-        with torch.no_grad():
-            for mine, key in ((self.obs_rms.mean, "mean"), (self.obs_rms.var, "var")):
-                mine[k].copy_(saved[key])
-            self.obs_rms.count[k].copy_(saved["count"])
+        if saved is not None:
+            self.obs_rms.load_group(k, saved)
 
     def save_group(self) -> None:
         """Write ``multiseed.pt`` (atomically) into the group folder, if there is one."""

@@ -264,6 +264,12 @@ class GroupedRunningMeanStd:
         )
         return sub
 
+    def load_group(self, g: int, state: dict[str, torch.Tensor]) -> None:
+        """Set group ``g``'s statistics from a :class:`RunningMeanStd` state (in place; the
+        inverse of :meth:`group`)."""
+        for mine, key in ((self.mean, "mean"), (self.var, "var"), (self.count, "count")):
+            mine[g].copy_(state[key])
+
     def group(self, g: int) -> RunningMeanStd:
         """Group ``g``'s statistics as a standalone :class:`RunningMeanStd` (a copy)."""
         rms = RunningMeanStd(self.shape, self.mean.device, dtype=self.mean.dtype)

@@ -225,3 +225,7 @@ def test_a_frozen_group_keeps_its_statistics_and_old_states_still_load() -> None
     old = {"mean": torch.zeros(2, 3), "var": torch.ones(2, 3), "count": torch.tensor(7.0)}
     restored.load_state_dict(old)
     assert restored.count.tolist() == [7.0, 7.0] and restored.frozen.tolist() == [False, False]
+    # One group from a standalone state: the inverse of group().
+    restored.load_group(1, before)
+    for key, value in restored.group(1).state_dict().items():
+        torch.testing.assert_close(value, before[key])
