@@ -245,6 +245,20 @@ def check_lang(lang: str) -> str:
     return lang
 
 
+def terminal_number(value: float) -> str:
+    """A number as the terminal lines print it: :func:`format_number` with an ASCII minus
+    (a log or a grep should not meet U+2212)."""
+    return format_number(value).replace("−", "-")
+
+
+def episode_report(model: HudModel) -> str:
+    """The terminal line for the episode ``model`` just finished (rl watch, rl play)."""
+    return tr(
+        "episode_report", model.lang, episode=model.episode,
+        ret=terminal_number(model.episode_return), steps=model.step,
+    )  # fmt: skip
+
+
 def speed_text(fps: float, lang: str) -> str:
     """The status line's speed: "as fast as possible", "1 step/s", "8 steps/s"."""
     if fps <= 0:

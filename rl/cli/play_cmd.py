@@ -39,7 +39,7 @@ from rl.cli.hud import (
     compose_frame,
     describe_step,
     env_gauges,
-    format_number,
+    episode_report,
     speed_text,
     tr,
 )
@@ -339,12 +339,7 @@ class PlaySession:
         self.model.tick_banner()
         if terminated or truncated:
             self.episodes_finished += 1
-            ret = format_number(self.model.episode_return).replace("−", "-")
-            report = tr(
-                "episode_report", self.lang, episode=self.model.episode, ret=ret,
-                steps=self.model.step,
-            )  # fmt: skip
-            print(f"  {report}", flush=True)
+            print(f"  {episode_report(self.model)}", flush=True)
             if self.wait_for_key:  # a person plays: show how it ended, then the next start
                 self.over_until = time.monotonic() + END_HOLD_SECONDS
                 self.waiting = True

@@ -44,6 +44,7 @@ from rl.cli.hud import (
     compose_frame,
     describe_step,
     env_gauges,
+    episode_report,
     fit_scene,
     format_number,
     format_steps,
@@ -52,6 +53,7 @@ from rl.cli.hud import (
     scene_surface,
     speed_text,
     surface_pixels,
+    terminal_number,
     tr,
     watch_keys,
 )
@@ -747,17 +749,15 @@ class Viewer:
     def _summary(self) -> None:
         """One line per target that finished an episode: how many, and their mean return."""
         for index, runner in enumerate(self.runners):
-            returns = getattr(runner, "returns", None)
-            if not isinstance(returns, list) or not returns:
+            if not isinstance(runner, EpisodeRunner) or not runner.returns:
                 continue  # a grid keeps its own tallies on screen
-            text = tr(
-                "watch_summary",
-                self.lang,
-                count=len(returns),
-                mean=format_number(sum(returns) / len(returns)).replace("−", "-"),
-            )
+            mean = terminal_number(sum(runner.returns) / len(runner.returns))
+            text = tr("watch_summary", self.lang, count=len(runner.returns), mean=mean)
             if len(self.runners) > 1:
-                text = f"{checkpoint_label(self.visited[index], index + 1, len(self.targets), self.lang)}: {text}"
+                label = checkpoint_label(
+                    self.visited[index], index + 1, len(self.targets), self.lang
+                )
+                text = f"{label}: {text}"
             print(text, flush=True)
 
     def _play(self, runner: EpisodeRunner | GridRunner, episodes: int | None) -> bool:
@@ -826,12 +826,5 @@ class Viewer:
         return runner.episodes_finished if isinstance(runner, EpisodeRunner) else runner.finished
 
     def _report(self, runner: EpisodeRunner) -> None:
-        ret = format_number(runner.returns[-1]).replace("−", "-")
-        text = tr(
-            "episode_report",
-            self.lang,
-            episode=runner.model.episode,
-            ret=ret,
-            steps=runner.model.step,
-        )
+        text = episode_report(runner.model)
         print(f"  {text}", flush=True)
