@@ -29,6 +29,14 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def copy(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the module's trained run, for a test that changes it (resumes, evals)."""
+    path = tmp_path / "copy"
+    shutil.copytree(run_dir, path)
+    return path
+
+
 def one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -79,11 +87,9 @@ def test_eval_json_prints_one_object(run_dir: Path, capsys: pytest.CaptureFixtur
 
 
 def test_eval_of_a_run_repeats_the_evaluation_train_printed(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    run_dir: Path, copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     trained = json.loads((run_dir.parent / "train_eval.json").read_text())
-    copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
     # A best.pt that acts otherwise: the run must stand for latest.pt, which train evaluated.
     best = torch.load(copy / "checkpoints" / "best.pt", weights_only=True)
     best["model"] = {k: torch.zeros_like(v) for k, v in best["model"].items()}
@@ -151,11 +157,7 @@ def test_eval_reports_a_truncated_checkpoint(
     assert "not an RL Sandbox checkpoint" in one_error_line(capsys, "eval")
 
 
-def test_resume_continues_a_run(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
+def test_resume_continues_a_run(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", "--resume", str(copy), "--total-timesteps", "384", "--no-progress"])
     assert code == 0
     latest = torch.load(copy / "checkpoints" / "latest.pt", weights_only=True)
@@ -366,10 +368,8 @@ def test_an_unknown_argument_points_at_the_commands_help(
 
 
 def test_a_resume_stays_in_its_folder_and_never_trains_backwards(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
     config = (copy / "config.json").read_text()
     capsys.readouterr()
     assert main(["train", "--resume", str(copy), "--run-dir", str(tmp_path / "other")]) == 2
@@ -393,10 +393,8 @@ def test_a_run_folder_that_cannot_be_made_is_said_before_training(
 
 
 def test_eval_of_a_runs_checkpoints_folder_writes_the_runs_eval_json(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
     (copy / "eval.json").unlink()
     assert main(["eval", str(copy / "checkpoints"), "--episodes", "2"]) == 0
     assert (copy / "eval.json").is_file() and not (copy / "checkpoints" / "eval.json").exists()
@@ -466,10 +464,8 @@ def test_a_resume_says_what_it_refuses_before_it_says_resuming(
 
 
 def test_a_quick_eval_keeps_the_runs_larger_evaluation(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
     before = (copy / "eval.json").read_text()
     episodes = json.loads(before)["episodes"]
     assert main(["eval", str(copy), "--episodes", str(episodes - 1), "--seed", "7"]) == 0
@@ -498,10 +494,8 @@ def test_a_restart_may_repeat_the_runs_own_env_arguments(tmp_path: Path) -> None
 
 
 def test_a_resume_waits_for_nothing_and_reads_nothing_while_another_writes(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
     with held_by_another_process(copy):
         capsys.readouterr()
         assert main(["train", "--resume", str(copy), "--total-timesteps", "512"]) == 2
@@ -537,11 +531,9 @@ def test_tensorboard_is_pointed_at_a_folder_of_runs_or_at_the_run(tmp_path: Path
 
 
 def test_a_resume_on_another_thread_count_says_it_is_not_bit_for_bit(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+    copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("RL_NUM_THREADS", raising=False)
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
     assert torch.load(copy / "checkpoints" / "latest.pt", weights_only=True)["torch_threads"] == 1
     capsys.readouterr()
     argv = ["train", "--resume", str(copy), "--total-timesteps", "384", "--no-progress"]
