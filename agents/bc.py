@@ -285,6 +285,17 @@ class DogDefault(dict):
     CartPole. Marked by its type, so it stays a default through ``dataclasses.replace``."""
 
 
+def drop_dog_defaults(config: Any, replacements: dict[str, Any]) -> None:
+    """For a frozen config whose ``env_id`` is not DogTraining: each field named in
+    ``replacements`` that still holds a :class:`DogDefault` takes its replacement (that env's
+    own defaults)."""
+    if config.env_id == DOG_ENV_ID:
+        return
+    for name, value in replacements.items():
+        if isinstance(getattr(config, name), DogDefault):
+            object.__setattr__(config, name, value)
+
+
 def _train_houses() -> dict[str, Any]:
     return DogDefault(layout="random", num_layouts=100)
 
@@ -359,11 +370,8 @@ class Config:
             raise ValueError(
                 f"env_id must be an env id such as {DOG_ENV_ID!r}, got {self.env_id!r}"
             )
-        if self.env_id != DOG_ENV_ID:  # the houses are DogTraining's arguments only
-            if isinstance(self.env_kwargs, DogDefault):
-                object.__setattr__(self, "env_kwargs", {})
-            if isinstance(self.eval_env_kwargs, DogDefault):
-                object.__setattr__(self, "eval_env_kwargs", None)
+        # The houses are DogTraining's arguments only.
+        drop_dog_defaults(self, {"env_kwargs": {}, "eval_env_kwargs": None})
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a dict, got {self.env_kwargs!r}")
         if self.eval_env_kwargs is not None and not isinstance(self.eval_env_kwargs, dict):

@@ -34,7 +34,7 @@ from torch import nn
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents import ppo
 from agents.base import space_spec
-from agents.bc import DogDefault
+from agents.bc import DogDefault, drop_dog_defaults
 from rl.checkpoint import save_checkpoint
 from rl.config import config_to_dict, is_int, replace_config, require_int
 from rl.device import configure_threads, resolve_device
@@ -117,9 +117,8 @@ class Config:
             raise ValueError(
                 f"env_id must be an env id such as {DOG_ENV_ID!r}, got {self.env_id!r}"
             )
-        for name in ("source_env_kwargs", "target_env_kwargs"):
-            if self.env_id != DOG_ENV_ID and isinstance(getattr(self, name), DogDefault):
-                object.__setattr__(self, name, {})  # the houses are DogTraining's only
+        # The houses are DogTraining's arguments only.
+        drop_dog_defaults(self, {"source_env_kwargs": {}, "target_env_kwargs": {}})
         for name in ("source_env_kwargs", "target_env_kwargs", "ppo_overrides"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
