@@ -740,7 +740,7 @@ def _train(
             run = TrainingRun(
                 cfg.run_dir or Path(RUNS_ROOT) / run_name(cfg.env_id, ALGO, cfg.seed),
                 config_to_dict(cfg),
-                total_timesteps=num_iterations(cfg) * global_batch_size(cfg),
+                total_timesteps=job_iterations(cfg) * global_batch_size(cfg),
                 num_snapshots=cfg.num_snapshots,
                 # The checkpoint's own step was logged before it was saved: keep it.
                 purge_step=state.global_step + 1 if ckpt is not None else None,
@@ -786,7 +786,7 @@ def global_batch_size(cfg: Config) -> int:
     return cfg.batch_size * distributed.get_world_size()
 
 
-def num_iterations(cfg: Config) -> int:
+def job_iterations(cfg: Config) -> int:
     """Iterations in this job: ``total_timesteps`` counts every rank's env steps."""
     return max(1, cfg.total_timesteps // global_batch_size(cfg))
 
@@ -802,7 +802,7 @@ def _train_loop(
     """Iterations ``state.iteration + 1 .. num_iterations``: rollout, update, log, checkpoint,
     and the stop rule's ``check``."""
     device = state.next_obs.device
-    iterations = num_iterations(cfg)
+    iterations = job_iterations(cfg)
     storage = make_rollout(cfg, spaces, device)
     tracker = EpisodeTracker(device)
     stats_sum = torch.zeros(len(LOSS_NAMES), device=device)  # summed over the log window

@@ -196,7 +196,13 @@ class Config:
                 f"num_envs * num_steps = {self.batch_size}; lower num_minibatches"
             )
         if self.norm_adv and self.minibatch_size < 2:
-            raise ValueError("norm_adv needs minibatches of at least 2 transitions")
+            raise ValueError(
+                f"norm_adv needs minibatches of at least 2 transitions, got {self.minibatch_size} "
+                f"(num_envs * num_steps / num_minibatches = {self.batch_size} / "
+                f"{self.num_minibatches}); lower num_minibatches or set norm_adv=False"
+            )
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
         for name in ("gamma", "gae_lambda"):  # (the comparison is False for NaN too)
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -857,7 +863,7 @@ def _open_run(
     run = TrainingRun(
         cfg.run_dir or Path(RUNS_ROOT) / run_name(cfg.env_id, ALGO, cfg.seed),
         config_to_dict(cfg),
-        total_timesteps=num_iterations(cfg) * global_batch_size(cfg),
+        total_timesteps=job_iterations(cfg) * global_batch_size(cfg),
         num_snapshots=cfg.num_snapshots,
         # Iteration k logs at the step its checkpoint holds; drop only what came after.
         purge_step=state.global_step + 1 if resumed else None,
@@ -954,7 +960,7 @@ def global_batch_size(cfg: Config) -> int:
     return cfg.batch_size * distributed.get_world_size()
 
 
-def num_iterations(cfg: Config) -> int:
+def job_iterations(cfg: Config) -> int:
     """Iterations in this job: ``total_timesteps`` counts every rank's env steps."""
     return max(1, cfg.total_timesteps // global_batch_size(cfg))
 
@@ -970,7 +976,7 @@ def _train_loop(
     """Iterations ``state.iteration + 1 .. num_iterations``: rollout, update, log, checkpoint,
     and the stop rule's ``check``."""
     device = state.next_obs.device
-    iterations = num_iterations(cfg)
+    iterations = job_iterations(cfg)
     running_stats = [
         rms
         for rms in (state.obs_rms, state.reward_scaler.rms if state.reward_scaler else None)

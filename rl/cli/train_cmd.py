@@ -385,10 +385,11 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
             f"continues, but not bit for bit (--set num_threads={threads} keeps the run's)",
             file=sys.stderr,
         )
-    # What the run trains in whole iterations: a total below one iteration still trains one.
+    # What the job trains in whole iterations of every rank's steps (the algorithms'
+    # job_iterations; the process group does not exist yet): a total below one still trains one.
     per = cfg.num_envs * getattr(cfg, "num_steps", 1)
-    world = int(os.environ.get("WORLD_SIZE", "1")) if args.distributed else 1
-    if max(cfg.total_timesteps, cfg.num_iterations * per * world) < args.resumed_from_step:
+    per *= int(os.environ.get("WORLD_SIZE", "1")) if args.distributed else 1
+    if max(cfg.total_timesteps, per) < args.resumed_from_step:
         raise CLIError(
             f"cannot resume {args.resume}: it has trained {args.resumed_from_step:,} steps, more "
             f"than --total-timesteps {cfg.total_timesteps:,}; give a larger total (the steps to "

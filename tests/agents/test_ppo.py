@@ -491,6 +491,11 @@ def test_presets_and_validation() -> None:
         ({"gae_lambda": math.nan}, r"gae_lambda must lie in \[0, 1\], got nan"),
         ({"eval_episodes": 10**30}, r"eval_episodes must be at most 1,000,000, got 1,000,000,0"),
         ({"target_check_episodes": 10**7}, r"target_check_episodes must be at most 1,000,000"),
+        ({"activation": "gelu"}, r"activation must be 'tanh' or 'relu', got 'gelu'"),
+        (
+            {"num_envs": 1, "num_steps": 4, "num_minibatches": 4},
+            r"at least 2 transitions, got 1 .*lower num_minibatches or set norm_adv=False",
+        ),
     ],
 )
 def test_config_refuses_values_without_meaning(changes: dict[str, Any], message: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import held_by_another_process
 
-from rl.checkpoint import FORMAT
+from rl.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from rl.cli import main
 from rl.cli.train_cmd import solved_thresholds, split_overrides
 
@@ -379,6 +379,22 @@ def test_a_resume_stays_in_its_folder_and_never_trains_backwards(
         capsys, "train"
     )
     assert (copy / "config.json").read_text() == config and not (tmp_path / "other").exists()
+
+
+def test_a_distributed_resume_counts_its_iterations_in_every_ranks_steps(
+    copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 2 ranks of 4 envs x 32 steps: 256 steps an iteration, so a total of 600 is 2 iterations
+    # (512 steps), fewer than the 1,024 the checkpoint says were trained.
+    latest = copy / "checkpoints" / "latest.pt"
+    save_checkpoint({**load_checkpoint(latest), "global_step": 1024}, latest)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    capsys.readouterr()
+    argv = ["train", "--resume", str(copy), "--distributed", "--total-timesteps", "600"]
+    assert main(argv) == 2
+    assert "it has trained 1,024 steps, more than --total-timesteps 600" in one_error_line(
+        capsys, "train"
+    )
 
 
 def test_a_run_folder_that_cannot_be_made_is_said_before_training(
