@@ -57,7 +57,7 @@ from rl.config import (
 )
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
-from rl.returns import compute_gae, discounted_returns
+from rl.returns import compute_gae, discounted_returns, explained_variance
 from rl.runs import (
     RUNS_ROOT,
     EpisodeTracker,
@@ -528,9 +528,7 @@ def a2c_loss(
     entropy_loss = entropy.mean()
     loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
     with torch.no_grad():
-        var_returns = returns.var()
-        explained = 1 - (returns - values).var() / var_returns  # NaN/inf when returns are flat
-        explained = torch.where(var_returns > 0, explained, torch.zeros_like(explained))
+        explained = explained_variance(values, returns)
     stats = torch.stack([pg_loss, v_loss, entropy_loss, explained]).detach()
     return loss, stats
 
@@ -681,7 +679,8 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
         resume: a run directory to continue from its ``checkpoints/latest.pt``.
 
     Raises:
-        TrainingDiverged: a loss or parameter became non-finite; the last good checkpoint stays.
+        TrainingDiverged: the loss or the gradient norm became non-finite; the last good
+            checkpoint stays.
         rl.checkpoint.CheckpointError: ``resume`` has no usable checkpoint.
         RuntimeError: ``cfg.distributed`` outside ``torchrun``.
     """

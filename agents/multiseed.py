@@ -51,7 +51,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -86,9 +86,10 @@ from rl.config import (
 )
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, Evaluator, require_episodes
-from rl.returns import compute_gae
+from rl.returns import compute_gae, explained_variance
 from rl.runs import (
     RUNS_ROOT,
+    EpisodeTracker,
     TrainingDiverged,
     TrainingRun,
     run_name,
@@ -224,14 +225,17 @@ def env_seed(seeds: tuple[int, ...]) -> int:
 
 
 class AgentEpisodes:
-    """Per-agent finished-episode sums ``(K, 3)``: count, return, length; no host sync.
+    """Per-agent finished-episode sums ``(K, 5)``, as :class:`rl.runs.EpisodeTracker`'s: count,
+    return, length, successes and attempts (0 for envs without them); no host sync.
 
     Duck-types :class:`rl.runs.EpisodeTracker`'s ``record`` for :func:`agents.ppo.collect_rollout`.
     """
 
+    WIDTH = 3 + len(EpisodeTracker.EXTRAS)
+
     def __init__(self, num_agents: int, num_envs: int, device: torch.device) -> None:
         self.shape = (num_agents, num_envs)
-        self.sums = torch.zeros(num_agents, 3, dtype=torch.float64, device=device)
+        self.sums = torch.zeros(num_agents, self.WIDTH, dtype=torch.float64, device=device)
 
     def record(self, info: dict[str, Any]) -> None:
         mask = info.get("_episode")
@@ -239,14 +243,42 @@ class AgentEpisodes:
             return
         weight = mask.view(self.shape).to(torch.float64)
         episode = info["episode"]
-        returns = episode["r"].view(self.shape) * weight
-        lengths = episode["l"].view(self.shape) * weight
-        self.sums += torch.stack([weight.sum(1), returns.sum(1), lengths.sum(1)], 1)
+        parts = [weight.sum(1)]
+        for key in ("r", "l", *EpisodeTracker.EXTRAS):
+            value = episode.get(key)
+            parts.append(
+                (value.view(self.shape) * weight).sum(1)
+                if value is not None
+                else weight.new_zeros(self.shape[0])
+            )
+        self.sums += torch.stack(parts, 1)
 
     def take(self) -> torch.Tensor:
         sums = self.sums.clone()
         self.sums.zero_()
         return sums
+
+
+class _AgentRow(NamedTuple):
+    """One agent's values of an iteration, from the iteration's one host copy."""
+
+    episodes: list[float]
+    """:class:`AgentEpisodes`' sums, for :meth:`rl.runs.EpisodeTracker.summarize`."""
+    losses: list[float]
+    """In :data:`agents.ppo.LOSS_NAMES` order."""
+    explained_variance: float
+    finite: bool
+    """Every parameter of the agent is finite."""
+    rewards: float
+    """The rollout's reward sum: the stop window's numerator."""
+
+    @classmethod
+    def of(cls, values: list[float]) -> _AgentRow:
+        """Split a row of ``[episode sums, losses, explained variance, finite, rewards]``."""
+        e, n = AgentEpisodes.WIDTH, len(LOSS_NAMES)
+        return cls(
+            values[:e], values[e : e + n], values[e + n], bool(values[e + n + 1]), values[-1]
+        )
 
 
 def _window_return(
@@ -670,12 +702,7 @@ class _Loop:
         stats = update(self.net, self.optimizer, batch, self.lr, self.base)  # (K, 5)
         with torch.no_grad():
             finite = self.net.flat.isfinite().all(1)  # (K,)
-            var_returns = batch["returns"].var(1)
-            explained = torch.where(
-                var_returns > 0,
-                1 - (batch["returns"] - batch["values"]).var(1) / var_returns,
-                torch.nan,
-            )
+            explained = explained_variance(batch["values"], batch["returns"], dim=1)
             return torch.cat(
                 [stats.double(), explained.double()[:, None], finite.double()[:, None]], 1
             )
@@ -704,21 +731,22 @@ class _Loop:
                 self.next_obs = self.rollout(self.next_obs)
                 learned = self.learn()
             with torch.no_grad():
-                host = torch.cat(
+                values = torch.cat(
                     [
                         self.tracker.take(),
                         learned,
                         self.reward_sum.view(k_agents, -1).sum(1, keepdim=True),
                     ],
                     1,
-                ).tolist()  # sync: the one host sync of the iteration, (K, 11)
+                ).tolist()  # sync: the one host sync of the iteration, (K, 13)
+                rows = [_AgentRow.of(row) for row in values]
                 self.reward_sum.zero_()
             if graphs is not None:
                 self.graphed_iterations = graphs.replays
             bad = [
                 self.cfg.seeds[k]
                 for k in range(k_agents)
-                if not (host[k][9] and all(math.isfinite(v) for v in host[k][3:8]))
+                if not (rows[k].finite and all(math.isfinite(v) for v in rows[k].losses))
             ]
             if bad:
                 raise TrainingDiverged(
@@ -726,10 +754,10 @@ class _Loop:
                     "parameter is not finite; the last good checkpoints are kept. Try a lower "
                     "learning_rate or max_grad_norm"
                 )
-            reached = self.reached(host)
+            reached = self.reached(rows)
             for k in range(k_agents):
                 if self.active[k]:
-                    self.log_agent(k, host[k], reached[k])
+                    self.log_agent(k, rows[k], reached[k])
             finished = self.iteration == base.num_iterations or not any(self.active)
             stop = stop_requested()  # Ctrl-C (rl train --seeds): stop here, checkpointed
             if finished or stop or self.iteration % base.checkpoint_every == 0:
@@ -771,16 +799,16 @@ class _Loop:
             "values": by_agent(s.values.flatten()),
         }
 
-    def reached(self, host: list[list[float]]) -> list[bool]:
+    def reached(self, rows: list[_AgentRow]) -> list[bool]:
         """Per agent: reached ``target_return`` this iteration (as :func:`agents.ppo.train`
         judges it; one stacked deterministic check for every agent whose window passed, when
         :meth:`check_due`)."""
         base = self.base
         window = [
-            _window_return(self.recent[k], row[0], row[10], base.target_window)
+            _window_return(self.recent[k], row.episodes[0], row.rewards, base.target_window)
             if self.active[k]
             else None
-            for k, row in enumerate(host)
+            for k, row in enumerate(rows)
         ]
         reached = [
             base.target_return is not None and w is not None and w >= base.target_return
@@ -859,19 +887,21 @@ class _Loop:
             sum(returns[i * episodes : (i + 1) * episodes]) / episodes for i in range(len(passed))
         ]
 
-    def log_agent(self, k: int, host: list[float], reached: bool) -> None:
+    def log_agent(self, k: int, row: _AgentRow, reached: bool) -> None:
         """One agent's iteration: TensorBoard, target stop, checkpoints (as ppo's loop)."""
         base = self.base
         self.steps[k] = self.iteration * base.batch_size
-        count, total, length = host[:3]
-        metrics = {f"losses/{name}": v for name, v in zip(LOSS_NAMES, host[3:8], strict=True)}
-        metrics["losses/explained_variance"] = host[8]
+        metrics = {f"losses/{name}": v for name, v in zip(LOSS_NAMES, row.losses, strict=True)}
+        metrics["losses/explained_variance"] = row.explained_variance
         metrics["charts/learning_rate"] = self.lrs[k]
         mean_return = None
-        if count > 0:
-            mean_return = total / count
+        episodes = EpisodeTracker.summarize(row.episodes)
+        if episodes is not None:
+            mean_return = episodes["episodic_return"]
             metrics["charts/episodic_return"] = mean_return
-            metrics["charts/episodic_length"] = length / count
+            metrics["charts/episodic_length"] = episodes["episodic_length"]
+            if "success_rate" in episodes:
+                metrics["charts/success_rate"] = episodes["success_rate"]
         if reached:
             self.active[k] = False
             self.reached_step[k] = self.steps[k]

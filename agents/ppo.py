@@ -56,7 +56,7 @@ from rl.config import (
 )
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
-from rl.returns import compute_gae
+from rl.returns import compute_gae, explained_variance
 from rl.runs import (
     RUNS_ROOT,
     EpisodeTracker,
@@ -656,14 +656,6 @@ def update(
         ):
             break
     return stats_sum / count
-
-
-def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
-    """``1 - Var(returns - values) / Var(returns)``: 1 is a perfect critic, ≤ 0 a useless one."""
-    var_returns = returns.var()
-    return torch.where(
-        var_returns > 0, 1 - (returns - values).var() / var_returns, torch.nan
-    )  # NaN when undefined; logged, not checked for finiteness
 
 
 # -- training -----------------------------------------------------------------------------------

@@ -76,3 +76,17 @@ def discounted_returns(
         running = rewards[t] + gamma * (not_done[t] * running + (1.0 - not_done[t]) * bootstrap)
         returns[t] = running
     return returns
+
+
+def explained_variance(
+    values: torch.Tensor, returns: torch.Tensor, dim: int | None = None
+) -> torch.Tensor:
+    """``1 - Var(returns - values) / Var(returns)``: how much of the returns' spread the critic
+    explains. 1 is a perfect critic, 0 one no better than the returns' mean, below 0 a worse one.
+
+    Over every element, or along ``dim`` (one figure per agent for ``(K, B)`` stacks). NaN
+    where the returns are constant and the ratio has no meaning (SB3's convention): logged, never
+    checked for finiteness. Sample variances (Bessel's correction), so one element gives NaN.
+    """
+    var_returns = returns.var(dim)
+    return torch.where(var_returns > 0, 1 - (returns - values).var(dim) / var_returns, torch.nan)

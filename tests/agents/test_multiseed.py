@@ -16,7 +16,7 @@ from agents import ppo, stacked
 from agents.base import space_spec
 from rl.checkpoint import load_checkpoint
 from rl.config import replace_config
-from rl.runs import list_snapshots
+from rl.runs import EpisodeTracker, list_snapshots
 from rl.seeding import seed_everything
 from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
 from rl.vector import make_vector_env
@@ -82,6 +82,39 @@ def test_smoke_train_writes_ppo_compatible_runs(tmp_path) -> None:
         # The optimizer state loads into the Adam agents.ppo builds (what a resume does).
         adam = torch.optim.Adam(policy.agent.parameters(), eps=1e-5, fused=True)
         adam.load_state_dict(ckpt["optimizer"])
+
+
+def test_agent_episodes_sum_each_agents_rows_as_the_episode_tracker_does() -> None:
+    k_agents, num_envs = 3, 4
+    generator = torch.Generator().manual_seed(0)
+    done = torch.rand(k_agents * num_envs, generator=generator) < 0.5
+    episode = {
+        key: torch.rand(k_agents * num_envs, generator=generator)
+        for key in ("r", "l", *EpisodeTracker.EXTRAS)
+    }
+    info = {"_episode": done, "episode": episode}
+    grouped = ms.AgentEpisodes(k_agents, num_envs, torch.device("cpu"))
+    grouped.record(info)
+    grouped.record(info)
+    for k in range(k_agents):
+        rows = slice(k * num_envs, (k + 1) * num_envs)
+        alone = EpisodeTracker(torch.device("cpu"))
+        part = {"_episode": done[rows], "episode": {n: v[rows] for n, v in episode.items()}}
+        alone.record(part)
+        alone.record(part)
+        torch.testing.assert_close(grouped.sums[k], alone.take())
+    # An env without successes sums zeros there (no success rate), as the tracker does.
+    plain = ms.AgentEpisodes(k_agents, num_envs, torch.device("cpu"))
+    plain.record({"_episode": done, "episode": {n: episode[n] for n in ("r", "l")}})
+    assert not plain.sums[:, 3:].any()
+
+
+def test_a_dog_groups_runs_log_its_success_rate() -> None:
+    base = ppo.default_config("sandbox/DogTraining-v0", **{**TINY, "num_steps": 64})
+    result = ms.train(ms.MultiSeedConfig(ppo=base, seeds=(0, 1), write_runs=False, progress=False))
+    for row in result.per_seed:  # a random dog's first episodes end in ~20 steps
+        assert 0.0 <= row["charts/success_rate"] <= 1.0
+        assert math.isfinite(row["losses/explained_variance"])
 
 
 def test_agents_differ_and_initial_weights_match_ppo_per_seed() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rl.returns import compute_gae, discounted_returns
+from rl.returns import compute_gae, discounted_returns, explained_variance
 
 GAMMA, LAMBDA = 0.5, 0.5
 REWARDS = torch.tensor([[1.0], [2.0], [3.0]])  # (T=3, N=1)
@@ -97,3 +97,16 @@ def test_lambda_one_gae_equals_discounted_returns() -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="same"):
         compute_gae(REWARDS, VALUES[:2], NEXT_VALUES, NO, NO, GAMMA, LAMBDA)
+
+
+def test_explained_variance_by_hand() -> None:
+    returns = torch.tensor([1.0, 2.0, 3.0, 4.0])  # sample variance 5/3
+    values = torch.tensor([1.0, 2.0, 3.0, 2.0])  # residual 0, 0, 0, 2: sample variance 1
+    assert explained_variance(values, returns).item() == pytest.approx(1 - 1 / (5 / 3))
+    assert explained_variance(returns, returns).item() == 1.0
+    assert explained_variance(torch.full((4,), 2.5), returns).item() == 0.0  # the mean
+    # Per row of a (K, B) stack; constant returns have no figure (NaN), as in SB3.
+    stacked = explained_variance(
+        torch.stack([values, values]), torch.stack([returns, torch.ones(4)]), dim=1
+    )
+    assert stacked[0].item() == pytest.approx(0.4) and stacked[1].isnan()
