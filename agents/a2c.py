@@ -37,6 +37,7 @@ from agents.base import (
     PolicyCheck,
     PolicyView,
     TrainResult,
+    action_log_prob_entropy,
     module_main,
     normalize_obs,
     read_policy_checkpoint,
@@ -357,15 +358,8 @@ class ActorCritic(nn.Module):
         features = self.body(obs.flatten(1))
         out = self.actor(features)
         value = self.critic(features).squeeze(-1)
-        if self.discrete:
-            log_probs = out.log_softmax(-1)  # (B, A)
-            entropy = -(log_probs.exp() * log_probs).sum(-1)
-            return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy, value
-        log_std = self.actor_logstd.expand_as(out)
-        z = (actions.flatten(1) - out) * torch.exp(-log_std)
-        logprob = (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
-        return logprob, entropy, value
+        log_std = None if self.discrete else self.actor_logstd
+        return (*action_log_prob_entropy(out, actions, log_std), value)
 
     def view(self, obs: torch.Tensor) -> PolicyView:
         """Probabilities (or mean/std) and values for :meth:`A2CPolicy.explain`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,35 @@ def normalize_obs(obs: torch.Tensor, obs_rms: Any, clip: float) -> torch.Tensor:
     """Observations as the network sees them: ``obs_rms.normalize`` (a
     :class:`rl.tensors.RunningMeanStd` or its grouped form), or ``obs`` itself without one."""
     return obs if obs_rms is None else obs_rms.normalize(obs, clip=clip)
+
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def action_log_prob_entropy(
+    out: torch.Tensor, actions: torch.Tensor, log_std: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of ``actions`` and the entropies of the policy head's distribution.
+
+    Written out rather than built with ``torch.distributions`` (whose argument checks cost more
+    than these small networks' forward); tests hold both equal to it.
+
+    Args:
+        out: ``(..., A)``: logits (categorical, ``log_std`` None) or Gaussian means.
+        actions: ``(...)`` action indices, or anything of ``out``'s numel (Gaussian actions).
+        log_std: the diagonal Gaussian's log standard deviation, broadcast to ``out``.
+
+    Returns:
+        ``(log_prob, entropy)``, both ``(...)``: summed over a Gaussian's action dimensions.
+    """
+    if log_std is None:
+        log_probs = out.log_softmax(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy
+    log_std = log_std.expand_as(out)
+    z = (actions.reshape(out.shape) - out) * torch.exp(-log_std)
+    log_prob = (-0.5 * z.square() - log_std - HALF_LOG_2PI).sum(-1)
+    return log_prob, (0.5 + HALF_LOG_2PI + log_std).sum(-1)
 
 
 class ActorCriticPolicy:

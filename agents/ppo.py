@@ -34,6 +34,7 @@ from agents.base import (
     PolicyCheck,
     PolicyView,
     TrainResult,
+    action_log_prob_entropy,
     check_space_spec,
     module_main,
     normalize_obs,
@@ -388,14 +389,8 @@ class ActorCritic(nn.Module):
         flat = obs.flatten(1)
         out = self.actor(flat)
         value = self.critic(flat).squeeze(-1)
-        if self.discrete:
-            log_probs = out.log_softmax(-1)  # (B, A)
-            entropy = -(log_probs.exp() * log_probs).sum(-1)
-            return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy, value
-        log_std = self.actor_logstd.expand_as(out)
-        logprob = _gaussian_log_prob(actions.flatten(1), out, log_std)
-        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
-        return logprob, entropy, value
+        log_std = None if self.discrete else self.actor_logstd
+        return (*action_log_prob_entropy(out, actions, log_std), value)
 
     def view(self, obs: torch.Tensor) -> PolicyView:
         """Probabilities (or mean/std) and values for :meth:`PPOPolicy.explain`."""
@@ -407,12 +402,6 @@ class ActorCritic(nn.Module):
         shape = (-1, *self.action_shape)
         std = self.actor_logstd.exp().expand_as(out)
         return PolicyView(value=value, mean=out.view(shape), std=std.reshape(shape))
-
-
-def _gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    """Diagonal Gaussian log-density, summed over the ``(B, A)`` action dimensions → ``(B,)``."""
-    z = (x - mean) * torch.exp(-log_std)
-    return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 class RewardScaler:

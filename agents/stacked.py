@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from agents import ppo_grads
-from agents.base import normalize_obs
+from agents.base import action_log_prob_entropy, normalize_obs
 from agents.ppo import LOSS_NAMES, ActorCritic, Config, PPOPolicy, RewardScaler
 from rl.evaluation import EvalResult, evaluate
 from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
@@ -159,19 +159,8 @@ class StackedActorCritic:
         """``(K, M, D)`` obs and ``(K, M)`` / ``(K, M, A)`` actions → three ``(K, M)`` tensors."""
         out = self.actor(obs)
         value = self.critic(obs)
-        if self.discrete:
-            log_probs = out.log_softmax(-1)  # (K, M, A)
-            entropy = -(log_probs.exp() * log_probs).sum(-1)
-            return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy, value
-        log_std = self.log_std.expand_as(out)
-        flat_actions = actions.reshape(out.shape)
-        logprob = (
-            -0.5 * ((flat_actions - out) / log_std.exp()).square()
-            - log_std
-            - 0.5 * math.log(2 * math.pi)
-        ).sum(-1)
-        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
-        return logprob, entropy, value
+        log_std = None if self.discrete else self.log_std
+        return (*action_log_prob_entropy(out, actions, log_std), value)
 
     def subset(self, agents: list[int]) -> StackedActorCritic:
         """Agents ``agents`` (indices into the K) as their own stack: detached copies, for

@@ -15,7 +15,7 @@ import torch
 from gymnasium import spaces
 
 from agents import ppo
-from agents.base import Policy
+from agents.base import Policy, action_log_prob_entropy
 from rl.checkpoint import load_checkpoint
 from rl.config import replace_config
 from rl.evaluation import MAX_EPISODES, Evaluator, evaluate
@@ -437,6 +437,32 @@ def test_a_kept_check_sees_the_latest_observation_statistics(
     assert len(seen) == 3 and len(tensors) == 1
     assert all(not torch.equal(a, b) for a, b in itertools.pairwise(seen))
     torch.testing.assert_close(seen[-1], result.policy.obs_rms.mean, rtol=0, atol=0)
+
+
+def test_log_probs_and_entropies_equal_torch_distributions() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 3, generator=generator)
+    actions = torch.randint(0, 3, (5,), generator=generator)
+    categorical = torch.distributions.Categorical(logits=logits)
+    log_prob, entropy = action_log_prob_entropy(logits, actions)
+    torch.testing.assert_close(log_prob, categorical.log_prob(actions))
+    torch.testing.assert_close(entropy, categorical.entropy())
+    # A diagonal Gaussian over (B, 2, 2) actions: summed over the four action dimensions.
+    means, log_std = torch.randn(5, 4, generator=generator), torch.randn(4, generator=generator)
+    actions = torch.randn(5, 2, 2, generator=generator)
+    normal = torch.distributions.Normal(means, log_std.exp())
+    log_prob, entropy = action_log_prob_entropy(means, actions, log_std)
+    torch.testing.assert_close(log_prob, normal.log_prob(actions.reshape(5, 4)).sum(-1))
+    torch.testing.assert_close(entropy, normal.entropy().sum(-1))
+    # The agent's own: what it samples is scored under the distribution it sampled from.
+    spaces_ = {"obs_shape": [3], "action_kind": "continuous", "action_shape": [2]}
+    agent = ppo.ActorCritic(spaces_, (8,), "tanh", init_log_std=-0.5)
+    obs = torch.randn(6, 3, generator=generator)
+    sampled = agent.get_action(obs)
+    log_prob, entropy, _ = agent.evaluate_actions(obs, sampled)
+    normal = torch.distributions.Normal(agent.actor(obs), agent.actor_logstd.exp())
+    torch.testing.assert_close(log_prob, normal.log_prob(sampled).sum(-1))
+    torch.testing.assert_close(entropy, normal.entropy().sum(-1))
 
 
 def test_optimizer_state_of_per_tensor_checkpoints_is_flattened() -> None:
