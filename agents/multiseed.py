@@ -66,6 +66,7 @@ from agents.ppo import (
     PPOPolicy,
     collect_rollout,
     make_rollout,
+    window_return,
 )
 from agents.stacked import (
     GroupedRewardScaler,
@@ -279,17 +280,6 @@ class _AgentRow(NamedTuple):
         return cls(
             values[:e], values[e : e + n], values[e + n], bool(values[e + n + 1]), values[-1]
         )
-
-
-def _window_return(
-    recent: list[list[float]], episodes: float, rewards: float, size: int
-) -> float | None:
-    """:meth:`agents.ppo.TrainState.recent_return` for one agent's ``recent`` list."""
-    recent.append([episodes, rewards])
-    while len(recent) > 1 and sum(c for c, _ in recent[1:]) >= size:
-        recent.pop(0)
-    count = sum(c for c, _ in recent)
-    return sum(r for _, r in recent) / count if count >= size else None
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -805,7 +795,7 @@ class _Loop:
         :meth:`check_due`)."""
         base = self.base
         window = [
-            _window_return(self.recent[k], row.episodes[0], row.rewards, base.target_window)
+            window_return(self.recent[k], row.episodes[0], row.rewards, base.target_window)
             if self.active[k]
             else None
             for k, row in enumerate(rows)

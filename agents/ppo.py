@@ -666,13 +666,21 @@ class TrainState:
     recent: list[list[float]] = field(default_factory=list)
 
     def recent_return(self, episodes: float, rewards: float, min_episodes: int) -> float | None:
-        """Fold in one iteration; the window's reward per finished episode once it holds
-        ``min_episodes`` episodes (``Config.target_window``), else ``None``."""
-        self.recent.append([episodes, rewards])
-        while len(self.recent) > 1 and sum(c for c, _ in self.recent[1:]) >= min_episodes:
-            self.recent.pop(0)
-        count = sum(c for c, _ in self.recent)
-        return sum(r for _, r in self.recent) / count if count >= min_episodes else None
+        """:func:`window_return` of this run's window."""
+        return window_return(self.recent, episodes, rewards, min_episodes)
+
+
+def window_return(
+    recent: list[list[float]], episodes: float, rewards: float, min_episodes: int
+) -> float | None:
+    """Fold one iteration's ``[episodes finished, rewards]`` into ``recent`` (in place); the
+    window's reward per finished episode once it holds ``min_episodes`` episodes
+    (``Config.target_window``), else ``None``. Multi-seed keeps one ``recent`` per agent."""
+    recent.append([episodes, rewards])
+    while len(recent) > 1 and sum(c for c, _ in recent[1:]) >= min_episodes:
+        recent.pop(0)
+    count = sum(c for c, _ in recent)
+    return sum(r for _, r in recent) / count if count >= min_episodes else None
 
 
 # Fields a resumed run may change; any other difference from the checkpoint's config is an error.
