@@ -9,15 +9,18 @@ tensor has the batch dimension first (``(N, ...)``). Two thin classes expose tha
 * :class:`TorchSingleEnv` — a numpy ``gymnasium.Env`` over the same core with N=1 on the CPU in
   float64, for ``gymnasium.make``, Stable-Baselines3, ``rl play`` and ``rl watch``.
 
-A subclass of :class:`TorchVectorEnv` sets ``start_lanes`` and provides four pure hooks
-(pure: no side effects, so that the whole step can be compiled as one graph):
+A subclass of :class:`TorchVectorEnv` sets ``env_name`` and ``start_lanes`` and provides four
+pure hooks (pure: no side effects, so that the whole step can be compiled as one graph):
 
 * ``_start_states(bits)`` — start states from ``(start_lanes, n)`` random 32-bit integers
   (:func:`uniform_from_bits`, :func:`integers_from_bits` turn them into draws);
 * ``_transition(state, actions)`` — ``(next_state, reward, terminated, info)`` for validated
   actions; ``info`` is a dict of ``(N,)`` tensors describing the transition (events);
 * ``_observe(state)`` — the ``(N, *obs_shape)`` observation;
-* ``_render_state(state_row)`` — an ``(H, W, 3)`` uint8 frame of one row (optional).
+* ``_render_state(state_row)`` — an ``(H, W, 3)`` uint8 frame of one row (optional);
+
+and optionally ``_episode_extras(next_state)``: per-episode statistics beyond return and length
+(the dog's successes and attempts), read where rows finish.
 
 State is a tensor or a ``NamedTuple`` of tensors (see :func:`select_rows`).
 
@@ -227,9 +230,9 @@ class _LazyText:
 class TorchVectorEnv(VectorEnv):
     """Base class for the sandbox's batched torch environments (see the module docstring).
 
-    Subclasses set ``env_name``, ``start_lanes``, ``single_observation_space`` and
-    ``single_action_space`` in ``__init__`` *before* calling :meth:`_setup`, and implement the
-    hooks.
+    Subclasses set ``env_name`` and ``start_lanes`` (class variables), set
+    ``single_observation_space`` and ``single_action_space`` in ``__init__`` *before* calling
+    :meth:`_setup`, and implement the hooks.
 
     Autoreset is SAME_STEP: rows that finish are reset inside ``step``; the observation they ended
     on is in ``info["final_obs"]`` (a full ``(N, *obs_shape)`` tensor, valid where
@@ -372,9 +375,6 @@ class TorchVectorEnv(VectorEnv):
         """
         return {}
 
-    def _on_rows_reset(self, done: torch.Tensor) -> None:
-        """Called eagerly after finished rows were reset, e.g. to clear caches (optional)."""
-
     def _initial_state(self, n: int) -> State:
         """``n`` start states drawn from ``self.generator`` (``reset`` and the single env)."""
         return self._start_states(random_bits(self.generator, self.start_lanes, n, self.device))
@@ -395,7 +395,6 @@ class TorchVectorEnv(VectorEnv):
         self._elapsed = torch.zeros_like(self._elapsed)
         self._returns = torch.zeros_like(self._returns)
         self._last_actions = None
-        self._on_rows_reset(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         return self._observe(self.state), {}
 
     def step(
@@ -406,7 +405,7 @@ class TorchVectorEnv(VectorEnv):
                 f"{self.env_name}: call reset() before step() (or load_state_dict())"
             )
         actions = self.check_actions(actions)
-        self._last_actions = actions  # no copy: for render(), which draws the torque
+        self._last_actions = actions  # no copy: for render() (the pendulum draws its torque)
         if self.compiled:
             return self._step_compiled(actions)
         next_state, reward, terminated, info = self._transition(self.state, actions)
@@ -453,7 +452,6 @@ class TorchVectorEnv(VectorEnv):
             self._elapsed = elapsed.masked_fill(done, 0)
             self._returns = returns.masked_fill(done, 0.0)
             obs = self._observe(self.state)
-        self._on_rows_reset(done)
         info.update(final_obs=final_obs, _final_obs=done, episode=episode, _episode=done)
         return obs, reward, terminated, truncated, info
 
@@ -561,7 +559,6 @@ class TorchVectorEnv(VectorEnv):
         info = dict(zip(self._info_keys, outputs[extras_end:-3], strict=True))
         self._rng_step_t = outputs[-1]
         self._rng_step += 1  # the host's copy, for state_dict(): no device sync
-        self._on_rows_reset(done)
         info.update(final_obs=final_obs, _final_obs=done, episode=episode, _episode=done)
         return obs, reward, terminated, truncated, info
 
