@@ -698,7 +698,7 @@ def _train(
         if ckpt.get("algo") != ALGO:
             raise ValueError(f"cannot resume a {ckpt.get('algo')!r} run with A2C")
         ckpt = distributed.select_rank_state(ckpt, RANK_KEYS)  # this rank's envs and RNG
-        run_dir = str(resume) if resume is not None else cfg.run_dir
+        run_dir = str(resume)  # (a checkpoint was read: there is a resume)
         cfg = resume_config(
             replace_config(cfg, {"run_dir": run_dir}), ckpt["config"], RESUMABLE_FIELDS
         )

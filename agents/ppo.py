@@ -799,7 +799,7 @@ def flat_optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
 
 
 def _log_iteration(
-    run: TrainingRun | None, cfg: Config, state: TrainState, host: list[float], lr: float
+    run: TrainingRun | None, state: TrainState, host: list[float], lr: float
 ) -> dict[str, float]:
     """Turn one iteration's host values into TensorBoard scalars and the progress line."""
     episodes = EpisodeTracker.summarize(host[:5])
@@ -896,7 +896,7 @@ def _train(
     )
     if ckpt is not None:
         ckpt = distributed.select_rank_state(ckpt, RANK_KEYS)  # this rank's envs and RNG
-        run_dir = str(resume) if resume is not None else cfg.run_dir
+        run_dir = str(resume)  # (a checkpoint was read: there is a resume)
         cfg = resume_config(
             replace_config(cfg, {"run_dir": run_dir}), ckpt["config"], RESUMABLE_FIELDS
         )
@@ -1030,7 +1030,7 @@ def _train_loop(
                 " a loss or parameter is not finite; the last good checkpoint is kept. Try a "
                 "lower learning_rate or max_grad_norm, or norm_obs/norm_reward"
             )
-        metrics = _log_iteration(run, cfg, state, host_values, lr)
+        metrics = _log_iteration(run, state, host_values, lr)
         mean_return = metrics.get("charts/episodic_return")
         reached_at = _target_reached(cfg, state, host_values[0], host_values[5], check)
         reached = reached_at is not None

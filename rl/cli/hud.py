@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from envs import dog_training
 from envs.rendering import Window, font, format_number, import_pygame
 from rl.cli import CLIError
 
@@ -227,7 +228,7 @@ STRINGS: dict[str, dict[str, str]] = {
 
 ACTION_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
     DOG_ID: {
-        "en": ("stay", "up", "down", "left", "right", "relieve"),
+        "en": dog_training.ACTION_NAMES,
         "es": ("quieto", "arriba", "abajo", "izquierda", "derecha", "hacer pis"),
     },
     **{
@@ -306,9 +307,6 @@ class Event:
     tone: str  # "good", "bad" or "neutral": the colour it is drawn in.
 
 
-DOG_RELIEVE = 5  # The dog's "relieve" action (envs.dog_training.RELIEVE).
-
-
 def describe_step(
     env_id: str,
     info: dict[str, Any],
@@ -342,7 +340,7 @@ def describe_step(
             return Event(tr(key, lang), "bad")
         if on_sofa:
             return Event(tr("on_sofa" if reward < 0 else "on_sofa_quiet", lang), "bad")
-        if action is not None and int(np.asarray(action).reshape(-1)[0]) == DOG_RELIEVE:
+        if action is not None and int(np.asarray(action).reshape(-1)[0]) == dog_training.RELIEVE:
             return Event(tr("tried_relieve", lang), "neutral")
     elif env_id in CARTPOLE_IDS and terminated:
         return Event(tr("pole_fell", lang), "bad")
