@@ -779,7 +779,7 @@ class _Loop:
             base.gamma,
             base.gae_lambda,
         )  # (T, K * N) each: the recursion is per column, so per agent
-        by_agent = self.net._by_agent
+        by_agent = self.net.by_agent
         return {
             "obs": by_agent(s.obs.flatten(0, 1).flatten(1)),
             "actions": by_agent(s.actions.flatten(0, 1)),

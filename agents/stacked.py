@@ -80,13 +80,13 @@ class StackedActorCritic:
         self.flat = torch.cat([p.flatten(1) for p in self.params], 1).requires_grad_(True)
         self.flat.grad = torch.zeros_like(self.flat)
         for p, data, grad in zip(
-            self.params, self._views(self.flat.data), self._views(self.flat.grad), strict=True
+            self.params, self.views(self.flat.data), self.views(self.flat.grad), strict=True
         ):
             p.data = data
             p.requires_grad_(True)
             p.grad = grad
 
-    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+    def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """A ``(K, P)`` tensor laid out like :attr:`flat` as views shaped like :attr:`params`."""
         views, offset = [], 0
         for p in self.params:
@@ -103,13 +103,13 @@ class StackedActorCritic:
                 x = self.act(x)
         return x
 
-    def _by_agent(self, x: torch.Tensor) -> torch.Tensor:
+    def by_agent(self, x: torch.Tensor) -> torch.Tensor:
         """``(M, ...)`` rows ordered ``(..., K, N)`` → ``(K, M / K, ...)`` (a copy when T > 1)."""
         k, n = self.num_agents, self.num_envs
         return x.reshape(-1, k, n, *x.shape[1:]).transpose(0, 1).reshape(k, -1, *x.shape[1:])
 
     def _to_rows(self, x: torch.Tensor) -> torch.Tensor:
-        """The inverse of :meth:`_by_agent`."""
+        """The inverse of :meth:`by_agent`."""
         k, n = self.num_agents, self.num_envs
         return x.reshape(k, -1, n, *x.shape[2:]).transpose(0, 1).reshape(-1, *x.shape[2:])
 
@@ -136,20 +136,20 @@ class StackedActorCritic:
     def get_action(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """``(K * N, *obs_shape)`` → ``(K * N,)`` actions (or ``(K * N, *action_shape)``)."""
         actions = self._to_rows(
-            self.sample(self.actor(self._by_agent(obs.flatten(1))), deterministic)
+            self.sample(self.actor(self.by_agent(obs.flatten(1))), deterministic)
         )
         return actions if self.discrete else actions.view(-1, *self.action_shape)
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
         """``(M, *obs_shape)`` → ``(M,)``."""
-        return self._to_rows(self.critic(self._by_agent(obs.flatten(1))))
+        return self._to_rows(self.critic(self.by_agent(obs.flatten(1))))
 
     def evaluate_actions(
         self, obs: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Row-ordered log-probabilities, entropies and values, each ``(M,)``."""
         logprob, entropy, value = self.evaluate_by_agent(
-            self._by_agent(obs.flatten(1)), self._by_agent(actions)
+            self.by_agent(obs.flatten(1)), self.by_agent(actions)
         )
         return self._to_rows(logprob), self._to_rows(entropy), self._to_rows(value)
 
@@ -266,8 +266,8 @@ class StackedAdam:
         self.agent_steps: torch.Tensor | None = None  # (K,), once an agent was left out
         self._exp_avg = torch.zeros_like(self.flat)  # (K, P), like flat
         self._exp_avg_sq = torch.zeros_like(self.flat)
-        self.exp_avg = net._views(self._exp_avg)  # laid out like net.params (checkpoints)
-        self.exp_avg_sq = net._views(self._exp_avg_sq)
+        self.exp_avg = net.views(self._exp_avg)  # laid out like net.params (checkpoints)
+        self.exp_avg_sq = net.views(self._exp_avg_sq)
 
     def steps_of(self, k: int) -> float:
         """How many steps agent ``k`` has taken (a host sync once they are counted on the device)."""

@@ -441,7 +441,7 @@ class GridRunner:
         self.flash = [0] * n
         self.tone = ["neutral"] * n
         self.total_steps = 0
-        self.finished = 0
+        self.episodes_finished = 0
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.recent_success: deque[tuple[float, float]] = deque(maxlen=100)
         self._generator = sampling_generator(seed)
@@ -475,7 +475,7 @@ class GridRunner:
                 self.flash[i] -= 1
         episode = info["episode"]
         for i in np.flatnonzero(done):
-            self.finished += 1
+            self.episodes_finished += 1
             self.recent_returns.append(float(episode["r"][i]))
             if "successes" in episode:
                 self.recent_success.append(
@@ -511,7 +511,7 @@ class GridRunner:
         )
         stats = [
             (tr("total_steps", lang), format_steps(self.total_steps, lang)),
-            (tr("finished", lang), str(self.finished)),
+            (tr("finished", lang), str(self.episodes_finished)),
             (tr("mean_return", lang), mean),
         ]
         if self.recent_success:
@@ -818,12 +818,9 @@ class Viewer:
         """``episodes`` are over and the last one's final frame has been seen."""
         return (
             episodes is not None
-            and self._episodes_done(runner) >= episodes
+            and runner.episodes_finished >= episodes
             and (not isinstance(runner, EpisodeRunner) or runner.held)
         )
-
-    def _episodes_done(self, runner: EpisodeRunner | GridRunner) -> int:
-        return runner.episodes_finished if isinstance(runner, EpisodeRunner) else runner.finished
 
     def _report(self, runner: EpisodeRunner) -> None:
         text = episode_report(runner.model)
