@@ -51,7 +51,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
@@ -59,10 +59,10 @@ from agents import ppo_graphs
 from agents.base import report_failure, space_spec
 from agents.ppo import (
     ALGO,
-    LOSS_NAMES,
     RESUMABLE_FIELDS,
     ActorCritic,
     Config,
+    IterationValues,
     PPOPolicy,
     collect_rollout,
     make_rollout,
@@ -258,28 +258,6 @@ class AgentEpisodes:
         sums = self.sums.clone()
         self.sums.zero_()
         return sums
-
-
-class _AgentRow(NamedTuple):
-    """One agent's values of an iteration, from the iteration's one host copy."""
-
-    episodes: list[float]
-    """:class:`AgentEpisodes`' sums, for :meth:`rl.runs.EpisodeTracker.summarize`."""
-    losses: list[float]
-    """In :data:`agents.ppo.LOSS_NAMES` order."""
-    explained_variance: float
-    finite: bool
-    """Every parameter of the agent is finite."""
-    rewards: float
-    """The rollout's reward sum: the stop window's numerator."""
-
-    @classmethod
-    def of(cls, values: list[float]) -> _AgentRow:
-        """Split a row of ``[episode sums, losses, explained variance, finite, rewards]``."""
-        e, n = AgentEpisodes.WIDTH, len(LOSS_NAMES)
-        return cls(
-            values[:e], values[e : e + n], values[e + n], bool(values[e + n + 1]), values[-1]
-        )
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -724,20 +702,16 @@ class _Loop:
                 values = torch.cat(
                     [
                         self.tracker.take(),
-                        learned,
                         self.reward_sum.view(k_agents, -1).sum(1, keepdim=True),
+                        learned,
                     ],
                     1,
                 ).tolist()  # sync: the one host sync of the iteration, (K, 13)
-                rows = [_AgentRow.of(row) for row in values]
+                rows = [IterationValues.of(row) for row in values]
                 self.reward_sum.zero_()
             if graphs is not None:
                 self.graphed_iterations = graphs.replays
-            bad = [
-                self.cfg.seeds[k]
-                for k in range(k_agents)
-                if not (rows[k].finite and all(math.isfinite(v) for v in rows[k].losses))
-            ]
+            bad = [self.cfg.seeds[k] for k in range(k_agents) if rows[k].diverged]
             if bad:
                 raise TrainingDiverged(
                     f"multi-seed PPO diverged at iteration {self.iteration} for seed(s) {bad}: a loss or "
@@ -789,7 +763,7 @@ class _Loop:
             "values": by_agent(s.values.flatten()),
         }
 
-    def reached(self, rows: list[_AgentRow]) -> list[bool]:
+    def reached(self, rows: list[IterationValues]) -> list[bool]:
         """Per agent: reached ``target_return`` this iteration (as :func:`agents.ppo.train`
         judges it; one stacked deterministic check for every agent whose window passed, when
         :meth:`check_due`)."""
@@ -877,21 +851,12 @@ class _Loop:
             sum(returns[i * episodes : (i + 1) * episodes]) / episodes for i in range(len(passed))
         ]
 
-    def log_agent(self, k: int, row: _AgentRow, reached: bool) -> None:
+    def log_agent(self, k: int, row: IterationValues, reached: bool) -> None:
         """One agent's iteration: TensorBoard, target stop, checkpoints (as ppo's loop)."""
         base = self.base
         self.steps[k] = self.iteration * base.batch_size
-        metrics = {f"losses/{name}": v for name, v in zip(LOSS_NAMES, row.losses, strict=True)}
-        metrics["losses/explained_variance"] = row.explained_variance
-        metrics["charts/learning_rate"] = self.lrs[k]
-        mean_return = None
-        episodes = EpisodeTracker.summarize(row.episodes)
-        if episodes is not None:
-            mean_return = episodes["episodic_return"]
-            metrics["charts/episodic_return"] = mean_return
-            metrics["charts/episodic_length"] = episodes["episodic_length"]
-            if "success_rate" in episodes:
-                metrics["charts/success_rate"] = episodes["success_rate"]
+        metrics, _ = row.metrics(self.lrs[k])
+        mean_return = metrics.get("charts/episodic_return")
         if reached:
             self.active[k] = False
             self.reached_step[k] = self.steps[k]

@@ -798,23 +798,54 @@ def flat_optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
     return {"state": state, "param_groups": [{**group, "params": [0]}]}
 
 
+class IterationValues(NamedTuple):
+    """One agent's iteration as read from its one host copy (multi-seed: one per agent)."""
+
+    episodes: list[float]
+    """:meth:`rl.runs.EpisodeTracker.take`'s sums: count, return, length, successes, attempts."""
+    rewards: float
+    """Every step's reward summed: the stop window's numerator (:func:`window_return`)."""
+    losses: list[float]
+    """In :data:`LOSS_NAMES` order."""
+    explained_variance: float
+    finite: bool
+    """Every parameter is finite."""
+
+    @classmethod
+    def of(cls, values: list[float]) -> IterationValues:
+        """Split ``[episode sums, reward sum, losses, explained variance, finite]``."""
+        e, n = 3 + len(EpisodeTracker.EXTRAS), len(LOSS_NAMES)
+        if len(values) != e + n + 3:
+            raise ValueError(f"expected {e + n + 3} values, got {len(values)}")
+        return cls(values[:e], values[e], values[e + 1 : e + 1 + n], values[-2], values[-1] == 1)
+
+    @property
+    def diverged(self) -> bool:
+        """A parameter or a loss is not finite."""
+        return not (self.finite and all(math.isfinite(v) for v in self.losses))
+
+    def metrics(self, lr: float) -> tuple[dict[str, float], str]:
+        """TensorBoard scalars (``charts/``, ``losses/``) and the progress line's status."""
+        metrics = {f"losses/{k}": v for k, v in zip(LOSS_NAMES, self.losses, strict=True)}
+        metrics["losses/explained_variance"] = self.explained_variance
+        metrics["charts/learning_rate"] = lr
+        status = ""
+        episodes = EpisodeTracker.summarize(self.episodes)
+        if episodes is not None:
+            metrics["charts/episodic_return"] = episodes["episodic_return"]
+            metrics["charts/episodic_length"] = episodes["episodic_length"]
+            status = f"return {episodes['episodic_return']:.1f}"
+            if "success_rate" in episodes:
+                metrics["charts/success_rate"] = episodes["success_rate"]
+                status += f" | success {episodes['success_rate']:.0%}"
+        return metrics, status
+
+
 def _log_iteration(
-    run: TrainingRun | None, state: TrainState, host: list[float], lr: float
+    run: TrainingRun | None, state: TrainState, values: IterationValues, lr: float
 ) -> dict[str, float]:
-    """Turn one iteration's host values into TensorBoard scalars and the progress line."""
-    episodes = EpisodeTracker.summarize(host[:5])
-    losses = dict(zip(LOSS_NAMES, host[6:11], strict=True))
-    metrics = {f"losses/{name}": value for name, value in losses.items()}
-    metrics["losses/explained_variance"] = host[11]
-    metrics["charts/learning_rate"] = lr
-    status = ""
-    if episodes is not None:
-        metrics["charts/episodic_return"] = episodes["episodic_return"]
-        metrics["charts/episodic_length"] = episodes["episodic_length"]
-        status = f"return {episodes['episodic_return']:.1f}"
-        if "success_rate" in episodes:
-            metrics["charts/success_rate"] = episodes["success_rate"]
-            status += f" | success {episodes['success_rate']:.0%}"
+    """One iteration's TensorBoard scalars and progress line."""
+    metrics, status = values.metrics(lr)
     if run is not None:
         metrics["charts/SPS"] = run.sps(state.global_step)
         run.log(metrics, state.global_step)
@@ -1021,18 +1052,17 @@ def _train_loop(
                 torch.cat([tracker.take(), reward_sum.sum().view(1)]), learned
             )
             reward_sum.zero_()
-            # [episodes, returns, lengths, successes, attempts, rewards, 5 losses, explained
-            # variance, finite]
-            host_values = torch.cat([episode_sums, means]).tolist()  # sync: once per iteration
-        if not (host_values[-1] == 1.0 and all(math.isfinite(v) for v in host_values[6:11])):
+            # sync: once per iteration
+            values = IterationValues.of(torch.cat([episode_sums, means]).tolist())
+        if values.diverged:
             raise TrainingDiverged(
                 f"PPO diverged at iteration {state.iteration} (global step {state.global_step}):"
                 " a loss or parameter is not finite; the last good checkpoint is kept. Try a "
                 "lower learning_rate or max_grad_norm, or norm_obs/norm_reward"
             )
-        metrics = _log_iteration(run, state, host_values, lr)
+        metrics = _log_iteration(run, state, values, lr)
         mean_return = metrics.get("charts/episodic_return")
-        reached_at = _target_reached(cfg, state, host_values[0], host_values[5], check)
+        reached_at = _target_reached(cfg, state, values.episodes[0], values.rewards, check)
         reached = reached_at is not None
         if reached:
             metrics["target_reached_return"] = state.target_reached = reached_at
