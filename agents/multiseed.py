@@ -99,7 +99,7 @@ from rl.runs import (
 )
 from rl.seeding import rng_state, seed_everything, set_rng_state
 from rl.tensors import GroupedRunningMeanStd
-from rl.vector import make_vector_env
+from rl.vector import env_spec, make_vector_env
 
 CUDA_CHECK_GAP = 8
 """:attr:`MultiSeedConfig.check_gap` on a GPU. There a CartPole check (~500 steps of ~45
@@ -891,8 +891,6 @@ def _finish(
     base = cfg.ppo
     bar = cfg.solved_return
     if bar is None:
-        from rl.vector import env_spec
-
         bar = env_spec(base.env_id).reward_threshold
     per_seed = []
     for k, seed in enumerate(cfg.seeds):

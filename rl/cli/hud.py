@@ -35,9 +35,8 @@ PANEL_WIDTH = 360  # px; wide enough for "izquierda" + a probability bar at the 
 MIN_HEIGHT = 680  # px; the panel's content, key help included, needs this much.
 # px; every composed frame fits a 1280 x 720 screen, with room for the window's frame.
 MAX_SIZE = (1264, 704)
-UPSCALE_BELOW = (
-    0.75  # Scenes shorter than this fraction of MIN_HEIGHT are scaled up, others padded.
-)
+# Scenes shorter than this fraction of MIN_HEIGHT are scaled up, others padded.
+UPSCALE_BELOW = 0.75
 
 DOG_ID = "sandbox/DogTraining-v0"
 CARTPOLE_IDS = ("sandbox/CartPole-v1", "CartPole-v1")

@@ -25,6 +25,7 @@ from gymnasium.envs.registration import load_env_creator
 
 from envs.dog_drawing import HUD as DOG_STRIP
 from envs.dog_drawing import language as scene_language
+from envs.rendering import import_pygame
 from rl.cli import CLIError, nonempty, seed_number
 from rl.cli.hud import (
     CARTPOLE_IDS,
@@ -63,7 +64,7 @@ from rl.cli.targets import (
     sampling_generator,
     targets_from_args,
 )
-from rl.vector import env_spec
+from rl.vector import env_spec, make_vector_env
 
 DEFAULT_FPS = 8  # steps/s when the env does not say: slow enough to follow one dog's choices.
 MAX_DEFAULT_FPS = 30
@@ -417,8 +418,6 @@ class GridRunner:
         subtitle: list[str] | None = None,
         keys: list[tuple[str, str]] | None = None,
     ) -> None:
-        from rl.vector import make_vector_env
-
         self.target = target
         self.k = k
         self.lang = lang
@@ -522,8 +521,6 @@ class GridRunner:
 
     def scene(self) -> np.ndarray:
         """The K x K rows' frames tiled, each with its return, bladder and a flash border."""
-        from envs.rendering import import_pygame
-
         pygame = import_pygame()
         dog = self.target.env_id == DOG_ID
         strip = DOG_STRIP if dog else 0  # The env's status bar, unreadable at tile size.
@@ -558,8 +555,6 @@ class GridRunner:
 
     def _bladder(self, canvas: Any, i: int, rect: tuple[int, int, int, int]) -> None:
         """Row ``i``'s bladder (``obs[2]``) as a bar, the relief threshold as a tick."""
-        from envs.rendering import import_pygame
-
         pygame = import_pygame()
         level = float(self.obs[i, 2].clamp(0, 1))
         threshold = self._relief_mark
