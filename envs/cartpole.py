@@ -12,14 +12,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
-import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from envs.compiled import compiling
 from envs.core import TorchSingleEnv, TorchVectorEnv, check_flag, sin_cos
-from envs.rendering import Window, import_pygame, new_canvas, surface_to_array
+from envs.rendering import import_pygame, new_canvas, surface_to_array
 from envs.rng import random_bits, uniform_from_bits
 
 _INTEGRATORS = ("euler", "semi-implicit euler")
@@ -457,7 +456,6 @@ class CartPoleEnv(TorchSingleEnv):
     def __init__(self, sutton_barto_reward: bool = False, render_mode: str | None = None) -> None:
         super().__init__(render_mode=render_mode, sutton_barto_reward=sutton_barto_reward)
         self.params: Params = self.core.params
-        self._window: Window | None = None
 
     @property
     def state(self) -> np.ndarray:
@@ -477,39 +475,8 @@ class CartPoleEnv(TorchSingleEnv):
             )
         self._set_state_row(array)
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        obs, info = super().reset(seed=seed, options=options)
-        if self.render_mode == "human":
-            self.render()
-        return obs, info
-
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(action)  # warns past the end
         if terminated and self.steps_beyond_terminated:
             reward = -1.0 if self.params.sutton_barto_reward else 0.0
-        if self.render_mode == "human":
-            self.render()
         return obs, reward, terminated, truncated, info
-
-    def render(self) -> np.ndarray | None:
-        """A frame (``rgb_array``), or draw the pygame window (``human``)."""
-        if self.render_mode is None:
-            gymnasium.logger.warn(
-                f"{self.env_name}: render() called without a render_mode; "
-                f'make the env with gymnasium.make(..., render_mode="rgb_array")'
-            )
-            return None
-        frame = draw(self.params, self.state)
-        if self.render_mode == "rgb_array":
-            return frame
-        if self._window is None:
-            self._window = Window("CartPole-v1", (600, 400), self.metadata["render_fps"])
-        self._window.show(frame)
-        return None
-
-    def close(self) -> None:
-        if self._window is not None:
-            self._window.close()
-            self._window = None

@@ -54,6 +54,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from envs.compiled import CompiledFlat, compiling
+from envs.rendering import Window
 from envs.rng import (
     int32_bits,
     random_bits,
@@ -776,12 +777,15 @@ class TorchSingleEnv(gymnasium.Env):
 
     The dynamics run in float64 through the very same hook functions as the batched env, so the
     single env and every row of the vector env agree. Subclasses set ``vector_cls`` and pass the
-    env's constructor arguments to ``super().__init__``; ``render`` is implemented by the
-    subclass (``human`` opens a pygame window, ``rgb_array`` returns a frame).
+    env's constructor arguments to ``super().__init__``. ``render`` draws :meth:`_frame` (the
+    vector env's ``_render_state`` of this env's state): ``rgb_array`` returns it, ``human``
+    shows it in a pygame window titled ``window_title`` after every reset and step.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
     vector_cls: ClassVar[type[TorchVectorEnv]]
+    window_title: ClassVar[str | None] = None
+    """The ``human`` window's title; ``None``: the env's id."""
 
     def __init__(self, render_mode: str | None = None, **core_kwargs: Any) -> None:
         name = self.vector_cls.env_name
@@ -802,6 +806,7 @@ class TorchSingleEnv(gymnasium.Env):
         self._needs_reset = True  # until reset() or a state set by hand
         self.steps_beyond_terminated: int | None = None
         """Steps taken since the episode terminated (None: it has not), as Gymnasium counts."""
+        self._window: Window | None = None
 
     @property
     def env_name(self) -> str:
@@ -823,9 +828,12 @@ class TorchSingleEnv(gymnasium.Env):
         if seed is not None:
             self.core.generator.manual_seed(seed)
         self._state = self.core._initial_state(1)
+        self.core._last_actions = None
         self.last_info = {}
         self._needs_reset = False
         self.steps_beyond_terminated = None
+        if self.render_mode == "human":
+            self.render()
         return self._obs(), {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -846,7 +854,37 @@ class TorchSingleEnv(gymnasium.Env):
         self.last_info = {key: value[0].item() for key, value in info.items()}
         if bool(terminated[0]) and self.steps_beyond_terminated is None:
             self.steps_beyond_terminated = 0
+        if self.render_mode == "human":
+            self.render()
         return self._obs(), float(reward[0]), bool(terminated[0]), False, dict(self.last_info)
+
+    def render(self) -> np.ndarray | None:
+        """The current frame (``rgb_array``), or draw it in a pygame window (``human``)."""
+        if self.render_mode is None:
+            gymnasium.logger.warn(
+                f"{self.env_name}: render() called without a render_mode; make the env with "
+                'gymnasium.make(..., render_mode="rgb_array") (or "human" for a window)'
+            )
+            return None
+        frame = self._frame()
+        if self.render_mode == "rgb_array":
+            return frame
+        if self._window is None:
+            height, width = frame.shape[:2]
+            title = self.window_title or self.env_name
+            self._window = Window(title, (width, height), self.metadata["render_fps"])
+        self._window.show(frame)
+        return None
+
+    def _frame(self) -> np.ndarray:
+        """An ``(H, W, 3)`` uint8 frame of the current state."""
+        return self.core._render_state(self._state)
+
+    def close(self) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+        super().close()
 
     def _obs(self) -> np.ndarray:
         obs = self.core._observe(self._state)[0].numpy()

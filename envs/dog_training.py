@@ -22,14 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
-import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from envs.core import TorchSingleEnv, TorchVectorEnv
 from envs.dog_drawing import Scene, draw_frame
-from envs.rendering import Window
 from envs.rng import integers_from_bits, random_bits
 from rl.config import is_int
 from rl.device import resolve_device
@@ -913,6 +911,7 @@ class DogTrainingEnv(TorchSingleEnv):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["human", "rgb_array"], "render_fps": 8}
     vector_cls = DogTrainingVectorEnv
+    window_title = "DogTraining-v0: teach the dog to go outside"
     core: DogTrainingVectorEnv
 
     def __init__(
@@ -933,48 +932,6 @@ class DogTrainingEnv(TorchSingleEnv):
             layout_offset=layout_offset,
             params=params,
         )
-        self._window: Window | None = None
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        obs, info = super().reset(seed=seed, options=options)
-        if self.render_mode == "human":
-            self.render()
-        return obs, info
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        result = super().step(action)
-        if self.render_mode == "human":
-            self.render()
-        return result
-
-    def render(self) -> np.ndarray | None:
-        """The current frame (``rgb_array``), or draw it in a window (``human``)."""
-        if self.render_mode is None:
-            gymnasium.logger.warn(
-                f"{ENV_ID}: render() called without a render_mode; make the env with "
-                'render_mode="rgb_array" or "human"'
-            )
-            return None
-        frame = self.core._render_state(self._state)
-        if self.render_mode == "rgb_array":
-            return frame
-        if self._window is None:
-            height, width = frame.shape[:2]
-            self._window = Window(
-                "DogTraining-v0: teach the dog to go outside",
-                (width, height),
-                self.metadata["render_fps"],
-            )
-        self._window.show(frame)
-        return None
-
-    def close(self) -> None:
-        if self._window is not None:
-            self._window.close()
-            self._window = None
-        super().close()
 
 
 # -- policies --------------------------------------------------------------------------------

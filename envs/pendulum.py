@@ -12,14 +12,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from envs.compiled import compiling
 from envs.core import TorchSingleEnv, TorchVectorEnv, sin_cos
-from envs.rendering import Window, import_pygame, new_canvas, surface_to_array
+from envs.rendering import import_pygame, new_canvas, surface_to_array
 from envs.rng import random_bits, uniform_from_bits
 
 
@@ -361,8 +360,13 @@ class PendulumEnv(TorchSingleEnv):
     def __init__(self, render_mode: str | None = None, g: float = 10.0) -> None:
         super().__init__(render_mode=render_mode, g=g)
         self.params: Params = self.core.params
-        self.last_u: float | None = None
-        self._window: Window | None = None
+
+    @property
+    def last_u(self) -> float | None:
+        """The torque last applied, clipped (as Gymnasium's Pendulum keeps it); ``None`` after
+        a reset."""
+        actions = self.core._last_actions
+        return None if actions is None else float(actions[0, 0])
 
     @property
     def state(self) -> np.ndarray:
@@ -381,39 +385,5 @@ class PendulumEnv(TorchSingleEnv):
             )
         self._set_state_row(array)
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        obs, info = super().reset(seed=seed, options=options)
-        self.last_u = None
-        if self.render_mode == "human":
-            self.render()
-        return obs, info
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        result = super().step(action)
-        self.last_u = float(self.core._last_actions[0, 0])  # clipped, as Gymnasium keeps it
-        if self.render_mode == "human":
-            self.render()
-        return result
-
-    def render(self) -> np.ndarray | None:
-        """A frame (``rgb_array``), or draw the pygame window (``human``)."""
-        if self.render_mode is None:
-            gymnasium.logger.warn(
-                f"{self.env_name}: render() called without a render_mode; "
-                f'make the env with gymnasium.make(..., render_mode="rgb_array")'
-            )
-            return None
-        frame = draw(self.params, float(self._state[0, 0]), self.last_u)
-        if self.render_mode == "rgb_array":
-            return frame
-        if self._window is None:
-            self._window = Window("Pendulum-v1", (500, 500), self.metadata["render_fps"])
-        self._window.show(frame)
-        return None
-
-    def close(self) -> None:
-        if self._window is not None:
-            self._window.close()
-            self._window = None
+    def _frame(self) -> np.ndarray:
+        return draw(self.params, float(self._state[0, 0]), self.last_u)
