@@ -646,21 +646,13 @@ def _log_window(
     run: TrainingRun | None, state: TrainState, host: list[float], lr: float
 ) -> dict[str, float]:
     """Turn one log window's host values into TensorBoard scalars and the progress line."""
-    episodes = EpisodeTracker.summarize(host[:5])
+    # host: [5 episode sums (EpisodeTracker.take), 4 statistics in LOSS_NAMES order]
     metrics = {f"losses/{name}": value for name, value in zip(LOSS_NAMES, host[5:9], strict=True)}
     metrics["charts/learning_rate"] = lr
-    status = ""
-    if episodes is not None:
-        metrics["charts/episodic_return"] = episodes["episodic_return"]
-        metrics["charts/episodic_length"] = episodes["episodic_length"]
-        status = f"return {episodes['episodic_return']:.1f}"
-        if "success_rate" in episodes:
-            metrics["charts/success_rate"] = episodes["success_rate"]
-            status += f" | success {episodes['success_rate']:.0%}"
+    charts, status = EpisodeTracker.charts(host[:5])
+    metrics.update(charts)
     if run is not None:
-        metrics["charts/SPS"] = run.sps(state.global_step)
-        run.log(metrics, state.global_step)
-        run.update_progress(state.global_step, status)
+        run.report(metrics, state.global_step, status)
     return metrics
 
 

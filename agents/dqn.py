@@ -690,24 +690,18 @@ def _log_window(
     run: TrainingRun | None, state: TrainState, host: list[float], lr: float, epsilon: float
 ) -> dict[str, float]:
     """Turn one log window's host values into TensorBoard scalars and the progress line."""
-    episodes = EpisodeTracker.summarize(host[:5])
+    # host: [5 episode sums (EpisodeTracker.take), gradient steps, 2 loss sums in LOSS_NAMES
+    # order, the first non-finite loss's index in the window, every parameter finite]
     metrics: dict[str, float] = {"charts/learning_rate": lr, "charts/epsilon": epsilon}
-    if host[5] > 0:  # gradient steps in the window
-        metrics.update(
-            {f"losses/{name}": v / host[5] for name, v in zip(LOSS_NAMES, host[6:8], strict=True)}
-        )
-    status = f"eps {epsilon:.2f}"
-    if episodes is not None:
-        metrics["charts/episodic_return"] = episodes["episodic_return"]
-        metrics["charts/episodic_length"] = episodes["episodic_length"]
-        status = f"return {episodes['episodic_return']:.1f} | " + status
-        if "success_rate" in episodes:
-            metrics["charts/success_rate"] = episodes["success_rate"]
-            status += f" | success {episodes['success_rate']:.0%}"
+    grad_steps = host[5]
+    if grad_steps > 0:
+        losses = zip(LOSS_NAMES, host[6:8], strict=True)
+        metrics.update({f"losses/{name}": total / grad_steps for name, total in losses})
+    charts, status = EpisodeTracker.charts(host[:5])
+    metrics.update(charts)
+    status = f"{status} | eps {epsilon:.2f}" if status else f"eps {epsilon:.2f}"
     if run is not None:
-        metrics["charts/SPS"] = run.sps(state.global_step)
-        run.log(metrics, state.global_step)
-        run.update_progress(state.global_step, status)
+        run.report(metrics, state.global_step, status)
     return metrics
 
 

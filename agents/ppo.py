@@ -829,16 +829,8 @@ class IterationValues(NamedTuple):
         metrics = {f"losses/{k}": v for k, v in zip(LOSS_NAMES, self.losses, strict=True)}
         metrics["losses/explained_variance"] = self.explained_variance
         metrics["charts/learning_rate"] = lr
-        status = ""
-        episodes = EpisodeTracker.summarize(self.episodes)
-        if episodes is not None:
-            metrics["charts/episodic_return"] = episodes["episodic_return"]
-            metrics["charts/episodic_length"] = episodes["episodic_length"]
-            status = f"return {episodes['episodic_return']:.1f}"
-            if "success_rate" in episodes:
-                metrics["charts/success_rate"] = episodes["success_rate"]
-                status += f" | success {episodes['success_rate']:.0%}"
-        return metrics, status
+        charts, status = EpisodeTracker.charts(self.episodes)
+        return {**metrics, **charts}, status
 
 
 def _log_iteration(
@@ -847,9 +839,7 @@ def _log_iteration(
     """One iteration's TensorBoard scalars and progress line."""
     metrics, status = values.metrics(lr)
     if run is not None:
-        metrics["charts/SPS"] = run.sps(state.global_step)
-        run.log(metrics, state.global_step)
-        run.update_progress(state.global_step, status)
+        run.report(metrics, state.global_step, status)
     return metrics
 
 

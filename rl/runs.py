@@ -204,6 +204,20 @@ class EpisodeTracker:
             stats["success_rate"] = successes / attempts
         return stats
 
+    @classmethod
+    def charts(cls, sums: list[float]) -> tuple[dict[str, float], str]:
+        """:meth:`take`'s sums as TensorBoard's ``charts/episodic_return``, ``episodic_length``
+        and ``success_rate``, and the progress line's words for them (none if none ended)."""
+        stats = cls.summarize(sums)
+        if stats is None:
+            return {}, ""
+        charts = {f"charts/{key}": stats[key] for key in ("episodic_return", "episodic_length")}
+        status = f"return {stats['episodic_return']:.1f}"
+        if "success_rate" in stats:
+            charts["charts/success_rate"] = stats["success_rate"]
+            status += f" | success {stats['success_rate']:.0%}"
+        return charts, status
+
 
 def describe_os_error(exc: OSError) -> str:
     """``[Errno 30] Read-only file system: 'runs/x'`` as ``runs/x: Read-only file system``
@@ -398,6 +412,13 @@ class TrainingRun:
     def sps(self, global_step: int) -> float:
         elapsed = time.perf_counter() - self._start_time
         return (global_step - self._start_step) / max(elapsed, 1e-9)
+
+    def report(self, metrics: dict[str, float], global_step: int, status: str) -> None:
+        """An iteration's scalars with ``charts/SPS`` added (in ``metrics`` too), and the
+        progress bar moved to ``global_step`` with ``status``."""
+        metrics["charts/SPS"] = self.sps(global_step)
+        self.log(metrics, global_step)
+        self.update_progress(global_step, status)
 
     def update_progress(self, global_step: int, status: str = "") -> None:
         if self._progress is not None and self._task is not None:

@@ -189,3 +189,17 @@ def test_far_more_snapshots_than_saves_take_one_per_save_at_once(tmp_path: Path)
     assert not run.snapshot_due(100)
     run.close()
     assert [s for s, _ in list_snapshots(tmp_path / "run")] == [0, 50, 100]
+
+
+def test_episode_charts_and_the_progress_words() -> None:
+    charts, status = EpisodeTracker.charts([2, 10.0, 30.0, 1, 2])
+    assert charts == {
+        "charts/episodic_return": 5.0,
+        "charts/episodic_length": 15.0,
+        "charts/success_rate": 0.5,
+    }
+    assert status == "return 5.0 | success 50%"
+    charts, status = EpisodeTracker.charts([4, -2.0, 8.0, 0, 0])  # no attempts: no rate
+    assert charts == {"charts/episodic_return": -0.5, "charts/episodic_length": 2.0}
+    assert status == "return -0.5"
+    assert EpisodeTracker.charts([0, 0.0, 0.0, 0, 0]) == ({}, "")
