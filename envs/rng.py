@@ -65,7 +65,7 @@ def start_bits(salt: int | torch.Tensor, rows: torch.Tensor, lanes: int) -> torc
     """``(lanes, n)`` int32 random bits for ``rows`` (``(n,)`` ints) at one step.
 
     ``bits[j, i] = mix32(((rows[i] * lanes + j) ^ salt) * _GOLDEN32)`` in uint32 arithmetic: a
-    distinct index per (row, lane) (``N * lanes < 2**31``), salted per step, spread over 32
+    distinct index per (row, lane) (``N * lanes < 2**31``, which the env enforces), salted per step, spread over 32
     bits, then hashed. The salt comes before the constant multiply on purpose: compiled for
     CUDA, ``rows`` is an index that inductor folds into the constant (``rows * lanes *
     _GOLDEN32``), a product Triton refuses as out of int32 range; after the xor it cannot.

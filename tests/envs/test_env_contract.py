@@ -463,3 +463,19 @@ def test_out_of_range_box_actions_are_clipped_like_gymnasium(env_id: str) -> Non
     vector.reset(seed=0)
     with pytest.raises(ValueError, match=r"actions contain NaN or ±inf; expected a batch of 3"):
         vector.step(torch.full((3, *space.shape), np.inf))
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_batched_spaces_are_built_when_read_and_num_envs_is_bounded(env_id: str) -> None:
+    env = make_vector_env(env_id, 5)
+    core = env.unwrapped
+    assert core._observation_space is None and core._action_space is None  # not yet paid for
+    assert env.observation_space == gymnasium.vector.utils.batch_space(
+        env.single_observation_space, 5
+    )
+    assert env.action_space == gymnasium.vector.utils.batch_space(env.single_action_space, 5)
+    assert env.observation_space is env.observation_space  # built once
+    env.close()
+    most = (2**31 - 1) // type(core).start_lanes
+    with pytest.raises(ValueError, match=rf"num_envs must be at most {most:,} .*got {most + 1:,}"):
+        type(core)(most + 1)
