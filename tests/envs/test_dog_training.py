@@ -158,6 +158,7 @@ def test_presets_rank_the_expert_and_the_random_dog_differently() -> None:
         ({"accident": 0.1}, "accident must never be rewarded"),
         ({"step": 0.01}, "sofa"),
         ({"relief_outdoors": float("nan")}, "finite"),
+        ({"relief_outdoors": 1e39}, r"finite in float32 \(within ±3.4e\+38, the env's dtype\)"),
         ({"relief_outdoors": "1"}, "number"),
         (3, "preset name"),
     ],
