@@ -8,7 +8,8 @@ checker for vector envs. This one checks the sandbox's vector-env contract (DESI
 * ``reset`` / ``step`` — tensors of the right shape, dtype and device; observations in the single
   observation space (post-autoreset ones included); finite rewards;
 * ``autoreset`` — ``info["_final_obs"]`` and ``info["_episode"]`` equal ``terminated |
-  truncated``; ``final_obs`` has the observation's shape; finished rows really restart;
+  truncated``; ``final_obs`` has the observation's shape and equals ``obs`` on the rows that
+  did not finish (the agents bootstrap every row from it); finished rows really restart;
 * ``episode_stats`` — ``info["episode"]["r"]``/``["l"]`` equal the returns and lengths summed here
   from the rewards; truncation happens exactly at ``max_episode_steps``;
 * ``determinism`` — two ``reset(seed=...)`` runs with the same actions are identical;
@@ -204,6 +205,14 @@ class _Checker:
             final_obs = info["final_obs"]
             self.check_tensor(
                 "autoreset", '"final_obs"', final_obs, tuple(obs.shape), self.expected_obs_dtype()
+            )
+            # The agents read V(final_obs) as every row's next state: dense, not only where
+            # _final_obs is set.
+            self.require(
+                torch.equal(final_obs[~done], obs[~done]),
+                "autoreset",
+                f'step {t}: info["final_obs"] differs from obs on rows that did not finish '
+                "(it must be the next observation of every row, the final one where done)",
             )
             if bool(done.any()):
                 finished += int(done.sum())

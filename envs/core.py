@@ -236,8 +236,9 @@ class TorchVectorEnv(VectorEnv):
     :meth:`_setup`, and implement the hooks.
 
     Autoreset is SAME_STEP: rows that finish are reset inside ``step``; the observation they ended
-    on is in ``info["final_obs"]`` (a full ``(N, *obs_shape)`` tensor, valid where
-    ``info["_final_obs"]``), and the finished episodes' return and length in
+    on is in ``info["final_obs"]`` (a full ``(N, *obs_shape)`` tensor: the observation each row
+    ended on where ``info["_final_obs"]``, its next observation elsewhere, so it is every row's
+    next state), and the finished episodes' return and length in
     ``info["episode"]["r"]``/``["l"]`` (valid where ``info["_episode"]``). ``terminated`` and
     ``truncated`` are returned separately, never merged.
 

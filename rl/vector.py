@@ -3,7 +3,8 @@ Gymnasium env through :class:`NumpyToTorchVectorEnv`.
 
 Agents call :func:`make_vector_env` and see one interface either way: tensors on the device in
 and out, SAME_STEP autoreset with ``info["final_obs"]`` as a full ``(N, *obs_shape)`` tensor
-(valid where ``info["_final_obs"]``) and finished episodes in ``info["episode"]`` /
+(the final observation where ``info["_final_obs"]``, the next one elsewhere: every row's next
+state) and finished episodes in ``info["episode"]`` /
 ``info["_episode"]``.
 """
 

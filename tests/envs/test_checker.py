@@ -72,6 +72,13 @@ class MergedTerminatedTruncated(CartPoleVectorEnv):
         return obs, reward, done, done, info
 
 
+class FinalObsOnlyWhereDone(CartPoleVectorEnv):
+    def step(self, actions: Any) -> Any:
+        obs, reward, terminated, truncated, info = super().step(actions)
+        info["final_obs"] = info["final_obs"] * info["_final_obs"].unsqueeze(1)  # zeros elsewhere
+        return obs, reward, terminated, truncated, info
+
+
 class FinalObsMaskIgnoresTruncation(CartPoleVectorEnv):
     def step(self, actions: Any) -> Any:
         obs, reward, terminated, truncated, info = super().step(actions)
@@ -128,6 +135,7 @@ BROKEN = [
     (Float64Reward, "step", "reward has dtype"),
     (MergedTerminatedTruncated, "step", "one tensor"),
     (FinalObsMaskIgnoresTruncation, "autoreset", '"_final_obs"'),
+    (FinalObsOnlyWhereDone, "autoreset", "differs from obs on rows that did not finish"),
     (ReturnsFinalObsInsteadOfReset, "autoreset", "not being reset"),
     (EpisodeLengthOffByOne, "episode_stats", "episode r="),
     (IgnoresSeed, "determinism", "differ"),
