@@ -210,7 +210,9 @@ class NumpyToTorchVectorEnv(VectorEnv):
 
     Observations become float32 tensors, discrete actions are taken as integer tensors,
     ``final_obs`` is densified (rows that did not finish hold their current observation), and
-    episode returns and lengths are tracked here as Gymnasium's SyncVectorEnv does not.
+    episode returns and lengths are tracked here as Gymnasium's SyncVectorEnv does not. The
+    env's other ``info`` entries, ``final_info``/``_final_info`` (the finished rows' last
+    ``info``, e.g. an ``is_success``) included, pass through as Gymnasium's numpy arrays.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -284,9 +286,7 @@ class NumpyToTorchVectorEnv(VectorEnv):
         self._lengths[done] = 0
         done_t = torch.as_tensor(done, device=self.device)
         out_info = {
-            key: value
-            for key, value in info.items()
-            if key not in ("final_obs", "_final_obs", "final_info", "_final_info")
+            key: value for key, value in info.items() if key not in ("final_obs", "_final_obs")
         }
         out_info.update(
             final_obs=self._obs(final_obs),

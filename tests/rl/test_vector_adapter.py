@@ -77,3 +77,32 @@ def test_evaluate_counts_each_rows_first_episode() -> None:
     assert result.success_rate is None
     data = result.to_json()
     assert data["episodes"] == 7 and data["mean_return"] == pytest.approx(np.mean(result.lengths))
+
+
+class _SaysSuccess(gymnasium.Wrapper):
+    """CartPole whose last step's info says ``is_success`` (it lasted to the time limit)."""
+
+    def step(self, action):  # type: ignore[no-untyped-def]
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info = {**info, "is_success": bool(truncated and not terminated)}
+        return obs, reward, terminated, truncated, info
+
+
+def test_the_finished_rows_last_info_passes_through() -> None:
+    vector = gymnasium.vector.SyncVectorEnv(
+        [lambda: _SaysSuccess(gymnasium.make("CartPole-v1")) for _ in range(3)],
+        autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP,
+    )
+    env = NumpyToTorchVectorEnv(vector)
+    env.reset(seed=0)
+    seen = 0
+    for _ in range(60):
+        *_, info = env.step(torch.zeros(3, dtype=torch.long))  # always left: ends in ~10 steps
+        done = info["_final_obs"].numpy()
+        if done.any():
+            np.testing.assert_array_equal(info["_final_info"], done)
+            np.testing.assert_array_equal(info["final_info"]["_is_success"], done)
+            seen += int(done.sum())
+    assert seen >= 3
+    env.close()
