@@ -106,29 +106,39 @@ class Window:
         pygame = import_pygame()
         if _open_windows == 0 or not pygame.display.get_init():
             pygame.display.init()
+        self._pygame = pygame
+        self.title = title
+        self.size = size
         try:
-            if hasattr(pygame, "Window"):
-                self._window: Any = pygame.Window(title, size)
-            else:  # pragma: no cover - pygame < 2.5 has one display surface per process.
-                self._window = None
-                pygame.display.set_mode(size)
-                pygame.display.set_caption(title)
+            self._open()
         except pygame.error:
             if _open_windows == 0:
                 pygame.display.quit()
             raise
         _open_windows += 1
-        self._pygame = pygame
-        self.size = size
         self.fps = fps
         self._clock = pygame.time.Clock()
         self.is_open = True
+
+    def _open(self) -> None:
+        pygame = self._pygame
+        if hasattr(pygame, "Window"):
+            self._window: Any = pygame.Window(self.title, self.size)
+        else:  # pragma: no cover - pygame < 2.5 has one display surface per process.
+            self._window = None
+            pygame.display.set_mode(self.size)
+            pygame.display.set_caption(self.title)
 
     def show(self, frame: np.ndarray) -> None:
         """Draw an ``(H, W, 3)`` uint8 frame, process window events and wait for the next tick."""
         if not self.is_open:
             raise RuntimeError("this window was closed; create a new env to render again")
         pygame = self._pygame
+        if not pygame.display.get_init():
+            # Someone else quit pygame's display (closing one of Gymnasium's classic-control
+            # envs does): open this window again rather than fail on the next frame.
+            pygame.display.init()
+            self._open()
         screen = (
             self._window.get_surface() if self._window is not None else pygame.display.get_surface()
         )
