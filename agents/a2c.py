@@ -48,6 +48,7 @@ from agents.base import (
 )
 from rl import distributed
 from rl.config import (
+    check_field_types,
     config_from_dict,
     config_to_dict,
     is_int,
@@ -164,6 +165,7 @@ class Config:
     ``total_timesteps`` counts every rank's steps."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         positive = ("total_timesteps", "num_envs", "num_steps", "log_every", "checkpoint_every")
         for name in (*positive, "num_snapshots"):
             require_int(name, getattr(self, name), 1)

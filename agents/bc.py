@@ -52,6 +52,7 @@ import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents.base import PolicyView, TrainResult, read_policy_checkpoint, space_spec
 from rl.checkpoint import CheckpointError, atomic_save, read_torch_file
 from rl.config import (
+    check_field_types,
     config_from_dict,
     config_to_dict,
     field_docs,
@@ -366,6 +367,7 @@ class Config:
             if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
                 raise TypeError(f"demos must hold file paths (str or Path), got {path!r}")
         object.__setattr__(self, "demos", tuple(os.fspath(path) for path in demos))
+        check_field_types(self)
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(
                 f"env_id must be an env id such as {DOG_ENV_ID!r}, got {self.env_id!r}"

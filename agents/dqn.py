@@ -51,6 +51,7 @@ from agents.base import (
 )
 from rl.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, atomic_save, load_checkpoint
 from rl.config import (
+    check_field_types,
     config_from_dict,
     config_to_dict,
     is_int,
@@ -175,6 +176,7 @@ class Config:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         positive = (
             "total_timesteps", "num_envs", "buffer_size", "target_network_frequency",
             "batch_size", "train_frequency", "gradient_steps", "log_every", "checkpoint_every",

@@ -79,6 +79,7 @@ from agents.stacked import (
 from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rl.config import (
     MAX_INT,
+    check_field_types,
     config_from_dict,
     config_to_dict,
     is_int,
@@ -142,6 +143,7 @@ class MultiSeedConfig:
     iterations' worth), else 1 (on the CPU a check's cost grows with the agents it checks)."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one seed, e.g. (0, 1, 2)")
         for seed in self.seeds:

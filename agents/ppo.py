@@ -47,6 +47,7 @@ from agents.base import (
 from rl import distributed
 from rl.checkpoint import load_checkpoint
 from rl.config import (
+    check_field_types,
     config_from_dict,
     config_to_dict,
     is_int,
@@ -187,6 +188,7 @@ class Config:
     ``total_timesteps`` counts every rank's steps."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches")
         others = ("update_epochs", "checkpoint_every", "num_snapshots", "target_window")
         for name in (*positive, *others):

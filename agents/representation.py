@@ -36,7 +36,7 @@ from agents import ppo
 from agents.base import space_spec
 from agents.bc import DogDefault, drop_dog_defaults
 from rl.checkpoint import save_checkpoint
-from rl.config import config_to_dict, is_int, replace_config, require_int
+from rl.config import check_field_types, config_to_dict, is_int, replace_config, require_int
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
@@ -113,6 +113,7 @@ class Config:
     """Show PPO's progress bars (on stderr; `rl supervised` shows them unless --json)."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(
                 f"env_id must be an env id such as {DOG_ENV_ID!r}, got {self.env_id!r}"

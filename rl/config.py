@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
 import itertools
 import json
@@ -12,7 +13,10 @@ import numbers
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, TypeVar
+
+import numpy as np
 
 C = TypeVar("C")
 
@@ -67,7 +71,12 @@ def require_finite(
     if not ok:
         alternative = f", or None {none_means};" if none_means is not None else ","
         rule = f" {bound}" if bound else ""
-        raise ValueError(f"{name} must be a finite number{rule}{alternative} got {value}")
+        got = (
+            f"{value}"
+            if isinstance(value, (int, float))
+            else f"{value!r} (a {type(value).__name__})"
+        )
+        raise ValueError(f"{name} must be a finite number{rule}{alternative} got {got}")
 
 
 def parse_int(text: Any, name: str) -> int:
@@ -165,8 +174,42 @@ def _convert(value: Any, annotation: Any, name: str) -> Any:
 
 
 def field_types(cls: type) -> dict[str, Any]:
+    return dict(_field_types(cls))
+
+
+@functools.cache
+def _field_types(cls: type) -> tuple[tuple[str, Any], ...]:
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+
+
+def check_field_types(cfg: Any) -> None:
+    """For a frozen config's ``__post_init__``: refuse values that its fields would silently
+    misread, and store a list given for a tuple field as a tuple (so that a resume, which reads
+    the tuple back from JSON, compares it equal).
+
+    * a ``bool`` field must hold ``True`` or ``False``: ``"false"`` is truthy, and a resume
+      reading it back from config.json would take it as False;
+    * a ``tuple[...]`` field must hold a tuple or a list, not one number;
+    * a ``dict`` field must hold a mapping.
+
+    Numbers are left to each config's own range checks. Strings from ``--set`` or JSON go through
+    :func:`replace_config` / :func:`config_from_dict`, which convert them first.
+    """
+    for name, annotation in _field_types(type(cfg)):
+        value = getattr(cfg, name)
+        origin = typing.get_origin(annotation)
+        if annotation is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(cfg, name, bool(value))
+        elif origin is tuple:
+            if isinstance(value, list):
+                object.__setattr__(cfg, name, tuple(value))
+            elif not isinstance(value, tuple):
+                raise ValueError(f"{name} must be a tuple or a list, got {value!r}")
+        elif (origin is dict or annotation is dict) and not isinstance(value, Mapping):
+            raise ValueError(f"{name} must be a dict, got {value!r}")
 
 
 def replace_config(cfg: C, overrides: dict[str, Any]) -> C:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from rl.config import config_to_dict, is_int, require_int
+from rl.config import check_field_types, config_to_dict, is_int, require_int
 from rl.device import configure_threads, resolve_device
 from rl.runs import TrainingRun, write_json
 
@@ -77,6 +77,7 @@ class FitConfig:
     """Show a progress bar over epochs."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.task not in ("regression", "classification"):
             raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
         allowed = ("mse", "l1") if self.task == "regression" else ("cross_entropy",)

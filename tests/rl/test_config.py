@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+import numpy as np
 import pytest
 
+from agents import a2c, dqn, ppo
 from rl.config import (
     config_from_dict,
     config_to_dict,
@@ -14,6 +17,7 @@ from rl.config import (
     parse_overrides,
     replace_config,
     require_finite,
+    resume_config,
 )
 
 
@@ -154,3 +158,31 @@ def test_require_finite_says_the_rule_and_what_none_means() -> None:
         ValueError, match=r"kl must be a finite number > 0, or None for no early stop; got -1"
     ):
         require_finite("kl", -1, "> 0", none_means="for no early stop")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"anneal_lr": "false"}, r"anneal_lr must be True or False, got 'false'"),
+        ({"progress": 1}, r"progress must be True or False, got 1"),
+        ({"hidden_sizes": 64}, r"hidden_sizes must be a tuple or a list, got 64"),
+        ({"env_kwargs": "x"}, r"env_kwargs must be a dict, got 'x'"),
+        (
+            {"learning_rate": "3e-4"},
+            r"learning_rate must be a finite number > 0, got '3e-4' \(a str\)",
+        ),
+    ],
+)
+def test_configs_refuse_values_their_fields_would_misread(
+    changes: dict[str, Any], message: str
+) -> None:
+    for module in (ppo, a2c, dqn):
+        with pytest.raises(ValueError, match=message):
+            dataclasses.replace(module.Config(), **changes)
+
+
+def test_a_list_for_a_tuple_field_is_stored_as_the_tuple_a_resume_reads_back() -> None:
+    cfg = ppo.Config(hidden_sizes=[16, 16], anneal_lr=np.bool_(False))  # type: ignore[arg-type]
+    assert cfg.hidden_sizes == (16, 16) and cfg.anneal_lr is False
+    saved = config_to_dict(cfg)
+    assert resume_config(cfg, saved, ppo.RESUMABLE_FIELDS) == cfg
