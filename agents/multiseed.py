@@ -87,7 +87,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import EvalResult, Evaluator, require_episodes
+from rl.evaluation import EvalResult, Evaluator, require_episodes, solved_thresholds
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
     RUNS_ROOT,
@@ -100,7 +100,7 @@ from rl.runs import (
 )
 from rl.seeding import rng_state, seed_everything, set_rng_state
 from rl.tensors import GroupedRunningMeanStd
-from rl.vector import env_spec, make_vector_env
+from rl.vector import make_vector_env
 
 CUDA_CHECK_GAP = 8
 """:attr:`MultiSeedConfig.check_gap` on a GPU. There a CartPole check (~500 steps of ~45
@@ -128,8 +128,9 @@ class MultiSeedConfig:
     """Deterministic evaluation episodes per agent after training; 0 skips it. At most
     :data:`rl.evaluation.MAX_EPISODES`."""
     solved_return: float | None = None
-    """Per-seed solved bar on the final evaluation's mean return (``None``: the env's
-    registered ``reward_threshold``, when it has one). Only reported, never a stop rule."""
+    """Per-seed solved bar on the final evaluation's mean return (``None``: the env's, as
+    :func:`rl.evaluation.solved_thresholds` gives it; an env's success-rate bar, the dog's,
+    applies either way). Only reported, never a stop rule."""
     progress: bool = True
     """Show a progress bar (the first seed's run)."""
     check_gap: int | None = None
@@ -891,9 +892,10 @@ def _finish(
 ) -> MultiSeedResult:
     """Per-seed rows, eval.json per run, the summary (mean ± std over seeds) and its JSON."""
     base = cfg.ppo
-    bar = cfg.solved_return
-    if bar is None:
-        bar = env_spec(base.env_id).reward_threshold
+    # The env's bar, as rl train and rl eval judge one run (the dog's success rate too).
+    bar = solved_thresholds(base.env_id, base.env_kwargs)
+    if cfg.solved_return is not None:
+        bar["mean_return"] = cfg.solved_return
     per_seed = []
     for k, seed in enumerate(cfg.seeds):
         row: dict[str, Any] = {
@@ -907,8 +909,10 @@ def _finish(
         if evaluations:
             ev = evaluations[k]
             row.update(eval_mean_return=ev.mean_return, eval_std_return=ev.std_return)
-            if bar is not None:
-                row["solved"] = ev.mean_return >= bar
+            if ev.success_rate is not None:
+                row["eval_success_rate"] = ev.success_rate
+            if bar:
+                row["solved"] = ev.meets(bar)
             if runs:
                 write_json(runs[k].run_dir / "eval.json", ev.to_json())
         per_seed.append(row)
@@ -925,7 +929,8 @@ def _finish(
         "target_check_gap": loop.check_gap,
         "target_checked_agents": loop.checked_agents,
         "target_check_seconds": loop.check_seconds,
-        "solved_return": bar,
+        "solved_return": bar.get("mean_return"),
+        "solved_thresholds": bar,
         "stopped_on_request": loop.stopped_on_request,
     }
     if evaluations:
@@ -936,8 +941,11 @@ def _finish(
             eval_min_return=min(means),
             eval_max_return=max(means),
         )
-        if bar is not None:
-            summary["solve_rate"] = sum(m >= bar for m in means) / len(means)
+        rates = [ev.success_rate for ev in evaluations if ev.success_rate is not None]
+        if rates:
+            summary["eval_mean_success_rate"] = statistics.fmean(rates)
+        if bar:
+            summary["solve_rate"] = sum(ev.meets(bar) for ev in evaluations) / len(evaluations)
     summary_path = None
     if runs and loop.group_dir is not None:
         summary["group_dir"] = str(loop.group_dir)

@@ -447,14 +447,7 @@ def evaluate_stacked(
         act, cfg.env_id, episodes=k * episodes, device=device, seed=seed,
         env_kwargs=cfg.env_kwargs, max_steps=max_steps, cuda_graphs=cfg.cuda_graphs,
     )  # fmt: skip
-    return [
-        EvalResult(
-            cfg.env_id,
-            result.returns[i * episodes : (i + 1) * episodes],
-            result.lengths[i * episodes : (i + 1) * episodes],
-        )
-        for i in range(k)
-    ]
+    return result.split(k)
 
 
 def stacked_act(

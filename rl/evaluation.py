@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import torch
 
 from rl.config import require_int
 from rl.device import host_syncs_recorded
-from rl.vector import make_vector_env
+from rl.vector import env_spec, make_vector_env
 
 
 @dataclass
@@ -24,6 +25,9 @@ class EvalResult:
     successes: float | None = None
     attempts: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    episode_successes: list[float] | None = field(default=None, repr=False)
+    """Per episode, where the env reports successes: what :meth:`split` divides."""
+    episode_attempts: list[float] | None = field(default=None, repr=False)
 
     @property
     def episodes(self) -> int:
@@ -57,6 +61,28 @@ class EvalResult:
             rate is None or rate >= bar.get("success_rate", 0.0)
         )
 
+    def split(self, parts: int) -> list[EvalResult]:
+        """``parts`` results of consecutive, equal blocks of episodes (one per agent when
+        ``K`` agents played ``K`` blocks of rows), each with its own success rate."""
+        size, rest = divmod(self.episodes, parts) if parts >= 1 else (0, 1)
+        if rest:
+            raise ValueError(f"cannot split {self.episodes} episodes into {parts} equal parts")
+        blocks = [slice(i * size, (i + 1) * size) for i in range(parts)]
+        if self.episode_successes is None or self.episode_attempts is None:
+            return [EvalResult(self.env_id, self.returns[b], self.lengths[b]) for b in blocks]
+        return [
+            EvalResult(
+                self.env_id,
+                self.returns[b],
+                self.lengths[b],
+                successes=sum(self.episode_successes[b]),
+                attempts=sum(self.episode_attempts[b]),
+                episode_successes=self.episode_successes[b],
+                episode_attempts=self.episode_attempts[b],
+            )
+            for b in blocks
+        ]
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "env_id": self.env_id,
@@ -80,6 +106,32 @@ class EvalResult:
         if self.success_rate is not None:
             text += f", success rate {self.success_rate:.1%}"
         return text
+
+
+def solved_thresholds(env_id: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
+    """The env's "solved" bar with these constructor arguments: its module's ``solved_bar(**env_kwargs)``
+    where it has one (the dog's depends on the reward scheme), else its
+    ``SOLVED_SUCCESS_RATE``/``SOLVED_MEAN_RETURN`` (the sandbox's envs), else the
+    registration's ``reward_threshold`` (Gymnasium's)."""
+    spec = env_spec(env_id)
+    thresholds: dict[str, float] = {}
+    module = None
+    if isinstance(spec.entry_point, str):
+        try:
+            module = importlib.import_module(spec.entry_point.split(":")[0])
+        except ImportError:
+            module = None
+    if callable(getattr(module, "solved_bar", None)):
+        return {key: float(value) for key, value in module.solved_bar(**(env_kwargs or {})).items()}
+    for key, name in (
+        ("success_rate", "SOLVED_SUCCESS_RATE"),
+        ("mean_return", "SOLVED_MEAN_RETURN"),
+    ):
+        if module is not None and isinstance(getattr(module, name, None), (int, float)):
+            thresholds[key] = float(getattr(module, name))
+    if "mean_return" not in thresholds and spec.reward_threshold is not None:
+        thresholds["mean_return"] = float(spec.reward_threshold)
+    return thresholds
 
 
 CHECK_EVERY = 16  # steps between the checks (host syncs) for every episode having ended
@@ -230,13 +282,16 @@ class Evaluator:
             returns, lengths, successes, attempts = (
                 t[rows] for t in (returns, lengths, successes, attempts)
             )
-        has_success = self._has_success
+        if not self._has_success:
+            return EvalResult(self.env_id, returns.tolist(), lengths.tolist())
         return EvalResult(
             env_id=self.env_id,
             returns=returns.tolist(),
             lengths=lengths.tolist(),
-            successes=float(successes.sum()) if has_success else None,
-            attempts=float(attempts.sum()) if has_success else None,
+            successes=float(successes.sum()),
+            attempts=float(attempts.sum()),
+            episode_successes=successes.tolist(),
+            episode_attempts=attempts.tolist(),
         )
 
     def _all_done(self, rows: torch.Tensor | None) -> torch.Tensor:

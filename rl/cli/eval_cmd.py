@@ -16,8 +16,9 @@ from typing import Any
 
 from rl.checkpoint import CheckpointError, load_checkpoint
 from rl.cli import CLIError, check_writable, nonempty, seed_number
-from rl.cli.train_cmd import check_env_id, load_algo, register_envs, solved_thresholds
+from rl.cli.train_cmd import check_env_id, load_algo, register_envs
 from rl.device import DEVICE_CHOICES, resolve_device
+from rl.evaluation import solved_thresholds
 from rl.runs import find_checkpoint, read_json, write_json
 
 

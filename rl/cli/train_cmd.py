@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import importlib
 import inspect
 import os
 import sys
@@ -35,6 +34,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import DEVICE_CHOICES, resolve_device, resolve_threads
+from rl.evaluation import solved_thresholds
 from rl.runs import (
     RUNS_ROOT,
     RunInUse,
@@ -217,34 +217,6 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
         make_vector_env(env_id, 1, "cpu", env_kwargs=env_kwargs).close()
     except (ValueError, TypeError, gymnasium.error.Error) as exc:
         raise CLIError(f"cannot make {env_id} with {env_kwargs}: {exc}") from None
-
-
-def solved_thresholds(env_id: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
-    """The env's "solved" bar with these constructor arguments: its module's ``solved_bar(**env_kwargs)``
-    where it has one (the dog's depends on the reward scheme), else its
-    ``SOLVED_SUCCESS_RATE``/``SOLVED_MEAN_RETURN`` (the sandbox's envs), else the
-    registration's ``reward_threshold`` (Gymnasium's)."""
-    from rl.vector import env_spec
-
-    spec = env_spec(env_id)
-    thresholds: dict[str, float] = {}
-    module = None
-    if isinstance(spec.entry_point, str):
-        try:
-            module = importlib.import_module(spec.entry_point.split(":")[0])
-        except ImportError:
-            module = None
-    if callable(getattr(module, "solved_bar", None)):
-        return {key: float(value) for key, value in module.solved_bar(**(env_kwargs or {})).items()}
-    for key, name in (
-        ("success_rate", "SOLVED_SUCCESS_RATE"),
-        ("mean_return", "SOLVED_MEAN_RETURN"),
-    ):
-        if module is not None and isinstance(getattr(module, name, None), (int, float)):
-            thresholds[key] = float(getattr(module, name))
-    if "mean_return" not in thresholds and spec.reward_threshold is not None:
-        thresholds["mean_return"] = float(spec.reward_threshold)
-    return thresholds
 
 
 def require_distributed(module: ModuleType) -> None:
@@ -543,7 +515,6 @@ def run_seeds(args: argparse.Namespace) -> int:
             seeds=seeds,
             write_runs=cfg.write_run,
             eval_episodes=cfg.eval_episodes,
-            solved_return=solved_thresholds(cfg.env_id, cfg.env_kwargs).get("mean_return"),
             progress=cfg.progress,
         )
     except ValueError as exc:

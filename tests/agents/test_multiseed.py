@@ -16,6 +16,7 @@ from agents import ppo, stacked
 from agents.base import space_spec
 from rl.checkpoint import load_checkpoint
 from rl.config import replace_config
+from rl.evaluation import solved_thresholds
 from rl.runs import EpisodeTracker, list_snapshots
 from rl.seeding import seed_everything
 from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
@@ -109,12 +110,21 @@ def test_agent_episodes_sum_each_agents_rows_as_the_episode_tracker_does() -> No
     assert not plain.sums[:, 3:].any()
 
 
-def test_a_dog_groups_runs_log_its_success_rate() -> None:
+def test_a_dog_groups_runs_log_and_are_judged_on_their_success_rate() -> None:
     base = ppo.default_config("sandbox/DogTraining-v0", **{**TINY, "num_steps": 64})
-    result = ms.train(ms.MultiSeedConfig(ppo=base, seeds=(0, 1), write_runs=False, progress=False))
-    for row in result.per_seed:  # a random dog's first episodes end in ~20 steps
-        assert 0.0 <= row["charts/success_rate"] <= 1.0
+    cfg = ms.MultiSeedConfig(
+        ppo=base, seeds=(0, 1), write_runs=False, progress=False, eval_episodes=6
+    )
+    result = ms.train(cfg)
+    bar = solved_thresholds("sandbox/DogTraining-v0")
+    assert result.summary["solved_thresholds"] == bar and "success_rate" in bar
+    for row, ev in zip(result.per_seed, result.evaluations, strict=True):
+        assert 0.0 <= row["charts/success_rate"] <= 1.0  # a random dog's episodes end in ~20
         assert math.isfinite(row["losses/explained_variance"])
+        assert ev.success_rate is not None and row["eval_success_rate"] == ev.success_rate
+        assert row["solved"] == ev.meets(bar)
+    rates = [ev.success_rate for ev in result.evaluations]
+    assert result.summary["eval_mean_success_rate"] == pytest.approx(sum(rates) / 2)
 
 
 def test_agents_differ_and_initial_weights_match_ppo_per_seed() -> None:

@@ -12,7 +12,8 @@ from conftest import held_by_another_process
 
 from rl.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from rl.cli import main
-from rl.cli.train_cmd import solved_thresholds, split_overrides
+from rl.cli.train_cmd import split_overrides
+from rl.evaluation import solved_thresholds
 
 TINY_TRAIN = [
     "--env", "sandbox/CartPole-v1", "--total-timesteps", "256", "--num-envs", "4",

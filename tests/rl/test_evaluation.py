@@ -144,3 +144,20 @@ def test_rows_that_count_end_the_call_and_are_the_ones_summarised() -> None:
     ):
         with pytest.raises(ValueError, match=message):
             kept(4, rows=wrong)
+
+
+def test_split_gives_each_block_of_episodes_its_own_success_rate() -> None:
+    result = evaluation.EvalResult(
+        "sandbox/DogTraining-v0", [1.0, 0.0, -1.0, 1.0], [5, 6, 7, 8],
+        successes=1.0, attempts=4.0,
+        episode_successes=[1.0, 0.0, 0.0, 0.0], episode_attempts=[1.0, 1.0, 1.0, 1.0],
+    )  # fmt: skip
+    first, second = result.split(2)
+    assert (first.returns, first.lengths, first.success_rate) == ([1.0, 0.0], [5, 6], 0.5)
+    assert (second.returns, second.success_rate) == ([-1.0, 1.0], 0.0)
+    plain = evaluation.EvalResult("CartPole-v1", [1.0, 2.0, 3.0], [1, 2, 3]).split(3)
+    assert [r.returns for r in plain] == [[1.0], [2.0], [3.0]]
+    assert all(r.success_rate is None for r in plain)
+    for parts in (0, 3):
+        with pytest.raises(ValueError, match=f"cannot split 4 episodes into {parts}"):
+            result.split(parts)
