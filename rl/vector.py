@@ -114,11 +114,17 @@ def make_vector_env(
         env_kwargs: constructor arguments (e.g. ``{"reward_scheme": "treats"}``).
         validate_actions: check action values each step (a host sync on CUDA); agents sample
             valid actions, so they leave it off.
+
+    Raises:
+        ValueError: an unknown env, or an argument in ``env_kwargs`` it does not take.
     """
     require_int("num_envs", num_envs, 1)
     device = resolve_device(device)
     spec = env_spec(env_id)
+    if env_kwargs is not None and not isinstance(env_kwargs, dict):
+        raise ValueError(f"env_kwargs must be a dict of {env_id}'s arguments, got {env_kwargs!r}")
     env_kwargs = dict(env_kwargs or {})
+    check_env_kwargs("env_kwargs", env_id, env_kwargs)  # a ValueError here, not a TypeError
     entry = spec.vector_entry_point
     if entry is not None and _is_sandbox_entry(entry):
         return gymnasium.make_vec(

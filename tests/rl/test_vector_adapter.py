@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import envs  # noqa: F401  (registers the sandbox ids)
 from rl.evaluation import evaluate
 from rl.vector import NumpyToTorchVectorEnv, make_vector_env
 
@@ -106,3 +107,11 @@ def test_the_finished_rows_last_info_passes_through() -> None:
             seen += int(done.sum())
     assert seen >= 3
     env.close()
+
+
+@pytest.mark.parametrize("env_id", ["sandbox/CartPole-v1", "CartPole-v1"])
+def test_arguments_an_env_does_not_take_are_a_value_error_naming_them(env_id: str) -> None:
+    with pytest.raises(ValueError, match=rf"{env_id} takes no argument 'foo'; its arguments"):
+        make_vector_env(env_id, 2, env_kwargs={"foo": 1})
+    with pytest.raises(ValueError, match="env_kwargs must be a dict"):
+        make_vector_env(env_id, 2, env_kwargs="x")  # type: ignore[arg-type]
