@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 from rl.checkpoint import load_checkpoint
 from rl.evaluation import EvalResult, Evaluator
+from rl.runs import find_checkpoint
 from rl.tensors import RunningMeanStd
 
 
@@ -291,12 +292,14 @@ def read_policy_checkpoint(checkpoint: dict[str, Any] | str | Path, algo: str) -
     """A checkpoint dict of ``algo`` with ``model``, ``config`` and ``spaces`` (the part every
     ``load_policy`` needs), read from a ``.pt`` path if not already a dict.
 
+    A run folder gives its ``latest.pt``, as in ``rl eval``.
+
     Raises:
-        rl.checkpoint.CheckpointError: an unreadable file.
+        rl.checkpoint.CheckpointError: an unreadable file, or a folder with no checkpoint.
         ValueError: a checkpoint of another algorithm or with missing entries.
     """
     if not isinstance(checkpoint, dict):
-        checkpoint = load_checkpoint(checkpoint)
+        checkpoint = load_checkpoint(find_checkpoint(checkpoint))
     label = algo.upper()
     if checkpoint.get("algo") != algo:
         article = "an" if label[0] in "AEIOU" else "a"

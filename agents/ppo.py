@@ -45,7 +45,6 @@ from agents.base import (
     target_reached,
 )
 from rl import distributed
-from rl.checkpoint import load_checkpoint
 from rl.config import (
     check_field_types,
     config_from_dict,
@@ -64,7 +63,6 @@ from rl.runs import (
     EpisodeTracker,
     TrainingDiverged,
     TrainingRun,
-    find_checkpoint,
     load_resume_checkpoint,
     run_name,
     stop_requested,
@@ -738,7 +736,10 @@ def checkpoint_payload(
 
 def init_weights(state: TrainState, env: Any, source: str) -> None:
     """Load ``Config.init_from``'s network weights (and obs statistics) into fresh state."""
-    init = load_checkpoint(find_checkpoint(source))
+    try:
+        init = read_policy_checkpoint(source, ALGO)
+    except ValueError as exc:  # another algorithm's, or one without a network
+        raise ValueError(f"init_from {source}: {exc}") from None
     if "spaces" in init:
         check_space_spec(
             init["spaces"], env.single_observation_space, env.single_action_space, source

@@ -16,7 +16,7 @@ from gymnasium import spaces
 
 from agents import ppo
 from agents.base import Policy, action_log_prob_entropy
-from rl.checkpoint import load_checkpoint
+from rl.checkpoint import load_checkpoint, save_checkpoint
 from rl.config import replace_config
 from rl.evaluation import MAX_EPISODES, Evaluator, evaluate
 from rl.runs import EpisodeTracker, TrainingDiverged, TrainingRun, list_snapshots
@@ -114,6 +114,15 @@ def test_discrete_policy_round_trips_through_a_file(tmp_path: Path) -> None:
     obs = torch.randn(64, 4)
     assert torch.equal(loaded.act(obs), result.policy.act(obs))
     assert torch.allclose(loaded.explain(obs).probs, result.policy.explain(obs).probs)
+    # The run folder gives its latest.pt, as rl eval reads it.
+    assert torch.equal(ppo.load_policy(tmp_path / "run").act(obs), result.policy.act(obs))
+    # Another algorithm's checkpoint says so, whether loaded or used as init_from.
+    payload = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    save_checkpoint({**payload, "algo": "dqn"}, tmp_path / "dqn.pt")
+    with pytest.raises(ValueError, match="this is a 'dqn' checkpoint, not a PPO one"):
+        ppo.load_policy(tmp_path / "dqn.pt")
+    with pytest.raises(ValueError, match=r"init_from .*dqn\.pt: this is a 'dqn' checkpoint"):
+        ppo.train(tiny("sandbox/CartPole-v1", init_from=str(tmp_path / "dqn.pt")))
 
 
 class _Interrupt(Exception):
