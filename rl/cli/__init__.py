@@ -28,6 +28,9 @@ COMMANDS = (
 )
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
 class CLIError(Exception):
     """A user error: printed as one line with the exit code 2, no traceback."""
 
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") == "0":  # torchrun interrupts every rank: one line
             print(f"\nrl {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

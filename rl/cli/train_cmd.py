@@ -19,6 +19,7 @@ from typing import Any
 
 from rl.checkpoint import CheckpointError
 from rl.cli import (
+    EXIT_INTERRUPTED,
     CLIError,
     check_folder,
     nonempty,
@@ -485,7 +486,9 @@ def _train_and_report(args: argparse.Namespace, module: ModuleType, cfg: Any, ra
             videos = capture_run_videos(result.run_dir)
             print(f"Recorded {len(videos)} episode videos in {Path(result.run_dir) / 'videos'}")
         print_summary(result, cfg, getattr(args, "resumed_from_step", None))
-    return 0
+    # Stopped by Ctrl-C (checkpointed, evaluated): not the run asked for, so a script's
+    # `rl train ... && next` stops here too, as after any interrupt.
+    return EXIT_INTERRUPTED if result.metrics.get("stopped_on_request") else 0
 
 
 def run_seeds(args: argparse.Namespace) -> int:
@@ -574,7 +577,7 @@ def _train_group(cfg: Any, resume: str | None = None) -> int:
             print(f"\nto continue: rl train --resume {group}", file=sys.stderr)
         raise
     print(multiseed.format_summary(result))
-    return 0
+    return EXIT_INTERRUPTED if result.summary.get("stopped_on_request") else 0
 
 
 def whole_number(text: str) -> int:

@@ -785,6 +785,13 @@ def test_cli_reports_a_diverged_or_interrupted_group_as_a_single_run(
     assert main(argv) == 130  # a new group: the newest folder of these seeds is the one to continue
     assert "to continue: rl train --resume runs/" in capsys.readouterr().err
 
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ms, "stop_requested", lambda: True)  # Ctrl-C: stop after iteration 1
+    two_iterations = [("128" if word == "64" else word) for word in argv]
+    assert main(two_iterations) == 130  # summarised and checkpointed, not the run asked for
+    assert "stopped at your request (Ctrl-C) after iteration 1" in capsys.readouterr().out
+
 
 @pytest.mark.parametrize(
     ("argv", "message"),

@@ -568,3 +568,17 @@ def test_a_training_that_fails_before_writing_leaves_no_run_folder(
     assert main(argv) == 2
     assert "no/such/run does not exist" in one_error_line(capsys, "train")
     assert not run.exists()
+
+
+def test_a_run_stopped_by_ctrl_c_is_summarised_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agents import ppo
+
+    monkeypatch.setattr(ppo, "stop_requested", lambda: True)  # Ctrl-C in the first iteration
+    run = tmp_path / "run"
+    assert main(["train", *TINY_TRAIN, "--run-dir", str(run)]) == 130
+    out = capsys.readouterr().out
+    assert "Stopped at your request (Ctrl-C), checkpointed at step 128" in out
+    assert "Evaluation (4 deterministic episodes)" in out
+    assert (run / "checkpoints" / "latest.pt").is_file()
