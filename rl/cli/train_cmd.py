@@ -99,7 +99,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "reach, not the steps to add",
     )
     parser.add_argument(
-        "--run-dir", type=nonempty, metavar="DIR", help="run folder (default runs/<name>)"
+        "--run-dir",
+        type=nonempty,
+        metavar="DIR",
+        help="run folder (default runs/<name>); with --seeds, the folder the group's and the "
+        "seeds' run folders go in (default runs)",
     )
     parser.add_argument(
         "--resume",
@@ -503,20 +507,23 @@ def run_seeds(args: argparse.Namespace) -> int:
         )
     if (args.algo or DEFAULT_ALGO) != "ppo":
         raise CLIError(f"--seeds trains PPO only, not {args.algo}; drop --algo or pass --algo ppo")
-    if args.seed is not None or args.run_dir is not None:
-        raise CLIError(
-            "--seeds gives each agent its own seed and run folder: drop --seed/--run-dir"
-        )
+    if args.seed is not None:
+        raise CLIError("--seeds gives each agent its own seed: drop --seed")
     try:
         seeds = multiseed.parse_seeds(args.seeds)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    # --run-dir names the folder the group goes in; each seed's run folder is made there.
+    root, args.run_dir = args.run_dir or RUNS_ROOT, None
     cfg = build_config(args, load_algo("ppo"))
+    if cfg.write_run:
+        check_folder(root, "the folder for the seeds' runs")
     try:
         seeds_cfg = multiseed.MultiSeedConfig(
             ppo=cfg,
             seeds=seeds,
             write_runs=cfg.write_run,
+            runs_root=root,
             eval_episodes=cfg.eval_episodes,
             progress=cfg.progress,
         )
@@ -525,7 +532,7 @@ def run_seeds(args: argparse.Namespace) -> int:
     print(
         f"Training {len(seeds)} PPO agents on {cfg.env_id} (seeds {args.seeds}, {cfg.num_envs} "
         f"envs and {cfg.total_timesteps:,} steps each, device {resolve_device(cfg.device)}) "
-        f"→ {RUNS_ROOT}/"
+        f"→ {root}/"
     )
     return _train_group(seeds_cfg)
 

@@ -443,6 +443,15 @@ def test_cli_train_seeds(tmp_path, monkeypatch, capsys) -> None:
         assert message in capsys.readouterr().err
     assert main([*argv[:1], "--seeds", "3-1", *argv[3:]]) == 2
     assert "cannot read seeds" in capsys.readouterr().err
+    # --run-dir: the folder the group and its seeds' runs go in.
+    assert main([*argv, "--run-dir", "lesson/seeds"]) == 0
+    assert "→ lesson/seeds/" in capsys.readouterr().out
+    lesson = tmp_path / "lesson" / "seeds"
+    assert len([p for p in lesson.iterdir() if p.is_dir() and "__ppo__" in p.name]) == 2
+    assert len([p for p in lesson.iterdir() if "__ppo-seeds__" in p.name and p.is_dir()]) == 1
+    (tmp_path / "afile").write_text("")
+    assert main([*argv, "--run-dir", "afile"]) == 2
+    assert "the folder for the seeds' runs afile is a file" in capsys.readouterr().err
 
 
 @pytest.mark.slow
