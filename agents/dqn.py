@@ -63,6 +63,7 @@ from rl.config import (
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import check_return, evaluate, require_episodes
 from rl.runs import (
+    LATEST_CHECKPOINT,
     RUNS_ROOT,
     EpisodeTracker,
     TrainingDiverged,
@@ -782,7 +783,11 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
             seed=cfg.seed, env_kwargs=cfg.env_kwargs,
         )  # fmt: skip
         if run is not None:
-            write_json(run.run_dir / "eval.json", evaluation.to_json())
+            record = evaluation.record(
+                algo=ALGO, checkpoint=LATEST_CHECKPOINT, global_step=state.global_step, seed=cfg.seed,
+                env_kwargs=cfg.env_kwargs,
+            )  # fmt: skip
+            write_json(run.run_dir / "eval.json", record)
     metrics.update(train_seconds=train_seconds, iterations=state.iteration)
     return TrainResult(
         policy=policy,

@@ -90,6 +90,7 @@ from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, Evaluator, require_episodes, solved_thresholds
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
+    LATEST_CHECKPOINT,
     RUNS_ROOT,
     EpisodeTracker,
     TrainingDiverged,
@@ -892,6 +893,7 @@ def _finish(
 ) -> MultiSeedResult:
     """Per-seed rows, eval.json per run, the summary (mean ± std over seeds) and its JSON."""
     base = cfg.ppo
+    eval_seed = env_seed(cfg.seeds)  # the one seed of the group's evaluation
     # The env's bar, as rl train and rl eval judge one run (the dog's success rate too).
     bar = solved_thresholds(base.env_id, base.env_kwargs)
     if cfg.solved_return is not None:
@@ -914,7 +916,11 @@ def _finish(
             if bar:
                 row["solved"] = ev.meets(bar)
             if runs:
-                write_json(runs[k].run_dir / "eval.json", ev.to_json())
+                record = ev.record(
+                    algo=ALGO, checkpoint=LATEST_CHECKPOINT, global_step=loop.steps[k],
+                    seed=eval_seed, env_kwargs=base.env_kwargs,
+                )  # fmt: skip
+                write_json(runs[k].run_dir / "eval.json", record)
         per_seed.append(row)
     summary: dict[str, Any] = {
         "env_id": base.env_id,

@@ -59,6 +59,7 @@ from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
+    LATEST_CHECKPOINT,
     RUNS_ROOT,
     EpisodeTracker,
     TrainingDiverged,
@@ -957,7 +958,11 @@ def _train(
             seed=cfg.seed, env_kwargs=cfg.env_kwargs,
         )  # fmt: skip
         if run is not None:
-            write_json(run.run_dir / "eval.json", evaluation.to_json())
+            record = evaluation.record(
+                algo=ALGO, checkpoint=LATEST_CHECKPOINT, global_step=state.global_step, seed=cfg.seed,
+                env_kwargs=cfg.env_kwargs,
+            )  # fmt: skip
+            write_json(run.run_dir / "eval.json", record)
     metrics.update(train_seconds=train_seconds, iterations=state.iteration)
     return TrainResult(
         policy=policy,

@@ -98,6 +98,30 @@ class EvalResult:
         data.update(self.extra)
         return data
 
+    def record(
+        self,
+        *,
+        algo: str | None,
+        checkpoint: str,
+        global_step: int | None,
+        seed: int,
+        env_kwargs: dict[str, Any] | None = None,
+        trained_env_id: str | None = None,
+    ) -> dict[str, Any]:
+        """What a run's eval.json holds, whether ``rl train`` or ``rl eval`` wrote it:
+        :meth:`to_json` and how the evaluation was made (``checkpoint``: relative to the run
+        folder there, so a copied run names its own; the env's solved bar)."""
+        return {
+            **self.to_json(),
+            "checkpoint": checkpoint,
+            "algo": algo,
+            "trained_env_id": trained_env_id or self.env_id,
+            "global_step": global_step,
+            "seed": seed,
+            "deterministic": True,
+            "solved_thresholds": solved_thresholds(self.env_id, env_kwargs),
+        }
+
     def summary(self) -> str:
         text = (
             f"{self.env_id}: mean return {self.mean_return:.2f} ± {self.std_return:.2f} over "

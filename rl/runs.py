@@ -32,6 +32,7 @@ import torch
 from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, temp_file_beside
 
 RUNS_ROOT = "runs"
+LATEST_CHECKPOINT = "checkpoints/latest.pt"  # in a run folder: what rl eval RUN reads
 SNAPSHOT_PATTERN = re.compile(r"^step_(\d+)\.pt$")
 
 

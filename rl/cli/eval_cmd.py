@@ -18,7 +18,6 @@ from rl.checkpoint import CheckpointError, load_checkpoint
 from rl.cli import CLIError, check_writable, nonempty, seed_number
 from rl.cli.train_cmd import check_env_id, load_algo, register_envs
 from rl.device import DEVICE_CHOICES, resolve_device
-from rl.evaluation import solved_thresholds
 from rl.runs import find_checkpoint, read_json, write_json
 
 
@@ -144,19 +143,16 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         policy.act, env_id, episodes=args.episodes, device=device, seed=seed, env_kwargs=env_kwargs
     )
-    data = result.to_json()
-    data.update(
-        checkpoint=str(checkpoint_path),
-        algo=checkpoint.get("algo"),
+    data = result.record(
+        algo=checkpoint.get("algo"), checkpoint=str(checkpoint_path),
+        global_step=checkpoint.get("global_step"), seed=seed, env_kwargs=env_kwargs,
         trained_env_id=trained_env,
-        global_step=checkpoint.get("global_step"),
-        seed=seed,
-        deterministic=True,
-        solved_thresholds=solved_thresholds(env_id, env_kwargs),
-    )
+    )  # fmt: skip
     saved = run_dir is not None and _replaces_no_larger_evaluation(run_dir / "eval.json", data)
     if saved:
-        write_json(run_dir / "eval.json", data)
+        # The checkpoint as the run folder names it, so a copy of the folder names its own.
+        within = checkpoint_path.resolve().relative_to(run_dir.resolve())
+        write_json(run_dir / "eval.json", {**data, "checkpoint": within.as_posix()})
     if args.json:
         print(json.dumps(data, sort_keys=True))
         return 0

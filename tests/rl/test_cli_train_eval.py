@@ -582,3 +582,15 @@ def test_a_run_stopped_by_ctrl_c_is_summarised_and_exits_130(
     assert "Stopped at your request (Ctrl-C), checkpointed at step 128" in out
     assert "Evaluation (4 deterministic episodes)" in out
     assert (run / "checkpoints" / "latest.pt").is_file()
+
+
+def test_train_and_eval_write_one_eval_json_naming_the_checkpoint_within_the_run(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trained = json.loads((copy / "eval.json").read_text())
+    assert trained["checkpoint"] == "checkpoints/latest.pt" and trained["algo"] == "ppo"
+    assert trained["solved_thresholds"] == {"mean_return": 475.0}
+    assert main(["eval", str(copy), "--episodes", "4"]) == 0
+    evaluated = json.loads((copy / "eval.json").read_text())
+    assert evaluated == trained  # the same evaluation, the same record
+    capsys.readouterr()
