@@ -463,7 +463,9 @@ class TrainingRun:
             "planned_timesteps": int(self.total_timesteps),
             "torch_threads": torch.get_num_threads(),
         }
-        latest = save_checkpoint(payload, self.checkpoint_dir / "latest.pt")
+        # latest.pt last: it is what a resume starts from, so once it says step S, best.pt and
+        # the snapshot of step S are on disk too. A kill before it repeats this iteration,
+        # which writes the same files again.
         if mean_return is not None and mean_return > self.best_return:
             self.best_return = mean_return
             save_checkpoint(
@@ -471,7 +473,7 @@ class TrainingRun:
             )
         if snapshot:
             save_checkpoint(payload, self.checkpoint_dir / f"step_{int(global_step):09d}.pt")
-        return latest
+        return save_checkpoint(payload, self.checkpoint_dir / "latest.pt")
 
     def _advance_snapshots(self, global_step: int) -> None:
         # To the first mark past this step, k > global_step * K / T: jumped to, not counted up
@@ -482,8 +484,9 @@ class TrainingRun:
 
     def restore_schedule(self, global_step: int, best_return: float | None) -> None:
         """After a resume: skip snapshots already taken and remember the best return."""
-        # The first mark not before this step, k >= global_step * K / T (rounded up).
-        first = -(-global_step * self.num_snapshots // max(1, self.total_timesteps))
+        # The first mark past this step, k > global_step * K / T: every mark up to the step of
+        # the checkpoint had its snapshot written with it or before it (save's order).
+        first = global_step * self.num_snapshots // max(1, self.total_timesteps) + 1
         self._next_snapshot = max(self._next_snapshot, min(self.num_snapshots + 1, first))
         if best_return is not None:
             self.best_return = best_return

@@ -191,6 +191,33 @@ def test_far_more_snapshots_than_saves_take_one_per_save_at_once(tmp_path: Path)
     assert [s for s, _ in list_snapshots(tmp_path / "run")] == [0, 50, 100]
 
 
+def test_latest_is_written_last_and_a_resume_skips_the_marks_it_covers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rl import runs
+
+    run = TrainingRun(tmp_path / "run", {}, total_timesteps=1000, num_snapshots=10, progress=False)
+    written: list[str] = []
+    real = runs.save_checkpoint
+    monkeypatch.setattr(
+        runs,
+        "save_checkpoint",
+        lambda payload, path: written.append(Path(path).name) or real(payload, path),
+    )
+    run.save({"model": {}}, 0, mean_return=1.0, snapshot=run.snapshot_due(0))
+    # A kill between two of these files leaves latest.pt at the step before: the resume
+    # repeats this save. Written first, latest.pt would say step 0 with no best.pt beside it.
+    assert written == ["best.pt", "step_000000000.pt", "latest.pt"]
+    run.close()
+    # Resumed from a checkpoint exactly at the mark of 200 steps: marks 0, 1 and 2 are taken.
+    resumed = TrainingRun(
+        tmp_path / "run", {}, total_timesteps=1000, num_snapshots=10, progress=False
+    )
+    resumed.restore_schedule(200, None)
+    assert not resumed.snapshot_due(256) and resumed.snapshot_due(300)
+    resumed.close()
+
+
 def test_episode_charts_and_the_progress_words() -> None:
     charts, status = EpisodeTracker.charts([2, 10.0, 30.0, 1, 2])
     assert charts == {
