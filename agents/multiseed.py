@@ -723,11 +723,11 @@ class _Loop:
                     "learning_rate or max_grad_norm"
                 )
             reached = self.reached(rows)
+            stop = stop_requested()  # Ctrl-C (rl train --seeds): stop here, checkpointed
             for k in range(k_agents):
                 if self.active[k]:
-                    self.log_agent(k, rows[k], reached[k])
+                    self.log_agent(k, rows[k], reached[k], stop)
             finished = self.iteration == base.num_iterations or not any(self.active)
-            stop = stop_requested()  # Ctrl-C (rl train --seeds): stop here, checkpointed
             if finished or stop or self.iteration % base.checkpoint_every == 0:
                 self.save_group()
             if self.runs:
@@ -855,8 +855,9 @@ class _Loop:
             sum(returns[i * episodes : (i + 1) * episodes]) / episodes for i in range(len(passed))
         ]
 
-    def log_agent(self, k: int, row: IterationValues, reached: bool) -> None:
-        """One agent's iteration: TensorBoard, target stop, checkpoints (as ppo's loop)."""
+    def log_agent(self, k: int, row: IterationValues, reached: bool, stop: bool) -> None:
+        """One agent's iteration: TensorBoard, target stop, checkpoints (as ppo's loop;
+        ``stop``: Ctrl-C, so its latest.pt holds this iteration as the group's does)."""
         base = self.base
         self.steps[k] = self.iteration * base.batch_size
         metrics, _ = row.metrics(self.lrs[k])
@@ -877,7 +878,7 @@ class _Loop:
         run.log(metrics, self.steps[k])
         improved = mean_return is not None and mean_return > self.best[k]
         snapshot = last or run.snapshot_due(self.steps[k])
-        if improved or snapshot or self.iteration % base.checkpoint_every == 0:
+        if improved or snapshot or stop or self.iteration % base.checkpoint_every == 0:
             self.best[k] = max(self.best[k], mean_return if mean_return is not None else -math.inf)
             run.save(self.payload(k), self.steps[k], mean_return=mean_return, snapshot=snapshot)
 

@@ -815,3 +815,21 @@ def test_module_main_reports_bad_input_in_one_line(argv, message, capsys) -> Non
     err = capsys.readouterr().err
     assert err.startswith("python -m agents.multiseed: error: ") and message in err
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_group_stopped_by_ctrl_c_checkpoints_every_seed_at_the_stop(
+    tmp_path, monkeypatch
+) -> None:
+    base = ppo.default_config(
+        CARTPOLE, **{**TINY, "total_timesteps": 6 * 64}, checkpoint_every=1000, num_snapshots=1
+    )
+    real = ppo.IterationValues.metrics  # no episode returns: no new best to save either
+    monkeypatch.setattr(ppo.IterationValues, "metrics", lambda self, lr: ({}, real(self, lr)[1]))
+    asked = iter([False, False, True])  # Ctrl-C during the third iteration
+    monkeypatch.setattr(ms, "stop_requested", lambda: next(asked, True))
+    result = ms.train(
+        ms.MultiSeedConfig(ppo=base, seeds=(3, 5, 7), runs_root=str(tmp_path), progress=False)
+    )
+    assert result.summary["stopped_on_request"] and result.summary["iterations"] == 3
+    for run_dir in result.run_dirs:  # each seed's latest.pt is the group's iteration 3
+        assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] == 3 * 64
