@@ -364,6 +364,13 @@ def _check_resume(
             f"{saved['multiseed']['seeds']}"
         )
     base = resume_config(cfg.ppo, saved["config"], RESUMABLE_FIELDS)
+    trained = int(saved["iteration"]) * base.batch_size  # per seed
+    if max(base.total_timesteps, base.batch_size) < trained:  # (a total below one iteration: one)
+        raise ValueError(
+            f"cannot resume {group_dir}: each seed has trained {trained:,} steps, more than "
+            f"total_timesteps {base.total_timesteps:,}; give a larger total (the steps to train "
+            "in all, not the steps to add)"
+        )
     resumed = _config_of(saved, base, cfg.progress, group_dir)
     if resumed.learning_rates != cfg.learning_rates:
         raise ValueError("cannot resume with different per-seed learning_rates")

@@ -738,6 +738,11 @@ def test_resume_equals_uninterrupted_run_bitwise(tmp_path, monkeypatch) -> None:
         )
     with pytest.raises(ValueError, match="seeds"):
         ms.train(ms.MultiSeedConfig(ppo=base, seeds=(3, 4)), resume=group)
+    fewer = replace_config(base, {"total_timesteps": 100})  # below the 256 trained
+    with pytest.raises(ValueError, match="each seed has trained 256 steps, more than total_t"):
+        ms.train(ms.MultiSeedConfig(ppo=fewer, seeds=(3, 5)), resume=group)
+    config_json = (resumed.run_dirs[0] / "config.json").read_text()
+    assert '"total_timesteps": 256' in config_json  # nothing rewritten by the refused resume
 
 
 def test_cli_resumes_a_group(tmp_path, monkeypatch, capsys) -> None:
