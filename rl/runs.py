@@ -85,14 +85,20 @@ def run_name(env_id: str, algo: str, seed: int) -> str:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON atomically (temp file + ``os.replace``)."""
+    """Write JSON atomically (temp file + ``os.replace``); a failed write (a full disk, a value
+    JSON cannot hold) leaves the old file and no temporary one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = temp_file_beside(path)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 

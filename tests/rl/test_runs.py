@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,15 @@ def test_episode_charts_and_the_progress_words() -> None:
     assert charts == {"charts/episodic_return": -0.5, "charts/episodic_length": 2.0}
     assert status == "return -0.5"
     assert EpisodeTracker.charts([0, 0.0, 0.0, 0, 0]) == ({}, "")
+
+
+def test_a_failed_json_write_keeps_the_old_file_and_leaves_no_temporary_one(
+    tmp_path: Path,
+) -> None:
+    from rl.runs import write_json
+
+    path = write_json(tmp_path / "eval.json", {"mean_return": 1.0})
+    with pytest.raises(TypeError):
+        write_json(path, {"mean_return": object()})  # fails halfway through the dump
+    assert json.loads(path.read_text()) == {"mean_return": 1.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
