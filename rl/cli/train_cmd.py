@@ -348,6 +348,15 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
         if args.distributed:
             require_distributed(module)
             overrides["distributed"] = True
+        elif getattr(cfg, "distributed", False):
+            ranks = int(checkpoint.get("world_size", 1))
+            if ranks > 1:  # its envs and random streams are per rank
+                raise CLIError(
+                    f"{args.resume} trained over {ranks} ranks: continue it with "
+                    f"torchrun --nproc-per-node {ranks} -m rl train --distributed --resume "
+                    f"{args.resume} (the same number of ranks)"
+                )
+            overrides["distributed"] = False  # one rank: a plain run, bit for bit
         cfg = replace_config(cfg, {**overrides, "run_dir": str(args.resume)})
         # What module.train refuses, refused before the "Resuming ..." line says otherwise.
         resume_config(cfg, checkpoint["config"], getattr(module, "RESUMABLE_FIELDS", ()))
@@ -377,6 +386,14 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
 
 def run(args: argparse.Namespace) -> int:
     register_envs()
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1 and not args.distributed:
+        # Each rank would train its own copy into the same folder (the second finds it locked).
+        raise CLIError(
+            f"launched by torchrun with {world} ranks but without --distributed: add "
+            "--distributed to train one run over the ranks (docs/DISTRIBUTED.md), or run rl "
+            "train without torchrun"
+        )
     if args.num_envs is not None and args.num_envs < 1:
         raise CLIError(f"--num-envs must be >= 1, got {args.num_envs}")
     if args.total_timesteps is not None and args.total_timesteps < 1:
@@ -469,14 +486,18 @@ def _train_and_report(args: argparse.Namespace, module: ModuleType, cfg: Any, ra
     except KeyboardInterrupt:
         latest = Path(cfg.run_dir) / "checkpoints" / "latest.pt"
         if rank0 and latest.is_file():  # torchrun interrupts every rank: one hint
-            hint = resume_hint(latest, cfg.run_dir, distributed=args.distributed)
+            hint = resume_hint(
+                latest, cfg.run_dir, distributed=args.distributed, if_exists=args.resume_if_exists
+            )
             print(f"\n{hint}", file=sys.stderr)
         raise
     except OSError as exc:  # a full disk, a folder made read-only: the last checkpoint stands
         print(f"rl train: error: {describe_os_error(exc)}", file=sys.stderr)
         latest = Path(cfg.run_dir) / "checkpoints" / "latest.pt"
         if rank0 and latest.is_file():
-            hint = resume_hint(latest, cfg.run_dir, distributed=args.distributed)
+            hint = resume_hint(
+                latest, cfg.run_dir, distributed=args.distributed, if_exists=args.resume_if_exists
+            )
             print(hint, file=sys.stderr)
         return 1
     except RuntimeError as exc:  # e.g. --distributed without torchrun
@@ -623,16 +644,20 @@ def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:
     )
 
 
-def resume_hint(latest: Path, run_dir: str | Path, *, distributed: bool = False) -> str:
+def resume_hint(
+    latest: Path, run_dir: str | Path, *, distributed: bool = False, if_exists: bool = False
+) -> str:
     """How to continue an interrupted run, and from which step: the steps trained after the
-    last checkpoint (up to ``checkpoint_every`` iterations) are trained again."""
+    last checkpoint (up to ``checkpoint_every`` iterations) are trained again. ``if_exists``:
+    the command had ``--resume-if-exists``, so the same command continues it."""
     from rl.checkpoint import load_checkpoint
 
-    command = (
-        f"the same torchrun command with --resume {run_dir}"
-        if distributed
-        else f"rl train --resume {run_dir}"
-    )
+    if if_exists:
+        command = "the same command (--resume-if-exists continues the run)"
+    elif distributed:
+        command = f"the same torchrun command with --resume {run_dir}"
+    else:
+        command = f"rl train --resume {run_dir}"
     try:
         step = int(load_checkpoint(latest).get("global_step", 0))
     except (CheckpointError, TypeError, ValueError):

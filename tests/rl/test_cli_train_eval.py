@@ -12,7 +12,7 @@ from conftest import held_by_another_process
 
 from rl.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from rl.cli import main
-from rl.cli.train_cmd import split_overrides
+from rl.cli.train_cmd import resume_hint, split_overrides
 from rl.evaluation import solved_thresholds
 
 TINY_TRAIN = [
@@ -594,3 +594,32 @@ def test_train_and_eval_write_one_eval_json_naming_the_checkpoint_within_the_run
     evaluated = json.loads((copy / "eval.json").read_text())
     assert evaluated == trained  # the same evaluation, the same record
     capsys.readouterr()
+
+
+def test_torchrun_without_distributed_and_a_plain_resume_of_a_distributed_run_say_what_to_run(
+    copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    with monkeypatch.context() as env:
+        env.setenv("WORLD_SIZE", "2")
+        assert main(["train", *TINY_TRAIN, "--run-dir", str(copy.parent / "new")]) == 2
+        assert "launched by torchrun with 2 ranks but without --distributed" in one_error_line(
+            capsys, "train"
+        )
+    latest = copy / "checkpoints" / "latest.pt"
+    saved = load_checkpoint(latest)
+    config = {**saved["config"], "distributed": True}
+    save_checkpoint({**saved, "config": config, "world_size": 2}, latest)
+    assert main(["train", "--resume", str(copy), "--total-timesteps", "512"]) == 2
+    assert (
+        f"trained over 2 ranks: continue it with torchrun --nproc-per-node 2 -m rl train "
+        f"--distributed --resume {copy}" in one_error_line(capsys, "train")
+    )
+
+
+def test_the_resume_hint_after_resume_if_exists_is_the_same_command(copy: Path) -> None:
+    latest = copy / "checkpoints" / "latest.pt"
+    hint = resume_hint(latest, copy, distributed=True, if_exists=True)
+    assert hint.endswith("the same command (--resume-if-exists continues the run)")
+    assert "step 256" in hint
+    assert resume_hint(latest, copy).endswith(f"rl train --resume {copy}")
