@@ -135,10 +135,14 @@ def run(args: argparse.Namespace) -> int:
     # eval.json is the run's result in its own env (another env's is printed only), in the
     # run's folder however PATH named it (the run, or its checkpoints/ folder).
     run_dir = None
+    unsaved = None  # why eval.json cannot be written (a read-only copy of a run)
     if Path(args.path).is_dir() and env_id == trained_env:
         parent = checkpoint_path.parent
         run_dir = parent.parent if parent.name == "checkpoints" else parent
-        check_writable(run_dir / "eval.json", "the run's evaluation")
+        try:
+            check_writable(run_dir / "eval.json", "the run's evaluation")
+        except CLIError as exc:
+            run_dir, unsaved = None, str(exc)
     seed = args.seed if args.seed is not None else int(config.get("seed", 0))
     result = evaluate(
         policy.act, env_id, episodes=args.episodes, device=device, seed=seed, env_kwargs=env_kwargs
@@ -175,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {'solved' if solved else 'not solved'} (bar: {', '.join(parts)})")
     if saved:
         print(f"  saved in {run_dir / 'eval.json'}")
+    elif unsaved is not None:
+        print(f"  not saved: {unsaved}")
     elif run_dir is not None:
         print(f"  {run_dir / 'eval.json'} kept: it holds an evaluation of more episodes")
     return 0

@@ -623,3 +623,20 @@ def test_the_resume_hint_after_resume_if_exists_is_the_same_command(copy: Path) 
     assert hint.endswith("the same command (--resume-if-exists continues the run)")
     assert "step 256" in hint
     assert resume_hint(latest, copy).endswith(f"rl train --resume {copy}")
+
+
+def test_eval_of_a_run_it_cannot_write_into_still_evaluates(
+    copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rl.cli import CLIError, eval_cmd
+
+    def read_only(path: Path, what: str) -> None:
+        raise CLIError(f"cannot write {what} {path}: Read-only file system")
+
+    monkeypatch.setattr(eval_cmd, "check_writable", read_only)
+    before = (copy / "eval.json").read_text()
+    capsys.readouterr()
+    assert main(["eval", str(copy), "--episodes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "mean return" in out and "not saved: cannot write the run's evaluation" in out
+    assert (copy / "eval.json").read_text() == before
