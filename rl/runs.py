@@ -552,4 +552,13 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(
             f"cannot resume: {run_dir} holds no checkpoints/latest.pt (no run was saved there)"
         )
-    return load_checkpoint(path)
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as exc:
+        if "use another checkpoint" not in str(exc):
+            raise
+        # A resume always reads latest.pt: say how to continue from an earlier one instead.
+        raise CheckpointError(
+            f"{exc}; to continue from one, copy it over {path} (the steps after it are "
+            "trained again)"
+        ) from None

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rl.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
+from rl.runs import load_resume_checkpoint
 
 
 def test_round_trip_keeps_tensors_and_plain_values(tmp_path: Path) -> None:
@@ -144,6 +145,13 @@ def test_damaged_bytes_inside_a_checkpoint_are_refused_not_loaded(tmp_path: Path
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="fails its CRC check"):
         load_checkpoint(path)
+    # A resume always reads latest.pt: it says how to continue from another checkpoint.
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    path.rename(tmp_path / "run" / "checkpoints" / "latest.pt")
+    with pytest.raises(
+        CheckpointError, match=r"a step_\*\.pt snapshot; to continue from one, copy"
+    ):
+        load_resume_checkpoint(tmp_path / "run")
 
 
 def test_a_full_disk_is_an_os_error_that_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
