@@ -560,6 +560,8 @@ class _Loop:
             "iteration": self.iteration,
             "active": list(self.active),
             "last_check": -1 if self.last_check is None else self.last_check,
+            # The summary's counts of checks, for the whole run however often it was resumed.
+            "checks": [self.checks, self.checked_agents, self.check_seconds],
             "failed_check": [-1 if i is None else i for i in self.failed_check],
             "steps": list(self.steps),
             "reached_step": [-1 if s is None else s for s in self.reached_step],
@@ -610,6 +612,8 @@ class _Loop:
                     self.obs_rms.freeze(k)
         last_check = int(saved.get("last_check", -1))
         self.last_check = None if last_check < 0 else last_check
+        checks, agents, seconds = saved.get("checks", [0, 0, 0.0])  # (none saved before)
+        self.checks, self.checked_agents, self.check_seconds = int(checks), int(agents), seconds
         failed = saved.get("failed_check", [-1] * len(self.active))
         self.failed_check = [None if i < 0 else int(i) for i in failed]
         self.steps = [int(s) for s in saved["steps"]]

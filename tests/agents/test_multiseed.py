@@ -624,14 +624,16 @@ def test_resume_keeps_the_check_schedule(tmp_path, monkeypatch) -> None:
         )
 
     checks = _check_iterations(monkeypatch, lambda it, k: True)
-    ms.train(config(tmp_path / "whole"))
+    whole = ms.train(config(tmp_path / "whole"))
     assert [it for it, _ in checks] == [1, 4, 5]  # 5: the last iteration
     checks.clear()
     _train_until_killed(monkeypatch, config(tmp_path / "crashed"))
     (group,) = (tmp_path / "crashed").glob("*ppo-seeds*[!n]")
     # A different gap asked for on resume: the group's own is kept.
-    ms.train(dataclasses.replace(config(tmp_path / "crashed"), check_gap=1), resume=group)
+    resumed = ms.train(dataclasses.replace(config(tmp_path / "crashed"), check_gap=1), resume=group)
     assert [it for it, _ in checks] == [1, 4, 5]  # 5: the last iteration
+    for key in ("target_checks", "target_checked_agents"):  # counted over the whole run
+        assert resumed.summary[key] == whole.summary[key] == (3 if key == "target_checks" else 6)
 
 
 def test_the_last_iteration_checks_whoever_waits(monkeypatch) -> None:
