@@ -797,7 +797,9 @@ def _train_loop(
     iterations = job_iterations(cfg)
     storage = make_rollout(cfg, spaces, device)
     tracker = EpisodeTracker(device)
-    stats_sum = torch.zeros(len(LOSS_NAMES), device=device)  # summed over the log window
+    # Summed over the log window: the statistics, explained variance where it is defined (it is
+    # NaN for an iteration of constant returns), and the count of those iterations.
+    stats_sum = torch.zeros(len(LOSS_NAMES) + 1, device=device)
     window, last_saved = 0, state.iteration
     metrics: dict[str, float] = {}
     if state.target_reached is not None:  # resumed after the early stop: nothing to train
@@ -817,14 +819,18 @@ def _train_loop(
             # Merge every rank's observations, so all ranks normalise alike (no-op alone).
             distributed.sync_running_stats(state.obs_rms, before)
         state.global_step += global_batch_size(cfg)
-        stats_sum += update(state.agent, state.optimizer, storage, cfg, state.iteration)
+        stats = update(state.agent, state.optimizer, storage, cfg, state.iteration)
+        defined = stats[-1].isfinite()
+        stats_sum += torch.cat(
+            [stats[:-1], torch.where(defined, stats[-1], 0.0)[None], defined[None]]
+        )
         window += 1
         if window < cfg.log_every and state.iteration < iterations:
             continue
         # Every rank's episodes count (sums); losses are averaged over ranks.
-        episode_sums, mean_stats = distributed.reduce_metrics(
-            tracker.take(), (stats_sum / window).double()
-        )
+        # (explained variance: NaN only when no iteration of the window had it)
+        means = torch.cat([stats_sum[:-2] / window, (stats_sum[-2] / stats_sum[-1])[None]])
+        episode_sums, mean_stats = distributed.reduce_metrics(tracker.take(), means.double())
         host = torch.cat([episode_sums.double(), mean_stats]).tolist()  # sync
         stats_sum.zero_()
         window = 0

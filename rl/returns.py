@@ -88,5 +88,8 @@ def explained_variance(
     where the returns are constant and the ratio has no meaning (SB3's convention): logged, never
     checked for finiteness. Sample variances (Bessel's correction), so one element gives NaN.
     """
+    if (returns.numel() if dim is None else returns.shape[dim]) < 2:  # (a shape: no host sync)
+        shape = () if dim is None else returns.select(dim, 0).shape
+        return torch.full(shape, torch.nan, dtype=returns.dtype, device=returns.device)
     var_returns = returns.var(dim)
     return torch.where(var_returns > 0, 1 - (returns - values).var(dim) / var_returns, torch.nan)

@@ -303,3 +303,23 @@ def test_a_checkpoint_from_before_the_mse_value_loss_resumes_at_the_weight_it_ha
     assert resumed["value_loss"] == "mse" and resumed["config"]["vf_coef"] == 0.25
     a2c.train(tiny(run_dir=str(run), total_timesteps=768, vf_coef=0.25), resume=run)
     assert "half the saved value" not in capsys.readouterr().err
+
+
+def test_a_log_windows_explained_variance_averages_the_iterations_that_have_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real, defined = a2c.update, []
+
+    def every_other_undefined(*args: Any) -> torch.Tensor:
+        stats = real(*args).clone()
+        if args[-1] % 2:  # the iteration: odd ones had constant returns
+            stats[-1] = math.nan
+        else:
+            defined.append(float(stats[-1]))
+        return stats
+
+    monkeypatch.setattr(a2c, "update", every_other_undefined)
+    cfg = tiny(log_every=4, total_timesteps=4 * 4 * 5, eval_episodes=0)  # one window of 4
+    result = a2c.train(dataclasses.replace(cfg, num_envs=4, num_steps=5))
+    assert len(defined) == 2
+    assert result.metrics["losses/explained_variance"] == pytest.approx(sum(defined) / 2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -110,3 +112,8 @@ def test_explained_variance_by_hand() -> None:
         torch.stack([values, values]), torch.stack([returns, torch.ones(4)]), dim=1
     )
     assert stacked[0].item() == pytest.approx(0.4) and stacked[1].isnan()
+    # One return has no spread: NaN, without torch's degrees-of-freedom warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert explained_variance(torch.ones(1), torch.ones(1)).isnan()
+        assert explained_variance(torch.ones(3, 1), torch.ones(3, 1), dim=1).isnan().all()
