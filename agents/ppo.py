@@ -991,7 +991,7 @@ def _train_loop(
     run: TrainingRun | None,
     check: PolicyCheck,
 ) -> dict[str, float]:
-    """Iterations ``state.iteration + 1 .. num_iterations``: rollout, update, log, checkpoint,
+    """Iterations ``state.iteration + 1 .. job_iterations(cfg)``: rollout, update, log, checkpoint,
     and the stop rule's ``check``."""
     device = state.next_obs.device
     iterations = job_iterations(cfg)

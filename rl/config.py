@@ -191,7 +191,9 @@ def check_field_types(cfg: Any) -> None:
     * a ``bool`` field must hold ``True`` or ``False``: ``"false"`` is truthy, and a resume
       reading it back from config.json would take it as False;
     * a ``tuple[...]`` field must hold a tuple or a list, not one number;
-    * a ``dict`` field must hold a mapping.
+    * a ``dict`` field must hold a mapping;
+
+    and the same for ``X | None`` fields that do not hold ``None``.
 
     Numbers are left to each config's own range checks. Strings from ``--set`` or JSON go through
     :func:`replace_config` / :func:`config_from_dict`, which convert them first.
@@ -199,6 +201,14 @@ def check_field_types(cfg: Any) -> None:
     for name, annotation in _field_types(type(cfg)):
         value = getattr(cfg, name)
         origin = typing.get_origin(annotation)
+        if origin in (typing.Union, types.UnionType):  # X | None: None, or as for X
+            if value is None:
+                continue
+            inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(inner) != 1:
+                continue
+            annotation = inner[0]
+            origin = typing.get_origin(annotation)
         if annotation is bool:
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {value!r}")

@@ -181,6 +181,15 @@ def test_configs_refuse_values_their_fields_would_misread(
             dataclasses.replace(module.Config(), **changes)
 
 
+def test_optional_fields_are_checked_when_they_hold_a_value() -> None:
+    from agents import multiseed
+
+    cfg = multiseed.MultiSeedConfig(ppo=ppo.Config(), seeds=(0, 1), learning_rates=[1e-3, 2e-3])
+    assert cfg.learning_rates == (1e-3, 2e-3)
+    with pytest.raises(ValueError, match=r"learning_rates must be a tuple or a list, got 0\.001"):
+        multiseed.MultiSeedConfig(ppo=ppo.Config(), seeds=(0, 1), learning_rates=1e-3)
+
+
 def test_a_list_for_a_tuple_field_is_stored_as_the_tuple_a_resume_reads_back() -> None:
     cfg = ppo.Config(hidden_sizes=[16, 16], anneal_lr=np.bool_(False))  # type: ignore[arg-type]
     assert cfg.hidden_sizes == (16, 16) and cfg.anneal_lr is False
