@@ -239,9 +239,9 @@ _PENDULUM = {
 }
 PRESETS: dict[str, dict[str, Any]] = {
     # Measured: seed 1 house-trained (success rate 1.00, mean return 1.25 over 100 episodes;
-    # the expert's was 1.24 then, 1.28 since the relieve flag's fix) after 1M steps, returns near 1 from about 130k steps on. Again
-    # 2026-11-27 with the value loss at SB3's weight: seed 1, these 500k steps, 1.27 +- 0.13
-    # and 100 % over 100 episodes (58 s on the 2-core VM).
+    # the expert's was 1.24 then, 1.28 since the relieve flag's fix) after 1M steps, returns
+    # near 1 from about 130k steps on. Again 2026-11-27 with the value loss at SB3's weight:
+    # seed 1, these 500k steps, 1.27 +- 0.13 and 100 % over 100 episodes (58 s on the 2-core VM).
     "sandbox/DogTraining-v0": {
         "total_timesteps": 500_000,
         "num_envs": 64,
@@ -759,8 +759,8 @@ def _train(
         )  # fmt: skip
         if run is not None:
             record = evaluation.record(
-                algo=ALGO, checkpoint=LATEST_CHECKPOINT, global_step=state.global_step, seed=cfg.seed,
-                env_kwargs=cfg.env_kwargs,
+                algo=ALGO, checkpoint=LATEST_CHECKPOINT, global_step=state.global_step,
+                seed=cfg.seed, env_kwargs=cfg.env_kwargs,
             )  # fmt: skip
             write_json(run.run_dir / "eval.json", record)
     metrics.update(train_seconds=train_seconds, iterations=state.iteration)

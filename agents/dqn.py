@@ -784,8 +784,8 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
         )  # fmt: skip
         if run is not None:
             record = evaluation.record(
-                algo=ALGO, checkpoint=LATEST_CHECKPOINT, global_step=state.global_step, seed=cfg.seed,
-                env_kwargs=cfg.env_kwargs,
+                algo=ALGO, checkpoint=LATEST_CHECKPOINT, global_step=state.global_step,
+                seed=cfg.seed, env_kwargs=cfg.env_kwargs,
             )  # fmt: skip
             write_json(run.run_dir / "eval.json", record)
     metrics.update(train_seconds=train_seconds, iterations=state.iteration)
