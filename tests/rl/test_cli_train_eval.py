@@ -585,15 +585,18 @@ def test_a_run_stopped_by_ctrl_c_is_summarised_and_exits_130(
 
 
 def test_train_and_eval_write_one_eval_json_naming_the_checkpoint_within_the_run(
-    copy: Path, capsys: pytest.CaptureFixture[str]
+    run_dir: Path, copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    trained = json.loads((copy / "eval.json").read_text())
+    # What train wrote (other tests' rl eval may have replaced the run's eval.json since).
+    trained = json.loads((run_dir.parent / "train_eval.json").read_text())
     assert trained["checkpoint"] == "checkpoints/latest.pt" and trained["algo"] == "ppo"
     assert trained["solved_thresholds"] == {"mean_return": 475.0}
-    assert main(["eval", str(copy), "--episodes", "4"]) == 0
+    (copy / "eval.json").unlink()
+    capsys.readouterr()
+    assert main(["eval", str(copy), "--episodes", str(trained["episodes"])]) == 0
+    assert f"saved in {copy / 'eval.json'}" in capsys.readouterr().out
     evaluated = json.loads((copy / "eval.json").read_text())
     assert evaluated == trained  # the same evaluation, the same record
-    capsys.readouterr()
 
 
 def test_torchrun_without_distributed_and_a_plain_resume_of_a_distributed_run_say_what_to_run(
