@@ -24,6 +24,9 @@ INSTALL_HINT = (
 
 # Human windows open in this process; the display is initialised while this is > 0.
 _open_windows = 0
+# Bumped each time pygame's display is initialised: a window opened under an older one was
+# destroyed with that display (another library quit it) and must open again.
+_display_generation = 0
 
 
 def import_pygame() -> ModuleType:
@@ -88,6 +91,12 @@ def new_canvas(width: int, height: int, color: tuple[int, int, int] = (255, 255,
     return canvas
 
 
+def _init_display(pygame: Any) -> None:
+    global _display_generation
+    pygame.display.init()
+    _display_generation += 1
+
+
 class Window:
     """A ``render_mode="human"`` window that can coexist with other open windows.
 
@@ -105,7 +114,7 @@ class Window:
         global _open_windows
         pygame = import_pygame()
         if _open_windows == 0 or not pygame.display.get_init():
-            pygame.display.init()
+            _init_display(pygame)
         self._pygame = pygame
         self.title = title
         self.size = size
@@ -122,6 +131,7 @@ class Window:
 
     def _open(self) -> None:
         pygame = self._pygame
+        self._generation = _display_generation
         if hasattr(pygame, "Window"):
             self._window: Any = pygame.Window(self.title, self.size)
         else:  # pragma: no cover - pygame < 2.5 has one display surface per process.
@@ -134,10 +144,11 @@ class Window:
         if not self.is_open:
             raise RuntimeError("this window was closed; create a new env to render again")
         pygame = self._pygame
+        # Someone else quit pygame's display (closing one of Gymnasium's classic-control envs
+        # does), and with it every window: open this one again rather than fail on this frame.
         if not pygame.display.get_init():
-            # Someone else quit pygame's display (closing one of Gymnasium's classic-control
-            # envs does): open this window again rather than fail on the next frame.
-            pygame.display.init()
+            _init_display(pygame)
+        if self._generation != _display_generation:
             self._open()
         screen = (
             self._window.get_surface() if self._window is not None else pygame.display.get_surface()

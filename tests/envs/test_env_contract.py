@@ -290,16 +290,19 @@ def test_rgb_array_frames_are_drawn_and_move(env_id: str) -> None:
     assert len(frames) == 3 and all(f.shape == first.shape and not is_blank(f) for f in frames)
 
 
-def test_a_human_window_survives_a_gymnasium_env_quitting_the_display() -> None:
-    env = gymnasium.make("sandbox/CartPole-v1", render_mode="human")
-    env.reset(seed=0)
+def test_human_windows_survive_a_gymnasium_env_quitting_the_display() -> None:
+    ours = [gymnasium.make(env_id, render_mode="human") for env_id in ENV_IDS]
+    for env in ours:
+        env.reset(seed=0)
     theirs = gymnasium.make("CartPole-v1", render_mode="human")  # pygame.display.quit() on close
     theirs.reset(seed=0)
     theirs.step(0)
     theirs.close()
-    for action in (0, 1):
-        env.step(action)  # pygame.error "video system not initialized" before
-    env.close()
+    for _ in range(2):  # each window opens again, not only the first to draw after the quit
+        for env in ours:
+            env.step(env.action_space.sample())
+    for env in ours:
+        env.close()
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
