@@ -90,7 +90,6 @@ from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, Evaluator, require_episodes, solved_thresholds
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
-    LATEST_CHECKPOINT,
     RUNS_ROOT,
     EpisodeTracker,
     TrainingDiverged,
@@ -928,11 +927,10 @@ def _finish(
             if bar:
                 row["solved"] = ev.meets(bar)
             if runs:
-                record = ev.record(
-                    algo=ALGO, checkpoint=LATEST_CHECKPOINT, global_step=loop.steps[k],
-                    seed=eval_seed, env_kwargs=base.env_kwargs,
+                runs[k].write_evaluation(
+                    ev, algo=ALGO, global_step=loop.steps[k], seed=eval_seed,
+                    env_kwargs=base.env_kwargs,
                 )  # fmt: skip
-                write_json(runs[k].run_dir / "eval.json", record)
         per_seed.append(row)
     summary: dict[str, Any] = {
         "env_id": base.env_id,

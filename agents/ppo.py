@@ -59,7 +59,6 @@ from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
-    LATEST_CHECKPOINT,
     RUNS_ROOT,
     EpisodeTracker,
     TrainingDiverged,
@@ -67,7 +66,6 @@ from rl.runs import (
     load_resume_checkpoint,
     run_name,
     stop_requested,
-    write_json,
 )
 from rl.seeding import rng_state, seed_everything, set_rng_state
 from rl.tensors import RunningMeanStd, flatten_parameters
@@ -958,11 +956,10 @@ def _train(
             seed=cfg.seed, env_kwargs=cfg.env_kwargs,
         )  # fmt: skip
         if run is not None:
-            record = evaluation.record(
-                algo=ALGO, checkpoint=LATEST_CHECKPOINT, global_step=state.global_step,
-                seed=cfg.seed, env_kwargs=cfg.env_kwargs,
+            run.write_evaluation(
+                evaluation, algo=ALGO, global_step=state.global_step, seed=cfg.seed,
+                env_kwargs=cfg.env_kwargs,
             )  # fmt: skip
-            write_json(run.run_dir / "eval.json", record)
     metrics.update(train_seconds=train_seconds, iterations=state.iteration)
     return TrainResult(
         policy=policy,

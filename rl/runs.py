@@ -25,14 +25,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, temp_file_beside
 
+if TYPE_CHECKING:
+    from rl.evaluation import EvalResult
+
 RUNS_ROOT = "runs"
-LATEST_CHECKPOINT = "checkpoints/latest.pt"  # in a run folder: what rl eval RUN reads
 SNAPSHOT_PATTERN = re.compile(r"^step_(\d+)\.pt$")
 
 
@@ -419,6 +421,23 @@ class TrainingRun:
     def sps(self, global_step: int) -> float:
         elapsed = time.perf_counter() - self._start_time
         return (global_step - self._start_step) / max(elapsed, 1e-9)
+
+    def write_evaluation(
+        self,
+        evaluation: EvalResult,
+        *,
+        algo: str,
+        global_step: int,
+        seed: int,
+        env_kwargs: dict[str, Any] | None = None,
+    ) -> Path:
+        """``eval.json``: the run's final evaluation of ``latest.pt``, recorded as ``rl eval RUN``
+        records it (:meth:`rl.evaluation.EvalResult.record`)."""
+        latest = (self.checkpoint_dir / "latest.pt").relative_to(self.run_dir).as_posix()
+        record = evaluation.record(
+            algo=algo, checkpoint=latest, global_step=global_step, seed=seed, env_kwargs=env_kwargs
+        )
+        return write_json(self.run_dir / "eval.json", record)
 
     def report(self, metrics: dict[str, float], global_step: int, status: str) -> None:
         """An iteration's scalars with ``charts/SPS`` added (in ``metrics`` too), and the
