@@ -319,7 +319,7 @@ def test_a_log_windows_explained_variance_averages_the_iterations_that_have_one(
         return stats
 
     monkeypatch.setattr(a2c, "update", every_other_undefined)
-    cfg = tiny(log_every=4, total_timesteps=4 * 4 * 5, eval_episodes=0)  # one window of 4
+    cfg = tiny(log_every=4, total_timesteps=4 * 4 * 5, write_run=False)  # one window of 4
     result = a2c.train(dataclasses.replace(cfg, num_envs=4, num_steps=5))
     assert len(defined) == 2
     assert result.metrics["losses/explained_variance"] == pytest.approx(sum(defined) / 2)
