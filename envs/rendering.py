@@ -6,12 +6,14 @@ only ``render_mode="human"`` opens a :class:`Window`.
 
 pygame's display subsystem is process-global: one env calling ``pygame.display.quit()`` (as
 Gymnasium's own classic-control envs do in ``close()``) shuts every other env's window. A
-:class:`Window` instead counts the open windows and quits the display only when the last closes.
+:class:`Window` instead counts the open windows and quits the display only when the last closes,
+and opens again when someone else quit the display under it.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from types import ModuleType
 from typing import Any
 
@@ -22,11 +24,9 @@ INSTALL_HINT = (
     "(the `pygame-ce` distribution imports as `pygame`; do not install `pygame` alongside it)"
 )
 
-# Human windows open in this process; the display is initialised while this is > 0.
-_open_windows = 0
-# Bumped each time pygame's display is initialised: a window opened under an older one was
-# destroyed with that display (another library quit it) and must open again.
-_display_generation = 0
+# The human windows open in this process; the display is initialised while there are any.
+_windows: weakref.WeakSet[Window] = weakref.WeakSet()
+_quit_hook_registered = False
 
 
 def import_pygame() -> ModuleType:
@@ -91,10 +91,36 @@ def new_canvas(width: int, height: int, color: tuple[int, int, int] = (255, 255,
     return canvas
 
 
-def _init_display(pygame: Any) -> None:
-    global _display_generation
-    pygame.display.init()
-    _display_generation += 1
+def _start_display(pygame: Any) -> None:
+    """Initialise pygame's display if it is down, forgetting the windows that went with it."""
+    global _quit_hook_registered
+    if not pygame.display.get_init():
+        _forget_windows()
+        pygame.display.init()
+    # pygame runs its quit functions in pygame.quit() (Gymnasium's classic-control envs call it
+    # in close()) and then drops them. That is when the windows die, and another env may start
+    # the display again before ours next draw, so they are forgotten there and then.
+    if not _quit_hook_registered:
+        pygame.register_quit(_on_pygame_quit)
+        _quit_hook_registered = True
+
+
+def _on_pygame_quit() -> None:
+    global _quit_hook_registered
+    _quit_hook_registered = False
+    _forget_windows()
+
+
+def _forget_windows() -> None:
+    """Drop every window's handle once pygame's display is gone, as it takes its windows with it.
+
+    SDL frees a window when its display quits, yet the ``pygame.Window`` keeps the stale pointer
+    and destroys it when collected. SDL reuses freed memory, so a window opened later can sit at
+    that address: the late destroy closed it ("Invalid window" on the next frame). ``destroy()``
+    now, while the display is down, is a no-op in SDL and clears the pointer.
+    """
+    for window in list(_windows):
+        window._forget()
 
 
 class Window:
@@ -111,33 +137,36 @@ class Window:
     """
 
     def __init__(self, title: str, size: tuple[int, int], fps: float) -> None:
-        global _open_windows
         pygame = import_pygame()
-        if _open_windows == 0 or not pygame.display.get_init():
-            _init_display(pygame)
+        _start_display(pygame)
         self._pygame = pygame
+        self._own_windows = hasattr(pygame, "Window")  # pygame < 2.5: one display surface
         self.title = title
         self.size = size
+        self._window: Any = None
         try:
             self._open()
         except pygame.error:
-            if _open_windows == 0:
+            if not _windows:
                 pygame.display.quit()
             raise
-        _open_windows += 1
+        _windows.add(self)
         self.fps = fps
         self._clock = pygame.time.Clock()
         self.is_open = True
 
     def _open(self) -> None:
         pygame = self._pygame
-        self._generation = _display_generation
-        if hasattr(pygame, "Window"):
-            self._window: Any = pygame.Window(self.title, self.size)
+        if self._own_windows:
+            self._window = pygame.Window(self.title, self.size)
         else:  # pragma: no cover - pygame < 2.5 has one display surface per process.
-            self._window = None
-            pygame.display.set_mode(self.size)
+            self._window = pygame.display.set_mode(self.size)
             pygame.display.set_caption(self.title)
+
+    def _forget(self) -> None:
+        if self._own_windows and self._window is not None:
+            self._window.destroy()
+        self._window = None
 
     def show(self, frame: np.ndarray) -> None:
         """Draw an ``(H, W, 3)`` uint8 frame, process window events and wait for the next tick."""
@@ -146,17 +175,15 @@ class Window:
         pygame = self._pygame
         # Someone else quit pygame's display (closing one of Gymnasium's classic-control envs
         # does), and with it every window: open this one again rather than fail on this frame.
-        if not pygame.display.get_init():
-            _init_display(pygame)
-        if self._generation != _display_generation:
+        _start_display(pygame)
+        if self._window is None:
             self._open()
-        screen = (
-            self._window.get_surface() if self._window is not None else pygame.display.get_surface()
-        )
-        pygame.surfarray.blit_array(screen, np.asarray(frame).transpose(1, 0, 2))
-        if self._window is not None:
+        pixels = np.asarray(frame).transpose(1, 0, 2)
+        if self._own_windows:
+            pygame.surfarray.blit_array(self._window.get_surface(), pixels)
             self._window.flip()
         else:  # pragma: no cover
+            pygame.surfarray.blit_array(pygame.display.get_surface(), pixels)
             pygame.display.flip()
         # Pumping keeps the OS from marking the window unresponsive; events are process-global.
         pygame.event.pump()
@@ -165,13 +192,10 @@ class Window:
 
     def close(self) -> None:
         """Close this window (idempotent); quit pygame's display when no other window is open."""
-        global _open_windows
         if not self.is_open:
             return
         self.is_open = False
-        if self._window is not None:
-            self._window.destroy()
-            self._window = None
-        _open_windows -= 1
-        if _open_windows == 0:
+        self._forget()
+        _windows.discard(self)
+        if not _windows:
             self._pygame.display.quit()

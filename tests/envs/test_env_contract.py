@@ -301,8 +301,20 @@ def test_human_windows_survive_a_gymnasium_env_quitting_the_display() -> None:
     for _ in range(2):  # each window opens again, not only the first to draw after the quit
         for env in ours:
             env.step(env.action_space.sample())
+    # Quit again, and this time another env starts the display before ours draw: a window
+    # must not take the display being up as its own window being alive.
+    theirs = gymnasium.make("CartPole-v1", render_mode="human")
+    theirs.reset(seed=0)
+    theirs.close()
+    again = gymnasium.make("CartPole-v1", render_mode="human")
+    again.reset(seed=0)  # pygame.init() and a window of its own
+    for _ in range(2):
+        for env in ours:
+            env.step(env.action_space.sample())
+    again.step(0)
     for env in ours:
         env.close()
+    again.close()
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -311,7 +323,7 @@ def test_human_windows_work_headless_and_close_independently(env_id: str) -> Non
 
     from envs import rendering
 
-    already_open = rendering._open_windows  # windows another test may have left open
+    already_open = len(rendering._windows)  # windows another test may have left open
     first = gymnasium.make(env_id, render_mode="human")
     second = gymnasium.make(env_id, render_mode="human")
     first.reset(seed=0)
@@ -319,7 +331,7 @@ def test_human_windows_work_headless_and_close_independently(env_id: str) -> Non
     for env in (first, second):
         env.step(env.action_space.sample())
     assert pygame.display.get_init()
-    assert rendering._open_windows == already_open + 2
+    assert len(rendering._windows) == already_open + 2
     first.close()
     first.close()  # closing twice is allowed
     assert pygame.display.get_init(), "closing one window shut the display for the other"
@@ -328,7 +340,7 @@ def test_human_windows_work_headless_and_close_independently(env_id: str) -> Non
         if terminated or truncated:
             second.reset()
     second.close()
-    assert rendering._open_windows == already_open
+    assert len(rendering._windows) == already_open
     if already_open == 0:
         assert not pygame.display.get_init(), "the last window to close quits the display"
 
