@@ -561,13 +561,18 @@ def test_a_resume_on_another_thread_count_says_it_is_not_bit_for_bit(
 
 
 def test_a_training_that_fails_before_writing_leaves_no_run_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "never"
-    argv = ["train", *TINY_TRAIN, "--set", "init_from=no/such/run", "--run-dir", str(run)]
-    assert main(argv) == 2
-    assert "no/such/run does not exist" in one_error_line(capsys, "train")
-    assert not run.exists()
+    bad = ["train", *TINY_TRAIN, "--set", "init_from=no/such/run"]
+    (tmp_path / "kept").mkdir()
+    for run in (tmp_path / "never", tmp_path / "made" / "for" / "it", tmp_path / "kept" / "run"):
+        assert main([*bad, "--run-dir", str(run)]) == 2
+        assert "no/such/run does not exist" in one_error_line(capsys, "train")
+    monkeypatch.chdir(tmp_path)
+    assert main(bad) == 2  # the default run folder, under runs/
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert not any((tmp_path / "kept").iterdir())
 
 
 def test_a_run_stopped_by_ctrl_c_is_summarised_and_exits_130(
