@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 # Order is the order of `rl --help`.
@@ -72,11 +73,42 @@ def nonempty(text: str) -> str:
     return text
 
 
+# Folders the checks below made for a command's output: (the folder, the outermost one made).
+_MADE_FOLDERS: list[tuple[Path, Path]] = []
+
+
+def _make_folder(folder: Path) -> None:
+    """``folder.mkdir(parents=True)``, noting what it made for :func:`_remove_made_if_empty`."""
+    outermost = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        outermost = path
+    folder.mkdir(parents=True, exist_ok=True)
+    if outermost is not None:
+        _MADE_FOLDERS.append((folder, outermost))
+
+
+def _remove_made_if_empty() -> None:
+    """Remove the folders the checks made that the command left empty (it failed before writing
+    anything), innermost first, so a mistyped flag leaves no empty ``runs/`` behind."""
+    while _MADE_FOLDERS:
+        folder, outermost = _MADE_FOLDERS.pop()
+        for path in (folder, *folder.parents):
+            try:
+                path.rmdir()
+            except FileNotFoundError:  # removed already (rl train's run folder, lock and all)
+                pass
+            except OSError:  # it holds something, and so do its parents
+                break
+            if path == outermost:
+                break
+
+
 def check_writable(path: str | os.PathLike, what: str, *, make_folder: bool = False) -> None:
     """A CLIError unless a file can be written at ``path`` (its folder exists, or is made with
     ``make_folder``, and takes a new file): said before the work whose result it would hold."""
     import tempfile
-    from pathlib import Path
 
     target = Path(path)
     if target.is_dir():
@@ -84,7 +116,7 @@ def check_writable(path: str | os.PathLike, what: str, *, make_folder: bool = Fa
     folder = target.parent
     try:
         if make_folder:
-            folder.mkdir(parents=True, exist_ok=True)
+            _make_folder(folder)
         elif not folder.is_dir():
             raise CLIError(f"cannot write {what} {target}: its folder {folder} does not exist")
         with tempfile.TemporaryFile(dir=folder):
@@ -96,13 +128,11 @@ def check_writable(path: str | os.PathLike, what: str, *, make_folder: bool = Fa
 def check_folder(path: str | os.PathLike, what: str) -> None:
     """A CLIError unless ``path`` is a folder that takes new files, made if missing: said
     before training or fitting whose results it would hold."""
-    from pathlib import Path
-
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise CLIError(f"{what} {folder} is a file; expected a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_folder(folder)
     except OSError as exc:
         raise CLIError(f"cannot make {what} {folder}: {exc.strerror or exc}") from None
     check_writable(folder / "probe", what)
@@ -182,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0":  # torchrun interrupts every rank: one line
             print(f"\nrl {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        _remove_made_if_empty()
 
 
 if __name__ == "__main__":

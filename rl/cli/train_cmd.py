@@ -423,9 +423,8 @@ def run(args: argparse.Namespace) -> int:
             """Lock the run folder from before its checkpoint is read until eval.json is
             written: a second training into it meanwhile is refused, not interleaved."""
             if rank0:
-                made = _first_missing(Path(folder))
-                if made is not None:  # made here: gone again if nothing is written
-                    held.callback(_remove_if_unused, Path(folder), made)
+                if not Path(folder).exists():  # made here: gone again if nothing is written
+                    held.callback(_remove_if_unused, Path(folder))
                 check_folder(folder, "the run folder")
                 try:
                     held.enter_context(run_folder_lock(folder))
@@ -449,27 +448,13 @@ def run(args: argparse.Namespace) -> int:
         return _train_and_report(args, module, cfg, rank0)
 
 
-def _first_missing(folder: Path) -> Path | None:
-    """The outermost of ``folder`` and its parents that does not exist yet (None: it exists)."""
-    missing = None
-    for path in (folder, *folder.parents):
-        if path.exists():
-            break
-        missing = path
-    return missing
-
-
-def _remove_if_unused(folder: Path, made: Path) -> None:
+def _remove_if_unused(folder: Path) -> None:
     """Remove a run folder this command made if it holds nothing but its lock (training
-    failed before writing anything), and the parents made for it (``runs/``) if they are
-    empty, so errors leave no empty folders behind."""
+    failed before writing anything), so errors leave no empty runs behind."""
     with contextlib.suppress(OSError):
         if {p.name for p in folder.iterdir()} <= {".lock"}:
             (folder / ".lock").unlink(missing_ok=True)
             folder.rmdir()
-            while folder != made:
-                folder = folder.parent
-                folder.rmdir()  # OSError (stop) once one holds something
 
 
 def _train_and_report(args: argparse.Namespace, module: ModuleType, cfg: Any, rank0: bool) -> int:

@@ -60,6 +60,8 @@ def test_a_folder_leaves_out_its_supervised_runs_a_named_one_is_an_error(
     assert "left out: 1 supervised run(s)" in out and str(bc) in out
     assert main(["plot", str(bc), "--out", str(tmp_path / "c.png")]) == 2
     assert "is a supervised run" in capsys.readouterr().err
+    assert main(["plot", str(bc), "--out", str(tmp_path / "plots" / "new" / "c.png")]) == 2
+    assert not (tmp_path / "plots").exists(), "a failed plot left the folders made for it"
 
 
 def test_a_seed_that_stopped_early_counts_with_its_last_value() -> None:

@@ -455,15 +455,17 @@ def test_cli_regression_and_classification(
 
 
 def test_cli_a_fit_that_diverges_is_one_line_naming_the_setting_to_lower(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from rl.cli import main
 
+    monkeypatch.chdir(tmp_path)
     argv = ["supervised", "bc", "--expert-steps", "200", "--set", "eval_episodes=0"]
     argv += ["--set", "learning_rate=1e38", "--set", "write_run=false"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "fit diverged" in err and "lower learning_rate" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir()), "the runs/ folder checked before the fit was left behind"
 
 
 def test_cli_bc_refuses_a_folder_that_holds_a_run_and_keeps_json_clean(
