@@ -91,6 +91,13 @@ def env_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
         # Gymnasium's own words where they add something (a package to install, a version
         # deprecated); its "Did you mean" where we have ours.
         why = str(exc).split(" Did you mean")[0].strip()
+        if bare.startswith("sandbox/") and not any(
+            id_.startswith("sandbox/") for id_ in gymnasium.registry
+        ):
+            raise ValueError(
+                f"unknown environment {bare!r}: the sandbox/ ids are registered by `import envs`; "
+                f"import it first, or pass 'envs:{bare}'"
+            ) from None
         raise ValueError(
             f"unknown environment {bare!r} ({why}); {did_you_mean(bare)}`rl envs` lists the "
             "sandbox's envs"

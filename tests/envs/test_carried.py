@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import envs  # noqa: F401  (registers the sandbox/ ids)
 from rl.vector import make_vector_env
 
 

@@ -115,3 +115,23 @@ def test_arguments_an_env_does_not_take_are_a_value_error_naming_them(env_id: st
         make_vector_env(env_id, 2, env_kwargs={"foo": 1})
     with pytest.raises(ValueError, match="env_kwargs must be a dict"):
         make_vector_env(env_id, 2, env_kwargs="x")  # type: ignore[arg-type]
+
+
+def test_a_sandbox_id_before_import_envs_says_to_import_it() -> None:
+    """A fresh interpreter (this one imported envs): the core does not import envs itself."""
+    import subprocess
+    import sys
+
+    script = (
+        "from rl.vector import make_vector_env\n"
+        "try:\n"
+        "    make_vector_env('sandbox/CartPole-v1', 2)\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n"
+        "print(make_vector_env('envs:sandbox/CartPole-v1', 2).num_envs)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert "registered by `import envs`" in out and "'envs:sandbox/CartPole-v1'" in out
+    assert out.splitlines()[-1] == "2"
