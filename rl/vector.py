@@ -149,7 +149,11 @@ def make_vector_env(
         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
         **env_kwargs,
     )
-    return NumpyToTorchVectorEnv(numpy_env, device)
+    try:
+        return NumpyToTorchVectorEnv(numpy_env, device)
+    except ValueError:  # spaces the agents cannot use: the env made for them is not kept
+        numpy_env.close()
+        raise
 
 
 # Arguments make_vector_env gives a sandbox env itself.
@@ -324,7 +328,8 @@ class NumpyToTorchVectorEnv(VectorEnv):
         return self.env.render()
 
     def close_extras(self, **kwargs: Any) -> None:
-        self.env.close()
+        if hasattr(self, "env"):  # (not when __init__ refused the env: __del__ closes too)
+            self.env.close()
 
 
 def _name(env: Any) -> str:

@@ -135,3 +135,14 @@ def test_a_sandbox_id_before_import_envs_says_to_import_it() -> None:
     ).stdout
     assert "registered by `import envs`" in out and "'envs:sandbox/CartPole-v1'" in out
     assert out.splitlines()[-1] == "2"
+
+
+def test_an_env_the_adapter_refuses_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = []
+    make_vec = gymnasium.make_vec
+    monkeypatch.setattr(
+        gymnasium, "make_vec", lambda *a, **k: made.append(make_vec(*a, **k)) or made[-1]
+    )
+    with pytest.raises(ValueError, match="Box"):
+        make_vector_env("FrozenLake-v1", 2)
+    assert len(made) == 1 and made[0].closed
