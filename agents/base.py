@@ -354,8 +354,10 @@ def module_main(module: Any, description: str, argv: list[str] | None = None) ->
 
     from rl.checkpoint import CheckpointError
     from rl.config import config_from_dict, field_docs, replace_config
+    from rl.console import plain_where_needed
     from rl.runs import TrainingDiverged, load_resume_checkpoint
 
+    plain_where_needed()
     # Run as `python -m agents.ppo`, the module is __main__; its spec keeps the real name.
     prog = f"python -m {getattr(module.__spec__, 'name', None) or module.__name__}"
     parser = argparse.ArgumentParser(prog=prog, description=description)

@@ -174,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     from gymnasium.error import DependencyNotInstalled
 
     from rl.checkpoint import CheckpointError
+    from rl.console import plain_where_needed
     from rl.runs import describe_os_error
 
+    plain_where_needed()  # `rl train > log.txt` on Windows: "->" for "→", not a traceback
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the command's parser, whose --help lists its options
