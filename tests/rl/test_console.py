@@ -40,11 +40,13 @@ def test_a_utf8_stream_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None
     assert out.errors == "strict"
 
 
-def test_the_cli_on_an_ascii_console_prints_its_help() -> None:
+@pytest.mark.parametrize("module", ["rl", "agents.ppo"])
+def test_help_with_arrows_on_an_ascii_console(module: str) -> None:
+    """`rl eval --help` holds "±" and `python -m agents.ppo --help` "→": both raised before."""
+    argv = [sys.executable, "-m", module, *(["eval"] if module == "rl" else []), "--help"]
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}
-    done = subprocess.run(
-        [sys.executable, "-m", "rl", "--help"], capture_output=True, env=env, timeout=120
-    )
+    done = subprocess.run(argv, capture_output=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr.decode("ascii", "replace")
+    assert (b"+/-" if module == "rl" else b"->") in done.stdout
     assert b"Traceback" not in done.stderr
     done.stdout.decode("ascii")  # nothing but ASCII
