@@ -54,7 +54,9 @@ def test_train_writes_the_run_layout(run_dir: Path) -> None:
     assert (checkpoints / "latest.pt").is_file() and (checkpoints / "best.pt").is_file()
     snapshots = sorted(p.name for p in checkpoints.glob("step_*.pt"))
     assert snapshots[0] == "step_000000000.pt" and snapshots[-1] == "step_000000256.pt"
-    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert (run_dir / "eval.json").is_file()
+    # What train wrote (a later test's `rl eval` of this run may have replaced eval.json).
+    evaluation = json.loads((run_dir.parent / "train_eval.json").read_text())
     assert evaluation["episodes"] == 4
 
 
@@ -77,14 +79,14 @@ def test_train_logs_the_tensorboard_tags(run_dir: Path) -> None:
     assert steps["charts/SPS"] == [128, 256]
 
 
-def test_eval_json_prints_one_object(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_json_prints_one_object(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    assert main(["eval", str(run_dir), "--json", "--episodes", "5"]) == 0
+    assert main(["eval", str(copy), "--json", "--episodes", "5"]) == 0
     data = json.loads(capsys.readouterr().out)
     for key in ("mean_return", "std_return", "episodes", "mean_length", "env_id", "checkpoint"):
         assert key in data, key
     assert data["episodes"] == 5 and data["checkpoint"].endswith("latest.pt")
-    assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 5
+    assert json.loads((copy / "eval.json").read_text())["episodes"] == 5
 
 
 def test_eval_of_a_run_repeats_the_evaluation_train_printed(
