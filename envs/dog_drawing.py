@@ -302,11 +302,14 @@ def _draw_hud(pygame: Any, surface: Any, scene: Scene) -> None:
         pygame.draw.rect(surface, colour, fill, border_radius=6)
     mark = bar.x + int(bar.w * scene.relief_mark)
     pygame.draw.line(surface, _COLOURS["white"], (mark, bar.y - 3), (mark, bar.bottom + 2), 2)
-    # "can go" on a dark tag clear of the line: readable on any fill (green, amber, red, grey).
+    # "can go" on a dark tag clear of the line: readable on any fill (green, amber, red, grey),
+    # and see-through, so the fill moving past the line shows under it.
     # An en space: the font's own is 3 px at this size, and "ya puede" read as one word.
     tag = font(18).render(_word("can_go").replace(" ", "\u2002"), True, _COLOURS["white"])
     box = marker_tag_rect(mark, tag.get_size(), bar)
-    pygame.draw.rect(surface, _COLOURS["hud"], box, border_radius=4)
+    shade = pygame.Surface(box.size, pygame.SRCALPHA)
+    pygame.draw.rect(shade, (*_COLOURS["hud"], 150), shade.get_rect(), border_radius=4)
+    surface.blit(shade, box.topleft)
     surface.blit(tag, (box.x + 4, box.y + (box.h - tag.get_height()) // 2 + 1))
     pygame.draw.rect(surface, (200, 204, 220), bar, 2, border_radius=6)
 

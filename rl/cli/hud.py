@@ -65,9 +65,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "keys": "keys",
         "space": "space",
         "checkpoint": "checkpoint {index}/{count}: {percent} of training",
-        "checkpoint_solved": (
-            "checkpoint {index}/{count}: the end, solved early ({percent} of the planned steps)"
-        ),
+        "checkpoint_solved": "checkpoint {index}/{count}: solved early, at {percent} of training",
         "at_step": "{step} steps trained",
         "episode_report": "episode {episode}: return {ret} in {steps} steps",
         "watch_summary": "{count} episode(s) watched, mean return {mean}",
@@ -152,10 +150,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "keys": "teclas",
         "space": "espacio",
         "checkpoint": "punto de control {index}/{count}: {percent} del entrenamiento",
-        "checkpoint_solved": (
-            "punto de control {index}/{count}: el final, resuelto antes ({percent} de los pasos "
-            "previstos)"
-        ),
+        "checkpoint_solved": "punto de control {index}/{count}: resuelto antes, al {percent}",
         "at_step": "entrenado {step} pasos",
         "episode_report": "episodio {episode}: retorno {ret} en {steps} pasos",
         "watch_summary": "{count} episodio(s) vistos, retorno medio {mean}",
@@ -173,7 +168,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "key_noop": "sin tecla: {action}",
         "key_noop_alternate": "sin tecla: empuja izq. y dcha. por turnos",
         "press_to_start": "pulsa una tecla de acción para empezar",
-        "episode_over": "episodio terminado: una tecla empieza el siguiente",
+        "episode_over": "fin del episodio: una tecla empieza otro",
         "linger": "el último: se repite hasta que salgas",
         "note_sampled": (
             "en negrita: su próxima acción (desde lo que ves),\n"
@@ -460,7 +455,8 @@ class HudModel:
     legend: list[tuple[str, str]] = field(default_factory=list)  # (tone or "", text) lines.
 
     def record_event(self, event: Event | None, frames: int = 12) -> None:
-        """Log ``event`` (with the episode and step) and flash it over the scene.
+        """Log ``event`` (with the episode and step) and flash it over the scene for ``frames``
+        steps (:meth:`tick_banner`).
 
         A repeat of the latest event in the same episode (the dog lying on the sofa step after
         step) updates that entry instead of filling the log.
@@ -474,7 +470,8 @@ class HudModel:
         self.banner, self.banner_frames = event, frames
 
     def tick_banner(self) -> None:
-        """Count one frame of the banner down (called once per drawn frame)."""
+        """Count the banner down by one step (called once per env step, never per redraw: a
+        window redraws many times a step when slowed down, a GIF once)."""
         if self.banner_frames > 0:
             self.banner_frames -= 1
             if self.banner_frames == 0:
@@ -544,9 +541,16 @@ def _blit_text(
     color: tuple[int, int, int] = TEXT,
     bold: bool = False,
     max_width: int | None = None,
+    min_size: int | None = None,
 ) -> int:
-    """Draw ``text`` at ``pos``; return its height. Long text is cut with an ellipsis."""
+    """Draw ``text`` at ``pos``; return its height. Text wider than ``max_width`` is drawn
+    smaller, down to ``min_size`` points, and what still does not fit is cut with an ellipsis."""
     surface = _TEXT.render(text, size, color, bold)
+    while max_width is not None and min_size is not None and size > min_size:
+        if surface.get_width() <= max_width:
+            break
+        size -= 1
+        surface = _TEXT.render(text, size, color, bold)
     if max_width is not None and surface.get_width() > max_width:
         while len(text) > 1 and surface.get_width() > max_width:
             text = text[:-1]
@@ -602,7 +606,8 @@ def draw_panel(target: Any, rect: tuple[int, int, int, int], model: HudModel) ->
     y = y0 + 14
     y += _blit_text(target, model.title, (area.x, y), 28, TEXT, bold=True, max_width=area.inner)
     for line in model.subtitle:
-        y += _blit_text(target, line, (area.x, y + 2), 20, DIM, max_width=area.inner) + 1
+        y += _blit_text(target, line, (area.x, y + 2), 20, DIM, max_width=area.inner, min_size=16)
+        y += 1
     layout["counters"] = y = y + 12
     y = _draw_counters(area, y)
     if not model.stats:
@@ -733,7 +738,11 @@ def _draw_readout(area: _Area, readout: PolicyReadout, y: int) -> int:
             y += _blit_text(target, readout.value_note, (x, y - 4), 16, DIM, max_width=inner)
     if readout.probs is not None:
         y = _section(target, tr("probs", model.lang), x, y)
-        name_width = 112
+        # Room for the widest name in bold (the chosen one is), then the bars.
+        widest = max(
+            (render_text(n, 20, TEXT, True).get_width() for n in model.action_names), default=0
+        )
+        name_width = min(max(112, widest + 8), inner // 2)
         for i, (name, prob) in enumerate(zip(model.action_names, readout.probs, strict=False)):
             chosen = i == readout.chosen  # The action about to be taken.
             color = TEXT if chosen else DIM
@@ -796,7 +805,10 @@ def _draw_keys(area: _Area, y: int, bottom: int) -> int | None:
     if model.paused:
         status = f"{tr('paused', model.lang)}   {status}"
     color = BAR_CHOSEN if model.paused or model.attention else DIM
-    _blit_text(target, status, (x, bottom - 24), 20, color, bold=model.attention)
+    _blit_text(
+        target, status, (x, bottom - 24), 20, color, bold=model.attention, max_width=inner,
+        min_size=15,
+    )  # fmt: skip
     return top
 
 
@@ -949,7 +961,6 @@ def compose_surface(scene: np.ndarray | Any, model: HudModel) -> Any:
     if model.banner is not None:
         draw_banner(canvas, scene_rect, model.banner)
     draw_panel(canvas, (width - PANEL_WIDTH, 0, PANEL_WIDTH, height), model)
-    model.tick_banner()
     return canvas
 
 

@@ -262,7 +262,8 @@ class PlaySession:
                 if event.key in (pygame.K_q, pygame.K_ESCAPE):
                     self.quit = True
                 elif event.key == pygame.K_r:
-                    self._next_episode()
+                    if not (self.waiting and self.over_until is None):  # (a fresh start: as is)
+                        self._next_episode()
                 elif event.key in self.key_to_action:
                     if self.over_until is not None:  # no need to wait out the last frame
                         self._next_episode()
@@ -311,6 +312,7 @@ class PlaySession:
         """
         if self.waiting or self.over_until is not None:
             return False, False
+        self.model.tick_banner()  # (before this step's event, which then shows in full)
         action, row = self.current_action()
         self.model.highlight_key = row
         env_action = (
@@ -334,9 +336,8 @@ class PlaySession:
         self.model.last_reward = reward
         self.model.rewards.append(reward)
         event = describe_step(self.env_id, info, reward, terminated, truncated, self.lang, action)
-        self.model.record_event(event, frames=max(2, round(self.keymap.fps)))
+        self.model.record_event(event, frames=max(2, round(self.keymap.fps)))  # about 1 s
         self.model.gauges = env_gauges(self.env_id, self.obs, self.env.unwrapped, self.lang)
-        self.model.tick_banner()
         if terminated or truncated:
             self.episodes_finished += 1
             print(f"  {episode_report(self.model)}", flush=True)

@@ -145,10 +145,10 @@ def test_checkpoint_labels_are_shares_of_the_whole_iterations_trained(tmp_path: 
 
 
 def test_a_run_that_stopped_at_its_target_ends_on_a_checkpoint_that_says_so() -> None:
-    """Its last checkpoint is the end of training, not "29 % of training"."""
+    """Its last checkpoint says training stopped there, solved: not a plain "29 % of training"."""
     done = Target(CARTPOLE, global_step=29, total_timesteps=100, solved_early=True)
     assert checkpoint_label(done, 4, 4, "en") == (
-        "checkpoint 4/4: the end, solved early (29 % of the planned steps)"
+        "checkpoint 4/4: solved early, at 29 % of training"
     )
     assert "resuelto antes" in checkpoint_label(done, 4, 4, "es")
     middle = Target(CARTPOLE, global_step=10, total_timesteps=100)
@@ -333,6 +333,40 @@ def test_play_a_key_skips_the_end_of_episode_hold_and_acts(display: None, capsys
     assert session.tick() == (True, False) and session.model.step == 1
     assert session.model.episode == 2
     session.close()
+
+
+def test_play_r_before_an_episode_starts_changes_nothing(display: None, capsys) -> None:
+    """r restarts an episode under way; before the first key there is nothing to restart, and
+    pressing it counted an episode that never was ("episode 3" for the first one played)."""
+    session = PlaySession(CARTPOLE, seed=0, wait_for_key=True)
+    for _ in range(2):
+        _post_key(pygame.K_r)
+        session.handle(pygame.event.get())
+    assert session.model.episode == 1 and session.waiting
+    _post_key(pygame.K_RIGHT)
+    session.handle(pygame.event.get())
+    session.tick()
+    _post_key(pygame.K_r)  # under way: a new episode
+    session.handle(pygame.event.get())
+    assert session.model.episode == 2 and session.model.step == 0
+    session.close()
+
+
+def test_a_banner_lasts_its_steps_however_often_the_window_redraws() -> None:
+    """`rl watch --fps 1` redraws ~30 times a step; the banner counted redraws, so it showed
+    for 0.2 s of a 1 s step while a GIF (one frame a step) kept it for its 6 steps."""
+    from rl.cli.hud import Event
+
+    model = HudModel(title="Dog")
+    model.record_event(Event("treat!", "good"), frames=2)
+    scene = np.zeros((40, 60, 3), dtype=np.uint8)
+    for _ in range(5):
+        compose_frame(scene, model)
+    assert model.banner is not None
+    model.tick_banner()
+    assert model.banner is not None
+    model.tick_banner()
+    assert model.banner is None
 
 
 def test_play_quits_on_q(display: None) -> None:
