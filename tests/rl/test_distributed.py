@@ -334,3 +334,23 @@ def test_two_ranks_learn_like_one_process_with_the_same_total_envs(tmp_path: Pat
     one_process = one.evaluation.mean_return
     # CartPole's deterministic return: ~500 once learnt, ~10-40 for an untrained policy.
     assert two_ranks >= 300 and one_process >= 300, (two_ranks, one_process)
+
+
+def test_python_m_rl_under_torchrun_ends_with_the_commands_code_and_all_its_output() -> None:
+    """Under torchrun `python -m rl` leaves with os._exit (see rl/__main__.py): what the command
+    printed must still arrive, and its exit code be the process's."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TORCHELASTIC_RUN_ID": "test"}
+    done = subprocess.run(
+        [sys.executable, "-m", "rl", "envs", "--json"], capture_output=True, env=env, timeout=120
+    )
+    assert done.returncode == 0
+    assert json.loads(done.stdout)  # the whole document, flushed
+    bad = subprocess.run(
+        [sys.executable, "-m", "rl", "train", "--set", "nonsense=1"],
+        capture_output=True, env=env, timeout=120, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "unknown --set key 'nonsense'" in bad.stderr
