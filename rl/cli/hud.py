@@ -440,7 +440,7 @@ class HudModel:
     last_reward: float | None = None
     events: deque[tuple[int, int, Event]] = field(default_factory=lambda: deque(maxlen=3))
     banner: Event | None = None
-    banner_frames: int = 0
+    banner_steps: int = 0
     gauges: list[Gauge] = field(default_factory=list)
     action_names: list[str] = field(default_factory=list)
     readout: PolicyReadout | None = None
@@ -454,8 +454,8 @@ class HudModel:
     readout_note: str = ""  # Lines under the probabilities: how the bold action was chosen.
     legend: list[tuple[str, str]] = field(default_factory=list)  # (tone or "", text) lines.
 
-    def record_event(self, event: Event | None, frames: int = 12) -> None:
-        """Log ``event`` (with the episode and step) and flash it over the scene for ``frames``
+    def record_event(self, event: Event | None, steps: int = 12) -> None:
+        """Log ``event`` (with the episode and step) and flash it over the scene for ``steps``
         steps (:meth:`tick_banner`).
 
         A repeat of the latest event in the same episode (the dog lying on the sofa step after
@@ -467,14 +467,14 @@ class HudModel:
             self.events[0] = (self.episode, self.step, event)
         else:
             self.events.appendleft((self.episode, self.step, event))
-        self.banner, self.banner_frames = event, frames
+        self.banner, self.banner_steps = event, steps
 
     def tick_banner(self) -> None:
         """Count the banner down by one step (called once per env step, never per redraw: a
         window redraws many times a step when slowed down, a GIF once)."""
-        if self.banner_frames > 0:
-            self.banner_frames -= 1
-            if self.banner_frames == 0:
+        if self.banner_steps > 0:
+            self.banner_steps -= 1
+            if self.banner_steps == 0:
                 self.banner = None
 
 
@@ -546,9 +546,7 @@ def _blit_text(
     """Draw ``text`` at ``pos``; return its height. Text wider than ``max_width`` is drawn
     smaller, down to ``min_size`` points, and what still does not fit is cut with an ellipsis."""
     surface = _TEXT.render(text, size, color, bold)
-    while max_width is not None and min_size is not None and size > min_size:
-        if surface.get_width() <= max_width:
-            break
+    while max_width and min_size and size > min_size and surface.get_width() > max_width:
         size -= 1
         surface = _TEXT.render(text, size, color, bold)
     if max_width is not None and surface.get_width() > max_width:

@@ -336,7 +336,7 @@ class PlaySession:
         self.model.last_reward = reward
         self.model.rewards.append(reward)
         event = describe_step(self.env_id, info, reward, terminated, truncated, self.lang, action)
-        self.model.record_event(event, frames=max(2, round(self.keymap.fps)))  # about 1 s
+        self.model.record_event(event, steps=max(2, round(self.keymap.fps)))  # about 1 s
         self.model.gauges = env_gauges(self.env_id, self.obs, self.env.unwrapped, self.lang)
         if terminated or truncated:
             self.episodes_finished += 1

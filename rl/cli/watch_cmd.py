@@ -352,7 +352,7 @@ class EpisodeRunner:
         event = describe_step(
             self.target.env_id, info, reward, terminated, truncated, self.lang, self.action
         )
-        self.model.record_event(event, frames=6)
+        self.model.record_event(event, steps=6)
         if not (terminated or truncated):
             self._decide()
             return True, False

@@ -358,7 +358,7 @@ def test_a_banner_lasts_its_steps_however_often_the_window_redraws() -> None:
     from rl.cli.hud import Event
 
     model = HudModel(title="Dog")
-    model.record_event(Event("treat!", "good"), frames=2)
+    model.record_event(Event("treat!", "good"), steps=2)
     scene = np.zeros((40, 60, 3), dtype=np.uint8)
     for _ in range(5):
         compose_frame(scene, model)
