@@ -25,6 +25,7 @@ has one rank, so a one-rank run is bit for bit a plain run.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from collections.abc import Callable, Iterable
@@ -127,6 +128,11 @@ def init(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(resolved)  # NCCL and the *_object collectives use the current one
     backend = "nccl" if resolved.type == "cuda" else "gloo"
     if not dist.is_initialized():
+        # torch._dynamo, imported by the first optimizer made, keeps a reference to a process
+        # group that exists when it is imported: destroy_process_group() then left the Gloo
+        # group's threads running until interpreter exit, where ending them aborted a rank
+        # now and then (SIGABRT). Imported first, it holds none.
+        importlib.import_module("torch._dynamo")
         store = _restart_round_store()
         if store is None:
             dist.init_process_group(backend=backend, init_method="env://")
