@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from rl.evaluation import EvalResult
 
 RUNS_ROOT = "runs"
+LOCK_NAME = ".lock"  # in a run folder: held while a training writes it
 SNAPSHOT_PATTERN = re.compile(r"^step_(\d+)\.pt$")
 
 
@@ -266,7 +267,7 @@ def acquire_run_folder(run_dir: str | os.PathLike) -> None:
         _HELD[key] = [None, 1]
         return
     folder.mkdir(parents=True, exist_ok=True)
-    handle = (folder / ".lock").open("a+")
+    handle = (folder / LOCK_NAME).open("a+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

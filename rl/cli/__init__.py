@@ -91,14 +91,17 @@ def _make_folder(folder: Path) -> None:
 
 def _remove_made_if_empty() -> None:
     """Remove the folders the checks made that the command left empty (it failed before writing
-    anything), innermost first, so a mistyped flag leaves no empty ``runs/`` behind."""
+    anything), innermost first, so a mistyped flag leaves no empty ``runs/`` behind. A run
+    folder holding nothing but its released lock counts as empty."""
+    from rl.runs import LOCK_NAME
+
     while _MADE_FOLDERS:
         folder, outermost = _MADE_FOLDERS.pop()
         for path in (folder, *folder.parents):
             try:
+                if [p.name for p in path.iterdir()] == [LOCK_NAME]:
+                    (path / LOCK_NAME).unlink()
                 path.rmdir()
-            except FileNotFoundError:  # removed already (rl train's run folder, lock and all)
-                pass
             except OSError:  # it holds something, and so do its parents
                 break
             if path == outermost:

@@ -423,9 +423,7 @@ def run(args: argparse.Namespace) -> int:
             """Lock the run folder from before its checkpoint is read until eval.json is
             written: a second training into it meanwhile is refused, not interleaved."""
             if rank0:
-                if not Path(folder).exists():  # made here: gone again if nothing is written
-                    held.callback(_remove_if_unused, Path(folder))
-                check_folder(folder, "the run folder")
+                check_folder(folder, "the run folder")  # made here: gone if nothing is written
                 try:
                     held.enter_context(run_folder_lock(folder))
                 except RunInUse as exc:
@@ -446,15 +444,6 @@ def run(args: argparse.Namespace) -> int:
                 hold(cfg.run_dir)
             refuse_a_used_run_dir(cfg.run_dir)
         return _train_and_report(args, module, cfg, rank0)
-
-
-def _remove_if_unused(folder: Path) -> None:
-    """Remove a run folder this command made if it holds nothing but its lock (training
-    failed before writing anything), so errors leave no empty runs behind."""
-    with contextlib.suppress(OSError):
-        if {p.name for p in folder.iterdir()} <= {".lock"}:
-            (folder / ".lock").unlink(missing_ok=True)
-            folder.rmdir()
 
 
 def _train_and_report(args: argparse.Namespace, module: ModuleType, cfg: Any, rank0: bool) -> int:
