@@ -530,8 +530,15 @@ def update(
 
 
 @torch.no_grad()
-def update_target(q_network: QNetwork, target_network: QNetwork, tau: float) -> None:
-    """``target ← tau * online + (1 - tau) * target`` (a plain copy at ``tau = 1``)."""
+def update_target(
+    q_network: QNetwork, target_network: QNetwork, tau: float, times: int = 1
+) -> None:
+    """``target ← tau * online + (1 - tau) * target``, ``times`` times over (a plain copy at
+    ``tau = 1``): one step of ``1 - (1 - tau) ** times``, since the online weights are fixed."""
+    if times < 1:
+        return
+    if times > 1:
+        tau = 1.0 - (1.0 - tau) ** times
     for target, online in zip(target_network.parameters(), q_network.parameters(), strict=True):
         if tau == 1.0:
             target.copy_(online)
@@ -838,8 +845,9 @@ def _train_loop(
                 )  # fmt: skip
                 stats_sum += stats
                 grad_steps += 1
-        if crossings(state.global_step, cfg.num_envs, cfg.target_network_frequency):
-            update_target(state.q_network, state.target_network, cfg.tau)
+        # One Polyak step per multiple of target_network_frequency crossed, as for training.
+        due = crossings(state.global_step, cfg.num_envs, cfg.target_network_frequency)
+        update_target(state.q_network, state.target_network, cfg.tau, due)
 
         loss_trace[window] = stats_sum[0]
         window += 1

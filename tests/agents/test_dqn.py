@@ -3,6 +3,7 @@ resume (with and without the saved buffer), Box rejection, divergence, and (slow
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -166,6 +167,27 @@ def test_epsilon_schedule() -> None:
     assert dqn.linear_schedule(1.0, 0.05, 0, 0) == 0.05
     assert dqn.crossings(8, 4, 10) == 0 and dqn.crossings(12, 4, 10) == 1
     assert dqn.crossings(40, 40, 10) == 4
+
+
+def test_soft_target_update_steps_once_per_multiple_crossed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    online, target = torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)  # any two alike modules
+    twice = copy.deepcopy(target)
+    with torch.no_grad():
+        dqn.update_target(online, twice, 0.3)
+        dqn.update_target(online, twice, 0.3)
+        dqn.update_target(online, target, 0.3, times=2)
+        for a, b in zip(twice.parameters(), target.parameters(), strict=True):
+            torch.testing.assert_close(a, b)
+    # 8 envs and a target update due every 4 env steps: two Polyak steps per vector step.
+    due: list[int] = []
+    real = dqn.update_target
+    monkeypatch.setattr(
+        dqn, "update_target", lambda q, t, tau, times=1: (due.append(times), real(q, t, tau, times))
+    )
+    dqn.train(tiny(num_envs=8, target_network_frequency=4, tau=0.5))
+    assert due and set(due) == {2}
 
 
 # -- training -------------------------------------------------------------------------------------
