@@ -33,6 +33,11 @@ TINY = {
     "write_run": False,
 }
 CARTPOLE = "sandbox/CartPole-v1"
+# For the early-stop tests: every agent's one-episode window fills in its first iteration,
+# whatever the seeds. A random CartPole episode outlasts 64 steps about 1 time in 100, so all
+# four of an agent's envs do so about 1 time in 10**8 (with TINY's 16 steps: 1 time in 7).
+FILLS = {**TINY, "num_steps": 64}
+ITER = FILLS["num_envs"] * FILLS["num_steps"]  # env steps per agent per iteration
 
 
 def tiny(seeds: tuple[int, ...], **overrides: Any) -> ms.MultiSeedConfig:
@@ -478,11 +483,11 @@ def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
     """A target of 1 passes every agent's window at once; the stacked check then decides per
     agent: the agent whose check fails keeps training to the end."""
     base = ppo.default_config(
-        CARTPOLE, **{**TINY, "total_timesteps": 256}, target_return=1.0, target_window=1,
+        CARTPOLE, **{**FILLS, "total_timesteps": 4 * ITER}, target_return=1.0, target_window=1,
         target_check_episodes=2,
     )  # fmt: skip
     cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2), write_runs=False, progress=False, check_gap=1)
-    assert [row["reached_target_step"] for row in ms.train(cfg).per_seed] == [64, 64]
+    assert [row["reached_target_step"] for row in ms.train(cfg).per_seed] == [ITER, ITER]
     real, real_subset, checked = ms.evaluate_stacked, ms.StackedActorCritic.subset, []
 
     def subset(net, agents):
@@ -503,10 +508,10 @@ def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
     monkeypatch.setattr(ms.StackedActorCritic, "subset", subset)
     monkeypatch.setattr(ms, "evaluate_stacked", second_fails)
     result = ms.train(cfg)
-    assert [row["reached_target_step"] for row in result.per_seed] == [64, None]
+    assert [row["reached_target_step"] for row in result.per_seed] == [ITER, None]
     # Checked together at first; then only the agent still training (agent 0 stopped).
     assert checked[0] == [0, 1] and all(agents == [1] for agents in checked[1:]), checked
-    assert result.summary["target_checks"] == len(checked) == 4  # 4 iterations of 64 steps
+    assert result.summary["target_checks"] == len(checked) == 4  # 4 iterations
     assert result.summary["target_checked_agents"] == 5
     assert result.summary["target_check_seconds"] > 0
 
@@ -517,7 +522,7 @@ def test_an_agent_that_stopped_keeps_the_observation_statistics_it_stopped_with(
     """A stopped agent's rows go on stepping beside the others; its policy (returned, saved and
     evaluated) must still normalise as it did at its stop, as ``agents.ppo.train``'s would."""
     base = ppo.default_config(
-        CARTPOLE, **{**TINY, "total_timesteps": 256, "write_run": True}, norm_obs=True,
+        CARTPOLE, **{**FILLS, "total_timesteps": 4 * ITER, "write_run": True}, norm_obs=True,
         target_return=1.0, target_window=1, target_check_episodes=2,
     )  # fmt: skip
     cfg = ms.MultiSeedConfig(
@@ -527,7 +532,7 @@ def test_an_agent_that_stopped_keeps_the_observation_statistics_it_stopped_with(
     # Agent 1 never passes its check: it trains to the end beside the stopped agent 0.
     monkeypatch.setattr(ms._Loop, "check", _failing_check(ms._Loop.check, failing={1}))
     result = ms.train(cfg)
-    assert [row["reached_target_step"] for row in result.per_seed] == [64, None]
+    assert [row["reached_target_step"] for row in result.per_seed] == [ITER, None]
     latest = [
         torch.load(d / "checkpoints" / "latest.pt", weights_only=True) for d in result.run_dirs
     ]
@@ -537,7 +542,7 @@ def test_an_agent_that_stopped_keeps_the_observation_statistics_it_stopped_with(
     stopped, trained_on = (result.policies[k].obs_rms for k in (0, 1))
     for key in ("mean", "var", "count"):
         torch.testing.assert_close(getattr(stopped, key).cpu(), saved[0][key])
-    steps = TINY["num_envs"] * 16  # 64 per iteration: each observation counted once
+    steps = ITER  # each observation counted once
     assert float(stopped.count) == pytest.approx(1 * steps, abs=1e-3)
     assert float(trained_on.count) == pytest.approx(4 * steps, abs=1e-3)
 
@@ -572,7 +577,7 @@ def test_checks_wait_check_gap_iterations_and_take_every_waiting_agent(monkeypat
     iterations 1, 4 and 7 only, each of every agent not yet stopped (each of those failed a
     check within the gap, so none runs at once)."""
     base = ppo.default_config(
-        CARTPOLE, **{**TINY, "total_timesteps": 7 * 64}, target_return=1.0, target_window=1,
+        CARTPOLE, **{**FILLS, "total_timesteps": 7 * ITER}, target_return=1.0, target_window=1,
         target_check_episodes=2,
     )  # fmt: skip
     cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2), write_runs=False, progress=False, check_gap=3)
@@ -580,7 +585,7 @@ def test_checks_wait_check_gap_iterations_and_take_every_waiting_agent(monkeypat
     checks = _check_iterations(monkeypatch, lambda it, k: k == 1 or it == 1)
     result = ms.train(cfg)
     assert checks == [(1, [0, 1]), (4, [0, 1]), (7, [1])]
-    assert [row["reached_target_step"] for row in result.per_seed] == [4 * 64, None]
+    assert [row["reached_target_step"] for row in result.per_seed] == [4 * ITER, None]
     assert result.summary["target_checks"] == 3
     assert result.summary["target_checked_agents"] == 5
     assert result.summary["target_check_gap"] == 3
@@ -614,7 +619,7 @@ def test_resume_keeps_the_check_schedule(tmp_path, monkeypatch) -> None:
     """Killed after iteration 2 (checked at 1, gap 3), the resumed run checks at 4 (and at the
     last, 5), as the uninterrupted run does, not at 3."""
     base = ppo.default_config(
-        CARTPOLE, **{**TINY, "total_timesteps": 5 * 64}, target_return=1.0, target_window=1,
+        CARTPOLE, **{**FILLS, "total_timesteps": 5 * ITER}, target_return=1.0, target_window=1,
         target_check_episodes=2, checkpoint_every=2,
     )  # fmt: skip
 
@@ -639,14 +644,14 @@ def test_resume_keeps_the_check_schedule(tmp_path, monkeypatch) -> None:
 def test_the_last_iteration_checks_whoever_waits(monkeypatch) -> None:
     """Windows that pass within the gap of the run's end are still checked, at its end."""
     base = ppo.default_config(
-        CARTPOLE, **{**TINY, "total_timesteps": 2 * 64}, target_return=1.0, target_window=1,
+        CARTPOLE, **{**FILLS, "total_timesteps": 2 * ITER}, target_return=1.0, target_window=1,
         target_check_episodes=2,
     )  # fmt: skip
     cfg = ms.MultiSeedConfig(ppo=base, seeds=(1, 2), write_runs=False, progress=False, check_gap=3)
     checks = _check_iterations(monkeypatch, lambda it, k: it == 1)
     result = ms.train(cfg)
     assert checks == [(1, [0, 1]), (2, [0, 1])]
-    assert [row["reached_target_step"] for row in result.per_seed] == [128, 128]
+    assert [row["reached_target_step"] for row in result.per_seed] == [2 * ITER, 2 * ITER]
 
 
 def test_a_check_that_can_end_the_run_runs_at_once() -> None:
