@@ -71,7 +71,7 @@ from rl.runs import (
     run_name,
     stop_requested,
 )
-from rl.seeding import rng_state, seed_everything, set_rng_state
+from rl.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from rl.vector import make_vector_env
 
 ALGO = "dqn"
@@ -747,8 +747,8 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
         q_network = QNetwork(spaces, cfg.hidden_sizes, cfg.activation).to(device)
         target_network = QNetwork(spaces, cfg.hidden_sizes, cfg.activation).to(device)
         target_network.load_state_dict(q_network.state_dict())
-        generator = torch.Generator(device=device)
-        generator.manual_seed(cfg.seed)
+        generator = torch.Generator(device=device)  # exploration and replay sampling
+        generator.manual_seed(derive_seed(cfg.seed, "dqn"))  # apart from the weights' stream
         next_obs, _ = env.reset(seed=cfg.seed)
         state = TrainState(
             q_network=q_network,

@@ -21,7 +21,9 @@ agents at once so that one device runs many seeds for about the price of one:
 Randomness. Agent ``k``'s initial weights come from ``torch.manual_seed(seeds[k])``, exactly as
 :func:`agents.ppo.train` draws them, so they do not depend on ``K``. The env takes one
 generator, so it is seeded once with :func:`env_seed` (derived from all the seeds); action
-sampling and minibatch order draw from the global torch stream seeded the same way. Each agent's
+sampling and minibatch order draw from the global torch stream, seeded with
+``rl.seeding.derive_seed(env_seed(seeds), "multiseed")`` (the env derives its own stream from
+the same seed, so neither repeats the other's or the weights' draws). Each agent's
 rows are still statistically independent streams (distinct rows of a counter-based hash, see
 ``envs/core.py``), but agent ``k``'s trajectory *does* depend on which other seeds run beside
 it: results are reproducible for a given seed list, not identical across ``K``.
@@ -98,7 +100,7 @@ from rl.runs import (
     stop_requested,
     write_json,
 )
-from rl.seeding import rng_state, seed_everything, set_rng_state
+from rl.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from rl.tensors import GroupedRunningMeanStd
 from rl.vector import make_vector_env
 
@@ -221,7 +223,8 @@ def parse_seeds(spec: str) -> tuple[int, ...]:
 
 
 def env_seed(seeds: tuple[int, ...]) -> int:
-    """The one seed of the shared env and global stream: the seed itself when K = 1."""
+    """The one seed of the shared env and global stream (each derives its own stream from it):
+    the seed itself when K = 1."""
     if len(seeds) == 1:
         return seeds[0]
     digest = hashlib.sha256(",".join(map(str, seeds)).encode()).digest()
@@ -417,7 +420,8 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
             "param_groups"
         ][0]
         del agents
-        seed_everything(shared_seed)
+        # Not shared_seed itself: at K = 1 that would replay agent 0's weight draws as noise.
+        seed_everything(derive_seed(shared_seed, "multiseed"))
         next_obs, _ = env.reset(seed=shared_seed)
         optimizer = StackedAdam(net)
         lr0 = torch.tensor(cfg.agent_learning_rates, device=device)

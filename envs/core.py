@@ -65,6 +65,7 @@ from envs.rng import (
 )
 from rl.config import is_int
 from rl.device import resolve_device
+from rl.seeding import derive_seed
 
 State = Any  # torch.Tensor | NamedTuple of torch.Tensor, batch dimension first.
 
@@ -416,10 +417,11 @@ class TorchVectorEnv(VectorEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reset every row. ``seed`` (one int) reseeds this env's ``torch.Generator``, which
-        every row draws its own stream from."""
+        every row draws its own stream from, with ``rl.seeding.derive_seed(seed, "env")``: a
+        stream apart from the one ``torch.manual_seed(seed)`` starts."""
         check_no_options(options, self.env_name)  # before reseeding: a refused call changes nothing
         if seed is not None:
-            self.generator.manual_seed(check_seed(seed, self.env_name))
+            self.generator.manual_seed(derive_seed(check_seed(seed, self.env_name), "env"))
         self._needs_reset = False
         self.state = self._initial_state(self.num_envs)
         self._draw_rng_key()
@@ -857,7 +859,7 @@ class TorchSingleEnv(gymnasium.Env):
             seed = check_seed(seed, self.env_name)
         super().reset(seed=seed)
         if seed is not None:
-            self.core.generator.manual_seed(seed)
+            self.core.generator.manual_seed(derive_seed(seed, "env"))
         self._state = self.core._initial_state(1)
         self.core._last_actions = None
         self.last_info = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Any
 
@@ -26,6 +27,20 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """The seed in ``[0, 2**63)`` (what :func:`seed_everything` takes) of the random stream named ``stream`` in a run seeded ``seed``.
+
+    ``torch.manual_seed(s)`` and ``torch.Generator().manual_seed(s)`` start the same raw stream
+    (the same Mersenne Twister on the CPU, Philox at offset 0 on CUDA), so an env generator and
+    the global RNG seeded with one integer draw the same random words: start states would be
+    tied to the initial weights or to the first actions' noise. A stream of its own (``"env"``,
+    ``"dqn"``, ...) takes ``blake2b("<stream>/<seed>")`` instead: repeatable on every platform,
+    and unrelated to ``seed`` and to every other stream's seed.
+    """
+    digest = hashlib.blake2b(f"{stream}/{seed}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & MAX_INT
 
 
 def rng_state() -> dict[str, Any]:

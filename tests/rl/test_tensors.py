@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rl.device import resolve_device
-from rl.seeding import rng_state, seed_everything, set_rng_state
+from rl.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from rl.tensors import (
     GroupedRunningMeanStd,
     RunningMeanStd,
@@ -165,6 +165,32 @@ def test_seeding_repeats_and_restores() -> None:
         seed_everything(-1)
     with pytest.raises(ValueError, match=r"seed must be below 2\*\*63"):
         seed_everything(2**63)  # torch would say "Overflow when unpacking long long"
+
+
+def test_derived_seeds_are_fixed_and_apart_from_the_seed_they_come_from() -> None:
+    # Fixed values: a run's streams must not change with the platform or the Python version.
+    assert derive_seed(0, "env") == 7077984297642152234
+    assert derive_seed(0, "dqn") == 2631563157074405022
+    seeds = {derive_seed(s, stream) for s in range(1000) for stream in ("env", "dqn")}
+    assert len(seeds) == 2000 and all(0 <= s < 2**63 for s in seeds)
+    seed_everything(derive_seed(2**63 - 1, "env"))  # in seed_everything's range
+
+
+def test_an_env_seeded_with_s_does_not_draw_torch_manual_seed_s_words() -> None:
+    """Taking ``s`` itself, the env's generator would replay the global stream's words after
+    ``torch.manual_seed(s)``: start states tied to the initial weights or the first actions."""
+    import envs  # noqa: F401  (registers sandbox/)
+    from envs.rng import random_bits
+    from rl.vector import make_vector_env
+
+    env = make_vector_env("sandbox/CartPole-v1", 4, "cpu")
+    env.reset(seed=5)
+    for seed, same in ((5, False), (derive_seed(5, "env"), True)):
+        replay = torch.Generator().manual_seed(seed)
+        random_bits(replay, env.start_lanes, 4)  # reset's start states
+        torch.randint(2**32, (), generator=replay)  # then the autoreset hash key
+        assert torch.equal(env.generator.get_state(), replay.get_state()) is same
+    env.close()
 
 
 def test_device_resolution() -> None:
