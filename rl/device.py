@@ -52,6 +52,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return resolved
 
 
+THREADS_PER_CORE = 4
+"""The most CPU threads :func:`resolve_threads` accepts per core of the machine."""
+
+
 def configure_threads(device: torch.device, num_threads: int | None = None) -> int:
     """Set the CPU thread count for training (:func:`resolve_threads`) and return it."""
     num_threads = resolve_threads(device, num_threads)
@@ -68,17 +72,26 @@ def resolve_threads(device: torch.device, num_threads: int | None = None) -> int
     (measured in benchmarks/solve.py on a 2-core CPU). The count changes the order of CPU
     sums, so a run repeats bit for bit only with the same count.
     """
+    source = "num_threads"
     if num_threads is None:
         env_value = os.environ.get("RL_NUM_THREADS")
         if env_value:
+            source = "RL_NUM_THREADS"
             try:
                 num_threads = int(env_value)
             except ValueError as exc:
                 raise ValueError(f"RL_NUM_THREADS must be an integer, got {env_value!r}") from exc
+    cpus = os.cpu_count() or 1
     if num_threads is None:
-        num_threads = 1 if device.type == "cpu" else max(1, min(4, os.cpu_count() or 1))
-    if num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        num_threads = 1 if device.type == "cpu" else max(1, min(4, cpus))
+    # Far more threads than cores only slows torch down, and tens of thousands crash it
+    # (libgomp "Thread creation failed", or a segfault) instead of raising.
+    limit = THREADS_PER_CORE * cpus
+    if not 1 <= num_threads <= limit:
+        raise ValueError(
+            f"{source} must be between 1 and {limit} ({THREADS_PER_CORE} per CPU core; this "
+            f"machine has {cpus}), got {num_threads}"
+        )
     return num_threads
 
 

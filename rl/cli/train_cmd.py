@@ -271,9 +271,10 @@ def flag_overrides(args: argparse.Namespace, cfg_overrides: dict[str, Any]) -> d
 
 
 def check_config_device(cfg: Any) -> None:
-    """A CLIError unless the config's device (``--device`` or ``--set device=``) is usable."""
+    """A CLIError unless the config's device (``--device`` or ``--set device=``) and CPU thread
+    count (``num_threads`` or ``RL_NUM_THREADS``) are usable: said before the header line."""
     try:
-        resolve_device(cfg.device)
+        resolve_threads(resolve_device(cfg.device), cfg.num_threads)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
 import torch
 
-from rl.device import resolve_device
+from rl.device import THREADS_PER_CORE, resolve_device, resolve_threads
 from rl.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from rl.tensors import (
     GroupedRunningMeanStd,
@@ -201,6 +202,22 @@ def test_device_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_thread_counts_are_checked_before_torch_sees_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    limit = THREADS_PER_CORE * (os.cpu_count() or 1)
+    assert resolve_threads(cpu) == 1 and resolve_threads(cpu, limit) == limit
+    # Tens of thousands of threads crash torch (a segfault) rather than raise.
+    with pytest.raises(
+        ValueError, match=rf"num_threads must be between 1 and {limit} .*got 100000"
+    ):
+        resolve_threads(cpu, 100_000)
+    monkeypatch.setenv("RL_NUM_THREADS", "0")
+    with pytest.raises(ValueError, match="RL_NUM_THREADS must be between 1 and"):  # its own name
+        resolve_threads(cpu)
+    monkeypatch.setenv("RL_NUM_THREADS", "2")
+    assert resolve_threads(cpu) == 2
 
 
 def test_flatten_parameters_shares_weights_and_gradients() -> None:
