@@ -63,12 +63,11 @@ from rl.config import (
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import check_return, evaluate, require_episodes
 from rl.runs import (
-    RUNS_ROOT,
     EpisodeTracker,
     TrainingDiverged,
     TrainingRun,
+    default_run_dir,
     load_resume_checkpoint,
-    run_name,
     stop_requested,
 )
 from rl.seeding import derive_seed, rng_state, seed_everything, set_rng_state
@@ -763,7 +762,7 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
             _restore(state, env, ckpt, cfg.run_dir or str(resume))
         if cfg.write_run:
             run = TrainingRun(
-                cfg.run_dir or Path(RUNS_ROOT) / run_name(cfg.env_id, ALGO, cfg.seed),
+                cfg.run_dir or default_run_dir(cfg.env_id, ALGO, cfg.seed),
                 config_to_dict(cfg),
                 total_timesteps=cfg.num_iterations * cfg.num_envs,
                 num_snapshots=cfg.num_snapshots,

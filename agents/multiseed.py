@@ -96,6 +96,7 @@ from rl.runs import (
     EpisodeTracker,
     TrainingDiverged,
     TrainingRun,
+    make_new_dir,
     run_name,
     stop_requested,
     write_json,
@@ -431,15 +432,15 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
         ]
         group_dir = None
         if cfg.write_runs:
-            group_dir = (
-                Path(resume) if resume is not None else Path(cfg.runs_root) / group_name(cfg)
+            group_dir = (  # made new, as each seed's (make_new_dir: no two runs share one)
+                Path(resume) if resume is not None else make_new_dir(cfg.runs_root, group_name(cfg))
             )
             for i, seed_cfg in enumerate(seed_cfgs):
                 run_dir = (
                     # Siblings of the group folder, wherever it was moved or resumed from.
                     Path(resume).parent / Path(saved["run_dirs"][i]).name
                     if saved is not None and resume is not None
-                    else Path(cfg.runs_root) / run_name(base.env_id, ALGO, seed_cfg.seed)
+                    else make_new_dir(cfg.runs_root, run_name(base.env_id, ALGO, seed_cfg.seed))
                 )
                 seed_cfgs[i] = seed_cfg = replace_config(seed_cfg, {"run_dir": str(run_dir)})
                 runs.append(

@@ -59,12 +59,11 @@ from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
-    RUNS_ROOT,
     EpisodeTracker,
     TrainingDiverged,
     TrainingRun,
+    default_run_dir,
     load_resume_checkpoint,
-    run_name,
     stop_requested,
 )
 from rl.seeding import rng_state, seed_everything, set_rng_state
@@ -876,7 +875,7 @@ def _open_run(
 ) -> TrainingRun:
     """The run folder; a new run starts with a snapshot of the untrained policy."""
     run = TrainingRun(
-        cfg.run_dir or Path(RUNS_ROOT) / run_name(cfg.env_id, ALGO, cfg.seed),
+        cfg.run_dir or default_run_dir(cfg.env_id, ALGO, cfg.seed, make=distributed.is_rank0()),
         config_to_dict(cfg),
         total_timesteps=job_iterations(cfg) * global_batch_size(cfg),
         num_snapshots=cfg.num_snapshots,

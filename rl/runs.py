@@ -87,6 +87,30 @@ def run_name(env_id: str, algo: str, seed: int) -> str:
     return f"{safe_env}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def make_new_dir(root: str | os.PathLike, name: str) -> Path:
+    """Make and return the new folder ``root/name``, or ``name-2``, ``name-3``, ... where that
+    one exists: runs named by the clock collide when started in the same second (a parallel
+    sweep), and ``mkdir`` is atomic, so two trainings never share a folder they did not name."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    folder, k = root / name, 1
+    while True:
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            k += 1
+            folder = root / f"{name}-{k}"
+
+
+def default_run_dir(env_id: str, algo: str, seed: int, *, make: bool = True) -> Path:
+    """``runs/<env>__<algo>__<seed>__<timestamp>``, made new (:func:`make_new_dir`); with
+    ``make=False`` (a process that writes nothing, e.g. a distributed run's other ranks) only
+    the name."""
+    name = run_name(env_id, algo, seed)
+    return make_new_dir(RUNS_ROOT, name) if make else Path(RUNS_ROOT) / name
+
+
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write JSON atomically (temp file + ``os.replace``); a failed write (a full disk, a value
     JSON cannot hold) leaves the old file and no temporary one."""

@@ -89,6 +89,11 @@ def _make_folder(folder: Path) -> None:
         _MADE_FOLDERS.append((folder, outermost))
 
 
+def note_made_folder(folder: Path) -> None:
+    """Have :func:`_remove_made_if_empty` remove ``folder`` (made by the command itself) too."""
+    _MADE_FOLDERS.append((folder, folder))
+
+
 def _remove_made_if_empty() -> None:
     """Remove the folders the checks made that the command left empty (it failed before writing
     anything), innermost first, so a mistyped flag leaves no empty ``runs/`` behind. A run

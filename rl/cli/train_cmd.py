@@ -23,6 +23,7 @@ from rl.cli import (
     CLIError,
     check_folder,
     nonempty,
+    note_made_folder,
     parse_env_value,
     seed_number,
 )
@@ -40,11 +41,11 @@ from rl.runs import (
     RUNS_ROOT,
     RunInUse,
     TrainingDiverged,
+    default_run_dir,
     describe_os_error,
     load_resume_checkpoint,
     read_json,
     run_folder_lock,
-    run_name,
     stop_on_interrupt,
 )
 
@@ -279,8 +280,9 @@ def check_config_device(cfg: Any) -> None:
         raise CLIError(str(exc)) from None
 
 
-def build_config(args: argparse.Namespace, module: ModuleType) -> Any:
-    """The algorithm's Config from the env's preset, the flags and ``--set``."""
+def build_config(args: argparse.Namespace, module: ModuleType, *, name_run: bool = True) -> Any:
+    """The algorithm's Config from the env's preset, the flags and ``--set``; with
+    ``name_run``, a run folder made new under ``runs/`` unless one was named."""
     env_id = DEFAULT_ENV if args.env is None else args.env
     check_env_id(env_id)
     cfg_overrides, env_kwargs = split_overrides(args.set, module.Config, env_id)
@@ -296,9 +298,16 @@ def build_config(args: argparse.Namespace, module: ModuleType) -> Any:
         raise CLIError(str(exc)) from None
     check_config_device(cfg)
     check_env_kwargs(env_id, cfg.env_kwargs)
-    if cfg.run_dir is None:
-        name = run_name(env_id, args.algo or DEFAULT_ALGO, cfg.seed)
-        cfg = replace_config(cfg, {"run_dir": str(Path(RUNS_ROOT) / name)})
+    if cfg.run_dir is None and name_run:
+        # Made now, under a name no other training holds (two started in the same second get
+        # <name> and <name>-2); torchrun's other ranks write nothing, so they only name it.
+        make = cfg.write_run and os.environ.get("RANK", "0") == "0"
+        if make:
+            check_folder(RUNS_ROOT, "the runs folder")
+        folder = default_run_dir(env_id, args.algo or DEFAULT_ALGO, cfg.seed, make=make)
+        if make:
+            note_made_folder(folder)
+        cfg = replace_config(cfg, {"run_dir": str(folder)})
     return cfg
 
 
@@ -526,7 +535,7 @@ def run_seeds(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     # --run-dir names the folder the group goes in; each seed's run folder is made there.
     root, args.run_dir = args.run_dir or RUNS_ROOT, None
-    cfg = build_config(args, load_algo("ppo"))
+    cfg = build_config(args, load_algo("ppo"), name_run=False)
     if cfg.write_run:
         check_folder(root, "the folder for the seeds' runs")
     try:

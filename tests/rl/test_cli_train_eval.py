@@ -577,6 +577,21 @@ def test_a_training_that_fails_before_writing_leaves_no_run_folder(
     assert not any((tmp_path / "kept").iterdir())
 
 
+def test_trainings_named_by_the_clock_in_the_same_second_get_a_folder_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rl.runs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rl.runs, "run_name", lambda *args: "same-second")  # a parallel sweep
+    for _ in range(2):
+        assert main(["train", *TINY_TRAIN]) == 0
+    capsys.readouterr()
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["same-second", "same-second-2"]
+    assert all((tmp_path / "runs" / r / "checkpoints" / "latest.pt").is_file() for r in runs)
+
+
 def test_a_run_stopped_by_ctrl_c_is_summarised_and_exits_130(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,6 +17,7 @@ from rl.runs import (
     find_checkpoint,
     list_snapshots,
     load_resume_checkpoint,
+    make_new_dir,
     read_json,
     run_name,
 )
@@ -26,6 +27,12 @@ def test_run_name_is_filesystem_safe() -> None:
     name = run_name("sandbox/DogTraining-v0", "ppo", 3)
     assert name.startswith("sandbox-DogTraining-v0__ppo__3__")
     assert "/" not in name
+
+
+def test_a_new_folder_never_reuses_one_that_exists(tmp_path: Path) -> None:
+    made = [make_new_dir(tmp_path / "runs", "run") for _ in range(3)]
+    assert [p.name for p in made] == ["run", "run-2", "run-3"]
+    assert all(p.is_dir() and not any(p.iterdir()) for p in made)
 
 
 def test_layout_snapshots_and_best(tmp_path: Path) -> None:
