@@ -554,7 +554,7 @@ def run_seeds(args: argparse.Namespace) -> int:
         f"envs and {cfg.total_timesteps:,} steps each, device {resolve_device(cfg.device)}) "
         f"→ {root}/"
     )
-    return _train_group(seeds_cfg)
+    return _train_group(seeds_cfg, capture_video=args.capture_video)
 
 
 def resume_seeds(args: argparse.Namespace) -> int:
@@ -578,12 +578,13 @@ def resume_seeds(args: argparse.Namespace) -> int:
         f"{','.join(map(str, cfg.seeds))}, {cfg.ppo.total_timesteps:,} steps each, device "
         f"{resolve_device(cfg.ppo.device)}) → {args.resume}"
     )
-    return _train_group(cfg, resume=args.resume)
+    return _train_group(cfg, resume=args.resume, capture_video=args.capture_video)
 
 
-def _train_group(cfg: Any, resume: str | None = None) -> int:
+def _train_group(cfg: Any, resume: str | None = None, *, capture_video: bool = False) -> int:
     """Train (or continue) a multi-seed group, reporting as a single run does: a divergence on
-    stderr (exit 1), a bad resume as a CLI error, and on Ctrl-C how to continue."""
+    stderr (exit 1), a bad resume as a CLI error, on Ctrl-C how to continue, and with
+    ``capture_video`` each seed's snapshot videos."""
     from agents import multiseed
 
     try:
@@ -603,6 +604,12 @@ def _train_group(cfg: Any, resume: str | None = None) -> int:
         if group is not None and multiseed.is_group(group):
             print(f"\nto continue: rl train --resume {group}", file=sys.stderr)
         raise
+    if capture_video:
+        from rl.cli.record_cmd import capture_run_videos
+
+        for run_dir in filter(None, result.run_dirs):
+            videos = capture_run_videos(run_dir)
+            print(f"Recorded {len(videos)} episode videos in {Path(run_dir) / 'videos'}")
     print(multiseed.format_summary(result))
     return EXIT_INTERRUPTED if result.summary.get("stopped_on_request") else 0
 

@@ -271,6 +271,19 @@ def test_train_capture_video_records_each_snapshot(tmp_path: Path) -> None:
     assert gifs and [g.stem for g in gifs] == [s.stem for s in snapshots]
 
 
+def test_train_capture_video_records_each_seeds_snapshots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--env", "sandbox/CartPole-v1", "--seeds", "0-1", "--total-timesteps", "2048"]
+    assert main([*argv, "--run-dir", str(tmp_path), "--capture-video", "--no-progress"]) == 0
+    seeds = sorted(tmp_path.glob("*__ppo__*[!n]"))
+    assert len(seeds) == 2 and capsys.readouterr().out.count("episode videos in") == 2
+    for run_dir in seeds:
+        gifs = sorted((run_dir / "videos").glob("step_*.gif"))
+        snapshots = sorted((run_dir / "checkpoints").glob("step_*.pt"))
+        assert gifs and [g.stem for g in gifs] == [s.stem for s in snapshots]
+
+
 def test_the_ctrl_c_hint_names_the_step_training_continues_from(tmp_path: Path) -> None:
     from rl.checkpoint import save_checkpoint
     from rl.cli.train_cmd import resume_hint
