@@ -34,6 +34,11 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
             raise ValueError(
                 f"--set expects KEY=VALUE (e.g. --set learning_rate=3e-4), got {item!r}"
             )
+        if key in overrides:  # the last would win silently: one of the two is a slip
+            raise ValueError(
+                f"--set {key} is given twice ({overrides[key]!r}, then {value.strip()!r}); "
+                "give it once"
+            )
         overrides[key] = value.strip()
     return overrides
 

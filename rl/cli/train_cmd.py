@@ -293,6 +293,13 @@ def build_config(args: argparse.Namespace, module: ModuleType, *, name_run: bool
     try:
         cfg = module.default_config(env_id, **overrides)
         if env_kwargs:
+            if "env_kwargs" in cfg_overrides:
+                both = sorted(cfg.env_kwargs.keys() & env_kwargs.keys())
+                if both:
+                    raise CLIError(
+                        f"{', '.join(both)} given twice: in --set env_kwargs=... and as --set "
+                        f"{both[0]}=...; give each env argument once"
+                    )
             cfg = replace_config(cfg, {"env_kwargs": {**cfg.env_kwargs, **env_kwargs}})
     except ValueError as exc:
         raise CLIError(str(exc)) from None

@@ -590,6 +590,16 @@ def test_a_training_that_fails_before_writing_leaves_no_run_folder(
     assert not any((tmp_path / "kept").iterdir())
 
 
+def test_an_env_argument_given_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    twice = ["--set", 'env_kwargs={"reward_scheme": "treats"}', "--set", "reward_scheme=coached"]
+    assert main(["train", *twice, "--set", "write_run=false"]) == 2
+    assert "reward_scheme given twice: in --set env_kwargs" in one_error_line(capsys, "train")
+    assert main(["train", "--set", "layout=random", "--set", "layout=default"]) == 2
+    assert "--set layout is given twice ('random', then 'default')" in one_error_line(
+        capsys, "train"
+    )
+
+
 def test_trainings_named_by_the_clock_in_the_same_second_get_a_folder_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

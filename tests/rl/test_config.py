@@ -75,6 +75,11 @@ def test_malformed_set(item: str, match: str) -> None:
         parse_overrides([item])
 
 
+def test_a_key_set_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"--set reward_scheme is given twice \('treats', then "):
+        parse_overrides(["reward_scheme=treats", "reward-scheme=coached"])
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
