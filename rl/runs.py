@@ -593,16 +593,35 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
                 f"cannot resume: {run_dir} is a folder of runs, not one run; give one of them, "
                 f"e.g. --resume {inner[0]}"
             )
+        snapshots = list_snapshots(run_dir)
+        if snapshots:
+            raise CheckpointError(
+                f"cannot resume: {run_dir} holds no checkpoints/latest.pt; "
+                + _from_a_snapshot(snapshots[-1], path)
+            )
         raise CheckpointError(
             f"cannot resume: {run_dir} holds no checkpoints/latest.pt (no run was saved there)"
         )
     try:
         return load_checkpoint(path)
     except CheckpointError as exc:
-        if "use another checkpoint" not in str(exc):
-            raise
         # A resume always reads latest.pt: say how to continue from an earlier one instead.
-        raise CheckpointError(
-            f"{exc}; to continue from one, copy it over {path} (the steps after it are "
-            "trained again)"
-        ) from None
+        snapshots = list_snapshots(run_dir)
+        if snapshots:
+            message = str(exc).split("; use another checkpoint")[0]
+            raise CheckpointError(f"{message}; {_from_a_snapshot(snapshots[-1], path)}") from None
+        if "use another checkpoint" in str(exc):
+            raise CheckpointError(
+                f"{exc}; to continue from one, copy it over {path} (the steps after it are "
+                "trained again)"
+            ) from None
+        raise
+
+
+def _from_a_snapshot(snapshot: tuple[int, Path], latest: Path) -> str:
+    """How to resume from ``snapshot`` (``(step, path)``) where ``latest`` cannot be read."""
+    step, path = snapshot
+    return (
+        f"to continue from its newest snapshot (step {step:,}), copy {path} over {latest} (the "
+        "steps after it are trained again)"
+    )

@@ -152,6 +152,15 @@ def test_damaged_bytes_inside_a_checkpoint_are_refused_not_loaded(tmp_path: Path
         CheckpointError, match=r"a step_\*\.pt snapshot; to continue from one, copy"
     ):
         load_resume_checkpoint(tmp_path / "run")
+    # With snapshots, it names the newest, for a damaged latest.pt and for a missing one.
+    for step in (512, 1024):
+        save_checkpoint({"model": {}}, tmp_path / "run" / "checkpoints" / f"step_{step:09d}.pt")
+    newest = r"to continue from its newest snapshot \(step 1,024\), copy .*step_000001024\.pt over"
+    with pytest.raises(CheckpointError, match=f"fails its CRC check .*; {newest}"):
+        load_resume_checkpoint(tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "latest.pt").unlink()
+    with pytest.raises(CheckpointError, match=f"holds no checkpoints/latest.pt; {newest}"):
+        load_resume_checkpoint(tmp_path / "run")
 
 
 def test_a_full_disk_is_an_os_error_that_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
