@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What rl train's out-of-memory line adds: what to lower, and where (a resume keeps the sizes).
+_OUT_OF_MEMORY_HINT = (
+    "; fewer envs (--num-envs) or a shorter rollout (--set num_steps=...) need less memory; a "
+    "--resume keeps the run's sizes, so train into a new --run-dir"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     from gymnasium.error import DependencyNotInstalled
 
@@ -203,13 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rl {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except MemoryError:
-        print(f"rl {args.command}: error: out of memory", file=sys.stderr)
+        hint = _OUT_OF_MEMORY_HINT if args.command == "train" else ""
+        print(f"rl {args.command}: error: out of memory{hint}", file=sys.stderr)
         return 1
     except RuntimeError as exc:
         if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
             raise
         first = str(exc).strip().splitlines()[0]
-        print(f"rl {args.command}: error: out of memory ({first})", file=sys.stderr)
+        hint = _OUT_OF_MEMORY_HINT if args.command == "train" else ""
+        print(f"rl {args.command}: error: out of memory ({first}){hint}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (`rl envs | head`): stop quietly, as Unix tools do.

@@ -485,7 +485,11 @@ def _train_and_report(args: argparse.Namespace, module: ModuleType, cfg: Any, ra
         with contextlib.nullcontext() if args.distributed else stop_on_interrupt():
             result = module.train(cfg, resume=args.resume)
     except TrainingDiverged as exc:
-        print(f"rl train: {exc} ({cfg.run_dir}/checkpoints/latest.pt)", file=sys.stderr)
+        print(
+            f"rl train: {exc} ({cfg.run_dir}/checkpoints/latest.pt). A --resume keeps the run's "
+            "settings: to train with others, start a new --run-dir",
+            file=sys.stderr,
+        )
         return 1
     except ValueError as exc:  # e.g. a resume that changes a fixed field
         raise CLIError(str(exc)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from rl.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from rl.cli import main
 from rl.cli.train_cmd import resume_hint, split_overrides
 from rl.evaluation import solved_thresholds
+from rl.runs import TrainingDiverged
 
 TINY_TRAIN = [
     "--env", "sandbox/CartPole-v1", "--total-timesteps", "256", "--num-envs", "4",
@@ -588,6 +590,32 @@ def test_a_training_that_fails_before_writing_leaves_no_run_folder(
     capsys.readouterr()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
     assert not any((tmp_path / "kept").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("failure", "says"),
+    [
+        (TrainingDiverged("PPO diverged at iteration 1"), "PPO diverged at iteration 1"),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory"), "error: out of memory"),
+    ],
+)
+def test_a_failed_training_says_a_resume_cannot_change_its_settings(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    failure: Exception,
+    says: str,
+) -> None:
+    """After its step-0 checkpoint the folder holds a run: a fix needs a new --run-dir."""
+    from agents import ppo
+
+    def fail(cfg: Any, resume: Any = None) -> None:
+        raise failure
+
+    monkeypatch.setattr(ppo, "train", fail)
+    assert main(["train", *TINY_TRAIN, "--run-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert says in err and "new --run-dir" in err
 
 
 def test_an_env_argument_given_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
