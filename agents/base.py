@@ -372,8 +372,14 @@ def module_main(module: Any, description: str, argv: list[str] | None = None) ->
     try:
         try:
             if resume is not None:
-                saved = load_resume_checkpoint(resume)["config"]
-                cfg = replace_config(config_from_dict(module.Config, saved), overrides)
+                saved = load_resume_checkpoint(resume)
+                algo, mine = saved.get("algo"), prog.rsplit(".", 1)[-1]
+                if algo != mine:
+                    raise ValueError(
+                        f"{resume} is a {algo} run, not a {mine} one: continue it with "
+                        f"python -m agents.{algo} --resume {resume} (or rl train --resume)"
+                    )
+                cfg = replace_config(config_from_dict(module.Config, saved["config"]), overrides)
             else:
                 env_id = overrides.pop("env_id", module.Config.env_id)
                 cfg = module.default_config(env_id, **overrides)

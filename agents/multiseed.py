@@ -189,6 +189,10 @@ MAX_SEEDS = 10_000
 process; the benchmarks use 64)."""
 
 
+class _Reversed(Exception):
+    """A seed range written high-low (its text the range)."""
+
+
 def parse_seeds(spec: str) -> tuple[int, ...]:
     """``"0-63"``, ``"0,1,5"`` or ``"0-3,10"`` → a tuple of distinct seeds, in order.
 
@@ -202,7 +206,7 @@ def parse_seeds(spec: str) -> tuple[int, ...]:
             if "-" in part:
                 low, high = (int(x) for x in part.split("-", 1))
                 if high < low:
-                    raise ValueError
+                    raise _Reversed(part)
                 count = high - low + 1
             else:
                 low = high = int(part)
@@ -213,6 +217,12 @@ def parse_seeds(spec: str) -> tuple[int, ...]:
     except OverflowError:
         raise ValueError(
             f"seeds {spec!r} name more than {MAX_SEEDS:,} agents for one process"
+        ) from None
+    except _Reversed as exc:
+        low, high = str(exc).split("-", 1)
+        raise ValueError(
+            f"seeds {spec!r}: the range {exc} goes down; a range goes from low to high "
+            f"({high}-{low})"
         ) from None
     except ValueError:
         raise ValueError(

@@ -203,6 +203,13 @@ def split_overrides(
         elif key in env_args:
             env_kwargs[key] = parse_env_value(value)
         else:
+            owners = _algos_with_field(key, config_cls)
+            if owners:
+                this = config_cls.__module__.rsplit(".", 1)[-1]
+                raise CLIError(
+                    f"--set {key} is a field of {' and '.join(a.upper() for a in owners)}, not "
+                    f"of {this.upper()}: pass --algo {owners[0]} to train with it, or drop it"
+                )
             close = difflib.get_close_matches(key, [*fields, *env_args], n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise CLIError(
@@ -211,6 +218,14 @@ def split_overrides(
                 f"{', '.join(env_args) or '(none)'}"
             )
     return cfg_overrides, env_kwargs
+
+
+def _algos_with_field(key: str, config_cls: type) -> list[str]:
+    """The other algorithms whose Config has the field ``key`` (a --set meant for one)."""
+    from agents import ALGOS, get_algo
+
+    this = config_cls.__module__.rsplit(".", 1)[-1]
+    return [a for a in ALGOS if a != this and key in field_types(get_algo(a).Config)]
 
 
 def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:

@@ -332,6 +332,21 @@ def test_bad_config_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None
     assert "--target-network-frequency" in capsys.readouterr().out
 
 
+def test_its_own_command_refuses_to_resume_another_algorithms_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agents import ppo
+
+    cfg = ppo.default_config(CARTPOLE, total_timesteps=256, num_envs=4, num_steps=64)
+    ppo.train(
+        dataclasses.replace(cfg, run_dir=str(tmp_path / "run"), eval_episodes=0, progress=False)
+    )
+    assert dqn.main(["--resume", str(tmp_path / "run")]) != 0
+    assert "is a ppo run, not a dqn one: continue it with python -m agents.ppo" in (
+        capsys.readouterr().err
+    )
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -337,6 +337,8 @@ def test_parse_seeds_and_config_errors() -> None:
     for bad in ("", "a", "3-1", "1,1", "-2", str(2**63)):
         with pytest.raises(ValueError, match="seeds"):
             ms.parse_seeds(bad)
+    with pytest.raises(ValueError, match=r"the range 5-3 goes down; .* from low to high \(3-5\)"):
+        ms.parse_seeds("0,5-3")
     for too_many in ("0-10000000000", "0-5,0-20000"):  # refused before a list is built
         with pytest.raises(ValueError, match="more than 10,000 agents"):
             ms.parse_seeds(too_many)
@@ -447,7 +449,7 @@ def test_cli_train_seeds(tmp_path, monkeypatch, capsys) -> None:
         assert main([*argv, *extra]) == 2
         assert message in capsys.readouterr().err
     assert main([*argv[:1], "--seeds", "3-1", *argv[3:]]) == 2
-    assert "cannot read seeds" in capsys.readouterr().err
+    assert "the range 3-1 goes down" in capsys.readouterr().err
     # --run-dir: the folder the group and its seeds' runs go in.
     assert main([*argv, "--run-dir", "lesson/seeds"]) == 0
     assert "→ lesson/seeds/" in capsys.readouterr().out

@@ -178,6 +178,8 @@ def test_resume_continues_a_run(copy: Path, capsys: pytest.CaptureFixture[str]) 
         (["train", "--env", "NoSuchEnv-v0"], "unknown environment"),
         (["train", "--env", "sandbox/DogTrainin-v0"], "did you mean 'sandbox/DogTraining-v0'?"),
         (["train", "--set", "learning_rat=1"], "did you mean 'learning_rate'?"),
+        (["train", "--set", "buffer_size=100"], "buffer_size is a field of DQN, not of PPO"),
+        (["train", "--seeds", "5-3"], "the range 5-3 goes down"),
         (["train", "--set", """reward_scheme={"on_sofa": -1"""], "not valid JSON"),
         (["watch", "sandbox/DogTrainin-v0"], "did you mean 'sandbox/DogTraining-v0'?"),
         (["train", "--set", "no_such_key=1"], "reward_scheme"),
