@@ -587,6 +587,12 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"cannot resume: {run_dir} is not a run directory")
     if not path.is_file():
+        groups = sorted(p.parent for p in Path(run_dir).glob("*/multiseed.pt"))
+        if groups:  # a multi-seed run's folder: its group continues every seed
+            raise CheckpointError(
+                f"cannot resume: {run_dir} is a folder of runs, not one run; to continue its "
+                f"multi-seed run (every seed), give its group folder: --resume {groups[-1]}"
+            )
         inner = sorted(p.parent.parent for p in Path(run_dir).glob("*/checkpoints/latest.pt"))
         if inner:
             raise CheckpointError(
@@ -599,8 +605,15 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
                 f"cannot resume: {run_dir} holds no checkpoints/latest.pt; "
                 + _from_a_snapshot(snapshots[-1], path)
             )
+        started = (Path(run_dir) / "config.json").is_file()  # stopped before its first save
         raise CheckpointError(
-            f"cannot resume: {run_dir} holds no checkpoints/latest.pt (no run was saved there)"
+            f"cannot resume: {run_dir} holds no checkpoints/latest.pt (no run was saved there"
+            + (
+                "; its training stopped before its first checkpoint: train it afresh with "
+                f"--run-dir {run_dir}, or with --resume-if-exists)"
+                if started
+                else ")"
+            )
         )
     try:
         return load_checkpoint(path)

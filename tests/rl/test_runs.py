@@ -35,6 +35,20 @@ def test_a_new_folder_never_reuses_one_that_exists(tmp_path: Path) -> None:
     assert all(p.is_dir() and not any(p.iterdir()) for p in made)
 
 
+def test_resume_refusals_say_what_to_resume_instead(tmp_path: Path) -> None:
+    (tmp_path / "cp__ppo-seeds__0-1_K2__t").mkdir()
+    (tmp_path / "cp__ppo-seeds__0-1_K2__t" / "multiseed.pt").write_bytes(b"")
+    for seed in (0, 1):
+        (tmp_path / f"cp__ppo__{seed}__t" / "checkpoints").mkdir(parents=True)
+        (tmp_path / f"cp__ppo__{seed}__t" / "checkpoints" / "latest.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"give its group folder: --resume .*ppo-seeds"):
+        load_resume_checkpoint(tmp_path)
+    (tmp_path / "early").mkdir()
+    (tmp_path / "early" / "config.json").write_text("{}")  # killed before its first checkpoint
+    with pytest.raises(CheckpointError, match="stopped before its first checkpoint: train it"):
+        load_resume_checkpoint(tmp_path / "early")
+
+
 def test_layout_snapshots_and_best(tmp_path: Path) -> None:
     run = TrainingRun(
         tmp_path / "run", {"lr": 1.0}, total_timesteps=100, num_snapshots=4, progress=False
