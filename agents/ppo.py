@@ -735,23 +735,31 @@ def checkpoint_payload(
     return distributed.gather_rank_state(payload, RANK_KEYS)
 
 
-def init_weights(state: TrainState, env: Any, source: str) -> None:
+def init_weights(state: TrainState, env: Any, source: str, env_id: str) -> None:
     """Load ``Config.init_from``'s network weights (and obs statistics) into fresh state."""
     try:
         init = read_policy_checkpoint(source, ALGO)
     except ValueError as exc:  # another algorithm's, or one without a network
         raise ValueError(f"init_from {source}: {exc}") from None
     if "spaces" in init:
-        check_space_spec(
-            init["spaces"], env.single_observation_space, env.single_action_space, source
-        )
-    try:
-        state.agent.load_state_dict(init["model"])
-    except RuntimeError as exc:
-        raise ValueError(
-            f"init_from {source}: its network does not fit this config's (hidden_sizes and "
-            f"activation must match): {str(exc).splitlines()[0]}"
-        ) from None
+        try:
+            check_space_spec(
+                init["spaces"], env.single_observation_space, env.single_action_space, env_id
+            )
+        except ValueError as exc:
+            raise ValueError(f"init_from {source}: {exc}") from None
+    mine = state.agent.state_dict()
+    theirs = {k: tuple(v.shape) for k, v in init["model"].items()}
+    for key in sorted(mine.keys() | theirs.keys()):
+        here = tuple(mine[key].shape) if key in mine else None
+        if theirs.get(key) != here:
+            what = lambda shape: "absent" if shape is None else f"of shape {shape}"  # noqa: E731
+            raise ValueError(
+                f"init_from {source}: its network does not fit this config's (hidden_sizes "
+                f"must match): {key} is {what(theirs.get(key))} in the checkpoint but "
+                f"{what(here)} here"
+            )
+    state.agent.load_state_dict(init["model"])
     if state.obs_rms is not None and "obs_rms" in init:
         state.obs_rms.load_state_dict(init["obs_rms"])
 
@@ -935,7 +943,7 @@ def _train(
         if ckpt is not None:
             _restore(state, env, ckpt)
         elif cfg.init_from is not None:
-            init_weights(state, env, cfg.init_from)
+            init_weights(state, env, cfg.init_from, cfg.env_id)
         if cfg.write_run:
             run = _open_run(cfg, state, env, spaces, resumed=ckpt is not None)
         check = PolicyCheck(

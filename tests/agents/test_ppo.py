@@ -123,6 +123,16 @@ def test_discrete_policy_round_trips_through_a_file(tmp_path: Path) -> None:
         ppo.load_policy(tmp_path / "dqn.pt")
     with pytest.raises(ValueError, match=r"init_from .*dqn\.pt: this is a 'dqn' checkpoint"):
         ppo.train(tiny("sandbox/CartPole-v1", init_from=str(tmp_path / "dqn.pt")))
+    # A network or an env that does not fit says which part, and how it differs.
+    run = str(tmp_path / "run")
+    with pytest.raises(
+        ValueError, match=r"is of shape \(64,\) in the checkpoint but of shape \(32,\) here"
+    ):
+        ppo.train(tiny("sandbox/CartPole-v1", init_from=run, hidden_sizes=(32, 32)))
+    with pytest.raises(
+        ValueError, match=r"init_from .*run: sandbox/Pendulum-v1 does not match the checkpoint's"
+    ):
+        ppo.train(tiny("sandbox/Pendulum-v1", init_from=run))
 
 
 class _Interrupt(Exception):
