@@ -66,6 +66,18 @@ def seed_number(text: str) -> int:
     return seed
 
 
+def whole_number(text: str) -> int:
+    """An integer written as 300000, 300_000 or 3e5 (argparse ``type``)."""
+    from rl.config import parse_int
+
+    try:
+        return parse_int(text, "value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number below 2**63, got {text!r}"
+        ) from None
+
+
 def nonempty(text: str) -> str:
     """A path or id flag's value (argparse ``type``): ``--env ''`` is a slip, not the default."""
     if not text.strip():

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import gymnasium
 import numpy as np
 
-from rl.cli import nonempty, seed_number
+from rl.cli import nonempty, seed_number, whole_number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,14 +34,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("env_id", metavar="ENV_ID", help="e.g. sandbox/DogTraining-v0")
     parser.add_argument(
-        "--episodes", type=int, default=3, help="random episodes to run (default 3)"
+        "--episodes", type=whole_number, default=3, help="random episodes to run (default 3)"
     )
     parser.add_argument(
-        "--num-envs", type=int, default=8, help="rows of the vector env (default 8)"
+        "--num-envs", type=whole_number, default=8, help="rows of the vector env (default 8)"
     )
     parser.add_argument("--seed", type=seed_number, default=0, help="seed for resets and actions")
     parser.add_argument(
-        "--max-steps", type=int, default=1000, help="step cap per random episode (default 1000)"
+        "--max-steps",
+        type=whole_number,
+        default=1000,
+        help="step cap per random episode (default 1000)",
     )
     parser.add_argument(
         "--import",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.checkpoint import CheckpointError, load_checkpoint
-from rl.cli import CLIError, check_writable, nonempty, seed_number
+from rl.cli import CLIError, check_writable, nonempty, seed_number, whole_number
 from rl.cli.train_cmd import check_env_id, load_algo, register_envs
 from rl.device import DEVICE_CHOICES, resolve_device
 from rl.runs import find_checkpoint, read_json, write_json
@@ -39,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--env", type=nonempty, metavar="ID", help="evaluate in this env (same spaces)"
     )
-    parser.add_argument("--episodes", type=int, default=100, metavar="N", help="default 100")
+    parser.add_argument(
+        "--episodes", type=whole_number, default=100, metavar="N", help="default 100"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--device", default="cpu", metavar="|".join(DEVICE_CHOICES), help="default cpu"

@@ -24,7 +24,7 @@ import torch
 from gymnasium import spaces
 
 from envs.dog_drawing import language as scene_language
-from rl.cli import CLIError, check_writable, seed_number
+from rl.cli import CLIError, check_writable, seed_number, whole_number
 from rl.cli.hud import (
     CARTPOLE_IDS,
     DOG_ID,
@@ -136,7 +136,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("env", metavar="ENV", help="env id, e.g. sandbox/DogTraining-v0")
     parser.add_argument(
-        "--max-steps", type=int, default=None, help="exit after this many env steps"
+        "--max-steps", type=whole_number, default=None, help="exit after this many env steps"
     )
     parser.add_argument(
         "--record-demos",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rl.cli import CLIError, check_writable
+from rl.cli import CLIError, check_writable, whole_number
 from rl.cli.hud import check_lang
 from rl.cli.targets import (
     Target,
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--episodes",
-        type=int,
+        type=whole_number,
         default=1,
         help="episodes to record (per checkpoint with --progress)",
     )
@@ -65,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--fps", type=float, default=None, help="frames (env steps) per second of the video"
     )
     parser.add_argument(
-        "--max-steps", type=int, default=None, help="stop after this many env steps in all"
+        "--max-steps", type=whole_number, default=None, help="stop after this many env steps in all"
     )
     parser.add_argument(
         "--progress", action="store_true", help="record every training snapshot of a run in order"

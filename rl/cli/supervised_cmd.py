@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rl.cli import CLIError, OneLineParser, check_folder, nonempty, seed_number
+from rl.cli import CLIError, OneLineParser, check_folder, nonempty, seed_number, whole_number
 from rl.device import DEVICE_CHOICES
 
 TASKS = ("tensors", "anatomy", "regression", "classification", "bc", "transfer", "pretrain")
@@ -142,7 +142,7 @@ def _add_task(tasks: argparse._SubParsersAction, task: str) -> None:
             "expert's steps sweep is skipped",
         )  # fmt: skip
         sub.add_argument(
-            "--expert-steps", type=int, default=None, metavar="N",
+            "--expert-steps", type=whole_number, default=None, metavar="N",
             help="scripted-expert steps to clone (default: 2000; 0: learn from --demos only)",
         )  # fmt: skip
     if task in ("bc", "transfer", "pretrain"):

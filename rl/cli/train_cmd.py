@@ -26,11 +26,11 @@ from rl.cli import (
     note_made_folder,
     parse_env_value,
     seed_number,
+    whole_number,
 )
 from rl.config import (
     config_from_dict,
     field_types,
-    parse_int,
     parse_overrides,
     replace_config,
     resume_config,
@@ -638,16 +638,6 @@ def _train_group(cfg: Any, resume: str | None = None, *, capture_video: bool = F
             print(f"Recorded {len(videos)} episode videos in {Path(run_dir) / 'videos'}")
     print(multiseed.format_summary(result))
     return EXIT_INTERRUPTED if result.summary.get("stopped_on_request") else 0
-
-
-def whole_number(text: str) -> int:
-    """An integer written as 300000, 300_000 or 3e5 (argparse ``type``)."""
-    try:
-        return parse_int(text, "value")
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number below 2**63, got {text!r}"
-        ) from None
 
 
 def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:

@@ -26,7 +26,7 @@ from gymnasium.envs.registration import load_env_creator
 from envs.dog_drawing import HUD as DOG_STRIP
 from envs.dog_drawing import language as scene_language
 from envs.rendering import import_pygame
-from rl.cli import CLIError, nonempty, seed_number
+from rl.cli import CLIError, nonempty, seed_number, whole_number
 from rl.cli.hud import (
     CARTPOLE_IDS,
     DOG_ID,
@@ -98,14 +98,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--episodes",
-        type=int,
+        type=whole_number,
         default=None,
         help="episodes to play, per checkpoint with --progress (default: until you quit; with "
         "--progress 1 per checkpoint, then the last checkpoint repeats until you quit)",
     )
     parser.add_argument(
         "--max-steps",
-        type=int,
+        type=whole_number,
         default=None,
         help="exit after this many env steps (with --grid: steps of all K x K envs at once); "
         "the headless smoke path",
@@ -125,7 +125,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--grid",
-        type=int,
+        type=whole_number,
         default=None,
         metavar="K",
         help=f"show K x K envs of the vector env stepped together (K <= {MAX_GRID})",
