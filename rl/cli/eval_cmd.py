@@ -27,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a run or checkpoint (deterministic policy)",
         description="Evaluate a trained policy deterministically: mean ± std return, episode "
         "length and, where the env reports it, success rate. Writes eval.json into a run "
-        "directory (not for --env another env, nor over an evaluation of more episodes: "
-        "those results are printed only).",
+        "directory (not for --env another env, --seed another seed than the run's, nor over "
+        "an evaluation of more episodes: those results are printed only).",
     )
     parser.add_argument(
         "path",
@@ -146,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
         except CLIError as exc:
             run_dir, unsaved = None, str(exc)
     seed = args.seed if args.seed is not None else int(config.get("seed", 0))
+    if run_dir is not None and seed != int(config.get("seed", 0)):
+        # eval.json is the evaluation rl train printed, repeatable; other seeds' are printed only.
+        run_dir, unsaved = None, f"--seed {seed} is not the run's seed ({config.get('seed', 0)})"
     result = evaluate(
         policy.act, env_id, episodes=args.episodes, device=device, seed=seed, env_kwargs=env_kwargs
     )

@@ -505,9 +505,13 @@ def test_a_quick_eval_keeps_the_runs_larger_evaluation(
 ) -> None:
     before = (copy / "eval.json").read_text()
     episodes = json.loads(before)["episodes"]
-    assert main(["eval", str(copy), "--episodes", str(episodes - 1), "--seed", "7"]) == 0
+    assert main(["eval", str(copy), "--episodes", str(episodes - 1)]) == 0
     assert (copy / "eval.json").read_text() == before
     assert "eval.json kept: it holds an evaluation of more episodes" in capsys.readouterr().out
+    # Another seed's evaluation is printed only: eval.json stays what rl train printed.
+    assert main(["eval", str(copy), "--episodes", str(episodes + 1), "--seed", "7"]) == 0
+    assert (copy / "eval.json").read_text() == before
+    assert "not saved: --seed 7 is not the run's seed (1)" in capsys.readouterr().out
     assert main(["eval", str(copy), "--episodes", str(episodes + 1)]) == 0
     assert json.loads((copy / "eval.json").read_text())["episodes"] == episodes + 1
 
