@@ -206,7 +206,29 @@ def run(args: argparse.Namespace) -> int:
         f"{results.count(True)} passed, {failed} failed"
         + (f", {skipped} skipped" if skipped else "")
     )
+    if not failed:
+        print(_trainable(spec.id))
     return 1 if failed else 0
+
+
+def _trainable(env_id: str) -> str:
+    """What ``rl train`` can do with the env (a note, not a check: a valid env may be one the
+    agents do not support, such as a Discrete observation)."""
+    from agents.base import space_spec
+
+    env = gymnasium.make(env_id)
+    try:
+        spec = space_spec(env.observation_space, env.action_space)
+    except ValueError as exc:
+        return f"rl train: not supported ({exc})"
+    finally:
+        env.close()
+    algos = (
+        "ppo, a2c, dqn"
+        if spec["action_kind"] == "discrete"
+        else "ppo, a2c (dqn needs Discrete actions)"
+    )
+    return f"rl train --env {env_id}: --algo {algos}"
 
 
 def _check_obs(space: gymnasium.Space, obs: object, where: str) -> None:

@@ -64,6 +64,16 @@ def test_check_passes_on_the_sandbox_envs(env_id: str, capsys: pytest.CaptureFix
     assert len(lines) == 4 and all(line.startswith("PASS") for line in lines)
     assert "skipped" not in out  # every sandbox env has a torch vector env to check
     assert "4 passed, 0 failed" in out
+    dqn = env_id != "sandbox/Pendulum-v1"  # DQN needs Discrete actions
+    assert f"rl train --env {env_id}: --algo ppo, a2c{', dqn' if dqn else ' ('}" in out
+
+
+def test_check_says_when_rl_train_cannot_train_a_valid_env(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "FrozenLake-v1", "--episodes", "1"]) == 0  # a valid env...
+    out = capsys.readouterr().out
+    assert "rl train: not supported (observation space Discrete(16)" in out  # ...not for us
 
 
 def test_check_fails_a_users_broken_env(
