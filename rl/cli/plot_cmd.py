@@ -10,6 +10,7 @@ row of panels each (their returns share no scale), labelled by what differs with
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -118,7 +119,15 @@ def read_run(path: Path) -> RunCurves:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
-    accumulator.Reload()
+    # A resumed run's events restart below the last step logged (purge_step drops the rest):
+    # TensorBoard warns of a "TensorFlow restart" on stderr for what is expected here.
+    tb_logger = logging.getLogger("tensorboard")
+    level = tb_logger.level
+    tb_logger.setLevel(logging.ERROR)
+    try:
+        accumulator.Reload()
+    finally:
+        tb_logger.setLevel(level)
     tags = set(accumulator.Tags().get("scalars", []))
     if RETURN_TAG not in tags:  # before _describe, which inspects the env and checkpoint
         if any(tag.startswith("losses/") for tag in tags) and not any(
@@ -263,7 +272,12 @@ def group_runs(runs: list[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
         else:
             label = str(config.get("algo") or members[0].path.name)
         if len(members) > 1:
-            label += f" ({len(members)} seeds)"
+            seeds = len({repr(m.config.get("seed")) for m in members})
+            label += (
+                f" ({len(members)} seeds)"
+                if seeds == len(members)
+                else f" ({len(members)} runs, {seeds} seed{'s' if seeds > 1 else ''})"
+            )
         labelled.append((label, members))
     return labelled
 

@@ -111,3 +111,22 @@ def test_a_run_without_env_id_gets_a_row_named_so(
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
     out = capsys.readouterr().out
     assert "(no env_id in its config): mystery: last logged return +3.000" in out
+
+
+def test_runs_of_one_seed_are_counted_as_runs_and_a_restart_is_not_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    config = {"env_id": DOG, "env_kwargs": {}, "algo": "ppo", "seed": 1}
+    for name in ("a", "b"):
+        _write_run(tmp_path / name, config, _episodes(1.0))
+    # A resumed run: its events restart below the last step logged, as purge_step writes them.
+    writer = SummaryWriter(str(tmp_path / "a"), purge_step=100)
+    writer.add_scalar("charts/episodic_return", 0.75, 100)
+    writer.close()
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
+    captured = capsys.readouterr()
+    assert "ppo (2 runs, 1 seed)" in captured.out
+    # TensorBoard's warning goes through logging (stderr outside pytest).
+    assert "TensorFlow restart" not in captured.err + caplog.text
