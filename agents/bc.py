@@ -392,7 +392,10 @@ class Config:
                 f"{self.num_expert_steps:,}: the demonstration is held in memory whole"
             )
         if self.num_expert_steps == 0 and not self.demos:
-            raise ValueError("nothing to imitate: set num_expert_steps > 0 or give demos files")
+            raise ValueError(
+                "nothing to imitate: set num_expert_steps > 0 (rl supervised bc --expert-steps N) "
+                "or give demos files (--demos FILE, from rl play --record-demos)"
+            )
         if isinstance(self.hidden_sizes, list):
             object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         if (

@@ -438,7 +438,15 @@ def run(args: argparse.Namespace) -> int:
             )
         check_writable(args.record_demos, "--record-demos", make_folder=True)
     register_envs()
-    check_env_id(args.env)
+    try:
+        check_env_id(args.env)
+    except CLIError:
+        if Path(args.env).exists():  # a run folder or checkpoint: watched, not played
+            raise CLIError(
+                f"rl play plays an env by its id (e.g. sandbox/DogTraining-v0); {args.env} is "
+                f"a file or folder: to see a trained agent, rl watch {args.env}"
+            ) from None
+        raise
     check_display("rl play")
     session = PlaySession(
         args.env,

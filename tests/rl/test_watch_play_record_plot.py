@@ -537,6 +537,13 @@ def test_user_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.Captur
     assert err.startswith(f"rl {argv[0]}: error:") and "\n" not in err
 
 
+def test_play_of_a_run_folder_points_to_watch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["play", str(tmp_path), "--max-steps", "1"]) == 2
+    assert f"to see a trained agent, rl watch {tmp_path}" in capsys.readouterr().err
+
+
 def test_resolve_target_rejects_a_folder_without_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CLIError, match="no checkpoint"):
         resolve_target(str(tmp_path))
