@@ -738,6 +738,10 @@ def checkpoint_payload(
     return distributed.gather_rank_state(payload, RANK_KEYS)
 
 
+def _shape_text(shape: tuple[int, ...] | None) -> str:
+    return "absent" if shape is None else f"of shape {shape}"
+
+
 def init_weights(state: TrainState, env: Any, source: str, env_id: str) -> None:
     """Load ``Config.init_from``'s network weights (and obs statistics) into fresh state."""
     try:
@@ -751,16 +755,14 @@ def init_weights(state: TrainState, env: Any, source: str, env_id: str) -> None:
             )
         except ValueError as exc:
             raise ValueError(f"init_from {source}: {exc}") from None
-    mine = state.agent.state_dict()
+    mine = {k: tuple(v.shape) for k, v in state.agent.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in init["model"].items()}
     for key in sorted(mine.keys() | theirs.keys()):
-        here = tuple(mine[key].shape) if key in mine else None
-        if theirs.get(key) != here:
-            what = lambda shape: "absent" if shape is None else f"of shape {shape}"  # noqa: E731
+        if theirs.get(key) != mine.get(key):
             raise ValueError(
                 f"init_from {source}: its network does not fit this config's (hidden_sizes "
-                f"must match): {key} is {what(theirs.get(key))} in the checkpoint but "
-                f"{what(here)} here"
+                f"must match): {key} is {_shape_text(theirs.get(key))} in the checkpoint but "
+                f"{_shape_text(mine.get(key))} here"
             )
     state.agent.load_state_dict(init["model"])
     if state.obs_rms is not None and "obs_rms" in init:
