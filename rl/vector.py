@@ -69,6 +69,12 @@ def import_env_module(module: str) -> None:
             f"cannot import {module!r}, the module that should register the env ({exc}); "
             "looked in the installed packages and the current folder"
         ) from None
+    except Exception as exc:  # the user's own module failed while running
+        sys.modules.pop(module, None)
+        raise ValueError(
+            f"importing {module!r}, the module that should register the env, raised "
+            f"{type(exc).__name__}: {exc} (python -c 'import {module}' shows where)"
+        ) from None
 
 
 def bare_env_id(env_id: str) -> str:

@@ -116,7 +116,16 @@ def test_a_module_that_fails_to_import_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "user_envs_needing.py").write_text("import no_such_dependency_xyz\n")
+    (tmp_path / "user_envs_raising.py").write_text("raise RuntimeError('half-written env')\n")
     monkeypatch.chdir(tmp_path)
     for argv in (["check", "user_envs_needing:my/X-v0"], ["watch", "user_envs_needing:my/X-v0"]):
         assert main(argv) == 2
         assert "No module named 'no_such_dependency_xyz'" in capsys.readouterr().err
+    for argv in (
+        ["check", "user_envs_raising:my/X-v0"],
+        ["train", "--env", "user_envs_raising:my/X-v0"],
+    ):
+        assert main(argv) == 2  # one line, not the traceback of the user's module
+        err = capsys.readouterr().err
+        assert "raised RuntimeError: half-written env (python -c 'import user_envs_raising'" in err
+        assert "Traceback" not in err
