@@ -90,6 +90,18 @@ def rank_seed(seed: int, rank: int | None = None) -> int:
     return int(seed) + (get_rank() if rank is None else int(rank)) * SEED_STRIDE
 
 
+def missing_torchrun() -> str | None:
+    """Why ``--distributed`` cannot run in this process (torchrun's variables unset), or None."""
+    missing = [name for name in TORCHRUN_VARS if name not in os.environ]
+    if not missing:
+        return None
+    return (
+        f"--distributed needs torchrun's environment ({', '.join(missing)} unset); launch with "
+        "`torchrun --standalone --nproc-per-node N -m rl train --distributed ...`, or drop "
+        "--distributed for one process"
+    )
+
+
 def init(device: str = "auto") -> DistInfo:
     """Join the job ``torchrun`` started, from its environment variables.
 
@@ -108,13 +120,9 @@ def init(device: str = "auto") -> DistInfo:
         raise RuntimeError("this torch build has no torch.distributed; --distributed needs it")
     owns = False
     if not dist.is_initialized():
-        missing = [name for name in TORCHRUN_VARS if name not in os.environ]
-        if missing:
-            raise RuntimeError(
-                f"--distributed needs torchrun's environment ({', '.join(missing)} unset); "
-                "launch with `torchrun --standalone --nproc-per-node N -m rl train "
-                "--distributed ...`, or drop --distributed for one process"
-            )
+        problem = missing_torchrun()
+        if problem:
+            raise RuntimeError(problem)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device)
     if resolved.type == "cuda":

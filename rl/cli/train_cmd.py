@@ -228,16 +228,25 @@ def _algos_with_field(key: str, config_cls: type) -> list[str]:
     return [a for a in ALGOS if a != this and key in field_types(get_algo(a).Config)]
 
 
-def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """Build the env once with these arguments, so a bad value fails here, in one line."""
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any], module: ModuleType) -> None:
+    """Build the env once with these arguments, so a bad value fails here, in one line, and so
+    does an env whose actions the algorithm cannot take (DQN on Box actions): before the
+    header line says training started."""
     import gymnasium
 
     from rl.vector import make_vector_env
 
     try:
-        make_vector_env(env_id, 1, "cpu", env_kwargs=env_kwargs).close()
+        env = make_vector_env(env_id, 1, "cpu", env_kwargs=env_kwargs)
     except (ValueError, TypeError, gymnasium.error.Error) as exc:
         raise CLIError(f"cannot make {env_id} with {env_kwargs}: {exc}") from None
+    try:
+        if hasattr(module, "check_discrete"):
+            module.check_discrete(env.single_action_space, env_id)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        env.close()
 
 
 def require_distributed(module: ModuleType) -> None:
@@ -319,7 +328,7 @@ def build_config(args: argparse.Namespace, module: ModuleType, *, name_run: bool
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     check_config_device(cfg)
-    check_env_kwargs(env_id, cfg.env_kwargs)
+    check_env_kwargs(env_id, cfg.env_kwargs, module)
     if cfg.run_dir is None and name_run:
         # Made now, under a name no other training holds (two started in the same second get
         # <name> and <name>-2); torchrun's other ranks write nothing, so they only name it.
@@ -426,6 +435,12 @@ def run(args: argparse.Namespace) -> int:
             "--distributed to train one run over the ranks (docs/DISTRIBUTED.md), or run rl "
             "train without torchrun"
         )
+    if args.distributed:
+        from rl.distributed import missing_torchrun
+
+        problem = missing_torchrun()
+        if problem:  # before the header line says training started
+            raise CLIError(problem)
     if args.num_envs is not None and args.num_envs < 1:
         raise CLIError(f"--num-envs must be >= 1, got {args.num_envs}")
     if args.total_timesteps is not None and args.total_timesteps < 1:

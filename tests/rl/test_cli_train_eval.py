@@ -209,6 +209,22 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in one_error_line(capsys, argv[0])
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--distributed"], "--distributed needs torchrun's environment"),
+        (["--algo", "dqn", "--env", "sandbox/Pendulum-v1"], "DQN needs a Discrete action space"),
+        (["--set", "num_threads=100000"], "num_threads must be between 1 and"),
+    ],
+)
+def test_refused_before_the_header_says_training_started(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", *argv, "--set", "write_run=false"]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Training" not in captured.out
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_absent_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--device", "cuda"]) == 2
@@ -409,7 +425,10 @@ def test_a_distributed_resume_counts_its_iterations_in_every_ranks_steps(
     # (512 steps), fewer than the 1,024 the checkpoint says were trained.
     latest = copy / "checkpoints" / "latest.pt"
     save_checkpoint({**load_checkpoint(latest), "global_step": 1024}, latest)
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    # torchrun's environment for rank 0 of 2: refused before any process group is made.
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "localhost"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_PORT", "29500")
     capsys.readouterr()
     argv = ["train", "--resume", str(copy), "--distributed", "--total-timesteps", "600"]
     assert main(argv) == 2
