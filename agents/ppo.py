@@ -185,6 +185,11 @@ class Config:
 
     def __post_init__(self) -> None:
         check_field_types(self)
+        if isinstance(self.init_from, str) and not self.init_from.strip():
+            # "" would be read as the current folder ("." holds no checkpoint).
+            raise ValueError(
+                "init_from is empty: give a checkpoint or run folder, or leave it unset"
+            )
         positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches")
         others = ("update_epochs", "checkpoint_every", "num_snapshots", "target_window")
         for name in (*positive, *others):

@@ -198,8 +198,7 @@ def check_field_types(cfg: Any) -> None:
     * a ``tuple[...]`` field must hold a tuple or a list, not one number;
     * a ``dict`` field must hold a mapping;
 
-    and the same for ``X | None`` fields that do not hold ``None``; a ``str | None`` field (a
-    path: ``run_dir``, ``init_from``) must not be empty.
+    and the same for ``X | None`` fields that do not hold ``None``.
 
     Numbers are left to each config's own range checks. Strings from ``--set`` or JSON go through
     :func:`replace_config` / :func:`config_from_dict`, which convert them first.
@@ -215,9 +214,6 @@ def check_field_types(cfg: Any) -> None:
                 continue
             annotation = inner[0]
             origin = typing.get_origin(annotation)
-            if annotation is str and isinstance(value, str) and not value.strip():
-                # A path such as run_dir or init_from: "" would be read as the current folder.
-                raise ValueError(f"{name} is empty: give a value, or leave it unset (None)")
         if annotation is bool:
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {value!r}")

@@ -197,7 +197,7 @@ def test_resume_continues_a_run(copy: Path, capsys: pytest.CaptureFixture[str]) 
         (["train", "--set", "env_id=sandbox/CartPole-v1"], "pass --env instead"),
         (["train", "--set", "device=tpu"], "unknown device 'tpu'"),
         (["train", "--set", "init_from=no/such/run"], "no/such/run does not exist"),
-        (["train", "--set", "init_from="], "init_from is empty: give a value, or leave it unset"),
+        (["train", "--set", "init_from="], "init_from is empty: give a checkpoint or run folder"),
         (["train", "--set", "num_steps=1e30"], "num_steps must be an integer below 2**63"),
         (["check", "sandbox/CartPole-v1", "--max-steps", "0"], "--max-steps must be >= 1"),
     ],
