@@ -27,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a run or checkpoint (deterministic policy)",
         description="Evaluate a trained policy deterministically: mean ± std return, episode "
         "length and, where the env reports it, success rate. Writes eval.json into a run "
-        "directory (not for --env another env, --seed another seed than the run's, nor over "
-        "an evaluation of more episodes: those results are printed only).",
+        "directory (not for --env another env, --seed another seed than its evaluation's, nor "
+        "over an evaluation of more episodes: those results are printed only).",
     )
     parser.add_argument(
         "path",
@@ -146,9 +146,15 @@ def run(args: argparse.Namespace) -> int:
         except CLIError as exc:
             run_dir, unsaved = None, str(exc)
     seed = args.seed if args.seed is not None else int(config.get("seed", 0))
-    if run_dir is not None and seed != int(config.get("seed", 0)):
-        # eval.json is the evaluation rl train printed, repeatable; other seeds' are printed only.
-        run_dir, unsaved = None, f"--seed {seed} is not the run's seed ({config.get('seed', 0)})"
+    if run_dir is not None:
+        # eval.json is the evaluation rl train printed, under its seed (the run's, or a
+        # multi-seed group's shared one): another seed's result is printed only.
+        own = _evaluation_seed(run_dir / "eval.json", int(config.get("seed", 0)))
+        if seed != own:
+            run_dir, unsaved = (
+                None,
+                f"eval.json holds an evaluation with seed {own}, this used {seed}",
+            )
     result = evaluate(
         policy.act, env_id, episodes=args.episodes, device=device, seed=seed, env_kwargs=env_kwargs
     )
@@ -189,6 +195,15 @@ def run(args: argparse.Namespace) -> int:
     elif run_dir is not None:
         print(f"  {run_dir / 'eval.json'} kept: it holds an evaluation of more episodes")
     return 0
+
+
+def _evaluation_seed(path: Path, default: int) -> int:
+    """The seed of the evaluation in ``path`` (eval.json), or ``default`` where there is none."""
+    try:
+        seed = read_json(path).get("seed")
+    except (OSError, ValueError, AttributeError):
+        return default
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else default
 
 
 def _replaces_no_larger_evaluation(path: Path, data: dict[str, Any]) -> bool:

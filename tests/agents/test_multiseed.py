@@ -441,6 +441,16 @@ def test_cli_train_seeds(tmp_path, monkeypatch, capsys) -> None:
     assert len([p for p in runs.iterdir() if p.is_dir() and "__ppo__" in p.name]) == 2
     assert len(list(runs.glob("*.json"))) == 1
     assert "per seed" in capsys.readouterr().out
+    # A seed's eval.json is the group's evaluation, under the group's shared seed: rl eval of
+    # the seed's folder with its own seed prints its result and keeps that file.
+    seed_run = next(p for p in runs.iterdir() if "__ppo__0__" in p.name)
+    before = (seed_run / "eval.json").read_text()
+    assert main(["eval", str(seed_run), "--episodes", "5"]) == 0
+    assert (seed_run / "eval.json").read_text() == before
+    shared = ms.env_seed((0, 1))
+    assert f"eval.json holds an evaluation with seed {shared}, this used 0" in (
+        capsys.readouterr().out
+    )
     for extra, message in (
         (["--algo", "dqn"], "PPO only"),
         (["--seed", "3"], "--seed"),

@@ -530,7 +530,9 @@ def test_a_quick_eval_keeps_the_runs_larger_evaluation(
     # Another seed's evaluation is printed only: eval.json stays what rl train printed.
     assert main(["eval", str(copy), "--episodes", str(episodes + 1), "--seed", "7"]) == 0
     assert (copy / "eval.json").read_text() == before
-    assert "not saved: --seed 7 is not the run's seed (1)" in capsys.readouterr().out
+    assert "not saved: eval.json holds an evaluation with seed 1, this used 7" in (
+        capsys.readouterr().out
+    )
     assert main(["eval", str(copy), "--episodes", str(episodes + 1)]) == 0
     assert json.loads((copy / "eval.json").read_text())["episodes"] == episodes + 1
 
