@@ -489,7 +489,8 @@ def run(args: argparse.Namespace) -> int:
             cfg = build_config(args, module)
             if cfg.write_run:
                 hold(cfg.run_dir)
-            refuse_a_used_run_dir(cfg.run_dir)
+            if rank0:  # the folder is rank 0's: other ranks only name it, by their own clock
+                refuse_a_used_run_dir(cfg.run_dir)
         return _train_and_report(args, module, cfg, rank0)
 
 

@@ -671,6 +671,32 @@ def test_trainings_named_by_the_clock_in_the_same_second_get_a_folder_each(
     assert all((tmp_path / "runs" / r / "checkpoints" / "latest.pt").is_file() for r in runs)
 
 
+def test_only_rank_0_checks_the_run_folder_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 0 makes <name>-2 when <name> holds a run; rank 1, which writes nothing, names the
+    folder by its own clock and must not refuse the job over <name>."""
+    import rl.runs
+    from agents import ppo
+
+    class Trained(Exception):
+        pass
+
+    def train(cfg: Any, resume: Any = None) -> None:
+        raise Trained(cfg.run_dir)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rl.runs, "run_name", lambda *args: "same-second")
+    (tmp_path / "runs" / "same-second" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "same-second" / "checkpoints" / "latest.pt").write_bytes(b"")
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "localhost"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.setattr(ppo, "train", train)
+    with pytest.raises(Trained):
+        main(["train", *TINY_TRAIN, "--distributed"])
+
+
 def test_a_run_stopped_by_ctrl_c_is_summarised_and_exits_130(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
