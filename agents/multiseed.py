@@ -417,6 +417,7 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
     env = make_vector_env(base.env_id, k_agents * n, device, env_kwargs=base.env_kwargs)
     runs: list[TrainingRun] = []
     loop: _Loop | None = None
+    group_dir: Path | None = None
     try:
         spaces = space_spec(env.single_observation_space, env.single_action_space)
         agents = []
@@ -440,7 +441,6 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
             replace_config(base, {"seed": s, "learning_rate": lr})
             for s, lr in zip(seeds, cfg.agent_learning_rates, strict=True)
         ]
-        group_dir = None
         if cfg.write_runs:
             group_dir = (  # made new, as each seed's (make_new_dir: no two runs share one)
                 Path(resume) if resume is not None else make_new_dir(cfg.runs_root, group_name(cfg))
@@ -473,6 +473,9 @@ def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSee
             loop.save_group()
         loop.run()
         train_seconds = time.perf_counter() - start_time
+    except KeyboardInterrupt as exc:  # a second Ctrl-C: the caller says how to continue
+        exc.group_dir = group_dir  # type: ignore[attr-defined]
+        raise
     finally:
         env.close()
         if loop is not None and loop.check_evaluator is not None:

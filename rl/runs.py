@@ -587,11 +587,12 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"cannot resume: {run_dir} is not a run directory")
     if not path.is_file():
-        groups = sorted(p.parent for p in Path(run_dir).glob("*/multiseed.pt"))
+        groups = list(Path(run_dir).glob("*/multiseed.pt"))
         if groups:  # a multi-seed run's folder: its group continues every seed
+            newest = max(groups, key=lambda p: p.stat().st_mtime).parent
             raise CheckpointError(
                 f"cannot resume: {run_dir} is a folder of runs, not one run; to continue its "
-                f"multi-seed run (every seed), give its group folder: --resume {groups[-1]}"
+                f"newest multi-seed run (every seed), give its group folder: --resume {newest}"
             )
         inner = sorted(p.parent.parent for p in Path(run_dir).glob("*/checkpoints/latest.pt"))
         if inner:

@@ -637,12 +637,8 @@ def _train_group(cfg: Any, resume: str | None = None, *, capture_video: bool = F
         return 1
     except ValueError as exc:  # e.g. a resume that changes a fixed field
         raise CLIError(str(exc)) from None
-    except KeyboardInterrupt:
-        group = Path(resume) if resume is not None else None
-        if group is None:  # the newest group folder of this env and these seeds
-            pattern = multiseed.group_name(cfg).rsplit("__", 1)[0] + "__*"
-            groups = sorted(p for p in Path(cfg.runs_root).glob(pattern) if p.is_dir())
-            group = groups[-1] if groups else None
+    except KeyboardInterrupt as exc:
+        group = getattr(exc, "group_dir", None) or resume  # this run's group (train made it)
         if group is not None and multiseed.is_group(group):
             print(f"\nto continue: rl train --resume {group}", file=sys.stderr)
         raise

@@ -793,6 +793,7 @@ def test_cli_reports_a_diverged_or_interrupted_group_as_a_single_run(
     from rl.runs import TrainingDiverged
 
     monkeypatch.chdir(tmp_path)
+    real_train = ms.train
     argv = ["train", "--seeds", "1-2", "--env", CARTPOLE, "--num-envs", "4",
             "--total-timesteps", "64", "--no-progress", "--set", "num_steps=16",
             "--set", "eval_episodes=0"]  # fmt: skip
@@ -809,14 +810,20 @@ def test_cli_reports_a_diverged_or_interrupted_group_as_a_single_run(
         assert "diverged at iteration 3" in captured.err
         assert "diverged" not in captured.out
 
-    def interrupt(cfg, resume=None):
+    def interrupt(self):  # a second Ctrl-C, inside the training loop
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ms, "train", interrupt)
+    monkeypatch.setattr(ms, "train", real_train)
+    monkeypatch.setattr(ms._Loop, "run", interrupt)
     assert main(["train", "--resume", group, "--total-timesteps", "128"]) == 130
     assert f"to continue: rl train --resume {group}" in capsys.readouterr().err
-    assert main(argv) == 130  # a new group: the newest folder of these seeds is the one to continue
-    assert "to continue: rl train --resume runs/" in capsys.readouterr().err
+    # A new run names its own group, even beside a newer-named one (another training's).
+    other = tmp_path / "runs" / "sandbox-CartPole-v1__ppo-seeds__1-2_K2__99999999-999999"
+    other.mkdir()
+    (other / "multiseed.pt").write_bytes(b"")
+    assert main(argv) == 130
+    hint = capsys.readouterr().err.split("to continue: rl train --resume ")[1].split()[0]
+    assert hint != group and "99999999" not in hint and ms.is_group(hint)
 
     monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
