@@ -621,7 +621,9 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     except CheckpointError as exc:
         # A resume always reads latest.pt: say how to continue from an earlier one instead.
         snapshots = list_snapshots(run_dir)
-        if snapshots:
+        # Damage (not a newer format or a refused pickle, which a snapshot shares).
+        damaged = any(word in str(exc) for word in ("truncated", "corrupt", "empty"))
+        if snapshots and damaged:
             message = str(exc).split("; use another checkpoint")[0]
             raise CheckpointError(f"{message}; {_from_a_snapshot(snapshots[-1], path)}") from None
         if "use another checkpoint" in str(exc):

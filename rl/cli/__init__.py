@@ -192,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # What rl train's out-of-memory line adds: what to lower, and where (a resume keeps the sizes).
 _OUT_OF_MEMORY_HINT = (
-    "; fewer envs (--num-envs) or a shorter rollout (--set num_steps=...) need less memory; a "
-    "--resume keeps the run's sizes, so train into a new --run-dir"
+    "; fewer envs (--num-envs), a shorter rollout (--set num_steps=..., PPO and A2C) or a "
+    "smaller replay buffer (--set buffer_size=..., DQN) need less memory; a --resume keeps the "
+    "run's sizes, so train into a new --run-dir"
 )
 
 

@@ -207,11 +207,15 @@ def run(args: argparse.Namespace) -> int:
         + (f", {skipped} skipped" if skipped else "")
     )
     if not failed:
-        print(_trainable(spec.id))
+        # The id as rl train must be given it: with its module where one registers it.
+        train_id = args.env_id
+        if ":" not in train_id and len(args.imports) == 1:
+            train_id = f"{args.imports[0]}:{spec.id}"
+        print(_trainable(spec.id, train_id))
     return 1 if failed else 0
 
 
-def _trainable(env_id: str) -> str:
+def _trainable(env_id: str, train_id: str) -> str:
     """What ``rl train`` can do with the env (a note, not a check: a valid env may be one the
     agents do not support, such as a Discrete observation)."""
     from agents.base import space_spec
@@ -228,7 +232,7 @@ def _trainable(env_id: str) -> str:
         if spec["action_kind"] == "discrete"
         else "ppo, a2c (dqn needs Discrete actions)"
     )
-    return f"rl train --env {env_id}: --algo {algos}"
+    return f"rl train --env {train_id}: --algo {algos}"
 
 
 def _check_obs(space: gymnasium.Space, obs: object, where: str) -> None:

@@ -186,9 +186,10 @@ def env_parameters(env_id: str) -> list[inspect.Parameter]:
 
 
 def split_overrides(
-    items: list[str], config_cls: type, env_id: str
+    items: list[str], config_cls: type, env_id: str, *, other_algos: bool = True
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """``--set`` items → (Config field overrides, env constructor arguments)."""
+    """``--set`` items → (Config field overrides, env constructor arguments); ``other_algos``:
+    a field of another algorithm's Config may be suggested with ``--algo``."""
     try:
         overrides = parse_overrides(items)
     except ValueError as exc:
@@ -206,9 +207,14 @@ def split_overrides(
             owners = _algos_with_field(key, config_cls)
             if owners:
                 this = config_cls.__module__.rsplit(".", 1)[-1]
+                fix = (
+                    f"pass --algo {owners[0]} to train with it, or drop it"
+                    if other_algos
+                    else "--seeds trains PPO only: drop it"
+                )
                 raise CLIError(
                     f"--set {key} is a field of {' and '.join(a.upper() for a in owners)}, not "
-                    f"of {this.upper()}: pass --algo {owners[0]} to train with it, or drop it"
+                    f"of {this.upper()}: {fix}"
                 )
             close = difflib.get_close_matches(key, [*fields, *env_args], n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -309,7 +315,9 @@ def build_config(args: argparse.Namespace, module: ModuleType, *, name_run: bool
     ``name_run``, a run folder made new under ``runs/`` unless one was named."""
     env_id = DEFAULT_ENV if args.env is None else args.env
     check_env_id(env_id)
-    cfg_overrides, env_kwargs = split_overrides(args.set, module.Config, env_id)
+    cfg_overrides, env_kwargs = split_overrides(
+        args.set, module.Config, env_id, other_algos=getattr(args, "seeds", None) is None
+    )
     overrides = flag_overrides(args, cfg_overrides)
     if args.distributed:
         require_distributed(module)

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
+from rl.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    save_checkpoint,
+)
 from rl.runs import load_resume_checkpoint
 
 
@@ -160,6 +167,11 @@ def test_damaged_bytes_inside_a_checkpoint_are_refused_not_loaded(tmp_path: Path
         load_resume_checkpoint(tmp_path / "run")
     (tmp_path / "run" / "checkpoints" / "latest.pt").unlink()
     with pytest.raises(CheckpointError, match=f"holds no checkpoints/latest.pt; {newest}"):
+        load_resume_checkpoint(tmp_path / "run")
+    # A sound file that this version cannot read: a snapshot would not read either.
+    atomic_save({"format": FORMAT, "format_version": FORMAT_VERSION + 1, "model": {}}, path)
+    path.rename(tmp_path / "run" / "checkpoints" / "latest.pt")
+    with pytest.raises(CheckpointError, match=r"upgrade rl-sandbox$"):
         load_resume_checkpoint(tmp_path / "run")
 
 

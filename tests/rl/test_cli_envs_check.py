@@ -68,6 +68,15 @@ def test_check_passes_on_the_sandbox_envs(env_id: str, capsys: pytest.CaptureFix
     assert f"rl train --env {env_id}: --algo ppo, a2c{', dqn' if dqn else ' ('}" in out
 
 
+def test_check_names_an_imported_env_as_rl_train_takes_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "sandbox/CartPole-v1", "--import", "envs", "--episodes", "1"]) == 0
+    assert "rl train --env envs:sandbox/CartPole-v1: --algo ppo, a2c, dqn" in (
+        capsys.readouterr().out
+    )
+
+
 def test_check_says_when_rl_train_cannot_train_a_valid_env(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -179,6 +179,7 @@ def test_resume_continues_a_run(copy: Path, capsys: pytest.CaptureFixture[str]) 
         (["train", "--env", "sandbox/DogTrainin-v0"], "did you mean 'sandbox/DogTraining-v0'?"),
         (["train", "--set", "learning_rat=1"], "did you mean 'learning_rate'?"),
         (["train", "--set", "buffer_size=100"], "buffer_size is a field of DQN, not of PPO"),
+        (["train", "--seeds", "0-1", "--set", "buffer_size=1"], "--seeds trains PPO only: drop"),
         (["train", "--seeds", "5-3"], "the range 5-3 goes down"),
         (["train", "--set", """reward_scheme={"on_sofa": -1"""], "not valid JSON"),
         (["watch", "sandbox/DogTrainin-v0"], "did you mean 'sandbox/DogTraining-v0'?"),
