@@ -202,6 +202,14 @@ def _set_epilog(task: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from rl.device import resolve_threads
+
+    try:  # RL_NUM_THREADS, before a baseline makes its run folder
+        resolve_threads(torch.device("cpu"))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     if getattr(args, "runs_dir", None) is not None:
         check_folder(args.runs_dir, "--runs-dir")
     try:

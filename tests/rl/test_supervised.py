@@ -361,6 +361,17 @@ def test_cli_rejects_bad_device(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert not list(tmp_path.iterdir())  # rejected before any work
 
 
+def test_cli_rejects_a_bad_thread_count_before_making_a_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rl.cli import main
+
+    monkeypatch.setenv("RL_NUM_THREADS", "100000")
+    assert main(["supervised", "regression", "--runs-dir", str(tmp_path)]) == 2
+    assert "RL_NUM_THREADS must be between 1 and" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_cli_tensors_says_which_std_is_which(capsys: pytest.CaptureFixture[str]) -> None:
     from rl.cli import main
 
