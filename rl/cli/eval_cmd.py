@@ -146,10 +146,14 @@ def run(args: argparse.Namespace) -> int:
         except CLIError as exc:
             run_dir, unsaved = None, str(exc)
     seed = args.seed if args.seed is not None else int(config.get("seed", 0))
+    saved_eval: dict[str, Any] = {}
     if run_dir is not None:
         # eval.json is the evaluation rl train printed, under its seed (the run's, or a
         # multi-seed group's shared one): another seed's result is printed only.
-        own = _evaluation_seed(run_dir / "eval.json", int(config.get("seed", 0)))
+        saved_eval = _read_evaluation(run_dir / "eval.json")
+        own = saved_eval.get("seed")
+        if not isinstance(own, int) or isinstance(own, bool):
+            own = int(config.get("seed", 0))
         if seed != own:
             run_dir, unsaved = (
                 None,
@@ -163,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         global_step=checkpoint.get("global_step"), seed=seed, env_kwargs=env_kwargs,
         trained_env_id=trained_env,
     )  # fmt: skip
-    saved = run_dir is not None and _replaces_no_larger_evaluation(run_dir / "eval.json", data)
+    saved = run_dir is not None and _replaces_no_larger_evaluation(saved_eval, data)
     if saved:
         # The checkpoint as the run folder names it, so a copy of the folder names its own.
         within = checkpoint_path.resolve().relative_to(run_dir.resolve())
@@ -197,20 +201,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluation_seed(path: Path, default: int) -> int:
-    """The seed of the evaluation in ``path`` (eval.json), or ``default`` where there is none."""
+def _read_evaluation(path: Path) -> dict[str, Any]:
+    """The run's eval.json, or ``{}`` where there is none (or it is unreadable)."""
     try:
-        seed = read_json(path).get("seed")
-    except (OSError, ValueError, AttributeError):
-        return default
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) else default
+        saved = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
-def _replaces_no_larger_evaluation(path: Path, data: dict[str, Any]) -> bool:
-    """Whether ``data`` may take the place of the evaluation in ``path``: a quick look (``rl eval
+def _replaces_no_larger_evaluation(saved: dict[str, Any], data: dict[str, Any]) -> bool:
+    """Whether ``data`` may take the place of the ``saved`` evaluation: a quick look (``rl eval
     RUN --episodes 3``) does not overwrite the run's 100-episode result."""
     try:
-        old = read_json(path)
-        return int(old.get("episodes", 0)) <= int(data["episodes"])
-    except (OSError, ValueError, TypeError, AttributeError):
-        return True  # none yet, or unreadable: write it
+        return int(saved.get("episodes", 0)) <= int(data["episodes"])
+    except (ValueError, TypeError):
+        return True  # unreadable: write it
