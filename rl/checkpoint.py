@@ -26,6 +26,16 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message is one line meant for the user."""
 
 
+class CheckpointDamaged(CheckpointError):
+    """A checkpoint whose bytes are damaged (empty, truncated, failing its CRC check), where
+    another checkpoint of the run may be sound. ``description`` is the message without its
+    ``advice``."""
+
+    def __init__(self, description: str, advice: str = "") -> None:
+        super().__init__(f"{description}; {advice}" if advice else description)
+        self.description, self.advice = description, advice
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
 
@@ -119,7 +129,7 @@ def read_torch_file(
     if not path.is_file():
         raise CheckpointError(f"{what} does not exist; expected {written_by}")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{what} is empty (0 bytes): it was never written fully")
+        raise CheckpointDamaged(f"{what} is empty (0 bytes): it was never written fully")
     with path.open("rb") as handle:
         head = handle.read(4)
     if zipfile.is_zipfile(path):
@@ -130,11 +140,12 @@ def read_torch_file(
                 # otherwise load as weights that are silently wrong.
                 damaged = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError) as exc:  # is_zipfile reads the end only
-            raise CheckpointError(f"{what} is truncated or corrupt (BadZipFile: {exc})") from None
+            raise CheckpointDamaged(f"{what} is truncated or corrupt (BadZipFile: {exc})") from None
         if damaged is not None:
-            raise CheckpointError(
+            raise CheckpointDamaged(
                 f"{what} is corrupt: its part {damaged} fails its CRC check (damaged on disk or "
-                "in a copy); use another checkpoint, e.g. best.pt or a step_*.pt snapshot"
+                "in a copy)",
+                "use another checkpoint, e.g. best.pt or a step_*.pt snapshot",
             )
         if not any(name.endswith("data.pkl") for name in names):  # torch.save's zip layout
             if names and all(name.endswith(".npy") for name in names):
@@ -145,7 +156,7 @@ def read_torch_file(
                 f"{what} is a zip archive but not a torch file; expected {written_by}"
             )
     elif head == _ZIP_MAGIC:
-        raise CheckpointError(
+        raise CheckpointDamaged(
             f"{what} is truncated: it starts like a torch file but its end is missing (an "
             "interrupted copy or write)"
         )
@@ -171,7 +182,7 @@ def read_torch_file(
         ) from None
     except Exception as exc:  # torch raises many types for damaged files (struct.error, ...)
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise CheckpointError(
+        raise CheckpointDamaged(
             f"{what} is truncated or corrupt ({type(exc).__name__}{': ' if first else ''}{first})"
         ) from None
 

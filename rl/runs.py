@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, temp_file_beside
+from rl.checkpoint import (
+    CheckpointDamaged,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    temp_file_beside,
+)
 
 if TYPE_CHECKING:
     from rl.evaluation import EvalResult
@@ -618,15 +624,13 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
         )
     try:
         return load_checkpoint(path)
-    except CheckpointError as exc:
+    except CheckpointDamaged as exc:  # (a newer format or a refused pickle: a snapshot shares it)
         # A resume always reads latest.pt: say how to continue from an earlier one instead.
         snapshots = list_snapshots(run_dir)
-        # Damage (not a newer format or a refused pickle, which a snapshot shares).
-        damaged = any(word in str(exc) for word in ("truncated", "corrupt", "empty"))
-        if snapshots and damaged:
-            message = str(exc).split("; use another checkpoint")[0]
-            raise CheckpointError(f"{message}; {_from_a_snapshot(snapshots[-1], path)}") from None
-        if "use another checkpoint" in str(exc):
+        if snapshots:
+            how = _from_a_snapshot(snapshots[-1], path)
+            raise CheckpointError(f"{exc.description}; {how}") from None
+        if exc.advice:
             raise CheckpointError(
                 f"{exc}; to continue from one, copy it over {path} (the steps after it are "
                 "trained again)"
