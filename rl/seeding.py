@@ -30,7 +30,8 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
 
 
 def derive_seed(seed: int, stream: str) -> int:
-    """The seed in ``[0, 2**63)`` (what :func:`seed_everything` takes) of the random stream named ``stream`` in a run seeded ``seed``.
+    """The seed, in ``[0, 2**63)`` as :func:`seed_everything` takes, of the random stream named
+    ``stream`` in a run seeded ``seed``.
 
     ``torch.manual_seed(s)`` and ``torch.Generator().manual_seed(s)`` start the same raw stream
     (the same Mersenne Twister on the CPU, Philox at offset 0 on CUDA), so an env generator and

@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    oom_hint = _OUT_OF_MEMORY_HINT if args.command == "train" else ""
     try:
         return int(args.run(args) or 0)
     except (CLIError, CheckpointError) as exc:
@@ -223,15 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rl {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except MemoryError:
-        hint = _OUT_OF_MEMORY_HINT if args.command == "train" else ""
-        print(f"rl {args.command}: error: out of memory{hint}", file=sys.stderr)
+        print(f"rl {args.command}: error: out of memory{oom_hint}", file=sys.stderr)
         return 1
     except RuntimeError as exc:
         if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
             raise
         first = str(exc).strip().splitlines()[0]
-        hint = _OUT_OF_MEMORY_HINT if args.command == "train" else ""
-        print(f"rl {args.command}: error: out of memory ({first}){hint}", file=sys.stderr)
+        print(f"rl {args.command}: error: out of memory ({first}){oom_hint}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (`rl envs | head`): stop quietly, as Unix tools do.

@@ -204,9 +204,9 @@ def split_overrides(
         elif key in env_args:
             env_kwargs[key] = parse_env_value(value)
         else:
-            owners = _algos_with_field(key, config_cls)
+            this = config_cls.__module__.rsplit(".", 1)[-1]
+            owners = [a for a in _algos_with_field(key) if a != this]
             if owners:
-                this = config_cls.__module__.rsplit(".", 1)[-1]
                 fix = (
                     f"pass --algo {owners[0]} to train with it, or drop it"
                     if other_algos
@@ -226,12 +226,11 @@ def split_overrides(
     return cfg_overrides, env_kwargs
 
 
-def _algos_with_field(key: str, config_cls: type) -> list[str]:
-    """The other algorithms whose Config has the field ``key`` (a --set meant for one)."""
+def _algos_with_field(key: str) -> list[str]:
+    """The algorithms whose Config has the field ``key`` (for a --set meant for another)."""
     from agents import ALGOS, get_algo
 
-    this = config_cls.__module__.rsplit(".", 1)[-1]
-    return [a for a in ALGOS if a != this and key in field_types(get_algo(a).Config)]
+    return [a for a in ALGOS if key in field_types(get_algo(a).Config)]
 
 
 def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any], module: ModuleType) -> None:
@@ -555,10 +554,7 @@ def _train_and_report(args: argparse.Namespace, module: ModuleType, cfg: Any, ra
         raise CLIError(str(exc)) from None
     if rank0:
         if getattr(args, "capture_video", False) and result.run_dir is not None:
-            from rl.cli.record_cmd import capture_run_videos
-
-            videos = capture_run_videos(result.run_dir)
-            print(f"Recorded {len(videos)} episode videos in {Path(result.run_dir) / 'videos'}")
+            _capture_videos(result.run_dir)
         print_summary(result, cfg, getattr(args, "resumed_from_step", None))
     # Stopped by Ctrl-C (checkpointed, evaluated): not the run asked for, so a script's
     # `rl train ... && next` stops here too, as after any interrupt.
@@ -651,13 +647,18 @@ def _train_group(cfg: Any, resume: str | None = None, *, capture_video: bool = F
             print(f"\nto continue: rl train --resume {group}", file=sys.stderr)
         raise
     if capture_video:
-        from rl.cli.record_cmd import capture_run_videos
-
         for run_dir in filter(None, result.run_dirs):
-            videos = capture_run_videos(run_dir)
-            print(f"Recorded {len(videos)} episode videos in {Path(run_dir) / 'videos'}")
+            _capture_videos(run_dir)
     print(multiseed.format_summary(result))
     return EXIT_INTERRUPTED if result.summary.get("stopped_on_request") else 0
+
+
+def _capture_videos(run_dir: str | Path) -> None:
+    """``--capture-video``: one episode per snapshot of the run, as GIFs in RUN/videos/."""
+    from rl.cli.record_cmd import capture_run_videos
+
+    videos = capture_run_videos(run_dir)
+    print(f"Recorded {len(videos)} episode videos in {Path(run_dir) / 'videos'}")
 
 
 def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:
