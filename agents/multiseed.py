@@ -189,45 +189,30 @@ MAX_SEEDS = 10_000
 process; the benchmarks use 64)."""
 
 
-class _Reversed(Exception):
-    """A seed range written high-low (its text the range)."""
-
-
 def parse_seeds(spec: str) -> tuple[int, ...]:
     """``"0-63"``, ``"0,1,5"`` or ``"0-3,10"`` → a tuple of distinct seeds, in order.
 
     Raises:
         ValueError: an unreadable spec, with an example of a good one.
     """
-    seeds: list[int] = []
+    ranges: list[tuple[int, int]] = []  # (low, high) of each part, a seed alone as (s, s)
     try:
         for part in spec.split(","):
-            part = part.strip()
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-", 1))
-                if high < low:
-                    raise _Reversed(part)
-                count = high - low + 1
-            else:
-                low = high = int(part)
-                count = 1
-            if len(seeds) + count > MAX_SEEDS:  # said before a list of them is built
-                raise OverflowError
-            seeds.extend(range(low, high + 1))
-    except OverflowError:
-        raise ValueError(
-            f"seeds {spec!r} name more than {MAX_SEEDS:,} agents for one process"
-        ) from None
-    except _Reversed as exc:
-        low, high = str(exc).split("-", 1)
-        raise ValueError(
-            f"seeds {spec!r}: the range {exc} goes down; a range goes from low to high "
-            f"({high}-{low})"
-        ) from None
+            low, sep, high = part.strip().partition("-")
+            ranges.append((int(low), int(high)) if sep else (int(low), int(low)))
     except ValueError:
         raise ValueError(
             f"cannot read seeds {spec!r}: expected e.g. '0-63', '0,1,5' or '0-3,10'"
         ) from None
+    for low, high in ranges:
+        if high < low:
+            raise ValueError(
+                f"seeds {spec!r}: the range {low}-{high} goes down; a range goes from low to "
+                f"high ({high}-{low})"
+            )
+    if sum(high - low + 1 for low, high in ranges) > MAX_SEEDS:  # before a list is built
+        raise ValueError(f"seeds {spec!r} name more than {MAX_SEEDS:,} agents for one process")
+    seeds = [s for low, high in ranges for s in range(low, high + 1)]
     if any(not 0 <= s <= MAX_INT for s in seeds) or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {spec!r} must be distinct integers in [0, 2**63)")
     return tuple(seeds)
