@@ -623,7 +623,7 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
             )
         )
     try:
-        return load_checkpoint(path)
+        checkpoint = load_checkpoint(path)
     except CheckpointDamaged as exc:  # (a newer format or a refused pickle: a snapshot shares it)
         # A resume always reads latest.pt: say how to continue from an earlier one instead.
         snapshots = list_snapshots(run_dir)
@@ -636,6 +636,66 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
                 "trained again)"
             ) from None
         raise
+    _refuse_another_runs_checkpoint(Path(run_dir), path, checkpoint)
+    return checkpoint
+
+
+# What any algorithm lets a resume change (each agent's RESUMABLE_FIELDS is a subset; a test
+# checks): how the run is carried out, never what it learns. Between a resume that changed one
+# and the next checkpoint, config.json holds the new value and latest.pt the old.
+RUN_SETTINGS = frozenset(
+    {
+        "device",
+        "fused_update",
+        "cuda_graphs",
+        "distributed",
+        "num_threads",
+        "progress",
+        "run_dir",
+        "total_timesteps",
+        "checkpoint_every",
+        "log_every",
+        "eval_episodes",
+        "save_buffer_max_mb",
+    }
+)
+
+
+def _refuse_another_runs_checkpoint(run_dir: Path, path: Path, checkpoint: dict) -> None:
+    """Raise if ``latest.pt`` was not written by the training in ``run_dir`` (a file copied in
+    from another run): its config and the folder's ``config.json`` differ beyond
+    :data:`RUN_SETTINGS`. A folder without ``config.json`` (or an unreadable one) is not
+    checked."""
+    saved = checkpoint.get("config")
+    try:
+        folder = read_json(run_dir / "config.json")
+    except (OSError, ValueError):
+        return
+    if not isinstance(saved, dict) or not isinstance(folder, dict):
+        return
+
+    def same(key: str) -> bool:  # as JSON (tuples and lists alike, NaN equal to itself)
+        return json.dumps(saved[key], sort_keys=True) == json.dumps(folder[key], sort_keys=True)
+
+    ours, theirs = set(folder) - set(saved), set(saved) - set(folder)
+    if ours and theirs:  # a field each lacks: not a newer version's addition
+        differ = f"its fields are another algorithm's (it is a {checkpoint.get('algo')} run)"
+    else:
+        changed = sorted(
+            k for k in set(saved) & set(folder) if k not in RUN_SETTINGS and not same(k)
+        )
+        if not changed:
+            return
+        more = ", ..." if len(changed) > 3 else ""
+        differ = (
+            f"it trained with {', '.join(f'{k}={saved[k]!r}' for k in changed[:3])}{more}, "
+            f"config.json says {', '.join(f'{k}={folder[k]!r}' for k in changed[:3])}{more}"
+        )
+    raise CheckpointError(
+        f"cannot resume: {path} was not written by the training in {run_dir} (its "
+        f"config.json): {differ}; was it copied in from another run? Resume that run's own "
+        "folder (to branch a run, copy its whole folder)"
+    )
 
 
 def _from_a_snapshot(snapshot: tuple[int, Path], latest: Path) -> str:

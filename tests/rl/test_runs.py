@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import held_by_another_process
 
-from rl.checkpoint import CheckpointError
+from rl.checkpoint import CheckpointError, save_checkpoint
 from rl.runs import (
+    RUN_SETTINGS,
     EpisodeTracker,
     RunInUse,
     TrainingRun,
@@ -47,6 +48,38 @@ def test_resume_refusals_say_what_to_resume_instead(tmp_path: Path) -> None:
     (tmp_path / "early" / "config.json").write_text("{}")  # killed before its first checkpoint
     with pytest.raises(CheckpointError, match="stopped before its first checkpoint: train it"):
         load_resume_checkpoint(tmp_path / "early")
+
+
+def test_a_resume_refuses_a_latest_pt_copied_in_from_another_run(tmp_path: Path) -> None:
+    ppo = {"env_id": "CartPole-v1", "seed": 1, "learning_rate": 0.004, "clip_coef": 0.2}
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    # What the folder's training wrote, then resumed with a larger total (killed before its
+    # next checkpoint): config.json and latest.pt differ in a setting, which is allowed.
+    (run / "config.json").write_text(json.dumps({**ppo, "total_timesteps": 2000}))
+    latest = run / "checkpoints" / "latest.pt"
+    save_checkpoint(
+        {"model": {}, "algo": "ppo", "config": {**ppo, "total_timesteps": 1000}}, latest
+    )
+    assert load_resume_checkpoint(run)["config"]["total_timesteps"] == 1000
+    sibling = {**ppo, "seed": 3, "learning_rate": 0.001, "total_timesteps": 1000}
+    save_checkpoint({"model": {}, "algo": "ppo", "config": sibling}, latest)
+    with pytest.raises(
+        CheckpointError,
+        match=r"not written by the training in .*: it trained with learning_rate=0\.001, seed=3, "
+        r"config\.json says learning_rate=0\.004, seed=1; was it copied in from another run",
+    ):
+        load_resume_checkpoint(run)
+    dqn = {"env_id": "CartPole-v1", "seed": 1, "buffer_size": 10, "total_timesteps": 1000}
+    save_checkpoint({"model": {}, "algo": "dqn", "config": dqn}, latest)
+    with pytest.raises(CheckpointError, match="another algorithm's \\(it is a dqn run\\)"):
+        load_resume_checkpoint(run)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
+def test_every_field_a_resume_may_change_is_a_run_setting(algo: str) -> None:
+    module = __import__(f"agents.{algo}", fromlist=["RESUMABLE_FIELDS"])
+    assert set(module.RESUMABLE_FIELDS) <= RUN_SETTINGS
 
 
 def test_layout_snapshots_and_best(tmp_path: Path) -> None:
