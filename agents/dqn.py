@@ -70,7 +70,7 @@ from rl.runs import (
     load_resume_checkpoint,
     stop_requested,
 )
-from rl.seeding import derive_seed, rng_state, seed_everything, set_rng_state
+from rl.seeding import derive_seed, restore_generator, rng_state, seed_everything, set_rng_state
 from rl.vector import make_vector_env
 
 ALGO = "dqn"
@@ -690,7 +690,7 @@ def _restore(state: TrainState, env: Any, ckpt: dict[str, Any], run_dir: str | P
     state.best_return = float(ckpt.get("best_return", -math.inf))
     state.target_reached = saved_target_reached(ckpt)
     load_buffer(state.buffer, run_dir, state.global_step)  # refilled by training if absent
-    state.generator.set_state(ckpt["generator"].cpu())  # a CPU ByteTensor for any device
+    restore_generator(state.generator, ckpt["generator"])  # (any device's state)
     set_rng_state(ckpt["rng"])
 
 

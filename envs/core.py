@@ -65,7 +65,7 @@ from envs.rng import (
 )
 from rl.config import is_int
 from rl.device import resolve_device
-from rl.seeding import derive_seed
+from rl.seeding import derive_seed, restore_generator
 
 State = Any  # torch.Tensor | NamedTuple of torch.Tensor, batch dimension first.
 
@@ -793,9 +793,7 @@ class TorchVectorEnv(VectorEnv):
         self._needs_reset = False
         self._elapsed = saved["elapsed"].to(self.device)
         self._returns = saved["returns"].to(self.device)
-        self.generator.set_state(
-            saved["generator"].cpu() if self.device.type == "cpu" else saved["generator"]
-        )
+        restore_generator(self.generator, saved["generator"])  # (any device's state)
         if "rng_key" in saved:
             self._set_rng(int(saved["rng_key"]), int(saved["rng_step"]))
         else:  # saved before autoreset hashed its start states: resumes, not bit for bit

@@ -44,6 +44,22 @@ def derive_seed(seed: int, stream: str) -> int:
     return int.from_bytes(digest, "little") & MAX_INT
 
 
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
+    """``generator.set_state(state)``; for another device type's state, a fresh seed instead.
+
+    A run resumed on another device (``--set device=cpu`` of a CUDA run, or the reverse) saved
+    a state that does not fit: a CPU generator's Mersenne Twister state is 5,056 bytes, a CUDA
+    generator's Philox state 16. Such a resume cannot continue the stream, so the generator is
+    seeded from the saved state's bytes: the same checkpoint always continues the same way.
+    """
+    state = state.cpu()
+    if state.numel() == generator.get_state().numel():
+        generator.set_state(state)
+        return
+    digest = hashlib.blake2b(state.numpy().tobytes(), digest_size=8).digest()
+    generator.manual_seed(int.from_bytes(digest, "little") & MAX_INT)
+
+
 def rng_state() -> dict[str, Any]:
     """All global RNG states as tensors and plain values (safe for ``weights_only`` loading)."""
     np_state = np.random.get_state()
@@ -79,7 +95,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # One state per GPU the run saw; a machine with fewer GPUs restores those it has.
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
 
 
 def _python_state_to_plain(state: tuple) -> list:

@@ -15,6 +15,7 @@ import torch
 from agents import a2c, dqn, ppo
 from agents import multiseed as ms
 from rl.checkpoint import load_checkpoint
+from rl.config import replace_config
 
 pytestmark = pytest.mark.gpu
 
@@ -55,6 +56,21 @@ def test_trains_on_cuda_and_its_checkpoint_loads_on_cpu(algo: str, tmp_path: Pat
     on_cuda = result.policy.act(obs.cuda())
     assert on_cuda.device.type == "cuda"
     assert torch.equal(loaded.act(obs), on_cuda.cpu())
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn"])
+def test_a_cuda_run_resumes_on_the_cpu_and_back(algo: str, tmp_path: Path) -> None:
+    """``device`` is a resumable field: the checkpoint's generators (CUDA's Philox states) must
+    not stop a resume on the CPU, nor the CPU's a resume on CUDA."""
+    module = {"ppo": ppo, "a2c": a2c, "dqn": dqn}[algo]
+    cfg = config(algo, tmp_path / algo)
+    module.train(cfg)
+    total = cfg.total_timesteps
+    for device, more in (("cpu", 2), ("cuda", 3)):
+        later = replace_config(cfg, {"device": device, "total_timesteps": total * more})
+        result = module.train(later, resume=tmp_path / algo)
+        assert result.global_step == total * more
+        assert all(math.isfinite(v) for v in result.metrics.values() if isinstance(v, float))
 
 
 def test_ppo_rollout_storage_lives_on_cuda() -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rl.device import THREADS_PER_CORE, resolve_device, resolve_threads
-from rl.seeding import derive_seed, rng_state, seed_everything, set_rng_state
+from rl.seeding import derive_seed, restore_generator, rng_state, seed_everything, set_rng_state
 from rl.tensors import (
     GroupedRunningMeanStd,
     RunningMeanStd,
@@ -192,6 +192,29 @@ def test_an_env_seeded_with_s_does_not_draw_torch_manual_seed_s_words() -> None:
         torch.randint(2**32, (), generator=replay)  # then the autoreset hash key
         assert torch.equal(env.generator.get_state(), replay.get_state()) is same
     env.close()
+
+
+def test_an_env_resumed_on_another_device_type_continues_from_its_state() -> None:
+    """A CUDA run's env generator state (Philox: 16 bytes) does not fit a CPU generator
+    (5,056 bytes): a resume on the CPU seeds it from the saved bytes instead of failing."""
+    import envs  # noqa: F401  (registers sandbox/)
+    from rl.vector import make_vector_env
+
+    saved = make_vector_env("sandbox/CartPole-v1", 4, "cpu")
+    saved.reset(seed=5)
+    state = saved.state_dict()
+    state["generator"] = torch.arange(16, dtype=torch.uint8)  # what a CUDA generator saves
+    starts = []
+    for _ in range(2):
+        env = make_vector_env("sandbox/CartPole-v1", 4, "cpu")
+        env.load_state_dict(state)
+        starts.append(env.reset()[0])
+        env.close()
+    torch.testing.assert_close(starts[0], starts[1])  # the same checkpoint: the same stream
+    mine = torch.Generator()
+    restore_generator(mine, saved.generator.get_state())  # the same device: the very state
+    assert torch.equal(mine.get_state(), saved.generator.get_state())
+    saved.close()
 
 
 def test_device_resolution() -> None:
