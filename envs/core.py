@@ -666,8 +666,12 @@ class TorchVectorEnv(VectorEnv):
     def _set_rng(self, key: int, step: int) -> None:
         self._rng_key, self._rng_step = key, step
         # The compiled step reads them as 0-dim int32 device tensors (the same bits) and counts
-        # the steps itself: no host-to-device copy per step.
-        self._rng_key_t = torch.tensor(int32_bits(key), dtype=torch.int32, device=self.device)
+        # the steps itself: no host-to-device copy per step. The key is written in place: a
+        # CUDA graph of steps (carrying the step count, not the key) reads it after a reset.
+        if getattr(self, "_rng_key_t", None) is None:
+            self._rng_key_t = torch.tensor(int32_bits(key), dtype=torch.int32, device=self.device)
+        else:
+            self._rng_key_t.fill_(int32_bits(key))
         self._rng_step_t = torch.tensor(int32_bits(step), dtype=torch.int32, device=self.device)
 
     def render(self) -> tuple[np.ndarray, ...] | None:

@@ -29,3 +29,16 @@ def test_steps_copied_back_into_static_buffers_continue_like_plain_steps(env_id:
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
         for mine, theirs in zip(static, plain.unwrapped.carried(), strict=True):
             assert torch.equal(mine, theirs)
+
+
+def test_a_reset_writes_the_autoreset_key_in_place() -> None:
+    """The key is not carried: a CUDA graph of steps captured before a reset (an evaluator
+    reused across seeds) must read the new key from the tensor it captured."""
+    core = make_vector_env("sandbox/CartPole-v1", 4, "cpu").unwrapped
+    core.reset(seed=1)
+    key = core._rng_key_t
+    core.reset(seed=2)
+    assert core._rng_key_t is key
+    fresh = make_vector_env("sandbox/CartPole-v1", 4, "cpu").unwrapped
+    fresh.reset(seed=2)
+    assert torch.equal(key, fresh._rng_key_t)  # the value a first reset with that seed sets
