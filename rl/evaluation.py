@@ -323,8 +323,9 @@ class Evaluator:
         return finished.all() if rows is None else (finished | ~rows).all()
 
     def check(self, seed: int) -> float:
-        """The mean return of a call, leaving the global RNG streams as they were: an early-stop
-        check (see :func:`check_return`)."""
+        """The mean return of a call, leaving the CPU's global RNG stream as it was: an
+        early-stop check (see :func:`check_return`). The device's stream is not forked: ``act``
+        must draw nothing from it, as every deterministic policy does."""
         with torch.random.fork_rng(devices=[]):
             return self(seed).mean_return
 
@@ -419,8 +420,9 @@ def check_return(
 ) -> float:
     """Mean return of ``act`` over ``episodes`` fresh episodes: an early-stop check.
 
-    Agents seed it from the global step (same run, same check) and it leaves the global RNG
-    streams as they were, so a resumed run stops where an uninterrupted one does. A check that
+    Agents seed it from the global step (same run, same check) and it leaves the CPU's global
+    RNG stream as it was (``act`` must not draw from the device's), so a resumed run stops
+    where an uninterrupted one does. A check that
     runs again and again is cheaper as one :class:`Evaluator`'s :meth:`~Evaluator.check`.
     """
     with Evaluator(act, env_id, episodes=episodes, device=device, env_kwargs=env_kwargs) as ev:
