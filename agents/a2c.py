@@ -738,8 +738,8 @@ def _train(
             if ckpt is None:  # the untrained policy: the "before" of before/after replays
                 run.save(checkpoint_payload(cfg, state, env, spaces), 0, snapshot=True)
         check = PolicyCheck(
-            A2CPolicy, state.agent, spaces, state.obs_rms, cfg.clip_obs, cfg.env_id,
-            cfg.target_check_episodes, device, cfg.env_kwargs,
+            lambda: A2CPolicy(state.agent, spaces, state.obs_rms, cfg.clip_obs), state.agent,
+            state.obs_rms, cfg.env_id, cfg.target_check_episodes, device, cfg.env_kwargs,
         )  # fmt: skip
         metrics = _train_loop(cfg, state, env, spaces, run, check)
         train_seconds = time.perf_counter() - start_time

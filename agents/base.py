@@ -213,9 +213,9 @@ class ActorCriticPolicy:
 
 
 class PolicyCheck:
-    """The stop rule's deterministic check (``target_check_episodes``) of an actor-critic,
-    kept for a whole training run: :meth:`rl.evaluation.Evaluator.check` (fresh episodes
-    seeded as asked, RNG streams untouched) of the agent's deterministic policy.
+    """The stop rule's deterministic check (``target_check_episodes``) of an agent, kept for a
+    whole training run: :meth:`rl.evaluation.Evaluator.check` (fresh episodes seeded as
+    asked, RNG streams untouched) of the agent's deterministic policy.
 
     Its policy and evaluator are built at the first check. On CUDA that check captures its steps
     in a graph and every later check only replays it, reading the agent's parameters (updated
@@ -224,7 +224,8 @@ class PolicyCheck:
     mode.
 
     Args:
-        policy_type: the agent's :class:`ActorCriticPolicy` (``PPOPolicy``, ``A2CPolicy``).
+        make_policy: builds the policy that acts for the agent (a ``PPOPolicy``, ``A2CPolicy``
+            or ``DQNPolicy`` of it); its ``obs_rms``, if it has one, is its own copy.
         agent: the network being trained.
         obs_rms: its live observation statistics, or ``None``.
         episodes: episodes per check, one env row each.
@@ -232,20 +233,18 @@ class PolicyCheck:
 
     def __init__(
         self,
-        policy_type: type[ActorCriticPolicy],
+        make_policy: Callable[[], Any],
         agent: Any,
-        spaces: dict[str, Any],
         obs_rms: RunningMeanStd | None,
-        clip_obs: float,
         env_id: str,
         episodes: int,
         device: torch.device,
         env_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        self._make = lambda: policy_type(agent, spaces, obs_rms, clip_obs)
+        self._make = make_policy
         self.agent, self.obs_rms = agent, obs_rms
         self._evaluator_args = (env_id, episodes, device, env_kwargs)
-        self.policy: ActorCriticPolicy | None = None
+        self.policy: Any = None
         self.evaluator: Evaluator | None = None
 
     def __call__(self, seed: int) -> float:
@@ -267,7 +266,7 @@ class PolicyCheck:
 
     def _read(self) -> list[torch.Tensor]:
         """The tensors the policy acts with, as they are now (the evaluator's ``watch``)."""
-        rms = self.policy.obs_rms
+        rms = getattr(self.policy, "obs_rms", None)
         return [*self.agent.parameters(), *(() if rms is None else (rms.mean, rms.var))]
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents.base import (
+    PolicyCheck,
     PolicyView,
     TrainResult,
     module_main,
@@ -61,7 +62,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device
-from rl.evaluation import check_return, evaluate, require_episodes
+from rl.evaluation import evaluate, require_episodes
 from rl.runs import (
     EpisodeTracker,
     TrainingDiverged,
@@ -739,7 +740,7 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
     configure_threads(device, cfg.num_threads)
     seed_everything(cfg.seed)
     env = make_vector_env(cfg.env_id, cfg.num_envs, device, env_kwargs=cfg.env_kwargs)
-    run = None
+    run = check = None
     try:
         check_discrete(env.single_action_space, cfg.env_id)
         spaces = space_spec(env.single_observation_space, env.single_action_space)
@@ -773,11 +774,17 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
             run.restore_schedule(state.global_step, state.best_return)
             if ckpt is None:  # the untrained policy: the "before" of before/after replays
                 run.save(checkpoint_payload(cfg, state, env, spaces), 0, snapshot=True)
-        metrics = _train_loop(cfg, state, env, spaces, run)
+        check = PolicyCheck(
+            lambda: DQNPolicy(state.q_network, cfg.end_e), state.q_network, None, cfg.env_id,
+            cfg.target_check_episodes, device, cfg.env_kwargs,
+        )  # fmt: skip
+        metrics = _train_loop(cfg, state, env, spaces, run, check)
         train_seconds = time.perf_counter() - start_time
         policy = DQNPolicy(state.q_network, cfg.end_e)
     finally:
         env.close()
+        if check is not None:
+            check.close()
         if run is not None:
             run.close()
     evaluation = None
@@ -802,7 +809,12 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
 
 
 def _train_loop(
-    cfg: Config, state: TrainState, env: Any, spaces: dict[str, Any], run: TrainingRun | None
+    cfg: Config,
+    state: TrainState,
+    env: Any,
+    spaces: dict[str, Any],
+    run: TrainingRun | None,
+    check: PolicyCheck,
 ) -> dict[str, float]:
     """Vector steps ``state.iteration + 1 .. num_iterations``: act, store, learn, log, save."""
     device = state.next_obs.device
@@ -875,7 +887,7 @@ def _train_loop(
         mean_return = metrics.get("charts/episodic_return")
         reached_at = target_reached(
             cfg.target_return, mean_return, cfg.target_check_episodes,
-            lambda: _greedy_check(cfg, state),
+            lambda: check(cfg.seed + state.global_step),
         )  # fmt: skip
         reached = reached_at is not None
         if reached:
@@ -901,16 +913,6 @@ def _train_loop(
         if reached or stop:
             break
     return metrics
-
-
-def _greedy_check(cfg: Config, state: TrainState) -> float:
-    """Mean return of the greedy Q-network over ``target_check_episodes`` fresh episodes
-    (:func:`rl.evaluation.check_return`: seeded from the step, RNG streams untouched)."""
-    return check_return(
-        DQNPolicy(state.q_network, cfg.end_e).act, cfg.env_id,
-        episodes=cfg.target_check_episodes, seed=cfg.seed + state.global_step,
-        device=state.next_obs.device, env_kwargs=cfg.env_kwargs,
-    )  # fmt: skip
 
 
 # -- the trained policy -------------------------------------------------------------------------

@@ -955,8 +955,8 @@ def _train(
         if cfg.write_run:
             run = _open_run(cfg, state, env, spaces, resumed=ckpt is not None)
         check = PolicyCheck(
-            PPOPolicy, state.agent, spaces, state.obs_rms, cfg.clip_obs, cfg.env_id,
-            cfg.target_check_episodes, device, cfg.env_kwargs,
+            lambda: PPOPolicy(state.agent, spaces, state.obs_rms, cfg.clip_obs), state.agent,
+            state.obs_rms, cfg.env_id, cfg.target_check_episodes, device, cfg.env_kwargs,
         )  # fmt: skip
         metrics = _train_loop(cfg, state, env, spaces, run, check)
         train_seconds = time.perf_counter() - start_time

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import types
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 
 from agents import dqn
 from rl.checkpoint import load_checkpoint
+from rl.evaluation import Evaluator
 from rl.runs import TrainingDiverged, TrainingRun, list_snapshots, read_json
 from rl.vector import make_vector_env
 
@@ -420,8 +420,15 @@ def test_early_stop_needs_the_greedy_check_too(monkeypatch: pytest.MonkeyPatch) 
     # point; a failing greedy check keeps it training to the end.
     stopped = dqn.train(tiny(target_return=1.0, write_run=False))
     assert stopped.global_step < 800
-    monkeypatch.setattr(dqn, "_greedy_check", lambda cfg, state: 0.0)
+    calls = []
+
+    def failing(evaluator: Any, seed: int) -> float:
+        calls.append((evaluator, seed))
+        return 0.0
+
+    monkeypatch.setattr(Evaluator, "check", failing)
     assert dqn.train(tiny(target_return=1.0, write_run=False)).global_step == 800
+    assert calls and len({id(evaluator) for evaluator, _ in calls}) == 1  # one for the run
     monkeypatch.undo()
     assert (
         dqn.train(tiny(target_return=1.0, target_check_episodes=0, write_run=False)).global_step
@@ -429,13 +436,28 @@ def test_early_stop_needs_the_greedy_check_too(monkeypatch: pytest.MonkeyPatch) 
     )
 
 
-def test_greedy_check_leaves_the_random_streams_alone() -> None:
-    result = dqn.train(tiny(write_run=False))
-    state = types.SimpleNamespace(
-        q_network=result.policy.q_network, next_obs=torch.zeros(4, 4), global_step=7
-    )
-    torch.manual_seed(3)
-    before = torch.get_rng_state()
-    first = dqn._greedy_check(tiny(target_return=1.0), state)
-    assert torch.equal(torch.get_rng_state(), before)
-    assert dqn._greedy_check(tiny(target_return=1.0), state) == first  # seeded from the step
+def test_greedy_checks_leave_the_run_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose checks all run and fail ends bitwise where a run without checks does, its
+    network in train mode."""
+    plain = dqn.train(tiny(write_run=False))
+    real_check, returns, modes = Evaluator.check, [], []
+
+    def failing(evaluator: Any, seed: int) -> float:
+        returns.append(real_check(evaluator, seed))
+        return -math.inf
+
+    monkeypatch.setattr(Evaluator, "check", failing)
+    original = dqn.update
+
+    def update(q_network: Any, *args: Any) -> Any:
+        modes.append(q_network.training)
+        return original(q_network, *args)
+
+    monkeypatch.setattr(dqn, "update", update)
+    checked = dqn.train(tiny(target_return=1.0, write_run=False))
+    assert len(returns) >= 2 and all(r >= 1.0 for r in returns)
+    assert all(modes)  # trained in train mode, checks or not
+    for mine, theirs in zip(
+        plain.policy.q_network.parameters(), checked.policy.q_network.parameters(), strict=True
+    ):
+        assert torch.equal(mine, theirs)
