@@ -767,8 +767,15 @@ def init_weights(state: TrainState, env: Any, source: str, env_id: str) -> None:
                 f"must match): {key} is {_shape_text(theirs.get(key))} in the checkpoint but "
                 f"{_shape_text(mine.get(key))} here"
             )
+    # The network reads observations as its training normalised them (or did not).
+    if ("obs_rms" in init) != (state.obs_rms is not None):
+        was = "with" if "obs_rms" in init else "without"
+        raise ValueError(
+            f"init_from {source}: its network was trained {was} observation normalisation; "
+            f"set norm_obs={'true' if 'obs_rms' in init else 'false'} to start from it"
+        )
     state.agent.load_state_dict(init["model"])
-    if state.obs_rms is not None and "obs_rms" in init:
+    if state.obs_rms is not None:
         state.obs_rms.load_state_dict(init["obs_rms"])
 
 

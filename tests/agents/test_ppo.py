@@ -133,6 +133,17 @@ def test_discrete_policy_round_trips_through_a_file(tmp_path: Path) -> None:
         ValueError, match=r"init_from .*run: sandbox/Pendulum-v1 does not match the checkpoint's"
     ):
         ppo.train(tiny("sandbox/Pendulum-v1", init_from=run))
+    # Its network read raw observations: normalised ones would be another input.
+    with pytest.raises(
+        ValueError, match=r"trained without observation normalisation; set norm_obs=false"
+    ):
+        ppo.train(tiny("sandbox/CartPole-v1", init_from=run, norm_obs=True))
+    normed = str(tmp_path / "normed")
+    ppo.train(tiny("sandbox/CartPole-v1", norm_obs=True, write_run=True, run_dir=normed))
+    with pytest.raises(ValueError, match=r"trained with observation normalisation; set norm_o"):
+        ppo.train(tiny("sandbox/CartPole-v1", init_from=normed))
+    started = ppo.train(tiny("sandbox/CartPole-v1", init_from=normed, norm_obs=True))
+    assert started.policy.obs_rms is not None
 
 
 class _Interrupt(Exception):
