@@ -119,7 +119,9 @@ def save_demos(
         "env_kwargs": dict(env_kwargs or {}),
     }
     if episode_ids is not None:
-        payload["episode_ids"] = torch.as_tensor(episode_ids).long().cpu()
+        payload["episode_ids"] = _check_episode_ids(
+            torch.as_tensor(episode_ids), obs.shape[0], f"save_demos({str(path)!r})"
+        )
     return atomic_save(payload, path)
 
 
@@ -127,6 +129,18 @@ def load_demos(
     path: str | os.PathLike, env_id: str | None = None, spaces: dict[str, Any] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(obs, actions)`` from a demonstration file, as float32 ``(T, D)`` and int64 ``(T,)``.
+
+    Args and errors: :func:`load_demo_episodes`'s.
+    """
+    obs, actions, _ = load_demo_episodes(path, env_id, spaces)
+    return obs, actions
+
+
+def load_demo_episodes(
+    path: str | os.PathLike, env_id: str | None = None, spaces: dict[str, Any] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(obs, actions, episode_ids)`` from a demonstration file: float32 ``(T, D)``, int64
+    ``(T,)``, and the file's int64 ``(T,)`` episode ids (``None`` where it has none).
 
     Args:
         path: a file written by ``rl play --record-demos`` or :func:`save_demos`.
@@ -173,6 +187,9 @@ def load_demos(
     if env_id is not None and data["env_id"] != env_id:
         raise ValueError(f"{where} was recorded in {data['env_id']!r}, not {env_id!r}")
     obs, actions = _check_demos(data["obs"], data["actions"], where)
+    episode_ids = data.get("episode_ids")
+    if episode_ids is not None:
+        episode_ids = _check_episode_ids(episode_ids, obs.shape[0], where)
     if spaces is not None:
         shape = tuple(spaces["obs_shape"])
         # The env's shape, or flattened as save_demos writes them.
@@ -187,7 +204,26 @@ def load_demos(
                 f"{where}: actions from {low} to {high}, but the env's lie in "
                 f"[0, {spaces['action_n'] - 1}]"
             )
-    return obs, actions
+    return obs, actions, episode_ids
+
+
+def _check_episode_ids(episode_ids: Any, steps: int, where: str) -> torch.Tensor:
+    if (
+        not isinstance(episode_ids, torch.Tensor)
+        or episode_ids.shape != (steps,)
+        or episode_ids.is_floating_point()
+        or episode_ids.dtype == torch.bool
+    ):
+        got = (
+            f"{tuple(episode_ids.shape)} {episode_ids.dtype}"
+            if isinstance(episode_ids, torch.Tensor)
+            else type(episode_ids).__name__
+        )
+        raise ValueError(
+            f"{where}: 'episode_ids' must be a ({steps},) integer tensor, one id per step, "
+            f"got {got}"
+        )
+    return episode_ids.detach().long().cpu()
 
 
 _WRITTEN_BY = "a .pt file written by `rl play --record-demos` or agents.bc.save_demos"
@@ -257,12 +293,14 @@ def collect_expert_demos(
     seed: int = 0,
     device: str | torch.device = "cpu",
     env_kwargs: dict[str, Any] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num_steps`` ``(obs, action)`` pairs of the scripted expert acting in ``env_id``.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``num_steps`` ``(obs, action)`` pairs of the scripted expert acting in ``env_id``, with
+    the episode of each: ``(obs, actions, episode_ids)``.
 
     The steps are ordered row by row (row 0's whole trajectory, then row 1's, ...), so the first
     ``k`` steps are whole consecutive episodes, as one teacher would show them, rather than the
-    first few steps of many episodes.
+    first few steps of many episodes. ``episode_ids`` number the episodes 0, 1, ... in that
+    order (the last one may be cut short).
     """
     for name, value in (("num_steps", num_steps), ("num_envs", num_envs)):
         require_int(name, value, 1)
@@ -273,16 +311,24 @@ def collect_expert_demos(
         num_rows = math.ceil(num_steps / num_envs)
         all_obs = torch.empty(num_rows, num_envs, *obs.shape[1:], device=obs.device)
         all_actions = torch.empty(num_rows, num_envs, dtype=torch.long, device=obs.device)
+        # Episodes each row has finished before step t: which episode the step belongs to.
+        finished = torch.zeros(num_rows, num_envs, dtype=torch.long, device=obs.device)
         for t in range(num_rows):
             actions = expert(obs)
             all_obs[t], all_actions[t] = obs, actions
-            obs, *_ = env.step(actions)
+            obs, _, terminated, truncated, _ = env.step(actions)
+            if t + 1 < num_rows:
+                finished[t + 1] = finished[t] + (terminated | truncated).long()
     finally:
         env.close()
     # (T, N, ...) → (N, T, ...) → (N * T, ...): row-major, each row's episodes in order.
     obs_rows = all_obs.transpose(0, 1).flatten(0, 1)
     action_rows = all_actions.transpose(0, 1).flatten()
-    return obs_rows[:num_steps].cpu(), action_rows[:num_steps].cpu()
+    env_row = torch.arange(num_envs, device=obs.device).unsqueeze(0).expand(num_rows, -1)
+    episode_rows = (env_row * num_rows + finished).transpose(0, 1).flatten()
+    # Renumbered 0, 1, ... in order (unique ids, sorted: the row-major order's).
+    episode_ids = torch.unique(episode_rows[:num_steps], return_inverse=True)[1]
+    return obs_rows[:num_steps].cpu(), action_rows[:num_steps].cpu(), episode_ids.cpu()
 
 
 # -- config and policy -------------------------------------------------------------------------
@@ -351,7 +397,8 @@ class Config:
     min_delta: float = 1e-3
     """The smallest drop in validation loss that counts as an improvement."""
     val_fraction: float = 0.2
-    """Share of the examples held out to pick the best epoch."""
+    """Share of the examples held out to pick the best epoch: whole episodes, shuffled, until
+    at least this share is (the last steps where there is one episode)."""
     eval_episodes: int = 100
     """Evaluation episodes for the clone, the expert and the random policy; 0 skips them. At
     most :data:`rl.evaluation.MAX_EPISODES`."""
@@ -489,8 +536,10 @@ def _spaces(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
 # -- training ------------------------------------------------------------------------------------
 def gather_dataset(
     cfg: Config, device: torch.device, spaces: dict[str, Any]
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The expert's steps followed by every demo file's: ``(obs, actions, demo_steps)``.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The expert's steps followed by every demo file's: ``(obs, actions, episodes,
+    demo_steps)``, ``episodes`` an id per step: the expert's episodes, each file's own (a file
+    without ``episode_ids`` is one episode), all apart.
 
     The demo files are read first, and checked against the env's ``spaces``, so a bad file
     fails before the expert demonstrates.
@@ -504,23 +553,30 @@ def gather_dataset(
                 "would be both learned from and held out, inflating the agreement"
             )
         seen[resolved] = str(path)
-    demos = [load_demos(path, cfg.env_id, spaces) for path in cfg.demos]
-    parts_obs, parts_actions = [], []
+    demos = [load_demo_episodes(path, cfg.env_id, spaces) for path in cfg.demos]
+    demo_steps = sum(obs.shape[0] for obs, _, _ in demos)
     if cfg.num_expert_steps > 0:
-        obs, actions = collect_expert_demos(
+        expert = collect_expert_demos(
             cfg.env_id,
             cfg.num_expert_steps,
             seed=cfg.seed,
             device=device,
             env_kwargs=cfg.env_kwargs,
         )
-        parts_obs.append(obs)
-        parts_actions.append(actions)
-    for obs, actions in demos:
-        parts_obs.append(obs)
-        parts_actions.append(actions)
-    demo_steps = sum(obs.shape[0] for obs, _ in demos)
-    return torch.cat(parts_obs), torch.cat(parts_actions), demo_steps
+        demos.insert(0, expert)
+    parts_episodes, first = [], 0
+    for obs, _, episode_ids in demos:
+        if episode_ids is None:
+            episode_ids = torch.zeros(obs.shape[0], dtype=torch.long)
+        ids = torch.unique(episode_ids, return_inverse=True)[1]  # 0, 1, ...
+        parts_episodes.append(ids + first)
+        first += int(ids.max()) + 1
+    return (
+        torch.cat([obs for obs, _, _ in demos]),
+        torch.cat([actions for _, actions, _ in demos]),
+        torch.cat(parts_episodes),
+        demo_steps,
+    )
 
 
 def evaluate_baselines(cfg: Config, device: torch.device) -> tuple[EvalResult, EvalResult]:
@@ -551,12 +607,17 @@ def clone(
     actions: torch.Tensor,
     spaces: dict[str, Any],
     run_dir: str | None = None,
+    episodes: torch.Tensor | None = None,
 ) -> tuple[BCPolicy, dict[str, float], EvalResult | None, Path | None]:
     """Fit the classifier on ``(obs, actions)`` and evaluate it in the env.
 
+    ``episodes`` (an id per step) makes the held-out steps whole episodes (held out one by one,
+    steps would be tested beside their neighbours in the same episode, learned from); ``None``
+    holds out single steps.
+
     Returns:
         ``(policy, metrics, evaluation, run_dir)``; ``metrics`` holds ``val_accuracy``
-        (agreement with the teacher on held-out steps), ``epochs`` and, when
+        (agreement with the teacher on held-out episodes), ``epochs`` and, when
         ``cfg.eval_episodes > 0``, ``bc_success`` and ``bc_return``.
     """
     if not isinstance(obs, torch.Tensor) or not isinstance(actions, torch.Tensor):
@@ -588,6 +649,7 @@ def clone(
         checkpoint_extra={
             "algo": ALGO, "config": config_to_dict(cfg), "env_id": cfg.env_id, "spaces": spaces,
         },
+        groups=episodes,
     )  # fmt: skip
     policy = BCPolicy(result.model)
     metrics = {"val_accuracy": result.val_metrics["accuracy"], "epochs": float(result.epochs_run)}
@@ -618,11 +680,11 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
     configure_threads(device, cfg.num_threads)
     seed_everything(cfg.seed)
     spaces = _spaces(cfg.env_id, cfg.env_kwargs)
-    obs, actions, demo_steps = gather_dataset(cfg, device, spaces)
+    obs, actions, episodes, demo_steps = gather_dataset(cfg, device, spaces)
     run_dir = None
     if cfg.write_run:
         run_dir = cfg.run_dir or str(Path(RUNS_ROOT) / run_name(cfg.env_id, ALGO, cfg.seed))
-    policy, metrics, evaluation, out_dir = clone(cfg, obs, actions, spaces, run_dir)
+    policy, metrics, evaluation, out_dir = clone(cfg, obs, actions, spaces, run_dir, episodes)
     metrics.update(expert_steps=float(cfg.num_expert_steps), demo_steps=float(demo_steps))
     if evaluation is not None:
         if cfg.env_id == DOG_ENV_ID:
@@ -671,12 +733,12 @@ def expert_steps_needed(
     configure_threads(device, cfg.num_threads)
     spaces = _spaces(cfg.env_id, cfg.env_kwargs)
     # One demonstration, cut into growing prefixes: each size adds to what the smaller saw.
-    obs, actions = collect_expert_demos(
+    obs, actions, episodes = collect_expert_demos(
         cfg.env_id, sizes[-1], seed=cfg.seed, device=device, env_kwargs=cfg.env_kwargs
     )
     curve, needed = [], None
     for size in sizes:
-        _, metrics, _, _ = clone(cfg, obs[:size], actions[:size], spaces)
+        _, metrics, _, _ = clone(cfg, obs[:size], actions[:size], spaces, None, episodes[:size])
         curve.append([size, metrics["bc_success"]])
         if needed is None and metrics["bc_success"] >= target_success:
             needed = size

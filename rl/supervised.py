@@ -288,9 +288,21 @@ def describe_network(model: nn.Module, in_features: int) -> list[dict[str, Any]]
 
 # -- data --------------------------------------------------------------------------------------
 def train_val_split(
-    x: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int = 0
+    x: torch.Tensor,
+    y: torch.Tensor,
+    val_fraction: float,
+    seed: int = 0,
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A shuffled split into ``(x_train, y_train, x_val, y_val)``; both parts keep >= 1 row."""
+    """A shuffled split into ``(x_train, y_train, x_val, y_val)``; both parts keep >= 1 row.
+
+    Args:
+        groups: ``(N,)`` integer ids of rows that belong together (the steps of one episode):
+            whole groups are held out, in a shuffled order, until at least ``val_fraction`` of
+            the rows are (one group stays for training at least): a random row split would
+            test each row beside its neighbours in the same episode, learned from. With a
+            single group, its last rows are held out. ``None``: single rows are shuffled.
+    """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
     n = x.shape[0]
@@ -299,9 +311,28 @@ def train_val_split(
     if y.shape[0] != n:
         raise ValueError(f"x has {n} rows but y has {y.shape[0]}")
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=generator).to(x.device)
     n_val = min(n - 1, max(1, round(n * val_fraction)))
-    val, train = order[:n_val], order[n_val:]
+    if groups is None:
+        order = torch.randperm(n, generator=generator)
+        val, train = order[:n_val], order[n_val:]
+    else:
+        if groups.shape != (n,) or groups.is_floating_point():
+            raise ValueError(
+                f"groups must be ({n},) integer ids, one per row, got {tuple(groups.shape)} "
+                f"{groups.dtype}"
+            )
+        ids, inverse = torch.unique(groups.cpu(), return_inverse=True)
+        if len(ids) == 1:  # one episode: hold out its end
+            val, train = torch.arange(n - n_val, n), torch.arange(n - n_val)
+        else:
+            order = torch.randperm(len(ids), generator=generator)
+            sizes = torch.bincount(inverse, minlength=len(ids))[order]
+            # The fewest groups (in that order) holding n_val rows, leaving one for training.
+            count = min(int((sizes.cumsum(0) < n_val).sum()) + 1, len(ids) - 1)
+            held = torch.zeros(len(ids), dtype=torch.bool)
+            held[order[:count]] = True
+            val, train = held[inverse].nonzero().squeeze(1), (~held[inverse]).nonzero().squeeze(1)
+    val, train = val.to(x.device), train.to(x.device)
     return x[train], y[train], x[val], y[val]
 
 
@@ -559,6 +590,7 @@ def fit(
     run_config: dict[str, Any] | None = None,
     checkpoint_extra: dict[str, Any] | None = None,
     learning_rate_name: str = "learning_rate",
+    groups: torch.Tensor | None = None,
 ) -> FitResult:
     """Train ``model`` on ``(x, y)`` and return it with its best validation weights.
 
@@ -574,6 +606,8 @@ def fit(
             FitConfig's.
         learning_rate_name: the setting a user lowers when the fit diverges (the error names
             it: ``pretrain_learning_rate`` for the forward model).
+        groups: ``(N,)`` ids of rows held out together (episodes; see :func:`train_val_split`)
+            when ``x_val`` is not given.
 
     Raises:
         FloatingPointError: the losses (or the optimizer's state) stopped being finite.
@@ -596,7 +630,7 @@ def fit(
     model.to(device)
     _check_model_fits(model, cfg.task, x[:1].to(device), y, "training data")
     if x_val is None or y_val is None:
-        x, y, x_val, y_val = train_val_split(x, y, cfg.val_fraction, cfg.seed)
+        x, y, x_val, y_val = train_val_split(x, y, cfg.val_fraction, cfg.seed, groups)
     else:
         _check_model_fits(
             model, cfg.task, x_val[:1].to(device), y_val, "validation data (x_val, y_val)"

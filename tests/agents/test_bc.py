@@ -11,6 +11,7 @@ import torch
 
 from agents import bc
 from rl.checkpoint import atomic_save
+from rl.vector import make_vector_env
 
 DOG = bc.DOG_ENV_ID
 
@@ -55,6 +56,38 @@ def test_demos_written_by_rl_play_are_read(tmp_path: Path) -> None:
     atomic_save(payload, tmp_path / "human.pt")
     obs, actions = bc.load_demos(tmp_path / "human.pt")
     assert obs.shape == (3, 111) and actions.tolist() == [1, 2, 5]
+    assert bc.load_demo_episodes(tmp_path / "human.pt")[2].tolist() == [0, 0, 0]
+
+
+def test_episode_ids_must_name_one_episode_per_step(tmp_path: Path) -> None:
+    obs, actions = torch.rand(10, 111), torch.zeros(10, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"'episode_ids' must be a \(10,\) integer tensor"):
+        bc.save_demos(tmp_path / "d.pt", obs, actions, bc.DOG_ENV_ID, episode_ids=[0, 1, 2])
+    atomic_save(
+        {"obs": obs, "actions": actions, "env_id": bc.DOG_ENV_ID, "episode_ids": torch.ones(10)},
+        tmp_path / "float.pt",
+    )
+    with pytest.raises(ValueError, match=r"float.pt: 'episode_ids' must be .* got \(10,\) tor"):
+        bc.load_demos(tmp_path / "float.pt")
+
+
+def test_held_out_steps_are_whole_episodes_of_the_expert_and_of_each_file(
+    tmp_path: Path,
+) -> None:
+    obs, actions, _ = bc.collect_expert_demos(bc.DOG_ENV_ID, 40, seed=1)
+    with_ids = bc.save_demos(
+        tmp_path / "ids.pt", obs, actions, bc.DOG_ENV_ID, episode_ids=torch.arange(40) // 20 + 7
+    )
+    without = bc.save_demos(tmp_path / "none.pt", obs, actions, bc.DOG_ENV_ID)
+    cfg = _small(num_expert_steps=40, demos=(str(with_ids), str(without)))
+    spaces = bc._spaces(cfg.env_id, cfg.env_kwargs)
+    _, _, episodes, demo_steps = bc.gather_dataset(cfg, torch.device("cpu"), spaces)
+    expert = bc.collect_expert_demos(bc.DOG_ENV_ID, 40, seed=cfg.seed)[2]
+    count = int(expert.max()) + 1
+    assert demo_steps == 80
+    assert torch.equal(episodes[:40], expert)  # the expert's own episodes first
+    assert torch.equal(episodes[40:80], torch.arange(40) // 20 + count)  # the file's, apart
+    assert torch.equal(episodes[80:], torch.full((40,), count + 2))  # no ids: one episode
 
 
 class _Evil:
@@ -168,13 +201,26 @@ def test_truncated_and_missing_demo_files(tmp_path: Path) -> None:
 def test_expert_demos_are_whole_episodes_in_order() -> None:
     from envs.dog_training import expert_policy
 
-    obs, actions = bc.collect_expert_demos(bc.DOG_ENV_ID, 100, num_envs=4, seed=0)
+    obs, actions, episodes = bc.collect_expert_demos(bc.DOG_ENV_ID, 100, num_envs=4, seed=0)
     assert obs.shape == (100, 111) and actions.shape == (100,)
     torch.testing.assert_close(actions, expert_policy(obs))
     # Row-major: the first 25 steps are one dog's trajectory, so it relieves itself in it.
     assert (actions[:25] == 5).any()
-    again, _ = bc.collect_expert_demos(bc.DOG_ENV_ID, 100, num_envs=4, seed=0)
+    again, _, _ = bc.collect_expert_demos(bc.DOG_ENV_ID, 100, num_envs=4, seed=0)
     torch.testing.assert_close(obs, again)
+    # Episode ids: 0, 1, ... in order, a new one after each step that ended an episode.
+    env = make_vector_env(bc.DOG_ENV_ID, 4, "cpu")
+    step_obs, _ = env.reset(seed=0)
+    ended = []
+    for _ in range(25):
+        step_obs, _, terminated, truncated, _ = env.step(expert_policy(step_obs))
+        ended.append(terminated | truncated)
+    env.close()
+    ended = torch.stack(ended).T.flatten()  # row-major, as the demos
+    starts = torch.cat([torch.tensor([False]), ended[:-1]])
+    starts[25::25] = True  # each dog's trajectory starts an episode
+    assert episodes[0] == 0 and torch.equal(episodes.diff(), starts[1:].long())
+    assert int(episodes.max()) >= 4  # the dogs finished episodes in 25 steps
 
 
 def test_no_expert_outside_dog_training() -> None:
@@ -272,7 +318,7 @@ def test_clone_beats_random_and_reloads(tmp_path: Path) -> None:
 
 
 def test_clone_from_demo_file_only(tmp_path: Path) -> None:
-    obs, actions = bc.collect_expert_demos(bc.DOG_ENV_ID, 300, seed=5)
+    obs, actions, _ = bc.collect_expert_demos(bc.DOG_ENV_ID, 300, seed=5)
     path = bc.save_demos(tmp_path / "demo.pt", obs, actions, bc.DOG_ENV_ID)
     result = bc.train(_small(num_expert_steps=0, demos=(str(path),), eval_episodes=0))
     assert result.metrics["demo_steps"] == 300 and result.global_step == 300
@@ -309,7 +355,7 @@ def test_cli_with_demos_names_the_demonstrator_and_skips_the_expert_sweep(
 
     from rl.cli import main
 
-    obs, actions = bc.collect_expert_demos(DOG, 200, seed=5)
+    obs, actions, _ = bc.collect_expert_demos(DOG, 200, seed=5)
     path = bc.save_demos(tmp_path / "me.pt", obs, actions, DOG)
     argv = [
         "supervised", "bc", "--demos", str(path), "--expert-steps", "0", "--runs-dir",

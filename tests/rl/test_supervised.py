@@ -85,6 +85,27 @@ def test_split_keeps_every_row_once() -> None:
     torch.testing.assert_close(x_va[:, 0], y_va)
 
 
+def test_a_grouped_split_holds_out_whole_episodes() -> None:
+    x = torch.arange(100.0)[:, None]
+    groups = torch.arange(100) // 7  # 15 episodes: 14 of 7 steps, one of 2
+    for seed in range(20):
+        x_tr, _, x_va, _ = train_val_split(x, x[:, 0], 0.2, seed=seed, groups=groups)
+        train, val = set(x_tr[:, 0].long().tolist()), set(x_va[:, 0].long().tolist())
+        assert train | val == set(range(100)) and not train & val
+        held = {step // 7 for step in val}
+        assert all(set(range(7 * g, min(7 * g + 7, 100))) <= val for g in held)  # whole ones
+        assert len(val) >= 20 and len(val) - 20 < 7  # the fewest that reach the share
+    # One episode: its last steps are held out (the first ones teach).
+    x_tr, _, x_va, _ = train_val_split(x, x[:, 0], 0.2, groups=torch.zeros(100, dtype=torch.long))
+    assert x_va[:, 0].tolist() == list(range(80, 100))
+    # Two episodes: one stays for training, however large the other.
+    two = (torch.arange(100) >= 5).long()
+    for seed in range(5):
+        assert 0 < len(train_val_split(x, x[:, 0], 0.5, seed=seed, groups=two)[0]) < 100
+    with pytest.raises(ValueError, match=r"groups must be \(100,\) integer ids"):
+        train_val_split(x, x[:, 0], 0.2, groups=torch.zeros(99, dtype=torch.long))
+
+
 # -- the fit loop --------------------------------------------------------------------------------
 def test_linear_model_recovers_known_parameters() -> None:
     weight, bias = (2.0, -3.0, 0.5), 1.0
