@@ -53,6 +53,7 @@ from agents.base import (
     PolicyView,
     TrainResult,
     read_policy_checkpoint,
+    report_failure,
     sample_categorical,
     space_spec,
 )
@@ -71,7 +72,7 @@ from rl.evaluation import EvalResult, evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
 from rl.seeding import seed_everything
 from rl.supervised import FitConfig, fit, mlp
-from rl.vector import check_env_kwargs, make_vector_env
+from rl.vector import check_env_kwargs, check_env_values, make_vector_env
 
 ALGO = "bc"
 DEMOS_FORMAT = "rl-sandbox-demos"
@@ -680,6 +681,8 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
     configure_threads(device, cfg.num_threads)
     seed_everything(cfg.seed)
     spaces = _spaces(cfg.env_id, cfg.env_kwargs)
+    if cfg.eval_episodes > 0 and cfg.eval_env_kwargs is not None:  # checked before training
+        check_env_values("eval_env_kwargs", cfg.env_id, cfg.eval_env_kwargs)
     obs, actions, episodes, demo_steps = gather_dataset(cfg, device, spaces)
     run_dir = None
     if cfg.write_run:
@@ -796,12 +799,21 @@ def load_policy(checkpoint: dict[str, Any] | str | Path, device: str = "cpu") ->
 
 # -- python -m agents.bc -------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """Clone from the command line: ``--field-name VALUE`` for every :class:`Config` field."""
-    parser = argparse.ArgumentParser(prog="python -m agents.bc", description="Behaviour cloning.")
+    """Clone from the command line: ``--field-name VALUE`` for every :class:`Config` field. Bad
+    input is one line on stderr and exit code 2, as with ``rl supervised bc``."""
+    prog = "python -m agents.bc"
+    parser = argparse.ArgumentParser(prog=prog, description="Behaviour cloning.")
     for name, doc in field_docs(Config).items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=doc)
     args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    result = train(default_config(args.pop("env_id", DOG_ENV_ID), **args))
+    try:
+        try:
+            cfg = default_config(args.pop("env_id", DOG_ENV_ID), **args)
+        except TypeError as exc:  # a value of the wrong type for a field
+            raise ValueError(str(exc)) from None
+        result = train(cfg)
+    except (ValueError, FloatingPointError, CheckpointError, OSError, KeyboardInterrupt) as exc:
+        return report_failure(prog, exc)
     for key, value in result.metrics.items():
         print(f"{key}: {value:.3f}")
     print(f"run: {result.run_dir}")

@@ -18,10 +18,14 @@ comparison writes a curve PNG and ``result.json`` next to them.
 
 Reading order: :class:`Config` → :func:`race` → :func:`transfer` → :func:`collect_unlabelled`
 → :class:`ForwardModel` → :func:`pretrain_encoder` → :func:`torso_checkpoint` → :func:`pretrain`.
+
+Run it: ``python -m agents.representation transfer`` or ``... pretrain`` (or ``rl supervised
+transfer``/``pretrain``, which also prints a summary).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from dataclasses import dataclass, field
@@ -33,17 +37,24 @@ from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents import ppo
-from agents.base import space_spec
+from agents.base import report_failure, space_spec
 from agents.bc import DogDefault, drop_dog_defaults
-from rl.checkpoint import save_checkpoint
-from rl.config import check_field_types, config_to_dict, is_int, replace_config, require_int
+from rl.checkpoint import CheckpointError, save_checkpoint
+from rl.config import (
+    check_field_types,
+    config_to_dict,
+    field_docs,
+    is_int,
+    replace_config,
+    require_int,
+)
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
 from rl.seeding import seed_everything
 from rl.supervised import FitConfig, fit, require_number
 from rl.tensors import one_hot
-from rl.vector import check_env_kwargs, make_vector_env
+from rl.vector import check_env_kwargs, check_env_values, make_vector_env
 
 DOG_ENV_ID = "sandbox/DogTraining-v0"
 MAX_UNLABELLED_STEPS = 10_000_000
@@ -125,8 +136,10 @@ class Config:
                 raise ValueError(f"{name} must be a dict, got {getattr(self, name)!r}")
         for name in ("source_env_kwargs", "target_env_kwargs"):
             check_env_kwargs(name, self.env_id, getattr(self, name))
-        for name in ("source_timesteps", "max_timesteps", "unlabelled_steps", "pretrain_epochs"):
+        for name in ("source_timesteps", "max_timesteps", "pretrain_epochs"):
             require_int(name, getattr(self, name), 1)
+        # One transition to learn from and one held out, at least.
+        require_int("unlabelled_steps", self.unlabelled_steps, 2)
         require_int("seed", self.seed, 0)
         require_episodes("eval_episodes", self.eval_episodes)
         if self.unlabelled_steps > MAX_UNLABELLED_STEPS:
@@ -358,6 +371,8 @@ def transfer(cfg: Config) -> dict[str, Any]:
     planned = planned_steps(
         cfg, {"source_timesteps": cfg.source_timesteps, "max_timesteps": cfg.max_timesteps}
     )
+    for name in ("source_env_kwargs", "target_env_kwargs"):  # before the folder is made
+        check_env_values(name, cfg.env_id, getattr(cfg, name))
     parent = _make_parent(cfg, _parent_path(cfg, "transfer"))
     source = ppo.train(
         ppo_config(cfg, cfg.source_env_kwargs, cfg.source_timesteps, parent / "source")
@@ -548,6 +563,7 @@ def pretrain(cfg: Config) -> dict[str, Any]:
             "the forward model's encoder learns from raw observations, but norm_obs feeds PPO's "
             "torso normalised ones; leave norm_obs off in ppo_overrides for pretrain"
         )
+    check_env_values("target_env_kwargs", cfg.env_id, cfg.target_env_kwargs)
     _make_parent(cfg, parent)
     model, encoder_metrics = pretrain_encoder(cfg, parent / "encoder", base.hidden_sizes)
     spaces = _spaces(cfg)
@@ -587,3 +603,36 @@ def _spaces(cfg: Config) -> dict[str, Any]:
 def default_config(**overrides: Any) -> Config:
     """The comparison's defaults with ``overrides`` (typed values or ``--set`` strings)."""
     return replace_config(Config(), overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.representation transfer|pretrain``, ``--field-name VALUE`` for every
+    :class:`Config` field. Bad input is one line on stderr and exit code 2."""
+    prog = "python -m agents.representation"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Transfer learning or self-supervised pretraining, raced against PPO from "
+        "random weights.",
+    )
+    parser.add_argument("task", choices=("transfer", "pretrain"))
+    for name, doc in field_docs(Config).items():
+        help_text = doc.replace("%", "%%")  # argparse %-formats help strings
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_text)
+    args = vars(parser.parse_args(argv))
+    task = args.pop("task")
+    try:
+        try:
+            cfg = default_config(**{k: v for k, v in args.items() if v is not None})
+        except TypeError as exc:  # a value of the wrong type for a field
+            raise ValueError(str(exc)) from None
+        result = transfer(cfg) if task == "transfer" else pretrain(cfg)
+    except (ValueError, FloatingPointError, CheckpointError, OSError, KeyboardInterrupt) as exc:
+        return report_failure(prog, exc)
+    for key, value in result.items():
+        if isinstance(value, (int, float, str, Path)) or value is None:
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -221,6 +221,17 @@ def check_env_kwargs(name: str, env_id: str, env_kwargs: dict[str, Any]) -> None
             )
 
 
+def check_env_values(name: str, env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Make ``env_id`` with ``env_kwargs`` once (one env, on the CPU) and close it: a
+    ValueError naming ``name`` for values the env refuses (an unknown layout), before a run
+    that would make the env only after writing its folder, or after training."""
+    try:
+        env = make_vector_env(env_id, 1, "cpu", env_kwargs=env_kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    env.close()
+
+
 def _is_sandbox_entry(entry: Any) -> bool:
     if isinstance(entry, str):
         module = entry.split(":")[0]

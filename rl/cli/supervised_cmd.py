@@ -260,6 +260,11 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
     from rl.config import parse_overrides, replace_config
 
     overrides: dict[str, Any] = parse_overrides(args.overrides)
+    if "run_dir" in overrides and not str(overrides["run_dir"]).strip():
+        raise ValueError(
+            "run_dir is empty: give a folder (--set run_dir=DIR), or leave it unset for a fresh "
+            "one under --runs-dir"
+        )
     if args.task == "bc":
         return run_bc(args, overrides)
     from agents import representation

@@ -394,3 +394,22 @@ def test_expert_steps_needed_sweep() -> None:
     successes = [s for _, s in sweep["curve"]]
     assert successes[-1] >= 0.9 and successes[-1] > successes[0]
     assert sweep["expert_steps_needed"] in (160, 1280)
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    [
+        ("bc", ["--epochs", "-1"], "epochs must be an integer >= 1, got -1"),
+        ("bc", ["--demos", "nowhere.pt", "--num-expert-steps", "0"], "nowhere.pt does not exist"),
+        ("representation", ["pretrain", "--unlabelled-steps", "1"], "unlabelled_steps must be"),
+    ],
+)
+def test_python_m_agents_says_what_was_wrong_in_one_line(
+    module: str, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    assert importlib.import_module(f"agents.{module}").main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m agents.{module}: error: ") and message in err
+    assert "Traceback" not in err

@@ -461,6 +461,12 @@ def test_cli_help_is_per_task(capsys: pytest.CaptureFixture[str]) -> None:
             ["pretrain", "--set", 'ppo_overrides={"norm_obs": true}'],
             "leave norm_obs off in ppo_overrides",
         ),
+        # Values the env refuses, found before the folder is made (not after training).
+        (["bc", "--set", 'eval_env_kwargs={"layout": "nope"}'], "eval_env_kwargs: sandbox/Dog"),
+        (["transfer", "--set", 'source_env_kwargs={"layout": "x"}'], "source_env_kwargs: sandbox"),
+        (["pretrain", "--set", 'target_env_kwargs={"layout": "x"}'], "target_env_kwargs: sandbox"),
+        (["pretrain", "--set", "unlabelled_steps=1"], "unlabelled_steps must be an integer >= 2"),
+        (["bc", "--set", "run_dir="], "run_dir is empty"),
     ],
 )
 def test_cli_rejects_bad_settings_before_any_work(
