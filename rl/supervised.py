@@ -713,10 +713,11 @@ def fit(
         val_metrics = evaluate_model(model, x_val, y_val, cfg)
         if run is not None:
             # best.pt ranks checkpoints by a "return" where higher is better: the negated loss.
+            # The best epoch's weights, without the optimizer's state: that would be the last
+            # epoch's, and a fit does not resume.
             run.save(
                 {
                     "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
                     "config": config_to_dict(cfg),
                     "epoch": best_epoch,
                     "val_metrics": val_metrics,

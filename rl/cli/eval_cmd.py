@@ -167,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
         global_step=checkpoint.get("global_step"), seed=seed, env_kwargs=env_kwargs,
         trained_env_id=trained_env,
     )  # fmt: skip
-    saved = run_dir is not None and _replaces_no_larger_evaluation(saved_eval, data)
+    kept = _why_kept(saved_eval, data) if run_dir is not None else None
+    saved = run_dir is not None and kept is None
     if saved:
         # The checkpoint as the run folder names it, so a copy of the folder names its own.
         within = checkpoint_path.resolve().relative_to(run_dir.resolve())
@@ -175,7 +176,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, sort_keys=True))
         return 0
-    print(f"{checkpoint_path} ({data['algo']}, {data['global_step']:,} steps) on {env_id}:")
+    # A supervised fit's checkpoint (behaviour cloning) is of its best epoch, not of env steps.
+    trained = (
+        f"epoch {checkpoint['epoch']}"
+        if "epoch" in checkpoint
+        else f"{data['global_step']:,} steps"
+    )
+    print(f"{checkpoint_path} ({data['algo']}, {trained}) on {env_id}:")
     print(
         f"  mean return {result.mean_return:.2f} ± {result.std_return:.2f} over "
         f"{result.episodes} episodes (min {min(result.returns):.2f}, max {max(result.returns):.2f})"
@@ -197,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     elif unsaved is not None:
         print(f"  not saved: {unsaved}")
     elif run_dir is not None:
-        print(f"  {run_dir / 'eval.json'} kept: it holds an evaluation of more episodes")
+        print(f"  {run_dir / 'eval.json'} kept: it holds {kept}")
     return 0
 
 
@@ -210,10 +217,19 @@ def _read_evaluation(path: Path) -> dict[str, Any]:
     return saved if isinstance(saved, dict) else {}
 
 
-def _replaces_no_larger_evaluation(saved: dict[str, Any], data: dict[str, Any]) -> bool:
-    """Whether ``data`` may take the place of the ``saved`` evaluation: a quick look (``rl eval
-    RUN --episodes 3``) does not overwrite the run's 100-episode result."""
+def _why_kept(saved: dict[str, Any], data: dict[str, Any]) -> str | None:
+    """Why ``data`` may not take the place of the ``saved`` evaluation (``None``: it may): a
+    quick look (``rl eval RUN --episodes 3``) does not overwrite the run's 100-episode result,
+    nor an evaluation replace what a run wrote beside its own (behaviour cloning's comparison
+    with the expert and a random dog)."""
+    extra = sorted(set(saved) - set(data))
+    if extra:
+        return (
+            f"more than an evaluation ({', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''})"
+        )
     try:
-        return int(saved.get("episodes", 0)) <= int(data["episodes"])
+        if int(saved.get("episodes", 0)) > int(data["episodes"]):
+            return "an evaluation of more episodes"
     except (ValueError, TypeError):
-        return True  # unreadable: write it
+        pass  # unreadable: write it
+    return None

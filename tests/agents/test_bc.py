@@ -301,7 +301,7 @@ def test_expert_demos_reject_bad_counts() -> None:
 
 
 # -- cloning -------------------------------------------------------------------------------------
-def test_clone_beats_random_and_reloads(tmp_path: Path) -> None:
+def test_clone_beats_random_and_reloads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = bc.train(_small(tmp_path))
     m = result.metrics
     assert m["bc_success"] >= m["random_success"] + 0.5
@@ -315,6 +315,17 @@ def test_clone_beats_random_and_reloads(tmp_path: Path) -> None:
     torch.testing.assert_close(view.probs.sum(-1), torch.ones(16))
     assert view.value.isnan().all()  # no critic: the HUD says so, rather than showing 0
     assert (tmp_path / "bc" / "eval.json").is_file()
+    # rl eval of the run prints its evaluation but keeps BC's comparison with the expert.
+    from rl.cli import main
+
+    before = (tmp_path / "bc" / "eval.json").read_text()
+    assert main(["eval", str(tmp_path / "bc"), "--episodes", "60"]) == 0
+    assert (tmp_path / "bc" / "eval.json").read_text() == before
+    out = capsys.readouterr().out
+    assert "eval.json kept: it holds more than an evaluation (bc_return" in out
+    assert "(bc, epoch " in out  # a fit's checkpoint is of its best epoch, not of env steps
+    saved = torch.load(tmp_path / "bc" / "checkpoints" / "latest.pt", weights_only=True)
+    assert "optimizer" not in saved  # it would be the last epoch's state, not the best one's
 
 
 def test_clone_from_demo_file_only(tmp_path: Path) -> None:
