@@ -311,6 +311,12 @@ def run_bc(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any
 
     if args.expert_steps is not None and args.expert_steps < 0:
         raise ValueError(f"--expert-steps must be >= 0 (0: --demos only), got {args.expert_steps}")
+    for flag, given, key in (
+        ("--demos", args.demos, "demos"),
+        ("--expert-steps", args.expert_steps is not None, "num_expert_steps"),
+    ):
+        if given and key in overrides:
+            raise ValueError(f"{flag} and --set {key} set the same thing; give one of them")
     values: dict[str, Any] = {"seed": args.seed, "device": args.device, **overrides}
     if args.demos:
         values["demos"] = tuple(str(p) for p in args.demos)

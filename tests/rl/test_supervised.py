@@ -467,6 +467,8 @@ def test_cli_help_is_per_task(capsys: pytest.CaptureFixture[str]) -> None:
         (["pretrain", "--set", 'target_env_kwargs={"layout": "x"}'], "target_env_kwargs: sandbox"),
         (["pretrain", "--set", "unlabelled_steps=1"], "unlabelled_steps must be an integer >= 2"),
         (["bc", "--set", "run_dir="], "run_dir is empty"),
+        (["bc", "--expert-steps", "9", "--set", "num_expert_steps=5"], "set the same thing"),
+        (["bc", "--demos", "a.pt", "--set", "demos=b.pt"], "--demos and --set demos set the"),
     ],
 )
 def test_cli_rejects_bad_settings_before_any_work(
