@@ -464,21 +464,17 @@ def store_transitions(
     obs: torch.Tensor,
     actions: torch.Tensor,
     rewards: torch.Tensor,
-    next_obs: torch.Tensor,
     terminated: torch.Tensor,
-    truncated: torch.Tensor,
     info: dict[str, Any],
 ) -> None:
     """Add one vector step's ``N`` transitions to ``buffer``; no host sync.
 
     SAME_STEP autoreset: a row whose episode ended already has the next episode's first
-    observation in ``next_obs``; the transition's own ``s'`` is ``info["final_obs"]`` (equal to
-    ``next_obs`` on the other rows), and only ``terminated`` is stored, so truncated rows keep
-    their bootstrap.
+    observation in ``next_obs``; the transition's own ``s'`` is ``info["final_obs"]`` (every
+    vector env here fills it for all rows: ``next_obs`` on the others), and only
+    ``terminated`` is stored, so truncated rows keep their bootstrap.
     """
-    ended = (terminated | truncated).view(-1, *([1] * (obs.dim() - 1)))  # (N, 1, ...)
-    real_next_obs = torch.where(ended, info["final_obs"], next_obs)
-    buffer.add(Transitions(obs, actions, rewards, real_next_obs, terminated))
+    buffer.add(Transitions(obs, actions, rewards, info["final_obs"], terminated))
 
 
 LOSS_NAMES = ("td_loss", "q_values")
@@ -839,10 +835,8 @@ def _train_loop(
         epsilon = linear_schedule(cfg.start_e, cfg.end_e, exploration_steps, state.global_step)
         obs = state.next_obs
         actions = select_actions(state.q_network, obs, epsilon, state.generator)
-        next_obs, rewards, terminated, truncated, info = env.step(actions)
-        store_transitions(
-            state.buffer, obs, actions, rewards, next_obs, terminated, truncated, info
-        )
+        next_obs, rewards, terminated, _, info = env.step(actions)  # truncated: bootstraps
+        store_transitions(state.buffer, obs, actions, rewards, terminated, info)
         tracker.record(info)
         state.next_obs = next_obs
         state.global_step += cfg.num_envs

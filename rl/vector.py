@@ -23,11 +23,6 @@ from rl.config import require_int
 from rl.device import resolve_device
 
 
-def is_torch_vector_env(env: Any) -> bool:
-    """Whether ``env`` speaks tensors natively (the sandbox's envs set this metadata)."""
-    return getattr(env, "metadata", {}).get("backend") == "torch"
-
-
 def did_you_mean(env_id: str) -> str:
     """``"did you mean 'sandbox/DogTraining-v0'? "`` for a misspelt id, ``""`` if nothing is
     close (the start of a hint in an unknown-env message)."""

@@ -128,7 +128,7 @@ def test_final_obs_is_stored_for_rows_that_ended() -> None:
     for _ in range(60):
         next_obs, rewards, terminated, truncated, info = env.step(pushes)
         start = buffer.pos
-        dqn.store_transitions(buffer, obs, pushes, rewards, next_obs, terminated, truncated, info)
+        dqn.store_transitions(buffer, obs, pushes, rewards, terminated, info)
         done = terminated | truncated
         stored = buffer.data.next_obs[start : start + 16]
         assert torch.equal(stored[done], info["final_obs"][done])
