@@ -289,9 +289,9 @@ def _optimizer_state(
             net.agent_tensors(optimizer.exp_avg_sq, k),
             strict=True,
         )
+        steps = optimizer.steps_of(k)  # (a read from the device, once)
         for i, (m, v) in enumerate(moments):
-            step = torch.tensor(optimizer.steps_of(k))
-            state[i] = {"step": step, "exp_avg": m, "exp_avg_sq": v}
+            state[i] = {"step": torch.tensor(steps), "exp_avg": m, "exp_avg_sq": v}
     return {"state": state, "param_groups": [{**group, "lr": lr}]}
 
 

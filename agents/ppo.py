@@ -1058,11 +1058,12 @@ def _train_loop(
         if graphs is not None:
             state.next_obs, learned = graphs.iteration(state.next_obs)
         else:
-            stats_before = [rms.state_dict() for rms in running_stats]
+            # Each rank folds in its own observations; merged after the rollout, so every rank
+            # (and the saved policy) normalises with the statistics of all ranks' data.
+            merged = running_stats if distributed.get_world_size() > 1 else []
+            stats_before = [rms.state_dict() for rms in merged]
             state.next_obs = rollout(state.next_obs)
-            # Each rank folded in its own observations; merge them so every rank (and the
-            # saved policy) normalises with the statistics of all ranks' data.
-            for rms, before in zip(running_stats, stats_before, strict=True):
+            for rms, before in zip(merged, stats_before, strict=True):
                 distributed.sync_running_stats(rms, before)
             learned = learn()
         state.global_step += global_batch_size(cfg)
