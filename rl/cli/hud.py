@@ -125,7 +125,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "accident_garden": "accident, but in the garden",
         "on_sofa": "on the sofa: 'get down!'",
         "on_sofa_quiet": "on the sofa",
-        "tried_relieve": "tried to relieve: bladder not full yet",
+        "tried_relieve": "tried to relieve: bladder under half",
         "pole_fell": "the pole fell",
         "time_up": "time is up",
     },
@@ -214,7 +214,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "accident_garden": "accidente, pero en el jardín",
         "on_sofa": "en el sofá: '¡abajo!'",
         "on_sofa_quiet": "en el sofá",
-        "tried_relieve": "quiso hacer pis: vejiga poco llena",
+        "tried_relieve": "quiso hacer pis: vejiga a menos de la mitad",
         "pole_fell": "el palo se cayó",
         "time_up": "se acabó el tiempo",
     },
@@ -453,6 +453,12 @@ class HudModel:
     highlight_key: int | None = None  # Index into ``keys`` of the action just taken.
     readout_note: str = ""  # Lines under the probabilities: how the bold action was chosen.
     legend: list[tuple[str, str]] = field(default_factory=list)  # (tone or "", text) lines.
+
+    def start_episode(self) -> None:
+        """A new episode on screen: step and return from zero, and the last episode's banner
+        gone (the event log keeps it, tagged with its episode)."""
+        self.step, self.episode_return, self.last_reward = 0, 0.0, None
+        self.banner, self.banner_steps = None, 0
 
     def record_event(self, event: Event | None, steps: int = 12) -> None:
         """Log ``event`` (with the episode and step) and flash it over the scene for ``steps``
@@ -780,12 +786,24 @@ def _draw_legend(area: _Area, y: int) -> int:
 
 def _draw_keys(area: _Area, y: int, bottom: int) -> int | None:
     """The key help in two columns above the status line, when there is room for it below
-    ``y``; returns its top, or None when it was left out."""
+    ``y``; else one line of keys, the way out first, if that fits; returns its top, or None
+    when it was left out."""
     model, target, x, inner = area.model, area.target, area.x, area.inner
     rows = _key_rows(model.keys)
     yk = bottom - 30 - 23 * len(rows)
     top = yk - 20 if rows and yk - 20 > y else None
-    if top is not None:
+    if top is None and rows and bottom - 54 > y:
+        # Quitting is what a learner must always be able to find (the last key listed). Arrow
+        # keys are left out: only keycaps can draw them (the font has no arrow glyphs).
+        ordered = [model.keys[-1], *model.keys[:-1]]
+        line = "   ".join(
+            f"{key} {action}" if key else action
+            for key, action in ordered
+            if not any(arrow in key for arrow in ARROWS)
+        )
+        top = bottom - 50
+        _blit_text(target, line, (x, top), 18, DIM, max_width=inner, min_size=14)
+    elif top is not None:
         yk = _section(target, tr("keys", model.lang), x, top) + 4
         column = inner // 2
         for row in rows:

@@ -247,9 +247,7 @@ class PlaySession:
     def _reset(self) -> None:
         self.obs, _ = self.env.reset(seed=self._seed)
         self._seed = None
-        self.model.step = 0
-        self.model.episode_return = 0.0
-        self.model.last_reward = None
+        self.model.start_episode()
         self.model.gauges = env_gauges(self.env_id, self.obs, self.env.unwrapped, self.lang)
 
     def handle(self, events: list[Any]) -> None:

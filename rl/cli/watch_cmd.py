@@ -279,9 +279,7 @@ class EpisodeRunner:
     def _reset(self) -> None:
         self.obs, _ = self.env.reset(seed=self._seed)
         self._seed = None  # Later episodes continue the generator: new starts each time.
-        self.model.step = 0
-        self.model.episode_return = 0.0
-        self.model.last_reward = None
+        self.model.start_episode()
         self._ended = False
         self._decide()
 

@@ -634,6 +634,33 @@ def test_panel_layout_holds_still_through_episodes_and_their_final_frames(
     assert "keys" in dict(layouts.pop()), "the key help was pushed off the panel"
 
 
+def test_a_new_episode_does_not_show_the_last_ones_banner(dog_run: Path) -> None:
+    runner = EpisodeRunner(resolve_target(str(dog_run)), lang="en", seed=1)
+    while runner.model.banner is None:
+        runner.tick()
+    runner.restart()  # the r key
+    assert runner.model.banner is None and runner.model.step == 0
+    assert runner.model.events  # the log keeps it, tagged with its episode
+    runner.close()
+
+
+def test_a_full_panel_still_says_how_to_quit(dog_run: Path) -> None:
+    """The last checkpoint of ``--progress`` (the screen that stays until you quit) has one
+    subtitle line more: the keys then shrink to one line, the way out first."""
+    target = resolve_target(str(dog_run))
+    lines = ["checkpoint 11/11: 100 % of training", tr("linger", "en"), "reward_scheme = coached"]
+    runner = EpisodeRunner(
+        target, lang="en", seed=1, subtitle=[*lines, *policy_title(target, "en")],
+        keys=watch_keys("en"),
+    )  # fmt: skip
+    runner.tick()
+    surface = pygame.Surface((PANEL_WIDTH, 680))
+    layout = draw_panel(surface, (0, 0, PANEL_WIDTH, 680), runner.model)
+    runner.close()
+    assert layout["keys"] > layout["end"]  # drawn, below everything else
+    assert layout["keys"] == 680 - 50  # as one line above the status line
+
+
 def _house() -> list[list[int]]:
     env = gymnasium.make(DOG, render_mode="rgb_array")
     env.reset(seed=0)
