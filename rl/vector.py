@@ -210,9 +210,15 @@ def check_env_kwargs(name: str, env_id: str, env_kwargs: dict[str, Any]) -> None
     known = [p.name for p in _named_parameters(*found)]
     for key in env_kwargs:
         if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            # (dtype and render_mode are set by whatever makes the env: not worth listing)
+            shown = [k for k in known if k not in ("dtype", "render_mode")]
             raise ValueError(
-                f"{name}: {env_id} takes no argument {key!r}; its arguments are "
-                f"{', '.join(known) or '(none)'}"
+                f"{name}: {env_id} takes no argument {key!r}{hint}; its arguments are "
+                f"{', '.join(shown) or '(none)'}"
             )
 
 

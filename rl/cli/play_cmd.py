@@ -43,7 +43,7 @@ from rl.cli.hud import (
     speed_text,
     tr,
 )
-from rl.cli.targets import parse_env_overrides
+from rl.cli.targets import check_env_arguments, parse_env_overrides
 from rl.cli.train_cmd import check_env_id, register_envs
 
 # The demonstration format of agents.bc (see its module docstring), which reads these files.
@@ -445,10 +445,12 @@ def run(args: argparse.Namespace) -> int:
                 f"a file or folder: to see a trained agent, rl watch {args.env}"
             ) from None
         raise
+    env_kwargs = parse_env_overrides(args.set)
+    check_env_arguments(args.env, env_kwargs)  # before the display is looked at
     check_display("rl play")
     session = PlaySession(
         args.env,
-        parse_env_overrides(args.set),
+        env_kwargs,
         lang=lang,
         seed=args.seed,
         record=args.record_demos is not None,

@@ -132,6 +132,26 @@ def parse_env_overrides(items: list[str] | None) -> dict[str, Any]:
     return kwargs
 
 
+def is_env_id(name: str) -> bool:
+    """Whether ``name`` is a registered env id (``env_spec`` knows it)."""
+    try:
+        env_spec(name)
+    except ValueError:
+        return False
+    return True
+
+
+def check_env_arguments(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """A CLIError for a ``--set`` key the env does not take, naming the keys it does (before
+    the env is made: its own TypeError reads like a traceback's last line)."""
+    from rl.vector import check_env_kwargs
+
+    try:
+        check_env_kwargs("--set", env_id, env_kwargs)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
 def _single_spaces(env_id: str, env_kwargs: dict[str, Any]) -> tuple[spaces.Space, spaces.Space]:
     try:
         env = gymnasium.make(env_id, **env_kwargs)
@@ -240,6 +260,7 @@ def resolve_target(
     if env_id is not None and env_id != target:
         raise CLIError(f"TARGET is the env {target}; --env {env_id} contradicts it")
     kwargs = dict(env_kwargs or {})
+    check_env_arguments(target, kwargs)
     _, action_space = _single_spaces(target, kwargs)
     return Target(
         env_id=target,

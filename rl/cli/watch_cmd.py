@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import gymnasium
@@ -60,6 +61,8 @@ from rl.cli.hud import (
 )
 from rl.cli.targets import (
     Target,
+    check_env_arguments,
+    is_env_id,
     parse_env_overrides,
     sampling_generator,
     targets_from_args,
@@ -615,7 +618,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--progress and --grid do not combine; pick one")
     if args.checkpoints is not None and not args.progress:
         raise CLIError("--checkpoints picks snapshots for --progress; add --progress")
-    parse_env_overrides(args.set)  # a bad --set is told before the display is
+    env_kwargs = parse_env_overrides(args.set)  # a bad --set is told before the display is
+    if env_kwargs and not Path(args.target).exists() and is_env_id(args.target):
+        check_env_arguments(args.target, env_kwargs)
     check_display("rl watch")  # Before loading anything: no window, nothing to watch.
     targets = targets_from_args(args)
     fps = args.fps if args.fps is not None else default_fps(targets[0].env_id)

@@ -537,6 +537,17 @@ def test_user_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.Captur
     assert err.startswith(f"rl {argv[0]}: error:") and "\n" not in err
 
 
+@pytest.mark.parametrize("command", ["play", "watch", "record"])
+def test_an_env_argument_typo_is_answered_with_the_arguments_it_takes(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = ["--out", str(tmp_path / "x.gif")] if command == "record" else ["--max-steps", "1"]
+    assert main([command, DOG, "--set", "reward=treats", *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rl {command}: error: --set: {DOG} takes no argument 'reward' (did ")
+    assert "'reward_scheme'?); its arguments are " in err and "render_mode" not in err
+
+
 def test_play_of_a_run_folder_points_to_watch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
