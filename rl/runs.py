@@ -172,6 +172,11 @@ def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
             f"{path} is a multi-seed group folder (for rl train --resume); give one seed's run "
             f"folder{example}"
         )
+    if (path / "config.json").is_file():  # a run folder whose training saved nothing yet
+        raise CheckpointError(
+            f"{path} holds no checkpoint yet: its training is still starting (the first comes "
+            "within seconds: try again) or stopped before its first save"
+        )
     raise CheckpointError(
         f"{path} holds no checkpoint (looked for {', '.join(order)} in {folder}); "
         "expected a run directory made by `rl train` or a .pt file"

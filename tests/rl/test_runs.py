@@ -120,6 +120,9 @@ def test_find_checkpoint_errors(tmp_path: Path) -> None:
         find_checkpoint(tmp_path / "missing")
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         find_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text("{}")  # a training that has not saved yet
+    with pytest.raises(CheckpointError, match="no checkpoint yet: its training is still start"):
+        find_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match=r"no checkpoints/latest\.pt"):
         load_resume_checkpoint(tmp_path)
 
