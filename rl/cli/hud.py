@@ -230,6 +230,14 @@ ACTION_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
         for env_id in CARTPOLE_IDS
     },
     **{env_id: {"en": ("torque",), "es": ("par motor",)} for env_id in PENDULUM_IDS},
+    "Acrobot-v1": {
+        "en": ("torque −1", "no torque", "torque +1"),
+        "es": ("par −1", "sin par", "par +1"),
+    },
+    "MountainCar-v0": {
+        "en": ("push left", "no push", "push right"),
+        "es": ("empujar izq.", "no empujar", "empujar dcha."),
+    },
 }
 
 

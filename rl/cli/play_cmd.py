@@ -1,8 +1,10 @@
 """``rl play``: be the policy. Drive a sandbox env from the keyboard and see the rewards arrive.
 
 The dog walks with the arrow keys and relieves itself with space (or Enter); CartPole pushes
-with ← and →; Pendulum applies torque with ← and →. With no key pressed the env takes its no-op
-action (CartPole has none: its pushes alternate left and right, which roughly cancel out).
+with ← and →; Pendulum, Gymnasium's Acrobot and MountainCar apply torque or push with ← and →.
+With no key pressed the env takes its no-op action (CartPole has none: its pushes alternate
+left and right, which roughly cancel out). Another env with up to 10 discrete actions takes
+them from the keys 0-9, and action 0 with no key pressed.
 Playing needs a display; without one the command says so and exits 2. ``--record-demos FILE``
 saves the human's transitions as a tensor file (read safely with
 ``torch.load(weights_only=True)``) for behaviour cloning.
@@ -103,6 +105,16 @@ KEYMAPS: dict[str, KeyMap] = {
         )
         for env_id in PENDULUM_IDS
     },
+    # Gymnasium's: action 0 pushes (or applies torque) left, 1 does nothing, 2 pushes right.
+    **{
+        env_id: KeyMap(
+            keys=((("left",), 0), (("right",), 2)),
+            labels=(("←", 0), ("→", 2)),
+            noop=1,
+            fps=15,
+        )
+        for env_id in ("Acrobot-v1", "MountainCar-v0")
+    },
 }
 
 
@@ -129,9 +141,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="control an env with the keyboard (and record demonstrations)",
         description=(
             "Play an env yourself: the dog with the arrow keys and space to relieve itself, "
-            "CartPole and Pendulum with ← and →. With no key pressed the env takes its no-op "
-            "action (CartPole has none: its pushes alternate left and right). r restarts the "
-            "episode, q/Esc quits. Needs a display."
+            "CartPole, Pendulum, Acrobot-v1 and MountainCar-v0 with ← and →. With no key "
+            "pressed the env takes its no-op action (CartPole has none: its pushes alternate "
+            "left and right). Other envs with up to 10 discrete actions: keys 0-9, action 0 "
+            "with no key pressed. r restarts the episode, q/Esc quits. Needs a display."
         ),
     )
     parser.add_argument("env", metavar="ENV", help="env id, e.g. sandbox/DogTraining-v0")

@@ -301,6 +301,22 @@ def test_play_cartpole_arrows_push_and_no_key_alternates(display: None) -> None:
     session.close()
 
 
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "MountainCar-v0"])
+def test_play_gymnasium_three_action_envs_rest_on_their_middle_action(
+    env_id: str, display: None
+) -> None:
+    """Action 0 pushes (or applies torque) left: doing nothing is action 1."""
+    session = PlaySession(env_id, seed=0, record=True)
+    session.tick()  # no key
+    _post_key(pygame.K_RIGHT)
+    session.handle(pygame.event.get())
+    session.tick()
+    assert session.demos()["actions"].tolist() == [1, 2]
+    names = [action for _, action in session.model.keys]
+    assert ("torque +1" if env_id == "Acrobot-v1" else "push right") in names, names
+    session.close()
+
+
 def test_play_waits_for_the_first_key_of_each_episode(display: None) -> None:
     session = PlaySession(CARTPOLE, seed=0, wait_for_key=True)
     assert session.tick() == (False, False) and session.model.step == 0
