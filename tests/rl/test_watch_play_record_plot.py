@@ -488,7 +488,9 @@ def test_every_hud_string_exists_in_english_and_spanish() -> None:
     space = gymnasium.spaces.Discrete(6)
     assert action_names(DOG, space, "en")[5] == "relieve"
     assert action_names(DOG, space, "es")[5] == "hacer pis"
-    assert action_names("Acrobot-v1", gymnasium.spaces.Discrete(3), "en") == [
+    assert action_names("Acrobot-v1", gymnasium.spaces.Discrete(3), "es")[1] == "sin par"
+    # An env the HUD does not know: its actions by number.
+    assert action_names("some/Env-v0", gymnasium.spaces.Discrete(3), "en") == [
         "action 0",
         "action 1",
         "action 2",
