@@ -1,9 +1,9 @@
 """``rl record``: write what ``rl watch`` shows, HUD included, to a GIF or MP4 file.
 
 Frames are composed off-screen, so recording needs no display. GIFs are written by ``imageio``
-with Pillow; MP4 needs ``imageio-ffmpeg`` (``pip install "rl-sandbox[video]"``). What is recorded
-follows ``--seed`` alone (sampled actions included): ``--scale`` changes the size, never the
-episodes.
+with Pillow; MP4 needs ``imageio-ffmpeg`` (``pip install -e ".[video]"`` in the checkout). What
+is recorded follows ``--seed`` alone (sampled actions included): ``--scale`` changes the size,
+never the episodes.
 
 For training runs, :func:`capture_run_videos` records one episode per training snapshot into
 ``<run>/videos/step_<N>.gif`` and logs each to TensorBoard (``videos/episode`` at step ``N``),
@@ -36,7 +36,10 @@ from rl.cli.watch_cmd import (
     positive_int,
 )
 
-VIDEO_EXTRA_HINT = 'MP4 needs imageio-ffmpeg: pip install "rl-sandbox[video]" (or write a .gif)'
+VIDEO_EXTRA_HINT = (
+    'MP4 needs imageio-ffmpeg: pip install imageio-ffmpeg (pip install -e ".[video]" in the '
+    "checkout), or write a .gif"
+)
 GIF_MAX_WIDTH = 720  # px: GIFs are held in memory until written; wider frames are scaled down.
 HOLD_SECONDS = 0.8  # An episode's last frame stays this long, so the viewer sees how it ended.
 
@@ -47,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="record an agent (HUD included) to a GIF or MP4",
         description=(
             "Record a policy acting, with the HUD of `rl watch`, to FILE.gif or FILE.mp4 "
-            '(MP4 needs: pip install "rl-sandbox[video]"). TARGET is a run directory, a '
+            '(MP4 needs imageio-ffmpeg: pip install -e ".[video]"). TARGET is a run directory, a '
             "checkpoint or an env id (random policy)."
         ),
     )

@@ -412,7 +412,7 @@ def test_record_mp4_needs_the_video_extra(
         lambda name, *a: None if name == "imageio_ffmpeg" else real(name, *a),
     )
     assert main(["record", DOG, "--out", str(tmp_path / "a.mp4"), "--max-steps", "2"]) == 2
-    assert 'pip install "rl-sandbox[video]"' in capsys.readouterr().err
+    assert "MP4 needs imageio-ffmpeg: pip install imageio-ffmpeg" in capsys.readouterr().err
 
 
 def test_record_mp4_when_ffmpeg_is_installed(tmp_path: Path) -> None:
