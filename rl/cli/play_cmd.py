@@ -144,7 +144,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "CartPole, Pendulum, Acrobot-v1 and MountainCar-v0 with ← and →. With no key "
             "pressed the env takes its no-op action (CartPole has none: its pushes alternate "
             "left and right). Other envs with up to 10 discrete actions: keys 0-9, action 0 "
-            "with no key pressed. r restarts the episode, q/Esc quits. Needs a display."
+            "with no key pressed. p pauses (an action key goes on), r restarts the episode, "
+            "q/Esc quits. Needs a display."
         ),
     )
     parser.add_argument("env", metavar="ENV", help="env id, e.g. sandbox/DogTraining-v0")
@@ -220,6 +221,7 @@ class PlaySession:
         self.quit = False
         self.wait_for_key = wait_for_key
         self.waiting = wait_for_key
+        self.paused = False  # p: time stands still (to read the panel); an action key goes on
         self._alternate = 0
         names = action_names(env_id, self.env.action_space, lang)
         self.model = HudModel(
@@ -253,6 +255,7 @@ class PlaySession:
             help_.append(("", tr("key_noop_alternate", self.lang)))
         else:
             help_.append(("", tr("key_noop", self.lang, action=name_of(self.keymap.noop))))
+        help_.append(("p", tr("key_pause", self.lang)))
         help_.append(("r", tr("key_reset", self.lang)))
         help_.append(("q / Esc", tr("key_quit", self.lang)))
         return help_
@@ -264,7 +267,8 @@ class PlaySession:
         self.model.gauges = env_gauges(self.env_id, self.obs, self.env.unwrapped, self.lang)
 
     def handle(self, events: list[Any]) -> None:
-        """Apply window events: action keys, r (restart), q/Esc and the close button (quit)."""
+        """Apply window events: action keys, p (pause), r (restart), q/Esc and the close
+        button (quit)."""
         pygame = _pygame()
         for event in events:
             if event.type in (pygame.QUIT, getattr(pygame, "WINDOWCLOSE", -1)):
@@ -272,10 +276,13 @@ class PlaySession:
             elif event.type == pygame.KEYDOWN:
                 if event.key in (pygame.K_q, pygame.K_ESCAPE):
                     self.quit = True
+                elif event.key == pygame.K_p:
+                    self.paused = not self.paused
                 elif event.key == pygame.K_r:
                     if not (self.waiting and self.over_until is None):  # (a fresh start: as is)
                         self._next_episode()
                 elif event.key in self.key_to_action:
+                    self.paused = False
                     if self.over_until is not None:  # no need to wait out the last frame
                         self._next_episode()
                     self.pressed.append(event.key)
@@ -321,7 +328,7 @@ class PlaySession:
 
         While waiting for the first key of an episode nothing happens: ``(False, False)``.
         """
-        if self.waiting or self.over_until is not None:
+        if self.waiting or self.paused or self.over_until is not None:
             return False, False
         self.model.tick_banner()  # (before this step's event, which then shows in full)
         action, row = self.current_action()
@@ -479,6 +486,7 @@ def run(args: argparse.Namespace) -> int:
             session.poll()
             session.model.status = session.status or speed
             session.model.attention = session.waiting
+            session.model.paused = session.paused
             frame = session.frame()
             if window is None:
                 size = (frame.shape[1], frame.shape[0])

@@ -317,6 +317,24 @@ def test_play_gymnasium_three_action_envs_rest_on_their_middle_action(
     session.close()
 
 
+def test_play_p_pauses_until_p_or_an_action_key(display: None) -> None:
+    session = PlaySession(DOG, seed=0, record=True)
+    session.tick()
+    _post_key(pygame.K_p)
+    session.handle(pygame.event.get())
+    assert session.tick() == (False, False) and session.model.step == 1  # time stands still
+    _post_key(pygame.K_p)
+    session.handle(pygame.event.get())
+    assert session.tick()[0] and session.model.step == 2
+    _post_key(pygame.K_p)
+    session.handle(pygame.event.get())
+    _post_key(pygame.K_RIGHT)  # an action key goes on, with its action
+    session.handle(pygame.event.get())
+    assert session.tick()[0] and session.demos()["actions"].tolist()[-1] == 4
+    assert ("p", "pause") in session.model.keys
+    session.close()
+
+
 def test_play_waits_for_the_first_key_of_each_episode(display: None) -> None:
     session = PlaySession(CARTPOLE, seed=0, wait_for_key=True)
     assert session.tick() == (False, False) and session.model.step == 0
