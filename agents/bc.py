@@ -57,7 +57,13 @@ from agents.base import (
     sample_categorical,
     space_spec,
 )
-from rl.checkpoint import CheckpointError, atomic_save, read_torch_file
+from rl.checkpoint import (
+    DEMOS_FORMAT,
+    DEMOS_FORMAT_VERSION,
+    CheckpointError,
+    atomic_save,
+    read_torch_file,
+)
 from rl.config import (
     check_field_types,
     config_from_dict,
@@ -75,8 +81,6 @@ from rl.supervised import FitConfig, fit, mlp
 from rl.vector import check_env_kwargs, check_env_values, make_vector_env
 
 ALGO = "bc"
-DEMOS_FORMAT = "rl-sandbox-demos"
-DEMOS_FORMAT_VERSION = 1
 DOG_ENV_ID = "sandbox/DogTraining-v0"
 MAX_EXPERT_STEPS = 10_000_000
 """The most ``num_expert_steps``: the demonstration is held in memory whole (DogTraining's

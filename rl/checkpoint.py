@@ -20,6 +20,9 @@ import torch
 
 FORMAT = "rl-sandbox-checkpoint"
 FORMAT_VERSION = 1
+# Demonstration files (rl play --record-demos; read by agents.bc, whose docstring has the layout).
+DEMOS_FORMAT = "rl-sandbox-demos"
+DEMOS_FORMAT_VERSION = 1
 
 
 class CheckpointError(Exception):
@@ -199,6 +202,11 @@ def load_checkpoint(
     payload = read_torch_file(
         path, f"checkpoint {path}", "a .pt checkpoint written by `rl train`", map_location
     )
+    if isinstance(payload, dict) and payload.get("format") == DEMOS_FORMAT:
+        raise CheckpointError(
+            f"{path} is a demonstrations file (rl play --record-demos), not a checkpoint; "
+            f"clone an agent from it with rl supervised bc --demos {path}"
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not an RL Sandbox checkpoint (no '{FORMAT}' marker); "

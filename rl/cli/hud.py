@@ -86,17 +86,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "episode_over": "episode over: a key starts the next one",
         "linger": "the last one: episodes repeat until you quit",
         "note_sampled": (
-            "bold: its next action (from what you see),\ndrawn at random with these odds\n(--greedy: the most likely)"
+            "bold: the action it takes in this state,\ndrawn at random with these odds\n(--greedy: the most likely)"
         ),
         "note_greedy": (
-            "bold: its next action (from what you see),\nalways the most likely one\n(--greedy)"
+            "bold: the action it takes in this state,\nalways the most likely one\n(--greedy)"
         ),
         "note_final": "episode over:\nthese were the odds of\nits last action (in bold)",
         "next_action": "next",
         "note_sampled_continuous": (
-            "next: the action it takes from what you see,\ndrawn from mean ± std (--greedy: the mean)"
+            "next: the action it takes in this state,\ndrawn from mean ± std (--greedy: the mean)"
         ),
-        "note_greedy_continuous": "next: the action it takes from what you see,\nthe mean (--greedy)",
+        "note_greedy_continuous": "next: the action it takes in this state,\nthe mean (--greedy)",
         "note_final_continuous": "episode over: 'next' was the last\naction it took",
         "value_scaled": "(in the scaled rewards it learned from)",
         "legend": "legend",
@@ -171,22 +171,22 @@ STRINGS: dict[str, dict[str, str]] = {
         "episode_over": "fin del episodio: una tecla empieza otro",
         "linger": "el último: se repite hasta que salgas",
         "note_sampled": (
-            "en negrita: su próxima acción (desde lo que ves),\n"
+            "en negrita: la acción que toma en este estado,\n"
             "sorteada con estas probabilidades\n(--greedy: la más probable)"
         ),
         "note_greedy": (
-            "en negrita: su próxima acción (desde lo que ves),\nsiempre la más probable\n(--greedy)"
+            "en negrita: la acción que toma en este estado,\nsiempre la más probable\n(--greedy)"
         ),
         "note_final": (
             "fin del episodio:\nestas eran las probabilidades\nde su última acción (en negrita)"
         ),
         "next_action": "próxima",
         "note_sampled_continuous": (
-            "próxima: la acción que toma desde lo que ves,\n"
+            "próxima: la acción que toma en este estado,\n"
             "sorteada con media ± desv. (--greedy: la media)"
         ),
         "note_greedy_continuous": (
-            "próxima: la acción que toma desde lo que ves,\nla media (--greedy)"
+            "próxima: la acción que toma en este estado,\nla media (--greedy)"
         ),
         "note_final_continuous": "fin del episodio: «próxima» fue la\núltima acción que tomó",
         "value_scaled": "(en las recompensas escaladas con que aprendió)",

@@ -26,6 +26,7 @@ import torch
 from gymnasium import spaces
 
 from envs.dog_drawing import language as scene_language
+from rl.checkpoint import DEMOS_FORMAT, DEMOS_FORMAT_VERSION, atomic_save
 from rl.cli import CLIError, check_writable, seed_number, whole_number
 from rl.cli.hud import (
     CARTPOLE_IDS,
@@ -48,9 +49,6 @@ from rl.cli.hud import (
 from rl.cli.targets import check_env_arguments, parse_env_overrides
 from rl.cli.train_cmd import check_env_id, register_envs
 
-# The demonstration format of agents.bc (see its module docstring), which reads these files.
-DEMO_FORMAT = "rl-sandbox-demos"
-DEMO_FORMAT_VERSION = 1
 # How long an ended episode's last frame (its reward, event and return) stays before the next
 # episode's start; an action key skips it.
 END_HOLD_SECONDS = 2.0
@@ -397,8 +395,8 @@ class PlaySession:
         discrete = isinstance(self.env.action_space, spaces.Discrete)
         obs_shape = self.env.observation_space.shape
         return {
-            "format": DEMO_FORMAT,
-            "format_version": DEMO_FORMAT_VERSION,
+            "format": DEMOS_FORMAT,
+            "format_version": DEMOS_FORMAT_VERSION,
             "obs": torch.as_tensor(np.asarray(t["obs"], dtype=np.float32).reshape(-1, *obs_shape)),
             "actions": (
                 torch.as_tensor(np.asarray(t["actions"], dtype=np.int64))
@@ -431,13 +429,6 @@ def _pygame() -> Any:
     from envs.rendering import import_pygame
 
     return import_pygame()
-
-
-def save_demos(path: Path, demos: dict[str, Any]) -> Path:
-    """Write demos atomically (a reader never sees half a file)."""
-    from rl.checkpoint import atomic_save
-
-    return atomic_save(demos, path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -514,8 +505,9 @@ def _write(path: Path, session: PlaySession) -> None:
     if session.num_transitions == 0:
         print(f"rl play: no steps taken, {path} not written", file=sys.stderr)
         return
-    save_demos(path, session.demos())
+    atomic_save(session.demos(), path)  # a reader never sees half a file
     print(
         f"rl play: saved {session.num_transitions} transitions "
-        f"({session.episodes_finished} finished episodes) to {path}"
+        f"({session.episodes_finished} finished episode{'' if session.episodes_finished == 1 else 's'})"
+        f" to {path}"
     )

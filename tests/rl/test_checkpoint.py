@@ -187,3 +187,13 @@ def test_a_full_disk_is_an_os_error_that_keeps_the_old_file(tmp_path: Path, monk
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["f.pt"]
+
+
+def test_a_demonstrations_file_is_named_as_such(tmp_path: Path) -> None:
+    from agents import bc
+
+    path = bc.save_demos(
+        tmp_path / "me.pt", torch.rand(3, 111), torch.zeros(3, dtype=torch.long), bc.DOG_ENV_ID
+    )
+    with pytest.raises(CheckpointError, match=r"is a demonstrations file .*bc --demos .*me\.pt"):
+        load_checkpoint(path)
