@@ -1013,11 +1013,9 @@ def display_problem(
         return "DISPLAY/WAYLAND_DISPLAY not set"
     if driver in OFFSCREEN_DRIVERS:
         if unset:
-            where = "DISPLAY/WAYLAND_DISPLAY not set"
-        else:
-            shown = environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
-            where = f"the display {shown!r} could not be opened"
-        return f"{where}, SDL video driver {driver!r}"
+            return "DISPLAY/WAYLAND_DISPLAY not set"
+        shown = environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+        return f"the display {shown!r} could not be opened"
     return None
 
 
