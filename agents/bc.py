@@ -622,7 +622,7 @@ def clone(
 
     Returns:
         ``(policy, metrics, evaluation, run_dir)``; ``metrics`` holds ``val_accuracy``
-        (agreement with the teacher on held-out episodes), ``epochs`` and, when
+        (agreement with the teacher on the held-out steps), ``epochs`` and, when
         ``cfg.eval_episodes > 0``, ``bc_success`` and ``bc_return``.
     """
     if not isinstance(obs, torch.Tensor) or not isinstance(actions, torch.Tensor):
