@@ -48,6 +48,17 @@ def _tracing_for_compile() -> Iterator[None]:
         _tracing = previous
 
 
+def _apart(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``tensors`` with a copy of each that shares memory with an earlier one."""
+    seen: set[int] = set()
+    out = []
+    for tensor in tensors:
+        storage = tensor.untyped_storage().data_ptr()
+        out.append(tensor.clone() if storage in seen else tensor)
+        seen.add(storage)
+    return out
+
+
 class CompiledFlat:
     """A function of a flat tensor list, compiled on its first call for those inputs' layouts.
 
@@ -71,7 +82,10 @@ class CompiledFlat:
     def __call__(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if self._compiled is None:
             started = time.perf_counter()
-            self._compiled = self._compile(list(inputs))
+            # Traced from one tensor passed twice (a state whose fields share one zeros
+            # tensor at reset), the graph would read that input for both ever after.
+            inputs = _apart(inputs)
+            self._compiled = self._compile(inputs)
             self._strides = [tensor.stride() for tensor in inputs]
             outputs = self._compiled(*inputs)
             self.compile_seconds = time.perf_counter() - started

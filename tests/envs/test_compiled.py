@@ -81,6 +81,10 @@ def run_side_by_side(
         actions = random_actions(eager.single_action_space, num_envs, generator)
         result = eager.step(actions)
         assert_identical(result, compiled.step(actions), f"step {t}: ")
+        # The state too (what render draws and state_dict saves), not only what it returns.
+        # (The last of carried() is the step count's tensor, which the eager CPU step keeps as
+        # a Python int.)
+        assert_identical(eager.carried()[:-1], compiled.carried()[:-1], f"step {t} state: ")
         finished += int(result[4]["_episode"].sum())
     return eager, compiled, finished
 
