@@ -606,8 +606,9 @@ def dog_step(
         + weights["progress"] * progress.to(dtype)
         + weights["step"]
     )
-    # The sofa is never rewarded, whatever the scheme: shaping towards the door stops at it.
-    reward = torch.where(on_sofa, reward.clamp(max=0.0), reward)
+    # The sofa, an accident and a relief indoors are never rewarded, whatever the scheme: the
+    # shaping a step earns (progress towards the door) stops at them.
+    reward = torch.where(on_sofa | accident | relief_indoors, reward.clamp(max=0.0), reward)
 
     moved_sideways = (actions == LEFT) | (actions == RIGHT)
     event = torch.where(
@@ -724,8 +725,8 @@ class DogTrainingVectorEnv(TorchVectorEnv):
     then lost is worth ``(1 - γ) x progress`` (0.0005 under ``coached`` at γ = 0.99), less
     than the two steps' cost (0.0199). A custom
     ``{event: reward}`` dict may price any subset; ``relief_indoors``, ``accident``, ``on_sofa``
-    and ``step`` must be <= 0, and a step that ends on the sofa pays at most 0, so the sofa is
-    never rewarded. ``relieve`` below ``min_relief_level`` does nothing: spamming it cannot
+    and ``step`` must be <= 0, and a step that ends on the sofa, in an accident or in a relief
+    indoors pays at most 0 (progress included), so none of them is ever rewarded. ``relieve`` below ``min_relief_level`` does nothing: spamming it cannot
     farm treats.
 
     Measured by :func:`measure_policies` (100 episodes, seed 0, ``coached``). Default house:

@@ -204,6 +204,32 @@ def test_the_sofa_is_never_rewarded(
         state = state._replace(bladder=torch.where(terminated, bladder, state.bladder))
 
 
+@pytest.mark.parametrize("scheme", [{"relief_outdoors": 1, "progress": 0.05}, "coached"])
+def test_an_accident_is_never_rewarded_even_a_step_closer_to_the_door(
+    scheme: str | dict,
+) -> None:
+    """Every floor tile and move with a full bladder: the step is an accident, and some of
+    them gain path to the garden (progress), which must not pay for it."""
+    houses = dog.make_houses()
+    weights = dog.resolve_reward_scheme(scheme)
+    floor = tiles_of(dog.FLOOR, 0, houses)
+    state = dog.dog_reset(PARAMS, houses, len(floor), torch.Generator().manual_seed(0))
+    gained = 0
+    for action in range(5):  # stay and the four moves
+        start = state._replace(
+            house=torch.zeros(len(floor), dtype=torch.long),
+            pos=torch.tensor(floor),
+            bladder=torch.full((len(floor),), PARAMS.fill_steps - 1),
+        )
+        after, reward, _, info = dog.dog_step(
+            PARAMS, houses, weights, start, torch.full((len(floor),), action)
+        )
+        assert bool(info["accident"].all()) and bool((reward <= 0).all())
+        before = dog._at(houses.distance, start.house, start.pos)
+        gained += int((before > dog._at(houses.distance, start.house, after.pos)).sum())
+    assert gained > 0  # some accidents did come a tile closer
+
+
 # -- farming and accidents ------------------------------------------------------------------
 @pytest.mark.parametrize("scheme", list(DOCUMENTED))
 def test_relieve_spam_with_a_low_bladder_earns_nothing(scheme: str) -> None:
