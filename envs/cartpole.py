@@ -373,8 +373,9 @@ class CartPoleVectorEnv(TorchVectorEnv):
             "Actions `(N,)` integers; observations `(N, 4)` (an `(N, 4)` view of `(4, N)` "
             "storage, so each variable is contiguous: `.reshape`, not `.view`), rewards `(N,)` "
             "in `dtype`, `terminated`/`truncated` `(N,)` bool, all on `device`. With "
-            "`validate_actions=False` an out-of-range action raises an indexing error (on CUDA "
-            "a device-side assert). Autoreset is SAME_STEP: "
+            "`validate_actions=False` an out-of-range action is not checked: the eager step "
+            "raises an indexing error (on CUDA a device-side assert), the compiled one reads "
+            "it as a push left. Autoreset is SAME_STEP: "
             'a finished row is reset inside `step`, its last observation in `info["final_obs"]` '
             '(mask `info["_final_obs"]`), its return and length in `info["episode"]`. One '
             "`torch.Generator`, seeded by `reset(seed=...)`, draws the start states at `reset` "
