@@ -645,32 +645,18 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-# What any algorithm lets a resume change (each agent's RESUMABLE_FIELDS is a subset; a test
-# checks): how the run is carried out, never what it learns. Between a resume that changed one
-# and the next checkpoint, config.json holds the new value and latest.pt the old.
-RUN_SETTINGS = frozenset(
-    {
-        "device",
-        "fused_update",
-        "cuda_graphs",
-        "distributed",
-        "num_threads",
-        "progress",
-        "run_dir",
-        "total_timesteps",
-        "checkpoint_every",
-        "log_every",
-        "eval_episodes",
-        "save_buffer_max_mb",
-    }
-)
+# What makes a run that run, for telling a latest.pt copied in from elsewhere apart: never
+# changed by a resume, nor adjusted by a trainer (other fields are: total_timesteps, device,
+# ... by the user; A2C's vf_coef for checkpoints from before its value-loss fix).
+RUN_IDENTITY = ("env_id", "env_kwargs", "seed")
 
 
 def _refuse_another_runs_checkpoint(run_dir: Path, path: Path, checkpoint: dict) -> None:
     """Raise if ``latest.pt`` was not written by the training in ``run_dir`` (a file copied in
-    from another run): its config and the folder's ``config.json`` differ beyond
-    :data:`RUN_SETTINGS`. A folder without ``config.json`` (or an unreadable one) is not
-    checked."""
+    from another run): another algorithm's config, or another :data:`RUN_IDENTITY` than the
+    folder's ``config.json`` (numbers compared as numbers: a resume rewrites config.json with
+    ``200.0`` where the checkpoint kept ``200``). A folder without ``config.json`` (or an
+    unreadable one) is not checked."""
     saved = checkpoint.get("config")
     try:
         folder = read_json(run_dir / "config.json")
@@ -678,29 +664,38 @@ def _refuse_another_runs_checkpoint(run_dir: Path, path: Path, checkpoint: dict)
         return
     if not isinstance(saved, dict) or not isinstance(folder, dict):
         return
-
-    def same(key: str) -> bool:  # as JSON (tuples and lists alike, NaN equal to itself)
-        return json.dumps(saved[key], sort_keys=True) == json.dumps(folder[key], sort_keys=True)
-
     ours, theirs = set(folder) - set(saved), set(saved) - set(folder)
     if ours and theirs:  # a field each lacks: not a newer version's addition
         differ = f"its fields are another algorithm's (it is a {checkpoint.get('algo')} run)"
     else:
-        changed = sorted(
-            k for k in set(saved) & set(folder) if k not in RUN_SETTINGS and not same(k)
-        )
+        changed = [
+            k
+            for k in RUN_IDENTITY
+            if k in saved and k in folder and _as_numbers(saved[k]) != _as_numbers(folder[k])
+        ]
         if not changed:
             return
-        more = ", ..." if len(changed) > 3 else ""
         differ = (
-            f"it trained with {', '.join(f'{k}={saved[k]!r}' for k in changed[:3])}{more}, "
-            f"config.json says {', '.join(f'{k}={folder[k]!r}' for k in changed[:3])}{more}"
+            f"it trained with {', '.join(f'{k}={saved[k]!r}' for k in changed)}, config.json "
+            f"says {', '.join(f'{k}={folder[k]!r}' for k in changed)}"
         )
     raise CheckpointError(
         f"cannot resume: {path} was not written by the training in {run_dir} (its "
         f"config.json): {differ}; was it copied in from another run? Resume that run's own "
         "folder (to branch a run, copy its whole folder)"
     )
+
+
+def _as_numbers(value: Any) -> Any:
+    """``value`` with every int as a float (JSON and configs write ``200`` and ``200.0`` for
+    one number) and tuples as lists, for comparing configs."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple, dict)):
+        return value
+    if isinstance(value, dict):
+        return {k: _as_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_numbers(v) for v in value]
+    return float(value)
 
 
 def _from_a_snapshot(snapshot: tuple[int, Path], latest: Path) -> str:
