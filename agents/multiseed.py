@@ -372,7 +372,29 @@ def _check_resume(
     resumed = _config_of(saved, base, cfg.progress, group_dir)
     if resumed.learning_rates != cfg.learning_rates:
         raise ValueError("cannot resume with different per-seed learning_rates")
+    _refuse_seeds_trained_alone(saved, group_dir)
     return resumed
+
+
+def _refuse_seeds_trained_alone(saved: dict[str, Any], group_dir: str | Path) -> None:
+    """A ValueError where a seed's folder was continued on its own (``rl train --resume
+    SEED_RUN``) since the group's checkpoint: resuming the group would overwrite that seed's
+    checkpoints, evaluation and curves with the group's older state. Groups saved before their
+    seeds' checkpoints were marked are not checked."""
+    if not saved.get("seed_checkpoints_marked"):
+        return
+    for seed, name, step in zip(
+        saved["multiseed"]["seeds"], saved["run_dirs"], saved["steps"], strict=True
+    ):
+        run = Path(group_dir).parent / Path(name).name
+        latest = run / "checkpoints" / "latest.pt"
+        if latest.is_file() and "group" not in (alone := load_checkpoint(latest)):
+            raise ValueError(
+                f"cannot resume {group_dir}: seed {seed}'s run {run} was continued on its own "
+                f"since (to step {int(alone.get('global_step', 0)):,}; the group holds step "
+                f"{int(step):,} for it), and the group would overwrite it; keep training that "
+                f"seed alone (rl train --resume {run}), or move its folder away first"
+            )
 
 
 def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSeedResult:
@@ -558,6 +580,7 @@ class _Loop:
                 "check_gap": self.cfg.check_gap,
             },
             "run_dirs": [str(run.run_dir) for run in self.runs],
+            "seed_checkpoints_marked": True,  # the seeds' latest.pt say "group" (from 2026-11-27)
             "env_id": self.base.env_id,
             "iteration": self.iteration,
             "active": list(self.active),
@@ -660,6 +683,9 @@ class _Loop:
             "rng": rng_state(),
             "spaces": self.spaces,
             "next_obs": self.next_obs[k * n : (k + 1) * n].clone(),
+            # Written by the group (a seed continued on its own writes agents.ppo's payload):
+            # a group resume must not overwrite such a seed (see _refuse_seeds_trained_alone).
+            "group": None if self.group_dir is None else self.group_dir.name,
         }
         if self.obs_rms is not None:
             payload["obs_rms"] = self.obs_rms.group(k).state_dict()

@@ -764,6 +764,20 @@ def test_resume_equals_uninterrupted_run_bitwise(tmp_path, monkeypatch) -> None:
     assert '"total_timesteps": 256' in config_json  # nothing rewritten by the refused resume
 
 
+def test_a_group_resume_refuses_to_overwrite_a_seed_continued_alone(tmp_path) -> None:
+    base = ppo.default_config(CARTPOLE, **{**TINY, "total_timesteps": 2 * 64, "write_run": True})
+    cfg = ms.MultiSeedConfig(ppo=base, seeds=(3, 5), runs_root=str(tmp_path), progress=False)
+    first = ms.train(cfg)
+    (group,) = tmp_path.glob("*ppo-seeds*[!n]")
+    longer = replace_config(base, {"total_timesteps": 4 * 64})
+    # Seed 3 continued alone: its folder is ahead of the group's checkpoint for it.
+    ppo.train(replace_config(longer, {"seed": 3}), resume=first.run_dirs[0])
+    with pytest.raises(ValueError, match=r"seed 3's run .* was continued on its own since \(to"):
+        ms.train(ms.MultiSeedConfig(ppo=longer, seeds=(3, 5), progress=False), resume=group)
+    latest = first.run_dirs[0] / "checkpoints" / "latest.pt"
+    assert torch.load(latest, weights_only=True)["global_step"] == 4 * 64  # untouched
+
+
 def test_cli_resumes_a_group(tmp_path, monkeypatch, capsys) -> None:
     from rl.cli import main
 
