@@ -332,6 +332,12 @@ def saved_config(group_dir: str | Path, **changes: Any) -> MultiSeedConfig:
     :data:`agents.ppo.RESUMABLE_FIELDS` (e.g. ``total_timesteps``, ``device``) and
     ``progress``: what ``rl train --resume GROUP`` runs."""
     saved = load_group_checkpoint(group_dir)
+    free = [name for name in RESUMABLE_FIELDS if name not in ("run_dir", "distributed")]
+    fixed = sorted(name for name in changes if name not in (*free, "progress"))
+    if fixed:
+        raise ValueError(
+            f"a group resumes with its own {', '.join(fixed)}; only {', '.join(free)} may change"
+        )
     base = replace_config(config_from_dict(Config, saved["config"]), changes)
     return _config_of(saved, base, base.progress, group_dir)
 

@@ -617,6 +617,11 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
                 f"cannot resume: {run_dir} holds no checkpoints/latest.pt; "
                 + _from_a_snapshot(snapshots[-1], path)
             )
+        if "-seeds__" in Path(run_dir).name and not any(Path(run_dir).iterdir()):
+            raise CheckpointError(
+                f"cannot resume: {run_dir} is a multi-seed group folder whose training stopped "
+                "before its first checkpoint; run its rl train --seeds command again"
+            )
         started = (Path(run_dir) / "config.json").is_file()  # stopped before its first save
         raise CheckpointError(
             f"cannot resume: {run_dir} holds no checkpoints/latest.pt (no run was saved there"

@@ -607,9 +607,15 @@ def resume_seeds(args: argparse.Namespace) -> int:
     """``--resume GROUP``: continue a multi-seed run from its group folder's multiseed.pt."""
     from agents import multiseed
 
-    if args.algo not in (None, "ppo") or args.distributed or args.run_dir is not None:
+    if (
+        args.algo not in (None, "ppo")
+        or args.distributed
+        or args.run_dir is not None
+        or args.resume_if_exists
+    ):
         raise CLIError(
-            f"{args.resume} is a multi-seed PPO run: drop --algo, --run-dir and --distributed"
+            f"{args.resume} is a multi-seed PPO run: drop --algo, --run-dir, --distributed and "
+            "--resume-if-exists"
         )
     try:
         cfg = multiseed.saved_config(args.resume, **resume_overrides(args))

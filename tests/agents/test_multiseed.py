@@ -793,7 +793,19 @@ def test_cli_resumes_a_group(tmp_path, monkeypatch, capsys) -> None:
     assert "Resuming 2 PPO agents" in out and "seeds 1,2" in out
     assert ms.load_group_checkpoint(group)["iteration"] == 3
     assert main(["train", "--resume", group, "--set", "learning_rate=1"]) == 2
-    assert "learning_rate" in capsys.readouterr().err
+    captured = capsys.readouterr()  # refused before the header says it resumes
+    assert "Resuming" not in captured.out
+    assert f"cannot resume {group}: a group resumes with its own learning_rate" in captured.err
+    assert main(["train", "--resume", group, "--resume-if-exists"]) == 2
+    assert "drop --algo, --run-dir, --distributed and --resume-if-exists" in (
+        capsys.readouterr().err
+    )
+    early = tmp_path / "runs" / "x__ppo-seeds__1-2_K2__t"  # killed before its first save
+    early.mkdir(parents=True)
+    assert main(["train", "--resume", str(early)]) == 2
+    assert "group folder whose training stopped before its first checkpoint" in (
+        capsys.readouterr().err
+    )
     assert main(["eval", group]) == 2
     assert "is a multi-seed group folder" in capsys.readouterr().err
     assert main(["eval", f"{group}/multiseed.pt"]) == 2
