@@ -94,9 +94,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         )
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        # One state per GPU the run saw; a machine with fewer GPUs restores those it has.
-        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+    if torch.cuda.is_available():
+        if "cuda" in state:
+            # One state per GPU the run saw; a machine with fewer GPUs restores those it has.
+            torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+        else:  # saved without CUDA: seeded from the CPU state, not replaying the run's start
+            digest = hashlib.blake2b(state["torch"].numpy().tobytes(), digest_size=8).digest()
+            torch.cuda.manual_seed_all(int.from_bytes(digest, "little") & MAX_INT)
 
 
 def _python_state_to_plain(state: tuple) -> list:
