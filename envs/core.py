@@ -668,7 +668,9 @@ class TorchVectorEnv(VectorEnv):
         # The compiled step reads them as 0-dim int32 device tensors (the same bits) and counts
         # the steps itself: no host-to-device copy per step. The key is written in place: a
         # CUDA graph of steps (carrying the step count, not the key) reads it after a reset.
-        if getattr(self, "_rng_key_t", None) is None:
+        # (One made under inference_mode, by an evaluator, cannot be written outside it.)
+        old = getattr(self, "_rng_key_t", None)
+        if old is None or (old.is_inference() and not torch.is_inference_mode_enabled()):
             self._rng_key_t = torch.tensor(int32_bits(key), dtype=torch.int32, device=self.device)
         else:
             self._rng_key_t.fill_(int32_bits(key))

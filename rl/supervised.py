@@ -298,10 +298,12 @@ def train_val_split(
 
     Args:
         groups: ``(N,)`` integer ids of rows that belong together (the steps of one episode):
-            whole groups are held out, in a shuffled order, until at least ``val_fraction`` of
-            the rows are (one group stays for training at least): a random row split would
-            test each row beside its neighbours in the same episode, learned from. With a
-            single group, its last rows are held out. ``None``: single rows are shuffled.
+            whole groups are held out, in a shuffled order, until ``val_fraction`` of the rows
+            are, a group skipped where it would take the held-out rows past 1.5 times that
+            share (a random row split would test each row beside its neighbours in the same
+            episode, learned from). Where whole groups cannot make half the share (a single
+            episode, or a few long ones), the last rows are held out. ``None``: single rows
+            are shuffled.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
@@ -322,16 +324,20 @@ def train_val_split(
                 f"{groups.dtype}"
             )
         ids, inverse = torch.unique(groups.cpu(), return_inverse=True)
-        if len(ids) == 1:  # one episode: hold out its end
-            val, train = torch.arange(n - n_val, n), torch.arange(n - n_val)
-        else:
-            order = torch.randperm(len(ids), generator=generator)
-            sizes = torch.bincount(inverse, minlength=len(ids))[order]
-            # The fewest groups (in that order) holding n_val rows, leaving one for training.
-            count = min(int((sizes.cumsum(0) < n_val).sum()) + 1, len(ids) - 1)
-            held = torch.zeros(len(ids), dtype=torch.bool)
-            held[order[:count]] = True
+        sizes = torch.bincount(inverse, minlength=len(ids)).tolist()
+        # Whole groups in a shuffled order, each taken while the held-out rows stay within
+        # 1.5 x n_val (one long episode is not held out whole), until n_val rows are.
+        cap, count = min(n - 1, n_val + n_val // 2), 0
+        held = torch.zeros(len(ids), dtype=torch.bool)
+        for g in torch.randperm(len(ids), generator=generator).tolist():
+            if count >= n_val:
+                break
+            if count + sizes[g] <= cap:
+                held[g], count = True, count + sizes[g]
+        if count * 2 >= n_val:
             val, train = held[inverse].nonzero().squeeze(1), (~held[inverse]).nonzero().squeeze(1)
+        else:  # episodes too long to hold out whole (or one): the data's last n_val rows
+            val, train = torch.arange(n - n_val, n), torch.arange(n - n_val)
     val, train = val.to(x.device), train.to(x.device)
     return x[train], y[train], x[val], y[val]
 

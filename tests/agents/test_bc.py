@@ -90,6 +90,23 @@ def test_held_out_steps_are_whole_episodes_of_the_expert_and_of_each_file(
     assert torch.equal(episodes[80:], torch.full((40,), count + 2))  # no ids: one episode
 
 
+def test_cloning_holds_out_the_gathered_episodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    real_fit = bc.fit
+
+    def fit(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("groups"))
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(bc, "fit", fit)
+    cfg = _small(num_expert_steps=200, epochs=2, eval_episodes=0)
+    bc.train(cfg)
+    expert = bc.collect_expert_demos(bc.DOG_ENV_ID, 200, seed=cfg.seed, env_kwargs=cfg.env_kwargs)[
+        2
+    ]
+    assert len(seen) == 1 and torch.equal(seen[0], expert)
+
+
 class _Evil:
     def __reduce__(self) -> tuple:
         return (print, ("pwned",))

@@ -42,3 +42,9 @@ def test_a_reset_writes_the_autoreset_key_in_place() -> None:
     fresh = make_vector_env("sandbox/CartPole-v1", 4, "cpu").unwrapped
     fresh.reset(seed=2)
     assert torch.equal(key, fresh._rng_key_t)  # the value a first reset with that seed sets
+    # Made and reset under inference_mode (as an evaluator does), then reset outside it.
+    with torch.inference_mode():
+        inner = make_vector_env("sandbox/CartPole-v1", 4, "cpu").unwrapped
+        inner.reset(seed=1)
+    inner.reset(seed=2)
+    assert torch.equal(inner._rng_key_t, fresh._rng_key_t)

@@ -98,10 +98,16 @@ def test_a_grouped_split_holds_out_whole_episodes() -> None:
     # One episode: its last steps are held out (the first ones teach).
     x_tr, _, x_va, _ = train_val_split(x, x[:, 0], 0.2, groups=torch.zeros(100, dtype=torch.long))
     assert x_va[:, 0].tolist() == list(range(80, 100))
-    # Two episodes: one stays for training, however large the other.
-    two = (torch.arange(100) >= 5).long()
-    for seed in range(5):
-        assert 0 < len(train_val_split(x, x[:, 0], 0.5, seed=seed, groups=two)[0]) < 100
+    # One long episode and a short one: never the long one held out whole.
+    for seed in range(10):
+        for groups, fraction in (
+            ((torch.arange(100) >= 99).long(), 0.2),
+            (torch.arange(100) >= 5, 0.5),
+        ):
+            x_tr, _, x_va, _ = train_val_split(
+                x, x[:, 0], fraction, seed=seed, groups=groups.long()
+            )
+            assert round(100 * fraction) <= len(x_va) <= round(150 * fraction), (seed, len(x_va))
     with pytest.raises(ValueError, match=r"groups must be \(100,\) integer ids"):
         train_val_split(x, x[:, 0], 0.2, groups=torch.zeros(99, dtype=torch.long))
 
