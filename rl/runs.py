@@ -172,6 +172,12 @@ def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
             f"{path} is a multi-seed group folder (for rl train --resume); give one seed's run "
             f"folder{example}"
         )
+    snapshots = list_snapshots(path)
+    if snapshots:  # latest.pt and best.pt lost (or a kill between the first snapshot and them)
+        raise CheckpointError(
+            f"{path} holds no latest.pt or best.pt, only step_*.pt snapshots; give one, e.g. "
+            f"the newest: {snapshots[-1][1]}"
+        )
     if (path / "config.json").is_file():  # a run folder whose training saved nothing yet
         raise CheckpointError(
             f"{path} holds no checkpoint yet: its training is still starting (the first comes "

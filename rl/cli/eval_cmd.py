@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     if saved:
         # The checkpoint as the run folder names it, so a copy of the folder names its own.
         within = checkpoint_path.resolve().relative_to(run_dir.resolve())
-        write_json(run_dir / "eval.json", {**data, "checkpoint": within.as_posix()})
+        # What else a run wrote there (a fit's validation metrics) stays beside it.
+        write_json(run_dir / "eval.json", {**saved_eval, **data, "checkpoint": within.as_posix()})
     if args.json:
         print(json.dumps(data, sort_keys=True))
         return 0
@@ -221,9 +222,12 @@ def _why_kept(saved: dict[str, Any], data: dict[str, Any]) -> str | None:
     """Why ``data`` may not take the place of the ``saved`` evaluation (``None``: it may): a
     quick look (``rl eval RUN --episodes 3``) does not overwrite the run's 100-episode result,
     nor an evaluation replace what a run wrote beside its own (behaviour cloning's comparison
-    with the expert and a random dog)."""
+    with the expert and a random dog). An eval.json without an evaluation (a fit's validation
+    metrics alone) takes the evaluation beside them."""
     extra = sorted(set(saved) - set(data))
-    if extra:
+    # An evaluation that rl train or rl eval did not record (theirs name trained_env_id); the
+    # keys of a file without one (a fit's validation metrics) are kept beside the new one.
+    if extra and "episodes" in saved and "trained_env_id" not in saved:
         return (
             f"more than an evaluation ({', '.join(extra[:4])}{', ...' if len(extra) > 4 else ''})"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -343,6 +344,18 @@ def test_clone_beats_random_and_reloads(tmp_path: Path, capsys: pytest.CaptureFi
     assert "(bc, epoch " in out  # a fit's checkpoint is of its best epoch, not of env steps
     saved = torch.load(tmp_path / "bc" / "checkpoints" / "latest.pt", weights_only=True)
     assert "optimizer" not in saved  # it would be the last epoch's state, not the best one's
+
+
+def test_rl_eval_of_a_clone_without_evaluation_writes_one_beside_the_fit_metrics(
+    tmp_path: Path,
+) -> None:
+    from rl.cli import main
+
+    bc.train(_small(tmp_path, num_expert_steps=200, epochs=2, eval_episodes=0))
+    for episodes in (3, 4):  # the second replaces the first's evaluation, as for any run
+        assert main(["eval", str(tmp_path / "bc"), "--episodes", str(episodes)]) == 0
+        saved = json.loads((tmp_path / "bc" / "eval.json").read_text())
+        assert saved["episodes"] == episodes and "confusion_matrix" in saved
 
 
 def test_clone_from_demo_file_only(tmp_path: Path) -> None:

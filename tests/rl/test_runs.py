@@ -116,6 +116,11 @@ def test_find_checkpoint_errors(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")  # a training that has not saved yet
     with pytest.raises(CheckpointError, match="no checkpoint yet: its training is still start"):
         find_checkpoint(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    for step in (0, 40):  # latest.pt and best.pt lost, snapshots left
+        (tmp_path / "checkpoints" / f"step_{step:09d}.pt").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=r"only step_\*\.pt snapshots; .*step_000000040"):
+        find_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match=r"no checkpoints/latest\.pt"):
         load_resume_checkpoint(tmp_path)
 
