@@ -161,14 +161,18 @@ def make_vector_env(
 _PASSED_BY_MAKE = ("self", "num_envs", "device", "validate_actions")
 
 
-def _constructor_signature(env_id: str) -> tuple[list[inspect.Parameter], bool] | None:
+def _constructor_signature(
+    env_id: str, *, single: bool = False
+) -> tuple[list[inspect.Parameter], bool] | None:
     """The parameters of what :func:`make_vector_env` calls for ``env_id`` (a sandbox env's
-    vector class, else the single env behind ``gymnasium.make``) and whether it is a sandbox
-    env; ``None`` where no signature can be read."""
+    vector class, else the single env behind ``gymnasium.make``; with ``single`` that single
+    env always) and whether they are a sandbox vector class's; ``None`` where no signature can
+    be read."""
     from gymnasium.envs.registration import load_env_creator
 
     spec = env_spec(env_id)
     sandbox = spec.vector_entry_point is not None and _is_sandbox_entry(spec.vector_entry_point)
+    sandbox = sandbox and not single
     entry = spec.vector_entry_point if sandbox else spec.entry_point
     try:
         creator = load_env_creator(entry) if isinstance(entry, str) else entry
@@ -199,12 +203,15 @@ def _named_parameters(
     return known
 
 
-def check_env_kwargs(name: str, env_id: str, env_kwargs: dict[str, Any]) -> None:
+def check_env_kwargs(
+    name: str, env_id: str, env_kwargs: dict[str, Any], *, single: bool = False
+) -> None:
     """A ValueError naming ``name`` for a key of ``env_kwargs`` that ``env_id`` does not take
     (listing those it does), now rather than a TypeError when the env is made; an unknown
     ``env_id`` too. The values are the env's to judge when it is made, as are the keys of an
-    env that takes ``**kwargs``."""
-    found = _constructor_signature(env_id)
+    env that takes ``**kwargs``. ``single``: the env ``gymnasium.make`` builds (``rl play``,
+    ``rl watch``), not :func:`make_vector_env`'s (a sandbox env's vector class takes more)."""
+    found = _constructor_signature(env_id, single=single)
     if found is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in found[0]):
         return
     known = [p.name for p in _named_parameters(*found)]

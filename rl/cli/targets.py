@@ -147,7 +147,7 @@ def check_env_arguments(env_id: str, env_kwargs: dict[str, Any]) -> None:
     from rl.vector import check_env_kwargs
 
     try:
-        check_env_kwargs("--set", env_id, env_kwargs)
+        check_env_kwargs("--set", env_id, env_kwargs, single=True)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 

@@ -582,6 +582,11 @@ def test_an_env_argument_typo_is_answered_with_the_arguments_it_takes(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"rl {command}: error: --set: {DOG} takes no argument 'reward' (did ")
     assert "'reward_scheme'?); its arguments are " in err and "render_mode" not in err
+    # The env these commands make is the single env: a vector class's argument is not its.
+    assert main([command, CARTPOLE, "--set", "compile=true", *out]) == 2
+    assert "takes no argument 'compile'; its arguments are sutton_barto_reward, max_episode" in (
+        capsys.readouterr().err
+    )
 
 
 def test_play_of_a_run_folder_points_to_watch(
