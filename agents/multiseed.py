@@ -333,11 +333,12 @@ def saved_config(group_dir: str | Path, **changes: Any) -> MultiSeedConfig:
     ``progress``: what ``rl train --resume GROUP`` runs."""
     saved = load_group_checkpoint(group_dir)
     free = [name for name in RESUMABLE_FIELDS if name not in ("run_dir", "distributed")]
-    fixed = sorted(name for name in changes if name not in (*free, "progress"))
+    fixed = sorted(name for name in changes if name not in free)
     if fixed:
         raise ValueError(
             f"a group resumes with its own {', '.join(fixed)}; only {', '.join(free)} may change"
         )
+    _refuse_seeds_trained_alone(saved, group_dir)  # (train() checks too: for callers of it)
     base = replace_config(config_from_dict(Config, saved["config"]), changes)
     return _config_of(saved, base, base.progress, group_dir)
 

@@ -677,7 +677,7 @@ def _refuse_another_runs_checkpoint(run_dir: Path, path: Path, checkpoint: dict)
         return
     ours, theirs = set(folder) - set(saved), set(saved) - set(folder)
     if ours and theirs:  # a field each lacks: not a newer version's addition
-        differ = f"its fields are another algorithm's (it is a {checkpoint.get('algo')} run)"
+        differ = f"its fields are another algorithm's (it is {checkpoint.get('algo')}'s run)"
     else:
         changed = [
             k

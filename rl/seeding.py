@@ -95,12 +95,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )
     torch.set_rng_state(state["torch"])
     if torch.cuda.is_available():
-        if "cuda" in state:
-            # One state per GPU the run saw; a machine with fewer GPUs restores those it has.
-            torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
-        else:  # saved without CUDA: seeded from the CPU state, not replaying the run's start
+        # GPUs the run did not see (all, for a checkpoint saved without CUDA) are seeded from
+        # the CPU state: not left replaying the run's first draws. One state per GPU it saw; a
+        # machine with fewer GPUs restores those it has.
+        saved = state.get("cuda", [])
+        if len(saved) < torch.cuda.device_count():
             digest = hashlib.blake2b(state["torch"].numpy().tobytes(), digest_size=8).digest()
             torch.cuda.manual_seed_all(int.from_bytes(digest, "little") & MAX_INT)
+        torch.cuda.set_rng_state_all(saved[: torch.cuda.device_count()])
 
 
 def _python_state_to_plain(state: tuple) -> list:

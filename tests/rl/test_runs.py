@@ -71,7 +71,7 @@ def test_a_resume_refuses_a_latest_pt_copied_in_from_another_run(tmp_path: Path)
         load_resume_checkpoint(run)
     dqn = {"env_id": "CartPole-v1", "seed": 1, "buffer_size": 10, "total_timesteps": 1000}
     save_checkpoint({"model": {}, "algo": "dqn", "config": dqn}, latest)
-    with pytest.raises(CheckpointError, match="another algorithm's \\(it is a dqn run\\)"):
+    with pytest.raises(CheckpointError, match="another algorithm's \\(it is dqn's run\\)"):
         load_resume_checkpoint(run)
 
 

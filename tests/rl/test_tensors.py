@@ -217,6 +217,25 @@ def test_an_env_resumed_on_another_device_type_continues_from_its_state() -> Non
     saved.close()
 
 
+def test_cuda_streams_are_restored_for_the_gpus_there_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked without a GPU: the CUDA calls are recorded, not made."""
+    state = {key: value for key, value in rng_state().items() if key != "cuda"}
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda s: calls.append(("seed", s)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: calls.append(("set", len(s))))
+    for saved, expected in (([], ["seed", ("set", 0)]), ([1], ["seed", ("set", 1)])):
+        calls.clear()
+        set_rng_state({**state, "cuda": saved})
+        assert [c[0] if c[0] == "seed" else c for c in calls] == expected
+        if calls[0][0] == "seed":  # from the CPU state: the same checkpoint, the same seed
+            assert 0 <= calls[0][1] < 2**63
+    calls.clear()
+    set_rng_state({**state, "cuda": [1, 2, 3]})  # saved on 3 GPUs, restored on 2
+    assert calls == [("set", 2)]
+
+
 def test_device_resolution() -> None:
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda")
