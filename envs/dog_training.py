@@ -567,7 +567,8 @@ def dog_step(
     Order within a step: the dog moves (walls block; stay and relieve do not move), the bladder
     fills by one step, then ``relieve`` empties it if it is at least ``min_relief_level`` full
     (otherwise it does nothing), else a full bladder empties by itself (an accident, even in
-    the garden). Either ends the episode. A step that ends on the sofa never pays more than 0.
+    the garden). Either ends the episode. A step that ends on the sofa, in an accident or in a
+    relief indoors never pays more than 0.
 
     Args:
         params: the dog's parameters.

@@ -186,7 +186,7 @@ def test_soft_target_update_steps_once_per_multiple_crossed(
     monkeypatch.setattr(
         dqn, "update_target", lambda q, t, tau, times=1: (due.append(times), real(q, t, tau, times))
     )
-    dqn.train(tiny(num_envs=8, target_network_frequency=4, tau=0.5))
+    dqn.train(tiny(num_envs=8, target_network_frequency=4, tau=0.5, write_run=False))
     assert due and set(due) == {2}
 
 
