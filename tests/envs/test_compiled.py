@@ -209,6 +209,16 @@ def test_the_autoreset_stream_is_fixed_by_the_seed_and_differs_between_seeds() -
     assert float(first.abs().max()) < 0.05, "fresh rows start in (-0.05, 0.05)"
 
 
+def test_a_graph_traced_from_one_tensor_passed_twice_reads_both_inputs_later() -> None:
+    """DogTraining's start states share one zeros tensor among fields: a graph traced from it
+    must still tell those fields apart when they differ."""
+    step = CompiledFlat(lambda a, b: [a + 1, b * 2], "apart")
+    zeros = torch.zeros(3)
+    step([zeros, zeros])
+    first, second = step([torch.ones(3), torch.full((3,), 5.0)])
+    assert torch.equal(first, torch.full((3,), 2.0)) and torch.equal(second, torch.full((3,), 10.0))
+
+
 def test_compiling_is_false_outside_tracing() -> None:
     assert not compiling()
 
