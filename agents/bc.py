@@ -73,6 +73,7 @@ from rl.config import (
     replace_config,
     require_int,
 )
+from rl.console import plain_where_needed
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
@@ -810,7 +811,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, doc in field_docs(Config).items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=doc)
     args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    plain_where_needed()
     try:
+        if args.get("run_dir") is not None and not str(args["run_dir"]).strip():
+            raise ValueError("run_dir is empty: give a folder, or leave --run-dir out")
         try:
             cfg = default_config(args.pop("env_id", DOG_ENV_ID), **args)
         except TypeError as exc:  # a value of the wrong type for a field

@@ -48,6 +48,7 @@ from rl.config import (
     replace_config,
     require_int,
 )
+from rl.console import plain_where_needed
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
@@ -620,7 +621,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_text)
     args = vars(parser.parse_args(argv))
     task = args.pop("task")
+    plain_where_needed()
     try:
+        if args.get("run_dir") is not None and not str(args["run_dir"]).strip():
+            raise ValueError("run_dir is empty: give a folder, or leave --run-dir out")
         try:
             cfg = default_config(**{k: v for k, v in args.items() if v is not None})
         except TypeError as exc:  # a value of the wrong type for a field

@@ -443,6 +443,8 @@ def test_expert_steps_needed_sweep() -> None:
         ("bc", ["--epochs", "-1"], "epochs must be an integer >= 1, got -1"),
         ("bc", ["--demos", "nowhere.pt", "--num-expert-steps", "0"], "nowhere.pt does not exist"),
         ("representation", ["pretrain", "--unlabelled-steps", "1"], "unlabelled_steps must be"),
+        ("bc", ["--run-dir", ""], "run_dir is empty"),  # (it wrote under ./runs)
+        ("representation", ["transfer", "--run-dir", " "], "run_dir is empty"),
     ],
 )
 def test_python_m_agents_says_what_was_wrong_in_one_line(
