@@ -40,8 +40,12 @@ def derive_seed(seed: int, stream: str) -> int:
     ``"dqn"``, ...) takes ``blake2b("<stream>/<seed>")`` instead: repeatable on every platform,
     and unrelated to ``seed`` and to every other stream's seed.
     """
-    digest = hashlib.blake2b(f"{stream}/{seed}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & MAX_INT
+    return seed_of_bytes(f"{stream}/{seed}".encode())
+
+
+def seed_of_bytes(data: bytes) -> int:
+    """A seed in ``[0, 2**63)`` from ``data`` (blake2b): the same bytes, the same seed."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") & MAX_INT
 
 
 def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
@@ -56,8 +60,7 @@ def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
     if state.numel() == generator.get_state().numel():
         generator.set_state(state)
         return
-    digest = hashlib.blake2b(state.numpy().tobytes(), digest_size=8).digest()
-    generator.manual_seed(int.from_bytes(digest, "little") & MAX_INT)
+    generator.manual_seed(seed_of_bytes(state.numpy().tobytes()))
 
 
 def rng_state() -> dict[str, Any]:
@@ -100,8 +103,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         # machine with fewer GPUs restores those it has.
         saved = state.get("cuda", [])
         if len(saved) < torch.cuda.device_count():
-            digest = hashlib.blake2b(state["torch"].numpy().tobytes(), digest_size=8).digest()
-            torch.cuda.manual_seed_all(int.from_bytes(digest, "little") & MAX_INT)
+            torch.cuda.manual_seed_all(seed_of_bytes(state["torch"].numpy().tobytes()))
         torch.cuda.set_rng_state_all(saved[: torch.cuda.device_count()])
 
 
