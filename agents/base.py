@@ -354,6 +354,65 @@ def report_failure(prog: str, exc: BaseException) -> int:
     return 2
 
 
+def parse_config_args(
+    prog: str,
+    description: str,
+    config_cls: type,
+    argv: list[str] | None,
+    more: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """A ``python -m agents.<name>`` command line: one ``--field-name VALUE`` per field of
+    ``config_cls`` (and what ``more(parser)`` adds), parsed to a dict (unset fields: None).
+    Output is made plain first where the terminal cannot show every character (``--help``)."""
+    import argparse
+
+    from rl.config import field_docs
+    from rl.console import plain_where_needed
+
+    plain_where_needed()
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    for name, doc in field_docs(config_cls).items():
+        # argparse %-formats help strings: a literal "%" must be doubled.
+        help_text = doc.replace("%", "%%")
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_text)
+    if more is not None:
+        more(parser)
+    return vars(parser.parse_args(argv))
+
+
+def refuse_empty_run_dir(run_dir: Any) -> None:
+    """A ValueError for ``--run-dir ""`` (``cfg.run_dir or ...`` would quietly pick a new
+    folder under ``runs/``)."""
+    if run_dir is not None and not str(run_dir).strip():
+        raise ValueError("run_dir is empty: give a folder, or leave --run-dir out")
+
+
+def run_command(
+    prog: str, make_config: Callable[[], Any], run: Callable[[Any], Any]
+) -> tuple[int, Any]:
+    """``run(make_config())`` for a ``python -m agents.<name>`` command: ``(0, its result)``, or
+    for bad input (a ValueError, TypeError or CheckpointError), a divergence, a file it could
+    not write or Ctrl-C one line on stderr and ``(exit code, None)`` (:func:`report_failure`)."""
+    from rl.checkpoint import CheckpointError
+    from rl.runs import TrainingDiverged
+
+    try:
+        try:
+            cfg = make_config()
+        except TypeError as exc:  # a value of the wrong type for a field
+            raise ValueError(str(exc)) from None
+        return 0, run(cfg)
+    except (
+        TrainingDiverged,
+        ValueError,
+        FloatingPointError,
+        CheckpointError,
+        OSError,
+        KeyboardInterrupt,
+    ) as exc:
+        return report_failure(prog, exc), None
+
+
 def module_main(module: Any, description: str, argv: list[str] | None = None) -> int:
     """``python -m agents.<algo>``: train from the command line, one ``--field-name VALUE`` per
     field of the module's ``Config`` (unset fields: the env's preset), ``--resume RUN_DIR``.
@@ -361,44 +420,36 @@ def module_main(module: Any, description: str, argv: list[str] | None = None) ->
     Bad input (an unknown env, a value of the wrong type, a run that cannot be resumed) is one
     line on stderr and exit code 2, as with ``rl train``.
     """
-    import argparse
+    from rl.config import config_from_dict, replace_config
+    from rl.runs import load_resume_checkpoint
 
-    from rl.checkpoint import CheckpointError
-    from rl.config import config_from_dict, field_docs, replace_config
-    from rl.console import plain_where_needed
-    from rl.runs import TrainingDiverged, load_resume_checkpoint
-
-    plain_where_needed()
     # Run as `python -m agents.ppo`, the module is __main__; its spec keeps the real name.
     prog = f"python -m {getattr(module.__spec__, 'name', None) or module.__name__}"
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    for name, doc in field_docs(module.Config).items():
-        # argparse %-formats help strings: a literal "%" must be doubled.
-        help_text = doc.replace("%", "%%")
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_text)
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from latest.pt")
-    args = vars(parser.parse_args(argv))
+    args = parse_config_args(
+        prog, description, module.Config, argv,
+        lambda parser: parser.add_argument(
+            "--resume", metavar="RUN_DIR", help="continue a run from latest.pt"
+        ),
+    )  # fmt: skip
     resume = args.pop("resume")
     overrides = {k: v for k, v in args.items() if v is not None}
-    try:
-        try:
-            if resume is not None:
-                saved = load_resume_checkpoint(resume)
-                algo, mine = saved.get("algo"), prog.rsplit(".", 1)[-1]
-                if algo != mine:
-                    raise ValueError(
-                        f"{resume} is a {algo} run, not a {mine} one: continue it with "
-                        f"python -m agents.{algo} --resume {resume} (or rl train --resume)"
-                    )
-                cfg = replace_config(config_from_dict(module.Config, saved["config"]), overrides)
-            else:
-                env_id = overrides.pop("env_id", module.Config.env_id)
-                cfg = module.default_config(env_id, **overrides)
-        except TypeError as exc:  # a value of the wrong type for a field
-            raise ValueError(str(exc)) from None
-        result = module.train(cfg, resume=resume)
-    except (TrainingDiverged, ValueError, CheckpointError, OSError, KeyboardInterrupt) as exc:
-        return report_failure(prog, exc)
+
+    def make_config() -> Any:
+        if resume is None:
+            env_id = overrides.pop("env_id", module.Config.env_id)
+            return module.default_config(env_id, **overrides)
+        saved = load_resume_checkpoint(resume)
+        algo, mine = saved.get("algo"), prog.rsplit(".", 1)[-1]
+        if algo != mine:
+            raise ValueError(
+                f"{resume} is a {algo} run, not a {mine} one: continue it with "
+                f"python -m agents.{algo} --resume {resume} (or rl train --resume)"
+            )
+        return replace_config(config_from_dict(module.Config, saved["config"]), overrides)
+
+    code, result = run_command(prog, make_config, lambda cfg: module.train(cfg, resume=resume))
+    if code:
+        return code
     if result.evaluation is not None:
         print(result.evaluation.summary())
     print(f"run: {result.run_dir}")

@@ -36,7 +36,6 @@ Run it: ``python -m agents.bc`` (or ``rl supervised bc``).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import os
@@ -52,8 +51,10 @@ import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents.base import (
     PolicyView,
     TrainResult,
+    parse_config_args,
     read_policy_checkpoint,
-    report_failure,
+    refuse_empty_run_dir,
+    run_command,
     sample_categorical,
     space_spec,
 )
@@ -68,12 +69,10 @@ from rl.config import (
     check_field_types,
     config_from_dict,
     config_to_dict,
-    field_docs,
     is_int,
     replace_config,
     require_int,
 )
-from rl.console import plain_where_needed
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import EvalResult, evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
@@ -807,21 +806,16 @@ def main(argv: list[str] | None = None) -> int:
     """Clone from the command line: ``--field-name VALUE`` for every :class:`Config` field. Bad
     input is one line on stderr and exit code 2, as with ``rl supervised bc``."""
     prog = "python -m agents.bc"
-    parser = argparse.ArgumentParser(prog=prog, description="Behaviour cloning.")
-    for name, doc in field_docs(Config).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=doc)
-    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    plain_where_needed()
-    try:
-        if args.get("run_dir") is not None and not str(args["run_dir"]).strip():
-            raise ValueError("run_dir is empty: give a folder, or leave --run-dir out")
-        try:
-            cfg = default_config(args.pop("env_id", DOG_ENV_ID), **args)
-        except TypeError as exc:  # a value of the wrong type for a field
-            raise ValueError(str(exc)) from None
-        result = train(cfg)
-    except (ValueError, FloatingPointError, CheckpointError, OSError, KeyboardInterrupt) as exc:
-        return report_failure(prog, exc)
+    args = parse_config_args(prog, "Behaviour cloning.", Config, argv)
+    args = {k: v for k, v in args.items() if v is not None}
+
+    def make_config() -> Config:
+        refuse_empty_run_dir(args.get("run_dir"))
+        return default_config(args.pop("env_id", DOG_ENV_ID), **args)
+
+    code, result = run_command(prog, make_config, train)
+    if code:
+        return code
     for key, value in result.metrics.items():
         print(f"{key}: {value:.3f}")
     print(f"run: {result.run_dir}")

@@ -25,7 +25,6 @@ transfer``/``pretrain``, which also prints a summary).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from dataclasses import dataclass, field
@@ -37,18 +36,16 @@ from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents import ppo
-from agents.base import report_failure, space_spec
+from agents.base import parse_config_args, refuse_empty_run_dir, run_command, space_spec
 from agents.bc import DogDefault, drop_dog_defaults
-from rl.checkpoint import CheckpointError, save_checkpoint
+from rl.checkpoint import save_checkpoint
 from rl.config import (
     check_field_types,
     config_to_dict,
-    field_docs,
     is_int,
     replace_config,
     require_int,
 )
-from rl.console import plain_where_needed
 from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
@@ -610,28 +607,22 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m agents.representation transfer|pretrain``, ``--field-name VALUE`` for every
     :class:`Config` field. Bad input is one line on stderr and exit code 2."""
     prog = "python -m agents.representation"
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Transfer learning or self-supervised pretraining, raced against PPO from "
-        "random weights.",
+    description = (
+        "Transfer learning or self-supervised pretraining, raced against PPO from random weights."
     )
-    parser.add_argument("task", choices=("transfer", "pretrain"))
-    for name, doc in field_docs(Config).items():
-        help_text = doc.replace("%", "%%")  # argparse %-formats help strings
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="V", help=help_text)
-    args = vars(parser.parse_args(argv))
+    args = parse_config_args(
+        prog, description, Config, argv,
+        lambda parser: parser.add_argument("task", choices=("transfer", "pretrain")),
+    )  # fmt: skip
     task = args.pop("task")
-    plain_where_needed()
-    try:
-        if args.get("run_dir") is not None and not str(args["run_dir"]).strip():
-            raise ValueError("run_dir is empty: give a folder, or leave --run-dir out")
-        try:
-            cfg = default_config(**{k: v for k, v in args.items() if v is not None})
-        except TypeError as exc:  # a value of the wrong type for a field
-            raise ValueError(str(exc)) from None
-        result = transfer(cfg) if task == "transfer" else pretrain(cfg)
-    except (ValueError, FloatingPointError, CheckpointError, OSError, KeyboardInterrupt) as exc:
-        return report_failure(prog, exc)
+
+    def make_config() -> Config:
+        refuse_empty_run_dir(args.get("run_dir"))
+        return default_config(**{k: v for k, v in args.items() if v is not None})
+
+    code, result = run_command(prog, make_config, transfer if task == "transfer" else pretrain)
+    if code:
+        return code
     for key, value in result.items():
         if isinstance(value, (int, float, str, Path)) or value is None:
             print(f"{key}: {value}")
