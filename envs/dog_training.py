@@ -724,11 +724,11 @@ class DogTrainingVectorEnv(TorchVectorEnv):
     an episode's sum telescopes and walking back and forth earns nothing. Under a discount γ
     it is not exactly Ng et al.'s (1999) policy-invariant ``γΦ(s') - Φ(s)``: a tile gained and
     then lost is worth ``(1 - γ) x progress`` (0.0005 under ``coached`` at γ = 0.99), less
-    than the two steps' cost (0.0199). A custom
-    ``{event: reward}`` dict may price any subset; ``relief_indoors``, ``accident``, ``on_sofa``
-    and ``step`` must be <= 0, and a step that ends on the sofa, in an accident or in a relief
-    indoors pays at most 0 (progress included), so none of them is ever rewarded. ``relieve`` below ``min_relief_level`` does nothing: spamming it cannot
-    farm treats.
+    than the two steps' cost (0.0199). A custom ``{event: reward}`` dict may price any subset;
+    ``relief_indoors``, ``accident``, ``on_sofa`` and ``step`` must be <= 0, and a step that
+    ends on the sofa, in an accident or in a relief indoors pays at most 0 (progress included),
+    so none of them is ever rewarded. ``relieve`` below ``min_relief_level`` does nothing:
+    spamming it cannot farm treats.
 
     Measured by :func:`measure_policies` (100 episodes, seed 0, ``coached``). Default house:
     expert success rate 1.00, mean return +1.27; random policy 0.01, -1.24. Random houses

@@ -422,8 +422,8 @@ def check_return(
 
     Agents seed it from the global step (same run, same check) and it leaves the CPU's global
     RNG stream as it was (``act`` must not draw from the device's), so a resumed run stops
-    where an uninterrupted one does. A check that
-    runs again and again is cheaper as one :class:`Evaluator`'s :meth:`~Evaluator.check`.
+    where an uninterrupted one does. A check that runs again and again is cheaper as one
+    :class:`Evaluator`'s :meth:`~Evaluator.check`.
     """
     with Evaluator(act, env_id, episodes=episodes, device=device, env_kwargs=env_kwargs) as ev:
         return ev.check(seed)

@@ -508,6 +508,6 @@ def _write(path: Path, session: PlaySession) -> None:
     atomic_save(session.demos(), path)  # a reader never sees half a file
     print(
         f"rl play: saved {session.num_transitions} transitions "
-        f"({session.episodes_finished} finished episode{'' if session.episodes_finished == 1 else 's'})"
-        f" to {path}"
+        f"({session.episodes_finished} finished episode"
+        f"{'' if session.episodes_finished == 1 else 's'}) to {path}"
     )
