@@ -57,7 +57,9 @@ from envs.compiled import CompiledFlat, compiling
 from envs.rendering import Window
 from envs.rng import (
     int32_bits,
+    lane_salts,
     random_bits,
+    salted_bits,
     start_bits,
     start_bits_numpy,
     step_salt,
@@ -281,11 +283,10 @@ class TorchVectorEnv(VectorEnv):
         compile: bool | str = False,
     ) -> None:
         self.num_envs = check_num_envs(num_envs, self.env_name)
-        if self.num_envs * self.start_lanes >= 2**31:  # the autoreset hash's (row, lane) index
+        if self.num_envs >= 2**31:  # the autoreset hash indexes rows in int32
             raise ValueError(
-                f"{self.env_name}: num_envs must be at most {(2**31 - 1) // self.start_lanes:,} "
-                f"(below 2**31 / {self.start_lanes} random lanes per start state), got "
-                f"{self.num_envs:,}"
+                f"{self.env_name}: num_envs must be at most {2**31 - 1:,} (the autoreset hash "
+                f"numbers rows in 32-bit integers), got {self.num_envs:,}"
             )
         try:
             self.device = resolve_device(device)
@@ -499,7 +500,7 @@ class TorchVectorEnv(VectorEnv):
         0-dim int32 hash key and step count. Outputs: the new state's tensors, obs, reward,
         terminated, truncated, done, final_obs, elapsed, returns, the next elapsed and returns,
         the episode extras and info tensors (keys in ``_extras_keys``/``_info_keys``, recorded
-        while tracing), the salt, done as a float and the next step count. Masks leave as
+        while tracing), the lanes' salts, done as a float and the next step count. Masks leave as
         uint8 (0/1), viewed as bool after the call.
         """
         *leaves, elapsed, returns, actions, rng_key, rng_step = inputs
@@ -520,10 +521,10 @@ class TorchVectorEnv(VectorEnv):
         finished = done_float != 0
         final_obs = self._observe(next_state)
         extras = self._episode_extras(next_state)
-        # The salt is an output so that it is computed once, not inside every row's hash.
-        salt = step_salt_tensor(rng_key, rng_step)
+        # The salts are an output so that they are computed once, not inside every row's hash.
+        salt = lane_salts(step_salt_tensor(rng_key, rng_step), self.start_lanes, self.device)
         rows = torch.arange(self.num_envs, device=self.device)
-        fresh = self._start_states(start_bits(salt, rows, self.start_lanes))
+        fresh = self._start_states(salted_bits(salt, rows))
         new_state = select_rows(finished, fresh, next_state)
         obs = select_rows(finished, self._observe(fresh), final_obs)
         self._extras_keys, self._info_keys = list(extras), list(info)

@@ -3,7 +3,7 @@
 A row's fresh start state must be a pure function of numbers the step already has, so that the
 eager CPU step (which hashes only the finished rows) and the compiled step (which hashes every
 row, then keeps the finished rows' with ``torch.where``) agree bit for bit, on any device. The
-bits are ``mix32`` of (row, lane) salted per step from a key the env draws from its
+bits are ``mix32`` of the row, salted per step and lane from a key the env draws from its
 ``torch.Generator`` at ``reset`` (:meth:`envs.core.TorchVectorEnv.reset`); a generator cannot
 be read inside a compiled graph, and drawing N fresh states eagerly every step cost half a
 CartPole step on the CPU.
@@ -64,22 +64,38 @@ def step_salt_tensor(key: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
 def start_bits(salt: int | torch.Tensor, rows: torch.Tensor, lanes: int) -> torch.Tensor:
     """``(lanes, n)`` int32 random bits for ``rows`` (``(n,)`` ints) at one step.
 
-    ``bits[j, i] = mix32(((rows[i] * lanes + j) ^ salt) * _GOLDEN32)`` in uint32 arithmetic: a
-    distinct index per (row, lane) (``N * lanes < 2**31``, which the env enforces), salted per step, spread over 32
-    bits, then hashed. The salt comes before the constant multiply on purpose: compiled for
-    CUDA, ``rows`` is an index that inductor folds into the constant (``rows * lanes *
-    _GOLDEN32``), a product Triton refuses as out of int32 range; after the xor it cannot.
+    ``bits[j, i] = mix32((rows[i] ^ lane_salt[j]) * _GOLDEN32)`` in uint32 arithmetic, with
+    each lane's own salt (:func:`lane_salts`). With one salt for all lanes (the index ``rows *
+    lanes + lane`` xor the salt, as before), two steps whose salts differed by a multiple of
+    ``lanes`` below ``N * lanes`` gave whole start states that were other rows' start states
+    at the other step: a pair of steps out of every ``2**32 / N`` repeated the start of every
+    row that reset at both. Now a repeated start needs every lane's salts to differ by the same
+    amount, about ``2**-32`` per extra lane.
     """
-    lane = torch.arange(lanes, dtype=torch.int32, device=rows.device).unsqueeze(1)
-    index = rows.to(torch.int32).unsqueeze(0) * lanes + lane  # (lanes, n)
-    return mix32((index ^ salt) * int32_bits(_GOLDEN32))
+    return salted_bits(lane_salts(salt, lanes, rows.device), rows)
+
+
+def lane_salts(salt: int | torch.Tensor, lanes: int, device: torch.device | str) -> torch.Tensor:
+    """``(lanes, 1)`` int32 salts, one per lane, hashed from one step's salt."""
+    lane = torch.arange(lanes, dtype=torch.int32, device=device).unsqueeze(1)
+    return mix32((lane * int32_bits(_GOLDEN32)) ^ salt)
+
+
+def salted_bits(lane_salt: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """:func:`start_bits` from the lanes' salts (a compiled step computes them once, not per row).
+
+    The salt comes before the constant multiply on purpose: compiled for CUDA, ``rows`` is an
+    index that inductor folds into the constant (``rows * _GOLDEN32``), a product Triton
+    refuses as out of int32 range; after the xor it cannot.
+    """
+    return mix32((rows.to(torch.int32).unsqueeze(0) ^ lane_salt) * int32_bits(_GOLDEN32))
 
 
 def start_bits_numpy(salt: int, rows: np.ndarray, lanes: int) -> np.ndarray:
     """:func:`start_bits` in numpy (int32 result): ~10x cheaper than torch on a few rows."""
     lane = np.arange(lanes, dtype=np.uint32)[:, None]
-    index = rows.astype(np.uint32)[None, :] * np.uint32(lanes) + lane
-    salted = (index ^ np.uint32(salt & _MASK32)) * np.uint32(_GOLDEN32)
+    lane_salt = mix32((lane * np.uint32(_GOLDEN32)) ^ np.uint32(salt & _MASK32))
+    salted = (rows.astype(np.uint32)[None, :] ^ lane_salt) * np.uint32(_GOLDEN32)
     return mix32(salted).view(np.int32)
 
 

@@ -604,10 +604,16 @@ def test_module_bad_input_is_one_line(
 
 @pytest.mark.slow
 def test_ppo_solves_cartpole() -> None:
-    """Trained on the sandbox's CartPole, judged on Gymnasium's own (100 deterministic episodes)."""
+    """Trained on the sandbox's CartPole, judged on Gymnasium's own (100 deterministic episodes).
+
+    The preset stops at the first 100-episode check reaching 475, which a policy whose mean
+    sits at the bar passes about half the time (seed 1's: 474.4 over 800 judged episodes, one
+    100-episode judge 460): the test stops at 490, so that the judge is not a coin flip.
+    """
     cfg = ppo.default_config(
-        "sandbox/CartPole-v1", write_run=False, progress=False, eval_episodes=0
-    )
+        "sandbox/CartPole-v1", write_run=False, progress=False, eval_episodes=0,
+        target_return=490.0,
+    )  # fmt: skip
     result = ppo.train(cfg)
     evaluation = evaluate(result.policy.act, "CartPole-v1", episodes=100, seed=123)
     assert evaluation.mean_return >= 475.0

@@ -193,6 +193,18 @@ def test_hash_agrees_in_numpy_torch_and_python_ints() -> None:
     assert counts.numel() == 7 and int(counts.min()) > 0.95 * 200_000 / 7
 
 
+def test_two_steps_salts_never_give_rows_the_same_start_states() -> None:
+    # Salts that differ by a multiple of the lanes below N * lanes: with one salt xored into
+    # the (row, lane) index, every row's start at one step was another row's at the other.
+    rows = torch.arange(4096)
+    salt = rng.step_salt(7, 3)
+    for lanes in (2, 3, 4):
+        first = {tuple(bits) for bits in rng.start_bits(salt, rows, lanes).T.tolist()}
+        for other in (salt ^ (lanes * 8), rng.int32_bits(salt + lanes * 5)):
+            again = rng.start_bits(other, rows, lanes).T.tolist()
+            assert sum(tuple(bits) in first for bits in again) == 0, (lanes, other)
+
+
 def test_the_autoreset_stream_is_fixed_by_the_seed_and_differs_between_seeds() -> None:
     def episode_starts(seed: int) -> torch.Tensor:
         env = make("sandbox/CartPole-v1", False, 64)
