@@ -50,7 +50,7 @@ from rl.device import configure_threads, resolve_device
 from rl.evaluation import evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
 from rl.seeding import seed_everything
-from rl.supervised import FitConfig, fit, require_number
+from rl.supervised import FitConfig, fit
 from rl.tensors import one_hot
 from rl.vector import check_env_kwargs, check_env_values, make_vector_env
 
@@ -145,8 +145,6 @@ class Config:
                 f"unlabelled_steps must be at most {MAX_UNLABELLED_STEPS:,}, got "
                 f"{self.unlabelled_steps:,}: the transitions are held in memory"
             )
-        for name in ("threshold_return", "pretrain_learning_rate"):
-            require_number(name, getattr(self, name))
         if not math.isfinite(self.threshold_return):
             raise ValueError(f"threshold_return must be finite, got {self.threshold_return}")
         if not (math.isfinite(self.pretrain_learning_rate) and self.pretrain_learning_rate > 0):

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import numbers
+import os
 import textwrap
 import types
 import typing
@@ -189,19 +190,20 @@ def _field_types(cls: type) -> tuple[tuple[str, Any], ...]:
 
 
 def check_field_types(cfg: Any) -> None:
-    """For a frozen config's ``__post_init__``: refuse values that its fields would silently
-    misread, and store a list given for a tuple field as a tuple (so that a resume, which reads
-    the tuple back from JSON, compares it equal).
+    """For a frozen config's ``__post_init__``: refuse values that its fields would misread or
+    could not save, and store the others in the form a resume reads back from config.json.
 
-    * a ``bool`` field must hold ``True`` or ``False``: ``"false"`` is truthy, and a resume
-      reading it back from config.json would take it as False;
-    * a ``tuple[...]`` field must hold a tuple or a list, not one number;
-    * a ``dict`` field must hold a mapping;
+    * ``str``: a string; a path (``pathlib.Path``) is stored as its string;
+    * ``int``: an integer (not ``True``, not ``3.0``); ``float``: a number (not a bool or a
+      string); numpy scalars are stored as Python numbers (JSON cannot write them);
+    * ``bool``: ``True`` or ``False`` (``"false"`` is truthy, and a resume would read False);
+    * ``tuple[...]``: a tuple or a list (stored as a tuple), each item as above;
+    * ``dict``: a mapping of JSON values, stored as JSON would give it back (tuples as lists),
+      so that a resume compares it equal;
 
-    and the same for ``X | None`` fields that do not hold ``None``.
-
-    Numbers are left to each config's own range checks. Strings from ``--set`` or JSON go through
-    :func:`replace_config` / :func:`config_from_dict`, which convert them first.
+    and the same for ``X | None`` fields that do not hold ``None``. Ranges are left to each
+    config's own checks. Strings from ``--set`` or JSON go through :func:`replace_config` /
+    :func:`config_from_dict`, which convert them first.
     """
     for name, annotation in _field_types(type(cfg)):
         value = getattr(cfg, name)
@@ -214,17 +216,71 @@ def check_field_types(cfg: Any) -> None:
                 continue
             annotation = inner[0]
             origin = typing.get_origin(annotation)
-        if annotation is bool:
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {value!r}")
-            object.__setattr__(cfg, name, bool(value))
-        elif origin is tuple:
-            if isinstance(value, list):
-                object.__setattr__(cfg, name, tuple(value))
-            elif not isinstance(value, tuple):
+        if origin is tuple:
+            if not isinstance(value, (tuple, list)):
                 raise ValueError(f"{name} must be a tuple or a list, got {value!r}")
-        elif (origin is dict or annotation is dict) and not isinstance(value, Mapping):
-            raise ValueError(f"{name} must be a dict, got {value!r}")
+            item = (typing.get_args(annotation) or (Any,))[0]
+            try:
+                value = tuple(_checked_value(v, item, name) for v in value)
+            except ValueError:
+                kind = {int: "integers", float: "numbers", str: "strings"}.get(item, "values")
+                raise ValueError(f"{name} must be a tuple of {kind}, got {value!r}") from None
+        elif origin is dict or annotation is dict:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{name} must be a dict, got {value!r}")
+            value = _json_value(value, name)
+        else:
+            value = _checked_value(value, annotation, name)
+        object.__setattr__(cfg, name, value)
+
+
+def _checked_value(value: Any, annotation: Any, name: str) -> Any:
+    """One value of a :func:`check_field_types` field: as stored, or a ValueError."""
+    if annotation is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+        return bool(value)
+    if annotation is int:
+        if isinstance(value, (float, bool, np.bool_)):
+            return value  # 2.5, 1e6 or True: the config's own check says which integers it takes
+        if not is_int(value, numpy=True):
+            raise ValueError(f"{name} must be an integer, got {value!r} (a {type(value).__name__})")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name} must be a number, got {value!r} (a {type(value).__name__})")
+        return value.item() if isinstance(value, np.generic) else value
+    if annotation is str:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {value!r} (a {type(value).__name__})")
+        return value
+    return value
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """``value`` as a JSON round trip gives it back, or a ValueError naming the part JSON
+    cannot hold (config.json could not be written, and a resume would compare it unequal)."""
+    if isinstance(value, Mapping):
+        plain = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}'s keys must be strings, got {key!r}")
+            plain[key] = _json_value(item, f"{where}[{key!r}]")
+        return (
+            type(value)(plain) if isinstance(value, dict) else plain
+        )  # keeps a dict's marker type
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float, str)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(
+        f"{where} must hold JSON values (numbers, strings, true/false, null, lists and dicts), "
+        f"got {type(value).__name__} {value!r:.80}"
+    )
 
 
 def replace_config(cfg: C, overrides: dict[str, Any]) -> C:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,8 +90,6 @@ class FitConfig:
             raise ValueError(
                 f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}"
             )
-        for name in ("learning_rate", "weight_decay", "min_delta", "val_fraction"):
-            require_number(name, getattr(self, name))
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(
                 f"learning_rate must be a finite number > 0, got {self.learning_rate!r}"
@@ -111,11 +108,6 @@ class FitConfig:
             raise ValueError(
                 f"num_threads must be an integer >= 1 or None (auto), got {self.num_threads!r}"
             )
-        if isinstance(self.run_dir, os.PathLike):
-            # A Path is what callers naturally pass; config.json needs a string.
-            object.__setattr__(self, "run_dir", os.fspath(self.run_dir))
-        if self.run_dir is not None and not isinstance(self.run_dir, str):
-            raise TypeError(f"run_dir must be a path or None, got {type(self.run_dir).__name__}")
 
     @property
     def loss_name(self) -> str:

@@ -691,7 +691,7 @@ def test_a_check_that_can_end_the_run_runs_at_once() -> None:
 
 @pytest.mark.parametrize("gap", [0, -1, 1.5, True, "2"])
 def test_check_gap_must_be_a_whole_number_of_iterations(gap) -> None:
-    with pytest.raises(ValueError, match="check_gap must be an integer >= 1 or None"):
+    with pytest.raises(ValueError, match="check_gap must be an integer"):
         tiny((0, 1), check_gap=gap)
 
 

@@ -92,7 +92,7 @@ def test_ppo_config_and_bad_values(tmp_path: Path) -> None:
     [
         ({"pretrain_learning_rate": -1.0}, ValueError, "pretrain_learning_rate must be a finite"),
         ({"pretrain_learning_rate": math.inf}, ValueError, "pretrain_learning_rate must be"),
-        ({"pretrain_learning_rate": "0.1"}, TypeError, "pretrain_learning_rate must be a number"),
+        ({"pretrain_learning_rate": "0.1"}, ValueError, "pretrain_learning_rate must be a number"),
         ({"eval_episodes": -1}, ValueError, "eval_episodes must be an integer >= 0"),
         ({"ppo_overrides": {"nosuch": 1}}, ValueError, "ppo_overrides: .*nosuch"),
         ({"target_env_kwargs": None}, ValueError, "target_env_kwargs must be a dict"),

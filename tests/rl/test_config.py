@@ -172,9 +172,14 @@ def test_require_finite_says_the_rule_and_what_none_means() -> None:
         ({"progress": 1}, r"progress must be True or False, got 1"),
         ({"hidden_sizes": 64}, r"hidden_sizes must be a tuple or a list, got 64"),
         ({"env_kwargs": "x"}, r"env_kwargs must be a dict, got 'x'"),
+        ({"env_id": 5}, r"env_id must be a string, got 5 \(a int\)"),
+        ({"num_threads": "2"}, r"num_threads must be an integer, got '2' \(a str\)"),
+        ({"seed": 1.5}, r"seed must be an integer >= 0, got 1.5"),
+        ({"env_kwargs": {"f": print}}, r"env_kwargs\['f'\] must hold JSON values .*function"),
+        ({"env_kwargs": {1: 2}}, r"env_kwargs's keys must be strings, got 1"),
         (
             {"learning_rate": "3e-4"},
-            r"learning_rate must be a finite number > 0, got '3e-4' \(a str\)",
+            r"learning_rate must be a number, got '3e-4' \(a str\)",
         ),
     ],
 )
@@ -193,6 +198,27 @@ def test_optional_fields_are_checked_when_they_hold_a_value() -> None:
     assert cfg.learning_rates == (1e-3, 2e-3)
     with pytest.raises(ValueError, match=r"learning_rates must be a tuple or a list, got 0\.001"):
         multiseed.MultiSeedConfig(ppo=ppo.Config(), seeds=(0, 1), learning_rates=1e-3)
+
+
+def test_values_from_python_are_stored_as_config_json_gives_them_back(tmp_path) -> None:
+    # A path for a string, numpy scalars (a sweep's values) and a tuple inside env_kwargs:
+    # config.json could not write the first two, and a resume read the tuple back as a list.
+    cfg = ppo.Config(
+        run_dir=tmp_path / "run",  # type: ignore[arg-type]
+        seed=np.int64(3),  # type: ignore[arg-type]
+        learning_rate=np.float32(0.5),  # type: ignore[arg-type]
+        env_kwargs={"length": np.int64(8), "bonus": (1.0, np.float64(2.0)), "on": np.bool_(1)},
+    )
+    assert cfg.run_dir == str(tmp_path / "run") and type(cfg.seed) is int
+    assert type(cfg.learning_rate) is float and cfg.learning_rate == 0.5
+    assert cfg.env_kwargs == {"length": 8, "bonus": [1.0, 2.0], "on": True}
+    assert config_from_dict(ppo.Config, config_to_dict(cfg)) == cfg
+    with pytest.raises(
+        ValueError, match=r"learning_rates must be a tuple of numbers, got \('1e-3'"
+    ):
+        from agents import multiseed
+
+        multiseed.MultiSeedConfig(ppo=ppo.Config(), seeds=(0,), learning_rates=("1e-3",))
 
 
 def test_a_list_for_a_tuple_field_is_stored_as_the_tuple_a_resume_reads_back() -> None:

@@ -214,7 +214,7 @@ def test_fit_config_rejects_bad_values(kwargs: dict, message: str) -> None:
 
 
 def test_fit_config_rejects_wrong_types_and_takes_a_path(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match=r"learning_rate must be a number, got '0\.01'"):
+    with pytest.raises(ValueError, match=r"learning_rate must be a number, got '0\.01'"):
         FitConfig(learning_rate="0.01")  # type: ignore[arg-type]
     assert FitConfig(run_dir=tmp_path / "run").run_dir == str(tmp_path / "run")  # type: ignore[arg-type]
 
