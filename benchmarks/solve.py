@@ -341,6 +341,7 @@ def run_in_subprocess(
         return {"name": name, "device": device, "skipped": f"timed out after {timeout:.0f} s"}
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stderr)  # the child's traceback, for the log
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"name": name, "device": device, "skipped": f"failed: {tail}"}
     return json.loads(lines[-1])
@@ -409,7 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (CPU + CUDA)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per benchmark")
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(BENCHMARKS))
-    parser.add_argument("--json", action="store_true", help="print the rows as one JSON list")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the rows as one JSON list (and each on stderr as it finishes)",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per benchmark")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
@@ -450,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
                 name, device, list(range(1, args.seeds + 1)), args.timeout, args.set, args.cold
             )
             rows.append(row)
-            if not args.json:
+            if args.json:  # each row as it finishes (stderr): a killed run keeps them
+                print(json.dumps(row), file=sys.stderr, flush=True)
+            else:
                 status = row.get("skipped") or (
                     f"{row['solved']}/{row['seeds']} solved, median {row['median_wall_s']:.2f} s"
                 )
