@@ -241,10 +241,22 @@ def check_env_values(name: str, env_id: str, env_kwargs: dict[str, Any]) -> None
 
 
 def _is_sandbox_entry(entry: Any) -> bool:
+    """Whether a vector entry point makes a torch vector env (``metadata["backend"]`` is
+    ``"torch"``, as :class:`envs.core.TorchVectorEnv`'s): one of the sandbox's, or a user's
+    registered by class or by ``"module:Class"`` string. Gymnasium's own (numpy) vector entry
+    points are not: their envs go through the numpy adapter."""
     if isinstance(entry, str):
         module = entry.split(":")[0]
-        return module == "envs" or module.startswith("envs.")
-    return getattr(entry, "metadata", {}).get("backend") == "torch"
+        if module == "envs" or module.startswith("envs."):
+            return True
+        from gymnasium.envs.registration import load_env_creator
+
+        try:
+            entry = load_env_creator(entry)
+        except (ImportError, AttributeError, ValueError, gymnasium.error.Error):
+            return False  # made the numpy way, which reports the problem
+    metadata = getattr(entry, "metadata", None)
+    return isinstance(metadata, dict) and metadata.get("backend") == "torch"
 
 
 class NumpyToTorchVectorEnv(VectorEnv):

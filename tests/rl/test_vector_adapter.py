@@ -146,3 +146,32 @@ def test_an_env_the_adapter_refuses_is_closed(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ValueError, match="Box"):
         make_vector_env("FrozenLake-v1", 2)
     assert len(made) == 1 and made[0].closed
+
+
+def test_a_users_torch_vector_env_registered_by_string_is_used_natively(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Registered the way the sandbox registers its own ("module:Class"), from a module outside
+    # envs/: it went through the numpy adapter (a SyncVectorEnv of single float64 CPU envs).
+    (tmp_path / "my_torch_envs.py").write_text(
+        "from envs.cartpole import CartPoleEnv, CartPoleVectorEnv\n"
+        "class MyVectorEnv(CartPoleVectorEnv):\n"
+        "    env_name = 'my/TorchCartPole-v0'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gymnasium.register(
+        "my/TorchCartPole-v0",
+        entry_point="envs.cartpole:CartPoleEnv",
+        vector_entry_point="my_torch_envs:MyVectorEnv",
+        max_episode_steps=500,
+    )
+    try:
+        env = make_vector_env("my/TorchCartPole-v0", 4)
+        assert type(env).__name__ == "MyVectorEnv" and not isinstance(env, NumpyToTorchVectorEnv)
+        env.close()
+        # Gymnasium's own numpy vector entry points still go through the adapter.
+        gym_env = make_vector_env("CartPole-v1", 2)
+        assert isinstance(gym_env, NumpyToTorchVectorEnv)
+        gym_env.close()
+    finally:
+        del gymnasium.registry["my/TorchCartPole-v0"]
