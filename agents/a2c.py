@@ -137,9 +137,9 @@ class Config:
     (stochastic policy, so a deterministic evaluation usually does better) and, with
     ``target_check_episodes``, the deterministic policy does too. ``None``: never."""
     target_check_episodes: int = 0
-    """Deterministic episodes (on a fresh env, seeded from the step) that must also average
-    ``target_return`` before an early stop, run only once the training window has. 0: no
-    check; at most :data:`rl.evaluation.MAX_EPISODES`."""
+    """Deterministic episodes (the first of the final evaluation's, seeded with the run's seed)
+    that must also average ``target_return`` before an early stop, run only once the training
+    window has. 0: no check; at most :data:`rl.evaluation.MAX_EPISODES`."""
     log_every: int = 10
     """Iterations per TensorBoard point and progress update (one host sync each): A2C's
     iterations are tiny, and a point per iteration would hold an episode or two at most."""
@@ -836,7 +836,7 @@ def _train_loop(
         mean_return = metrics.get("charts/episodic_return")
         reached_at = target_reached(
             cfg.target_return, mean_return, cfg.target_check_episodes,
-            lambda: check(cfg.seed + state.global_step),
+            lambda: check(cfg.seed),  # the final evaluation's episodes: a stop is what it finds
         )  # fmt: skip
         reached = reached_at is not None
         if reached:

@@ -151,10 +151,10 @@ class Config:
     least this return, and the greedy policy's ``target_check_episodes`` do too. ``None``:
     never."""
     target_check_episodes: int = 10
-    """Greedy episodes (on a fresh env, seeded from the step) that must also average
-    ``target_return`` before an early stop: a Q-network can pass the epsilon-greedy window
-    one update before it collapses, and the run would stop on that network. 0: no check; at
-    most :data:`rl.evaluation.MAX_EPISODES`."""
+    """Greedy episodes (the first of the final evaluation's, seeded with the run's seed) that
+    must also average ``target_return`` before an early stop: a Q-network can pass the
+    epsilon-greedy window one update before it collapses, and the run would stop on that
+    network. 0: no check; at most :data:`rl.evaluation.MAX_EPISODES`."""
     log_every: int = 1_000
     """Vector steps per TensorBoard point, progress update and non-finite check (one host
     sync each)."""
@@ -881,7 +881,7 @@ def _train_loop(
         mean_return = metrics.get("charts/episodic_return")
         reached_at = target_reached(
             cfg.target_return, mean_return, cfg.target_check_episodes,
-            lambda: check(cfg.seed + state.global_step),
+            lambda: check(cfg.seed),  # the final evaluation's episodes: a stop is what it finds
         )  # fmt: skip
         reached = reached_at is not None
         if reached:

@@ -834,7 +834,7 @@ class _Loop:
                 return [False] * len(reached)  # they wait for the next check
             self.last_check = self.iteration
             started = time.perf_counter()
-            means = self.check(passed, self.cfg.seeds[0] + self.iteration * base.batch_size)
+            means = self.check(passed, env_seed(self.cfg.seeds))  # the final evaluation's episodes
             self.check_seconds += time.perf_counter() - started
             self.checks += 1
             self.checked_agents += len(passed)

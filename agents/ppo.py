@@ -155,10 +155,10 @@ class Config:
     short episodes: an episode of L steps ends only after L / num_envs steps of each env, so
     finished episodes lag the policy by many iterations where episodes are long."""
     target_check_episodes: int = 0
-    """Deterministic episodes (on a fresh env, seeded from the step) that must also average
-    ``target_return`` before an early stop, run only once the training return has: a stop then
-    means the policy is solved as ``rl eval`` judges it. 0: no check; at most
-    :data:`rl.evaluation.MAX_EPISODES`."""
+    """Deterministic episodes (the first of the final evaluation's, seeded with the run's seed)
+    that must also average ``target_return`` before an early stop, run only once the training
+    return has: with as many episodes, the final evaluation and ``rl eval`` then find what the
+    check found. 0: no check; at most :data:`rl.evaluation.MAX_EPISODES`."""
     init_from: str | None = None
     """A checkpoint (``.pt`` file, or a run folder: its latest.pt) whose network
     weights (and observation statistics, with ``norm_obs``) start this run: transfer learning
@@ -1120,7 +1120,7 @@ def _target_reached(
         cfg.target_return,
         state.recent_return(episodes, rewards, cfg.target_window),
         cfg.target_check_episodes,
-        lambda: check(cfg.seed + state.global_step),
+        lambda: check(cfg.seed),  # the final evaluation's episodes: a stop is what it finds
     )
 
 

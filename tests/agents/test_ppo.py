@@ -425,7 +425,7 @@ def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(Evaluator, "check", failing)
     assert ppo.train(replace_config(cfg, {"target_check_episodes": 4})).global_step == 256
-    assert [seed for _, seed in calls] == [cfg.seed + 64 * i for i in (1, 2, 3, 4)]  # the step
+    assert [seed for _, seed in calls] == [cfg.seed] * 4  # the final evaluation's episodes
     assert len({id(evaluator) for evaluator, _ in calls}) == 1  # one evaluator for the run
 
 
@@ -617,3 +617,14 @@ def test_ppo_solves_cartpole() -> None:
     result = ppo.train(cfg)
     evaluation = evaluate(result.policy.act, "CartPole-v1", episodes=100, seed=123)
     assert evaluation.mean_return >= 475.0
+
+
+def test_an_early_stop_is_what_the_final_evaluation_finds() -> None:
+    # The check plays the final evaluation's episodes (the run's seed): "stopped early at 475"
+    # followed by "not solved yet" from rl train's own summary was the check's other episodes.
+    cfg = ppo.default_config("sandbox/CartPole-v1", write_run=False, progress=False, seed=2)
+    result = ppo.train(cfg)
+    reached = result.metrics.get("target_reached_return")
+    assert reached is not None and result.evaluation is not None
+    assert cfg.eval_episodes == cfg.target_check_episodes
+    assert result.evaluation.mean_return == pytest.approx(reached, abs=1e-9)
