@@ -132,12 +132,27 @@ class EvalResult:
         return text
 
 
+class EpisodesUnfinished(ValueError):
+    """An evaluation's episodes did not all end within its step limit (an env without a time
+    limit): a ValueError, so that the commands report it in one line."""
+
+
 def solved_thresholds(env_id: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
     """The env's "solved" bar with these constructor arguments: its module's ``solved_bar(**env_kwargs)``
     where it has one (the dog's depends on the reward scheme), else its
     ``SOLVED_SUCCESS_RATE``/``SOLVED_MEAN_RETURN`` (the sandbox's envs), else the
-    registration's ``reward_threshold`` (Gymnasium's)."""
+    registration's ``reward_threshold`` (Gymnasium's). Episodes cut at another
+    ``max_episode_steps`` than the registered one have no return bar (CartPole's 475 needs 500
+    steps); a success-rate bar still counts."""
     spec = env_spec(env_id)
+    limit = (env_kwargs or {}).get("max_episode_steps", spec.max_episode_steps)
+    thresholds = _solved_thresholds(spec, env_kwargs)
+    if limit != spec.max_episode_steps:
+        thresholds.pop("mean_return", None)
+    return thresholds
+
+
+def _solved_thresholds(spec: Any, env_kwargs: dict[str, Any] | None) -> dict[str, float]:
     thresholds: dict[str, float] = {}
     module = None
     if isinstance(spec.entry_point, str):
@@ -297,10 +312,11 @@ class Evaluator:
                 obs = self._capture(obs)
         self.last_steps = steps
         if not done:
-            raise RuntimeError(
-                f"evaluation on {self.env_id} stopped after {self.max_steps} steps with "
+            raise EpisodesUnfinished(
+                f"evaluation on {self.env_id} stopped after {self.max_steps:,} steps with "
                 f"{int((~finished if rows is None else ~finished & rows).sum())} episode(s) "
-                "unfinished"
+                "unfinished: an env whose episodes need not end needs a time limit (rl train --set "
+                "max_episode_steps=N, or max_episode_steps in its registration)"
             )
         if rows is not None:
             returns, lengths, successes, attempts = (

@@ -38,9 +38,15 @@ class CLIError(Exception):
 
 def parse_env_value(text: str) -> Any:
     """A ``--set`` env value: JSON where it parses (numbers, ``true``, dicts), else the text
-    (``--set reward_scheme=treats``). Text that opens as JSON (``{``, ``[``, ``"``) must parse:
-    a brace left out is an error, not a preset name."""
+    (``--set reward_scheme=treats``). Python's ``True``, ``False`` and ``None`` (any case) are
+    the bools and None too: as text, ``"False"`` would be true. Text that opens as JSON (``{``,
+    ``[``, ``"``) must parse: a brace left out is an error, not a preset name."""
     text = text.strip()
+    word = text.lower()
+    if word in ("true", "false"):
+        return word == "true"
+    if word in ("none", "null"):
+        return None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -203,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rl.checkpoint import CheckpointError
     from rl.console import plain_where_needed
+    from rl.evaluation import EpisodesUnfinished
     from rl.runs import describe_os_error
 
     plain_where_needed()  # `rl train > log.txt` on Windows: "->" for "→", not a traceback
@@ -220,8 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, CheckpointError) as exc:
         print(f"rl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except EpisodesUnfinished as exc:  # an env without a time limit, evaluated
+        print(f"rl {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except DependencyNotInstalled as exc:  # an env that needs an extra (Box2D, MuJoCo)
         print(f"rl {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:  # an env's module needs a package not installed (jax, shimmy)
+        if (exc.name or "").partition(".")[0] in ("rl", "agents", "envs", "benchmarks"):
+            raise  # the sandbox's own: a bug, with its traceback
+        print(
+            f"rl {args.command}: error: {exc}: something it uses (an env's module, most likely) "
+            "needs a package that is not installed here",
+            file=sys.stderr,
+        )
         return 1
     except MemoryError:
         print(f"rl {args.command}: error: out of memory{oom_hint}", file=sys.stderr)

@@ -60,7 +60,6 @@ _RESERVED_ENV_ARGS = {
     "dtype",
     "render_mode",
     "validate_actions",
-    "max_episode_steps",
 }
 
 
@@ -248,6 +247,15 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any], module: ModuleType
     try:
         if hasattr(module, "check_discrete"):
             module.check_discrete(env.single_action_space, env_id)
+        if env_kwargs:  # (the env's defaults are its own to get right)
+            env.reset(seed=0)
+            try:
+                env.step(torch.as_tensor(env.action_space.sample()))
+            except Exception as exc:  # whatever the env raises: its arguments are the suspects
+                raise CLIError(
+                    f"{env_id} with {env_kwargs} fails in its first step: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     finally:

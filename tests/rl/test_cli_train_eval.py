@@ -771,3 +771,54 @@ def test_eval_of_a_run_it_cannot_write_into_still_evaluates(
     out = capsys.readouterr().out
     assert "mean return" in out and "not saved: cannot write the run's evaluation" in out
     assert (copy / "eval.json").read_text() == before
+
+
+def test_env_values_read_python_bools_as_bools() -> None:
+    # "False" as text is truthy: an env argument given False must not be switched on.
+    from rl.cli import parse_env_value
+
+    for text, value in (("False", False), ("TRUE", True), ("false", False), ("None", None)):
+        assert parse_env_value(text) is value
+    assert parse_env_value("0.5") == 0.5 and parse_env_value("treats") == "treats"
+    assert parse_env_value('{"a": [1, 2]}') == {"a": [1, 2]}
+
+
+def test_a_time_limit_is_an_env_argument_of_rl_train_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # rl watch took --set max_episode_steps=N; rl train refused it as "unknown".
+    run_dir = tmp_path / "run"
+    argv = ["train", "--env", "CartPole-v1", "--num-envs", "4", "--total-timesteps", "256"]
+    argv += ["--no-progress", "--run-dir", str(run_dir), "--set", "max_episode_steps=20"]
+    assert main([*argv, "--set", "eval_episodes=3", "--set", "num_steps=32"]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["env_kwargs"] == {"max_episode_steps": 20}
+    out = capsys.readouterr().out
+    assert "mean return" in out and "solved at" not in out  # 475 needs 500 steps
+    assert solved_thresholds("CartPole-v1", {"max_episode_steps": 20}) == {}
+    assert solved_thresholds("CartPole-v1", {"max_episode_steps": 500}) == {"mean_return": 475.0}
+
+
+def test_env_problems_are_one_line_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gymnasium
+
+    # A bad value that only the env's step trips on: a traceback after the header before.
+    argv = ["train", "--env", "Pendulum-v1", "--total-timesteps", "256", "--no-progress"]
+    assert main([*argv, "--run-dir", str(tmp_path / "g"), "--set", "g=abc"]) == 2
+    err = one_error_line(capsys, "train")
+    assert "Pendulum-v1 with {'g': 'abc'} fails in its first step: TypeError" in err
+    assert not (tmp_path / "g").exists()
+    # An env whose module needs a package that is not installed: a ModuleNotFoundError before.
+    (tmp_path / "needs_missing.py").write_text("import not_a_real_package_xyz  # noqa\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gymnasium.register("zoo/NeedsMissing-v0", entry_point="needs_missing:Env")
+    try:
+        assert (
+            main(["train", "--env", "zoo/NeedsMissing-v0", "--run-dir", str(tmp_path / "m")]) == 1
+        )
+    finally:
+        del gymnasium.registry["zoo/NeedsMissing-v0"]
+    err = one_error_line(capsys, "train")
+    assert "No module named 'not_a_real_package_xyz'" in err and "not installed" in err

@@ -161,3 +161,13 @@ def test_split_gives_each_block_of_episodes_its_own_success_rate() -> None:
     for parts in (0, 3):
         with pytest.raises(ValueError, match=f"cannot split 4 episodes into {parts}"):
             result.split(parts)
+
+
+def test_episodes_that_never_end_are_a_value_error_naming_the_time_limit() -> None:
+    # A RuntimeError with no hint before: rl train and rl eval printed its traceback.
+    from rl.evaluation import EpisodesUnfinished
+
+    act = lambda obs: torch.zeros(obs.shape[0], 1)  # noqa: E731 (200-step episodes, 64 allowed)
+    with pytest.raises(EpisodesUnfinished, match=r"stopped after 64 steps .*time limit") as info:
+        evaluation.evaluate(act, "sandbox/Pendulum-v1", episodes=2, max_steps=64)
+    assert isinstance(info.value, ValueError)
