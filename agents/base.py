@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,24 @@ def action_log_prob_entropy(
     return log_prob, (0.5 + HALF_LOG_2PI + log_std).sum(-1)
 
 
+def obs_batch(obs: Any, obs_shape: Any, device: torch.device) -> torch.Tensor:
+    """``obs`` as a float32 ``(N, *obs_shape)`` tensor on ``device``, or a ValueError that says
+    what a policy takes (one observation, unbatched, failed deep inside a matmul)."""
+    obs = torch.as_tensor(obs, dtype=torch.float32, device=device)
+    shape = tuple(obs_shape)
+    if tuple(obs.shape[1:]) != shape:
+        if tuple(obs.shape) == shape:
+            raise ValueError(
+                f"a policy acts on a batch of observations, shape (N, {', '.join(map(str, shape))})"
+                f"; got one observation of shape {shape}: pass obs[None]"
+            )
+        raise ValueError(
+            f"a policy of this run takes observations of shape (N, "
+            f"{', '.join(map(str, shape))}), got {tuple(obs.shape)}"
+        )
+    return obs
+
+
 class ActorCriticPolicy:
     """A trained actor-critic as an :class:`agents.base.Policy`, with its obs normalisation.
 
@@ -194,7 +213,7 @@ class ActorCriticPolicy:
             self._high = spaces["action_high"].to(self.device)
 
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        obs = obs_batch(obs, self.spaces["obs_shape"], self.device)
         return normalize_obs(obs, self.obs_rms, self.clip_obs)
 
     @torch.no_grad()
@@ -290,6 +309,44 @@ def target_reached(
         return window_return
     checked = check()
     return checked if checked >= target_return else None
+
+
+def refuse_a_smaller_total(
+    cfg: Any, trained: int, run: Any, world_size: int = 1, name: str = "total_timesteps"
+) -> None:
+    """A ValueError if resuming ``run`` (``trained`` steps done) with ``cfg`` would train
+    nothing: ``total_timesteps`` counts the steps in all, not the steps to add. A total below
+    one iteration of every rank's steps still trains one, so that is what is compared."""
+    per = cfg.num_envs * getattr(cfg, "num_steps", 1) * world_size
+    if max(cfg.total_timesteps, per) < trained:
+        raise ValueError(
+            f"cannot resume {run}: it has trained {trained:,} steps, more than {name} "
+            f"{cfg.total_timesteps:,}; give a larger total (the steps to train in all, not the "
+            "steps to add)"
+        )
+
+
+def restore_env(env: Any, ckpt: dict[str, Any], device: torch.device) -> torch.Tensor:
+    """Put a resumed run's env back where the checkpoint left it; its next observation.
+
+    An env without saved state (Gymnasium's numpy envs behind the adapter) starts new
+    episodes, seeded from the checkpoint: the run continues, but not bit for bit as an
+    uninterrupted one would have, which rank 0 says on stderr."""
+    from rl import distributed
+
+    if "env_state" in ckpt and hasattr(env, "load_state_dict"):
+        env.load_state_dict(ckpt["env_state"])
+        return ckpt["next_obs"].to(device)
+    if distributed.is_rank0():
+        print(
+            f"note: {ckpt['config']['env_id']} keeps no state a checkpoint can hold (a "
+            "Gymnasium env): its episodes start again, so this resume continues the run, but "
+            "not bit for bit as an uninterrupted run would have",
+            file=sys.stderr,
+        )
+    seed = ckpt["config"]["seed"] + ckpt["iteration"]
+    obs, _ = env.reset(seed=distributed.rank_seed(seed))
+    return obs
 
 
 def saved_target_reached(checkpoint: dict[str, Any]) -> float | None:

@@ -45,7 +45,10 @@ from agents.base import (
     PolicyView,
     TrainResult,
     module_main,
+    obs_batch,
     read_policy_checkpoint,
+    refuse_a_smaller_total,
+    restore_env,
     saved_target_reached,
     space_spec,
     target_reached,
@@ -208,6 +211,12 @@ class Config:
                 f"train_frequency ({self.train_frequency:,}) must be at most total_timesteps "
                 f"({self.total_timesteps:,}), else no training round ever happens"
             )
+        if self.learning_starts >= self.total_timesteps > 0:
+            raise ValueError(
+                f"learning_starts ({self.learning_starts:,}) must be below total_timesteps "
+                f"({self.total_timesteps:,}): learning waits for that many stored transitions, "
+                "so the run would end without one training round"
+            )
         if self.gradient_steps > MAX_GRADIENT_STEPS:
             raise ValueError(
                 f"gradient_steps must be at most {MAX_GRADIENT_STEPS:,} per training round, "
@@ -321,7 +330,8 @@ class QNetwork(nn.Module):
 
     def __init__(self, spaces: dict[str, Any], hidden_sizes: tuple[int, ...], activation: str):
         super().__init__()
-        in_dim = math.prod(spaces["obs_shape"])
+        self.obs_shape = tuple(spaces["obs_shape"])
+        in_dim = math.prod(self.obs_shape)
         layers: list[nn.Module] = []
         for width in hidden_sizes:
             layers += [nn.Linear(in_dim, width), nn.ReLU() if activation == "relu" else nn.Tanh()]
@@ -618,7 +628,17 @@ def save_buffer(cfg: Config, state: TrainState, run: TrainingRun) -> None:
     :func:`drop_previous_buffer`): a kill anywhere between leaves a buffer whose step is the
     checkpoint's, which :func:`load_buffer` finds, so the resume stays exact.
     """
-    if not run.is_writer or state.buffer.nbytes > cfg.save_buffer_max_mb * 2**20:
+    if not run.is_writer:
+        return
+    if state.buffer.nbytes > cfg.save_buffer_max_mb * 2**20:
+        if not (run.checkpoint_dir / "latest.pt").exists():  # said once, at the first save
+            print(
+                f"note: the replay buffer ({state.buffer.nbytes / 2**20:,.0f} MiB) is over "
+                f"save_buffer_max_mb ({cfg.save_buffer_max_mb:g}), so checkpoints leave it out: "
+                "a resume refills it, and continues the run but not bit for bit (--set "
+                "save_buffer_max_mb=... saves it)",
+                file=sys.stderr,
+            )
         return
     current = run.checkpoint_dir / BUFFER_FILE
     if current.is_file():
@@ -675,13 +695,7 @@ def _restore(state: TrainState, env: Any, ckpt: dict[str, Any], run_dir: str | P
     state.q_network.load_state_dict(ckpt["model"])
     state.target_network.load_state_dict(ckpt["target_model"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
-    if "env_state" in ckpt and hasattr(env, "load_state_dict"):
-        env.load_state_dict(ckpt["env_state"])
-        state.next_obs = ckpt["next_obs"].to(device)
-    else:
-        # An env without saved state (Gymnasium's numpy envs) restarts its episodes: training
-        # continues, but not bit-for-bit as an uninterrupted run would have.
-        state.next_obs, _ = env.reset(seed=ckpt["config"]["seed"] + ckpt["iteration"])
+    state.next_obs = restore_env(env, ckpt, device)
     state.global_step = int(ckpt["global_step"])
     state.iteration = int(ckpt["iteration"])
     state.best_return = float(ckpt.get("best_return", -math.inf))
@@ -732,6 +746,7 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
         cfg = resume_config(
             replace_config(cfg, {"run_dir": str(resume)}), ckpt["config"], RESUMABLE_FIELDS
         )
+        refuse_a_smaller_total(cfg, int(ckpt.get("global_step", 0)), resume)
     device = resolve_device(cfg.device)
     configure_threads(device, cfg.num_threads)
     seed_everything(cfg.seed)
@@ -929,7 +944,7 @@ class DQNPolicy:
         self.epsilon = epsilon
 
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        return obs_batch(obs, self.q_network.obs_shape, self.device)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:

@@ -39,6 +39,8 @@ from agents.base import (
     module_main,
     normalize_obs,
     read_policy_checkpoint,
+    refuse_a_smaller_total,
+    restore_env,
     sample_categorical,
     saved_obs_rms,
     saved_target_reached,
@@ -788,14 +790,7 @@ def _restore(state: TrainState, env: Any, ckpt: dict[str, Any]) -> None:
         state.obs_rms.load_state_dict(ckpt["obs_rms"])
     if state.reward_scaler is not None:
         state.reward_scaler.load_state_dict(ckpt["return_rms"])
-    if "env_state" in ckpt and hasattr(env, "load_state_dict"):
-        env.load_state_dict(ckpt["env_state"])
-        state.next_obs = ckpt["next_obs"].to(device)
-    else:
-        # An env without saved state (Gymnasium's numpy envs) restarts its episodes: training
-        # continues, but not bit-for-bit as an uninterrupted run would have.
-        seed = ckpt["config"]["seed"] + ckpt["iteration"]
-        state.next_obs, _ = env.reset(seed=distributed.rank_seed(seed))
+    state.next_obs = restore_env(env, ckpt, device)
     state.global_step = int(ckpt["global_step"])
     state.iteration = int(ckpt["iteration"])
     state.best_return = float(ckpt.get("best_return", -math.inf))
@@ -948,6 +943,8 @@ def _train(
         cfg = resume_config(
             replace_config(cfg, {"run_dir": run_dir}), ckpt["config"], RESUMABLE_FIELDS
         )
+        world = info.world_size if info is not None else 1
+        refuse_a_smaller_total(cfg, int(ckpt.get("global_step", 0)), resume, world)
     device = info.device if info is not None else resolve_device(cfg.device)
     configure_threads(device, cfg.num_threads)
     seed_everything(distributed.rank_seed(cfg.seed))  # each rank its own stream

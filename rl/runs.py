@@ -357,6 +357,20 @@ def run_folder_lock(run_dir: str | os.PathLike) -> Iterator[None]:
         release_run_folder(run_dir)
 
 
+def refuse_another_run_in(run_dir: str | os.PathLike) -> None:
+    """A ValueError if a new run would train into ``run_dir`` while it holds another run's
+    checkpoints: that would overwrite its ``latest.pt`` and ``best.pt`` and mix the two runs'
+    snapshots and TensorBoard events. (A folder whose training ended before its first
+    checkpoint holds nothing to keep.) ``rl train`` says the same earlier, in its own words."""
+    held = sorted(p.name for p in (Path(run_dir) / "checkpoints").glob("*.pt"))
+    if held:
+        raise ValueError(
+            f"{run_dir} already holds a run ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}"
+            f" in its checkpoints/): continue it with resume={os.fspath(run_dir)!r} (rl train "
+            "--resume), or give the new run another run_dir"
+        )
+
+
 def _remove_stale_temp_files(checkpoint_dir: Path) -> None:
     """Temporary checkpoint files that a killed training left half written
     (``.latest.pt.*.tmp``): with the folder locked, no other training is writing them."""
@@ -402,6 +416,8 @@ class TrainingRun:
         self._start_time = time.perf_counter()
         self._start_step = purge_step or 0
         self._locked = False
+        if writer and purge_step is None:
+            refuse_another_run_in(self.run_dir)
         if writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             acquire_run_folder(self.run_dir)

@@ -233,10 +233,12 @@ def _algos_with_field(key: str) -> list[str]:
 
 
 def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any], module: ModuleType) -> None:
-    """Build the env once with these arguments, so a bad value fails here, in one line, and so
-    does an env whose actions the algorithm cannot take (DQN on Box actions): before the
-    header line says training started."""
+    """Build the env once with these arguments and take one step, so a bad value fails here,
+    in one line (``--set g=abc`` for Pendulum fails only in its step), and so does an env whose
+    actions the algorithm cannot take (DQN on Box actions): before the header line says
+    training started, and before the run folder holds anything."""
     import gymnasium
+    import torch
 
     from rl.vector import make_vector_env
 
@@ -429,14 +431,15 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
         )
     # What the job trains in whole iterations of every rank's steps (the algorithms'
     # job_iterations; the process group does not exist yet): a total below one still trains one.
-    per = cfg.num_envs * getattr(cfg, "num_steps", 1)
-    per *= int(os.environ.get("WORLD_SIZE", "1")) if args.distributed else 1
-    if max(cfg.total_timesteps, per) < args.resumed_from_step:
-        raise CLIError(
-            f"cannot resume {args.resume}: it has trained {args.resumed_from_step:,} steps, more "
-            f"than --total-timesteps {cfg.total_timesteps:,}; give a larger total (the steps to "
-            "train in all, not the steps to add)"
+    from agents.base import refuse_a_smaller_total
+
+    ranks = int(os.environ.get("WORLD_SIZE", "1")) if args.distributed else 1
+    try:
+        refuse_a_smaller_total(
+            cfg, args.resumed_from_step, args.resume, ranks, name="--total-timesteps"
         )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     return module, cfg
 
 

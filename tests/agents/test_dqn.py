@@ -377,6 +377,10 @@ def test_its_own_command_refuses_to_resume_another_algorithms_run(
         ({"batch_size": 10_001}, r"batch_size \(10,001\) must be at most buffer_size \(10,000\)"),
         ({"buffer_size": 10**30}, r"buffer_size must be at most 100,000,000 transitions"),
         ({"train_frequency": 10**30}, r"train_frequency .* must be at most total_timesteps"),
+        (
+            {"total_timesteps": 2_000, "learning_starts": 5_000},
+            r"learning_starts \(5,000\) must be below total_timesteps \(2,000\)",
+        ),
         ({"gradient_steps": 10**30}, r"gradient_steps must be at most 10,000 per training round"),
     ],
 )

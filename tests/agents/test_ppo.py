@@ -628,3 +628,46 @@ def test_an_early_stop_is_what_the_final_evaluation_finds() -> None:
     assert reached is not None and result.evaluation is not None
     assert cfg.eval_episodes == cfg.target_check_episodes
     assert result.evaluation.mean_return == pytest.approx(reached, abs=1e-9)
+
+
+def test_train_from_python_refuses_to_mix_runs_or_to_resume_to_a_smaller_total(
+    tmp_path: Path,
+) -> None:
+    # rl train refused both; train() itself did neither: a second run into the folder
+    # overwrote the first's latest.pt and best.pt, and a resume below its steps trained nothing.
+    run_dir = tmp_path / "run"
+    cfg = ppo.default_config(
+        "sandbox/CartPole-v1", run_dir=str(run_dir), total_timesteps=2048, progress=False,
+        eval_episodes=0, target_return=None,
+    )  # fmt: skip
+    ppo.train(cfg)
+    latest = (run_dir / "checkpoints" / "latest.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a run .*continue it with resume="):
+        ppo.train(cfg)
+    assert (run_dir / "checkpoints" / "latest.pt").read_bytes() == latest
+    with pytest.raises(ValueError, match=r"it has trained 2,048 steps, more than total_timesteps"):
+        ppo.train(dataclasses.replace(cfg, total_timesteps=1024), resume=run_dir)
+
+
+def test_resuming_a_gymnasium_env_says_it_is_not_bit_for_bit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = ppo.default_config(
+        "CartPole-v1", run_dir=str(tmp_path / "run"), total_timesteps=256, num_envs=4,
+        num_steps=32, progress=False, eval_episodes=0,
+    )  # fmt: skip
+    ppo.train(cfg)
+    assert "keeps no state" not in capsys.readouterr().err
+    ppo.train(dataclasses.replace(cfg, total_timesteps=512), resume=tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "CartPole-v1 keeps no state a checkpoint can hold" in err and "not bit for bit" in err
+
+
+def test_a_policy_says_it_takes_a_batch_of_observations() -> None:
+    from agents.base import obs_batch
+
+    assert obs_batch(np.zeros((3, 4)), (4,), torch.device("cpu")).shape == (3, 4)
+    with pytest.raises(ValueError, match=r"one observation of shape \(4,\): pass obs\[None\]"):
+        obs_batch(torch.zeros(4), (4,), torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"takes observations of shape \(N, 4\), got \(2, 5\)"):
+        obs_batch(torch.zeros(2, 5), (4,), torch.device("cpu"))

@@ -343,8 +343,8 @@ def test_the_header_counts_the_steps_each_algorithm_will_train() -> None:
     # batch_size is the replay minibatch, not an iteration).
     cfg = ppo.default_config("sandbox/CartPole-v1", total_timesteps=3000, num_envs=32)
     assert planned_steps(cfg).startswith(f"{cfg.num_iterations * cfg.batch_size:,} steps (")
-    cfg = dqn.default_config("CartPole-v1", total_timesteps=1000, num_envs=4)
-    assert planned_steps(cfg) == "1,000 steps"
+    cfg = dqn.default_config("CartPole-v1", total_timesteps=2000, num_envs=4)
+    assert planned_steps(cfg) == "2,000 steps"
 
 
 def test_train_refuses_a_folder_that_holds_a_run(

@@ -267,7 +267,7 @@ def test_latest_is_written_last_and_a_resume_skips_the_marks_it_covers(
     run.close()
     # Resumed from a checkpoint exactly at the mark of 200 steps: marks 0, 1 and 2 are taken.
     resumed = TrainingRun(
-        tmp_path / "run", {}, total_timesteps=1000, num_snapshots=10, progress=False
+        tmp_path / "run", {}, total_timesteps=1000, num_snapshots=10, progress=False, purge_step=201
     )
     resumed.restore_schedule(200, None)
     assert not resumed.snapshot_due(256) and resumed.snapshot_due(300)
