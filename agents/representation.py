@@ -11,9 +11,9 @@ start fresh), and race it against PPO from random weights on the same houses:
   learns to predict the next observation (a forward model), so its hidden layers come to describe
   the house. Those layers then become the torso (hidden layers) of PPO's actor and critic.
 
-The race is scored by ``steps_to_threshold``: env steps until an iteration's training episodes
-average at least ``threshold_return`` (PPO's ``target_return``, which also stops the run; ``None``
-if the budget ran out first). Each learner is one PPO run folder with its TensorBoard curve; the
+The race is scored by ``steps_to_threshold``: env steps until PPO's stop rule finds the training
+return at ``threshold_return`` (its ``target_return``) and stops the run; a run that never stops
+is scored by the first iteration whose training episodes average it (``None``: neither). Each learner is one PPO run folder with its TensorBoard curve; the
 comparison writes a curve PNG and ``result.json`` next to them.
 
 Reading order: :class:`Config` → :func:`race` → :func:`transfer` → :func:`collect_unlabelled`
@@ -280,9 +280,13 @@ def race(
             )
         )  # fmt: skip
         curves[name] = learning_curve(run)
+        # A run that stopped at the target reached it there, even where the curve's points
+        # (plain means of the episodes that ended) stay just below the stop rule's window.
+        stopped = result.metrics.get("target_reached_return") is not None
+        reached = steps_to_threshold(curves[name], cfg.threshold_return)
         out[name] = {
             "steps": result.global_step,
-            "steps_to_threshold": steps_to_threshold(curves[name], cfg.threshold_return),
+            "steps_to_threshold": result.global_step if stopped else reached,
             "final_success": None if result.evaluation is None else result.evaluation.success_rate,
             "final_return": None if result.evaluation is None else result.evaluation.mean_return,
             "run_dir": str(run),

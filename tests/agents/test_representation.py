@@ -184,3 +184,25 @@ def test_pretrain_reports_its_effect(tmp_path: Path) -> None:
     assert result["encoder"]["r2"] > 0.3
     assert {"steps_to_threshold_pretrained", "steps_to_threshold_scratch", "speedup"} <= set(result)
     assert Path(result["plot"]).is_file()
+
+
+def test_a_learner_that_stopped_at_the_target_reached_it_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seed 2's pretrained learner stopped at the target (its window at 1.0 and the check
+    # passed) while its logged points stayed at 0.99: the race said "n/a", never reached.
+    from agents.base import TrainResult
+
+    def train(cfg):
+        stopped = cfg.init_from is not None
+        return TrainResult(
+            policy=None, global_step=57_344, run_dir=None,
+            metrics={"target_reached_return": 1.0} if stopped else {},
+        )  # fmt: skip
+
+    monkeypatch.setattr(rep.ppo, "train", train)
+    monkeypatch.setattr(rep, "learning_curve", lambda run: [[4096.0, 0.5], [57_344.0, 0.99]])
+    monkeypatch.setattr(rep, "plot_curves", lambda *args, **kwargs: None)
+    out = rep.race(rep.Config(), tmp_path, {"pretrained": "x.pt", "scratch": None}, "race")
+    assert out["pretrained"]["steps_to_threshold"] == 57_344
+    assert out["scratch"]["steps_to_threshold"] is None  # budget spent, curve below the bar
