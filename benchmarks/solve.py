@@ -144,6 +144,8 @@ def run_child(
     if not cold:
         warm = module.default_config(bench.train_env, **common, **overrides)
         warm_steps = 3 * getattr(warm, "batch_size", 1)
+        if hasattr(warm, "learning_starts"):  # DQN: three training rounds once the buffer fills
+            warm_steps = warm.learning_starts + 3 * max(warm.train_frequency, warm.num_envs)
         warm = replace_config(warm, {"total_timesteps": warm_steps, "target_return": None})
         module.train(warm)
     per_seed = []
