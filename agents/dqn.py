@@ -631,15 +631,7 @@ def save_buffer(cfg: Config, state: TrainState, run: TrainingRun) -> None:
     if not run.is_writer:
         return
     if state.buffer.nbytes > cfg.save_buffer_max_mb * 2**20:
-        if not (run.checkpoint_dir / "latest.pt").exists():  # said once, at the first save
-            print(
-                f"note: the replay buffer ({state.buffer.nbytes / 2**20:,.0f} MiB) is over "
-                f"save_buffer_max_mb ({cfg.save_buffer_max_mb:g}), so checkpoints leave it out: "
-                "a resume refills it, and continues the run but not bit for bit (--set "
-                "save_buffer_max_mb=... saves it)",
-                file=sys.stderr,
-            )
-        return
+        return  # (said when the run started)
     current = run.checkpoint_dir / BUFFER_FILE
     if current.is_file():
         os.replace(current, run.checkpoint_dir / PREVIOUS_BUFFER_FILE)
@@ -663,8 +655,9 @@ def drop_previous_buffer(run: TrainingRun) -> None:
 
 def load_buffer(buffer: ReplayBuffer, run_dir: str | Path, global_step: int) -> bool:
     """Fill ``buffer`` from the run's saved one (or the one before it) that matches
-    ``global_step``, and say so on stderr when one was saved but none fits: the resumed run
-    then refills the buffer and is not the run an uninterrupted one would have been."""
+    ``global_step``, or say on stderr that none fits (none was saved, being over
+    ``save_buffer_max_mb``, or none holds that step): the resumed run then refills the buffer and
+    is not the run an uninterrupted one would have been."""
     folder = Path(run_dir) / "checkpoints"
     paths = [folder / name for name in (BUFFER_FILE, PREVIOUS_BUFFER_FILE)]
     problems = []
@@ -680,12 +673,12 @@ def load_buffer(buffer: ReplayBuffer, run_dir: str | Path, global_step: int) -> 
             buffer.load_state_dict(saved["buffer"])
             return True
         problems.append(f"{path.name} holds step {saved.get('global_step')}")
-    if problems:
-        print(
-            f"note: no saved replay buffer matches step {global_step} ({'; '.join(problems)}): "
-            "it is refilled, so this resume does not repeat the uninterrupted run exactly",
-            file=sys.stderr,
-        )
+    why = f" ({'; '.join(problems)})" if problems else " (it was over save_buffer_max_mb)"
+    print(
+        f"note: no saved replay buffer matches step {global_step}{why}: it is refilled, so "
+        "this resume does not repeat the uninterrupted run exactly",
+        file=sys.stderr,
+    )
     return False
 
 
@@ -785,6 +778,14 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
             run.restore_schedule(state.global_step, state.best_return)
             if ckpt is None:  # the untrained policy: the "before" of before/after replays
                 run.save(checkpoint_payload(cfg, state, env, spaces), 0, snapshot=True)
+                if state.buffer.nbytes > cfg.save_buffer_max_mb * 2**20:
+                    print(
+                        f"note: the replay buffer ({state.buffer.nbytes / 2**20:,.0f} MiB) is "
+                        f"over save_buffer_max_mb ({cfg.save_buffer_max_mb:g}), so checkpoints "
+                        "leave it out: a resume refills it, and continues the run but not bit "
+                        "for bit (--set save_buffer_max_mb=... saves it)",
+                        file=sys.stderr,
+                    )
         check = PolicyCheck(
             lambda: DQNPolicy(state.q_network, cfg.end_e), state.q_network, None, cfg.env_id,
             cfg.target_check_episodes, device, cfg.env_kwargs,

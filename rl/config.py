@@ -268,9 +268,12 @@ def _json_value(value: Any, where: str) -> Any:
             if not isinstance(key, str):
                 raise ValueError(f"{where}'s keys must be strings, got {key!r}")
             plain[key] = _json_value(item, f"{where}[{key!r}]")
-        return (
-            type(value)(plain) if isinstance(value, dict) else plain
-        )  # keeps a dict's marker type
+        if type(value) is not dict and isinstance(value, dict):
+            try:
+                return type(value)(plain)  # a marker type (agents.bc.DogDefault) stays
+            except TypeError:  # a dict type built otherwise (defaultdict)
+                pass
+        return plain
     if isinstance(value, (list, tuple)):
         return [_json_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float, str)):

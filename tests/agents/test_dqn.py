@@ -283,11 +283,17 @@ def test_a_kill_between_the_buffer_and_latest_pt_still_resumes_exactly(
     assert not (run_dir / "checkpoints" / dqn.PREVIOUS_BUFFER_FILE).exists()
 
 
-def test_resume_without_saved_buffer_refills_then_learns(tmp_path: Path) -> None:
+def test_resume_without_saved_buffer_refills_then_learns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = tiny(run_dir=str(tmp_path / "run"), save_buffer_max_mb=0.0, total_timesteps=400)
     first = dqn.train(cfg)
     assert not (tmp_path / "run" / "checkpoints" / dqn.BUFFER_FILE).exists()
+    assert "is over save_buffer_max_mb (0), so checkpoints leave it out" in capsys.readouterr().err
     resumed = dqn.train(dataclasses.replace(cfg, total_timesteps=800), resume=tmp_path / "run")
+    assert "no saved replay buffer matches step 400 (it was over save_buffer_max_mb)" in (
+        capsys.readouterr().err
+    )
     assert resumed.global_step == 800
     # It refilled learning_starts transitions (50 vector steps), then trained again.
     assert any(not torch.equal(a, b) for a, b in zip(
