@@ -60,7 +60,7 @@ from rl.config import (
     require_int,
     resume_config,
 )
-from rl.device import configure_threads, resolve_device
+from rl.device import configure_threads, resolve_device, restores_thread_count
 from rl.evaluation import evaluate, require_episodes
 from rl.returns import compute_gae, discounted_returns, explained_variance
 from rl.runs import (
@@ -652,6 +652,7 @@ def _log_window(
     return metrics
 
 
+@restores_thread_count
 def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
     """Train A2C on ``cfg.env_id``; log, checkpoint and evaluate the run.
 

@@ -73,7 +73,7 @@ from rl.config import (
     replace_config,
     require_int,
 )
-from rl.device import configure_threads, resolve_device
+from rl.device import configure_threads, resolve_device, restores_thread_count
 from rl.evaluation import EvalResult, evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
 from rl.seeding import seed_everything
@@ -668,6 +668,7 @@ def clone(
     return policy, metrics, evaluation, result.run_dir
 
 
+@restores_thread_count
 def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
     """Clone the teacher: gather demonstrations, fit the classifier, evaluate it.
 
@@ -711,6 +712,7 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
     )
 
 
+@restores_thread_count
 def expert_steps_needed(
     cfg: Config,
     sizes: tuple[int, ...] = (20, 40, 80, 160, 320, 640, 1280, 2560),

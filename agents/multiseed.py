@@ -88,7 +88,7 @@ from rl.config import (
     replace_config,
     resume_config,
 )
-from rl.device import configure_threads, resolve_device
+from rl.device import configure_threads, resolve_device, restores_thread_count
 from rl.evaluation import EvalResult, Evaluator, require_episodes, solved_thresholds
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
@@ -404,6 +404,7 @@ def _refuse_seeds_trained_alone(saved: dict[str, Any], group_dir: str | Path) ->
             )
 
 
+@restores_thread_count
 def train(cfg: MultiSeedConfig, *, resume: str | Path | None = None) -> MultiSeedResult:
     """Train ``K = len(cfg.seeds)`` PPO agents together; log, checkpoint and evaluate each.
 

@@ -58,7 +58,7 @@ from rl.config import (
     require_int,
     resume_config,
 )
-from rl.device import configure_threads, resolve_device
+from rl.device import configure_threads, resolve_device, restores_thread_count
 from rl.evaluation import evaluate, require_episodes
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
@@ -908,6 +908,7 @@ def _open_run(
     return run
 
 
+@restores_thread_count
 def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
     """Train PPO on ``cfg.env_id``; log, checkpoint and evaluate the run.
 

@@ -46,7 +46,7 @@ from rl.config import (
     replace_config,
     require_int,
 )
-from rl.device import configure_threads, resolve_device
+from rl.device import configure_threads, resolve_device, restores_thread_count
 from rl.evaluation import evaluate, require_episodes
 from rl.runs import RUNS_ROOT, run_name, write_json
 from rl.seeding import seed_everything
@@ -358,6 +358,7 @@ def _make_parent(cfg: Config, parent: Path) -> Path:
 
 
 # -- transfer ------------------------------------------------------------------------------------
+@restores_thread_count
 def transfer(cfg: Config) -> dict[str, Any]:
     """Pretrain PPO on the source houses, fine-tune on the target houses, race it from scratch.
 
@@ -539,6 +540,7 @@ def torso_checkpoint(
     )  # fmt: skip
 
 
+@restores_thread_count
 def pretrain(cfg: Config) -> dict[str, Any]:
     """Learn an encoder by predicting the next observation, use it as PPO's torso, race scratch.
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -61,6 +64,22 @@ def configure_threads(device: torch.device, num_threads: int | None = None) -> i
     num_threads = resolve_threads(device, num_threads)
     torch.set_num_threads(num_threads)
     return num_threads
+
+
+def restores_thread_count(function: F) -> F:
+    """Decorate a training entry point that calls :func:`configure_threads`: the process's
+    torch thread count is put back when it returns, so a script that trains and then works
+    with torch keeps its own count (one thread suits the policies, not everything after)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = torch.get_num_threads()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def resolve_threads(device: torch.device, num_threads: int | None = None) -> int:

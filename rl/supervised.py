@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from rl.config import check_field_types, config_to_dict, is_int, require_int
-from rl.device import configure_threads, resolve_device
+from rl.device import configure_threads, resolve_device, restores_thread_count
 from rl.runs import TrainingRun, write_json
 
 Task = Literal["regression", "classification"]
@@ -577,6 +577,7 @@ def evaluate_model(
     return metrics
 
 
+@restores_thread_count
 def fit(
     model: nn.Module,
     x: torch.Tensor,

@@ -671,3 +671,14 @@ def test_a_policy_says_it_takes_a_batch_of_observations() -> None:
         obs_batch(torch.zeros(4), (4,), torch.device("cpu"))
     with pytest.raises(ValueError, match=r"takes observations of shape \(N, 4\), got \(2, 5\)"):
         obs_batch(torch.zeros(2, 5), (4,), torch.device("cpu"))
+
+
+def test_train_gives_the_script_its_thread_count_back() -> None:
+    # train() sets one CPU thread for its small networks; a script's later torch work kept it.
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ppo.train(tiny("sandbox/CartPole-v1", total_timesteps=64, num_threads=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
