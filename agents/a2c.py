@@ -61,7 +61,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device, restores_thread_count
-from rl.evaluation import evaluate, require_episodes
+from rl.evaluation import STOP_CHECK_SEED_OFFSET, evaluate, require_episodes
 from rl.returns import compute_gae, discounted_returns, explained_variance
 from rl.runs import (
     EpisodeTracker,
@@ -139,7 +139,7 @@ class Config:
     (stochastic policy, so a deterministic evaluation usually does better) and, with
     ``target_check_episodes``, the deterministic policy does too. ``None``: never."""
     target_check_episodes: int = 0
-    """Deterministic episodes (the first of the final evaluation's, seeded with the run's seed)
+    """Deterministic episodes (the same at every check, others than the final evaluation's)
     that must also average ``target_return`` before an early stop, run only once the training
     window has. 0: no check; at most :data:`rl.evaluation.MAX_EPISODES`."""
     log_every: int = 10
@@ -834,7 +834,7 @@ def _train_loop(
         mean_return = metrics.get("charts/episodic_return")
         reached_at = target_reached(
             cfg.target_return, mean_return, cfg.target_check_episodes,
-            lambda: check(cfg.seed),  # the final evaluation's episodes: a stop is what it finds
+            lambda: check(cfg.seed + STOP_CHECK_SEED_OFFSET),  # same episodes each check
         )  # fmt: skip
         reached = reached_at is not None
         if reached:

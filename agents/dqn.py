@@ -65,7 +65,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device, restores_thread_count
-from rl.evaluation import evaluate, require_episodes
+from rl.evaluation import STOP_CHECK_SEED_OFFSET, evaluate, require_episodes
 from rl.runs import (
     EpisodeTracker,
     TrainingDiverged,
@@ -154,7 +154,7 @@ class Config:
     least this return, and the greedy policy's ``target_check_episodes`` do too. ``None``:
     never."""
     target_check_episodes: int = 10
-    """Greedy episodes (the first of the final evaluation's, seeded with the run's seed) that
+    """Greedy episodes (the same at every check, others than the final evaluation's) that
     must also average ``target_return`` before an early stop: a Q-network can pass the
     epsilon-greedy window one update before it collapses, and the run would stop on that
     network. 0: no check; at most :data:`rl.evaluation.MAX_EPISODES`."""
@@ -898,7 +898,7 @@ def _train_loop(
         mean_return = metrics.get("charts/episodic_return")
         reached_at = target_reached(
             cfg.target_return, mean_return, cfg.target_check_episodes,
-            lambda: check(cfg.seed),  # the final evaluation's episodes: a stop is what it finds
+            lambda: check(cfg.seed + STOP_CHECK_SEED_OFFSET),  # same episodes each check
         )  # fmt: skip
         reached = reached_at is not None
         if reached:

@@ -89,7 +89,13 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device, restores_thread_count
-from rl.evaluation import EvalResult, Evaluator, require_episodes, solved_thresholds
+from rl.evaluation import (
+    STOP_CHECK_SEED_OFFSET,
+    EvalResult,
+    Evaluator,
+    require_episodes,
+    solved_thresholds,
+)
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
     RUNS_ROOT,
@@ -835,7 +841,7 @@ class _Loop:
                 return [False] * len(reached)  # they wait for the next check
             self.last_check = self.iteration
             started = time.perf_counter()
-            means = self.check(passed, env_seed(self.cfg.seeds))  # the final evaluation's episodes
+            means = self.check(passed, env_seed(self.cfg.seeds) + STOP_CHECK_SEED_OFFSET)
             self.check_seconds += time.perf_counter() - started
             self.checks += 1
             self.checked_agents += len(passed)

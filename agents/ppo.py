@@ -59,7 +59,7 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device, restores_thread_count
-from rl.evaluation import evaluate, require_episodes
+from rl.evaluation import STOP_CHECK_SEED_OFFSET, evaluate, require_episodes
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
     EpisodeTracker,
@@ -157,10 +157,11 @@ class Config:
     short episodes: an episode of L steps ends only after L / num_envs steps of each env, so
     finished episodes lag the policy by many iterations where episodes are long."""
     target_check_episodes: int = 0
-    """Deterministic episodes (the first of the final evaluation's, seeded with the run's seed)
+    """Deterministic episodes (the same at every check, others than the final evaluation's)
     that must also average ``target_return`` before an early stop, run only once the training
-    return has: with as many episodes, the final evaluation and ``rl eval`` then find what the
-    check found. 0: no check; at most :data:`rl.evaluation.MAX_EPISODES`."""
+    return has. The final evaluation then judges the stopped policy on its own episodes: a
+    policy at the bar can pass one set and not the other. 0: no check; at most
+    :data:`rl.evaluation.MAX_EPISODES`."""
     init_from: str | None = None
     """A checkpoint (``.pt`` file, or a run folder: its latest.pt) whose network
     weights (and observation statistics, with ``norm_obs``) start this run: transfer learning
@@ -1118,7 +1119,7 @@ def _target_reached(
         cfg.target_return,
         state.recent_return(episodes, rewards, cfg.target_window),
         cfg.target_check_episodes,
-        lambda: check(cfg.seed),  # the final evaluation's episodes: a stop is what it finds
+        lambda: check(cfg.seed + STOP_CHECK_SEED_OFFSET),  # same episodes each check
     )
 
 

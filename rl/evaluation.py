@@ -175,6 +175,11 @@ def _solved_thresholds(spec: Any, env_kwargs: dict[str, Any] | None) -> dict[str
 
 CHECK_EVERY = 16  # steps between the checks (host syncs) for every episode having ended
 MAX_EPISODES = 1_000_000
+# The stop rule's check (``target_check_episodes``) plays the episodes of ``seed + this``: the
+# same episodes at every check of a run, so a policy at the bar cannot pass on one lucky draw
+# among many, and none of the final evaluation's (``seed``'s first MAX_EPISODES), which thereby
+# judges the stopped policy on its own.
+STOP_CHECK_SEED_OFFSET = MAX_EPISODES
 """The most episodes one evaluation runs: one env row per episode, all stepped at once, so they
 must fit in memory; a million is plenty for a mean return."""
 
@@ -436,9 +441,9 @@ def check_return(
 ) -> float:
     """Mean return of ``act`` over ``episodes`` fresh episodes: an early-stop check.
 
-    Agents seed it from the global step (same run, same check) and it leaves the CPU's global
-    RNG stream as it was (``act`` must not draw from the device's), so a resumed run stops
-    where an uninterrupted one does. A check that runs again and again is cheaper as one
+    Agents seed it with ``seed + STOP_CHECK_SEED_OFFSET`` (same run, same check) and it leaves
+    the CPU's global RNG stream as it was (``act`` must not draw from the device's), so a
+    resumed run stops where an uninterrupted one does. A check that runs again and again is cheaper as one
     :class:`Evaluator`'s :meth:`~Evaluator.check`.
     """
     with Evaluator(act, env_id, episodes=episodes, device=device, env_kwargs=env_kwargs) as ev:

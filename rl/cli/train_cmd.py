@@ -802,7 +802,16 @@ def print_summary(result: Any, cfg: Any, resumed_from: int | None = None) -> Non
         console.print(line)
         if bar:
             solved = evaluation.meets(bar)
-            console.print("[bold green]Solved.[/]" if solved else "[bold yellow]Not solved yet.[/]")
+            if solved:
+                console.print("[bold green]Solved.[/]")
+            elif reached is not None and getattr(cfg, "target_check_episodes", 0):
+                console.print(
+                    "[bold yellow]Not solved by this evaluation[/]: the stop's check, on other "
+                    f"episodes, averaged {reached:.1f}: a policy at the bar passes one set of "
+                    "episodes and not another"
+                )
+            else:
+                console.print("[bold yellow]Not solved yet.[/]")
     console.print("Next:")
     console.print(
         f"  rl eval {run_dir}        # evaluate again (--json for a machine-readable line)"
