@@ -211,12 +211,6 @@ class Config:
                 f"train_frequency ({self.train_frequency:,}) must be at most total_timesteps "
                 f"({self.total_timesteps:,}), else no training round ever happens"
             )
-        if self.learning_starts >= self.total_timesteps > 0:
-            raise ValueError(
-                f"learning_starts ({self.learning_starts:,}) must be below total_timesteps "
-                f"({self.total_timesteps:,}): learning waits for that many stored transitions, "
-                "so the run would end without one training round"
-            )
         if self.gradient_steps > MAX_GRADIENT_STEPS:
             raise ValueError(
                 f"gradient_steps must be at most {MAX_GRADIENT_STEPS:,} per training round, "
@@ -561,6 +555,15 @@ def crossings(step: int, advance: int, every: int) -> int:
     return step // every - (step - advance) // every
 
 
+def first_training_round(cfg: Config) -> int:
+    """The env step of a run's first training round: the first crossing of a multiple of
+    ``train_frequency`` once the buffer holds ``learning_starts`` transitions."""
+    n, every = cfg.num_envs, cfg.train_frequency
+    filled = -(-max(cfg.learning_starts, 1) // n)  # the first vector step with enough stored
+    multiple = ((filled - 1) * n // every + 1) * every  # the next multiple crossed from there
+    return -(-multiple // n) * n
+
+
 # -- training -----------------------------------------------------------------------------------
 @dataclass
 class TrainState:
@@ -620,6 +623,11 @@ def checkpoint_payload(
     return payload
 
 
+def buffer_left_out(cfg: Config, buffer: ReplayBuffer) -> bool:
+    """Whether checkpoints leave the replay buffer out (over ``save_buffer_max_mb``)."""
+    return buffer.nbytes > cfg.save_buffer_max_mb * 2**20
+
+
 def save_buffer(cfg: Config, state: TrainState, run: TrainingRun) -> None:
     """Write ``replay_buffer.pt`` (tagged with the global step) if it is small enough.
 
@@ -630,7 +638,7 @@ def save_buffer(cfg: Config, state: TrainState, run: TrainingRun) -> None:
     """
     if not run.is_writer:
         return
-    if state.buffer.nbytes > cfg.save_buffer_max_mb * 2**20:
+    if buffer_left_out(cfg, state.buffer):
         return  # (said when the run started)
     current = run.checkpoint_dir / BUFFER_FILE
     if current.is_file():
@@ -673,7 +681,7 @@ def load_buffer(buffer: ReplayBuffer, run_dir: str | Path, global_step: int) -> 
             buffer.load_state_dict(saved["buffer"])
             return True
         problems.append(f"{path.name} holds step {saved.get('global_step')}")
-    why = f" ({'; '.join(problems)})" if problems else " (it was over save_buffer_max_mb)"
+    why = f" ({'; '.join(problems)})" if problems else " (none was saved)"
     print(
         f"note: no saved replay buffer matches step {global_step}{why}: it is refilled, so "
         "this resume does not repeat the uninterrupted run exactly",
@@ -741,6 +749,13 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
             replace_config(cfg, {"run_dir": str(resume)}), ckpt["config"], RESUMABLE_FIELDS
         )
         refuse_a_smaller_total(cfg, int(ckpt.get("global_step", 0)), resume)
+    elif first_training_round(cfg) > cfg.num_iterations * cfg.num_envs:
+        raise ValueError(
+            f"this run would end before its first training round: learning waits for "
+            f"learning_starts ({cfg.learning_starts:,}) stored transitions, then trains every "
+            f"train_frequency ({cfg.train_frequency:,}) env steps, first at step "
+            f"{first_training_round(cfg):,}, past total_timesteps ({cfg.total_timesteps:,})"
+        )
     device = resolve_device(cfg.device)
     configure_threads(device, cfg.num_threads)
     seed_everything(cfg.seed)
@@ -779,7 +794,7 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
             run.restore_schedule(state.global_step, state.best_return)
             if ckpt is None:  # the untrained policy: the "before" of before/after replays
                 run.save(checkpoint_payload(cfg, state, env, spaces), 0, snapshot=True)
-                if state.buffer.nbytes > cfg.save_buffer_max_mb * 2**20:
+                if buffer_left_out(cfg, state.buffer):
                     print(
                         f"note: the replay buffer ({state.buffer.nbytes / 2**20:,.0f} MiB) is "
                         f"over save_buffer_max_mb ({cfg.save_buffer_max_mb:g}), so checkpoints "
