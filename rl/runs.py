@@ -357,18 +357,39 @@ def run_folder_lock(run_dir: str | os.PathLike) -> Iterator[None]:
         release_run_folder(run_dir)
 
 
-def refuse_another_run_in(run_dir: str | os.PathLike) -> None:
+def refuse_another_run_in(
+    run_dir: str | os.PathLike, *, resumable: bool = True, hint: str | None = None
+) -> None:
     """A ValueError if a new run would train into ``run_dir`` while it holds another run's
-    checkpoints: that would overwrite its ``latest.pt`` and ``best.pt`` and mix the two runs'
-    snapshots and TensorBoard events. (A folder whose training ended before its first
-    checkpoint holds nothing to keep.) ``rl train`` says the same earlier, in its own words."""
-    held = sorted(p.name for p in (Path(run_dir) / "checkpoints").glob("*.pt"))
-    if held:
-        raise ValueError(
-            f"{run_dir} already holds a run ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}"
-            f" in its checkpoints/): continue it with resume={os.fspath(run_dir)!r} (rl train "
-            "--resume), or give the new run another run_dir"
+    checkpoints (or a multi-seed group's): that would overwrite its ``latest.pt`` and ``best.pt``
+    and mix the two runs' snapshots and TensorBoard events. A folder whose training ended before
+    its first checkpoint (a config.json, no .pt) holds nothing to keep: training starts there
+    afresh, so that ``--resume-if-exists`` (torchrun's restart) is not stuck between "already
+    holds a run" and "nothing to resume". A training still writing it is refused by the
+    folder's lock instead.
+
+    Args:
+        resumable: the runs written there can be continued (the agents'), not only redone (a
+            supervised fit's): what the message suggests.
+        hint: what to do instead, in the caller's words (``rl train``'s flags).
+    """
+    folder = Path(run_dir)
+    if not (any(folder.glob("checkpoints/*.pt")) or (folder / "multiseed.pt").is_file()):
+        return
+    what = ""
+    try:
+        config = read_json(folder / "config.json")
+        what = f" (seed {config['seed']}, {config['env_id']})"
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    if hint is None:
+        hint = (
+            f"continue it with resume={os.fspath(run_dir)!r} (rl train --resume), or give the "
+            "new run another run_dir"
+            if resumable
+            else "give the new run another run_dir (these runs do not resume: each starts afresh)"
         )
+    raise ValueError(f"{folder} already holds a run{what}; {hint}")
 
 
 def _remove_stale_temp_files(checkpoint_dir: Path) -> None:
@@ -390,6 +411,8 @@ class TrainingRun:
         purge_step: when resuming, TensorBoard drops events at or after this step.
         writer: ``False`` on non-zero ranks of a distributed run (no files written).
         progress: show a progress bar.
+        resumable: a resume can continue this run (the agents'; a supervised fit's cannot):
+            what the refusal of a folder holding another run suggests.
     """
 
     def __init__(
@@ -402,6 +425,7 @@ class TrainingRun:
         purge_step: int | None = None,
         writer: bool = True,
         progress: bool = True,
+        resumable: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
@@ -417,7 +441,7 @@ class TrainingRun:
         self._start_step = purge_step or 0
         self._locked = False
         if writer and purge_step is None:
-            refuse_another_run_in(self.run_dir)
+            refuse_another_run_in(self.run_dir, resumable=resumable)
         if writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             acquire_run_folder(self.run_dir)

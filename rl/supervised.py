@@ -649,6 +649,7 @@ def fit(
             {"fit": config_to_dict(cfg), **(run_config or {})},
             total_timesteps=cfg.epochs,
             progress=cfg.progress,
+            resumable=False,
         )
     history: list[dict[str, float]] = []
     best_val, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())

@@ -44,7 +44,7 @@ from rl.runs import (
     default_run_dir,
     describe_os_error,
     load_resume_checkpoint,
-    read_json,
+    refuse_another_run_in,
     run_folder_lock,
     stop_on_interrupt,
 )
@@ -679,29 +679,18 @@ def _capture_videos(run_dir: str | Path) -> None:
 
 
 def refuse_a_used_run_dir(run_dir: str | Path | None) -> None:
-    """A CLIError if ``run_dir`` already holds a run: training into it would mix two runs'
-    checkpoints, snapshots and TensorBoard events (and overwrite the first's latest.pt).
-
-    A folder whose training was killed before its first checkpoint (a config.json, no .pt)
-    holds nothing to continue: training starts there afresh, so that ``--resume-if-exists``
-    (torchrun's restart) is not stuck between "already holds a run" and "nothing to resume".
-    A training still writing it is refused by the run folder's lock instead.
-    """
+    """A CLIError if ``run_dir`` already holds a run (:func:`rl.runs.refuse_another_run_in`),
+    in ``rl train``'s words."""
     if run_dir is None:
         return
-    folder = Path(run_dir)
-    if not (any(folder.glob("checkpoints/*.pt")) or (folder / "multiseed.pt").is_file()):
-        return
-    what = ""
     try:
-        config = read_json(folder / "config.json")
-        what = f" (seed {config.get('seed')}, {config.get('env_id')})"
-    except (OSError, ValueError, AttributeError):
-        pass
-    raise CLIError(
-        f"{folder} already holds a run{what}; continue it with --resume {folder}, or train "
-        f"into a new folder (e.g. --run-dir {folder}-2)"
-    )
+        refuse_another_run_in(
+            run_dir,
+            hint=f"continue it with --resume {run_dir}, or train into a new folder (e.g. "
+            f"--run-dir {run_dir}-2)",
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def resume_hint(

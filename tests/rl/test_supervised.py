@@ -531,3 +531,14 @@ def test_cli_bc_refuses_a_folder_that_holds_a_run_and_keeps_json_clean(
     assert "already holds a run" in capsys.readouterr().err
     assert main([*argv[:-5], "--set", "write_run=false", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run_dir"] is None  # null, not "None"
+
+
+def test_a_second_fit_into_a_run_folder_is_refused_without_offering_a_resume(
+    tmp_path: Path,
+) -> None:
+    x, y = torch.randn(40, 2), torch.randn(40)
+    cfg = FitConfig(epochs=2, run_dir=str(tmp_path / "run"))
+    fit(mlp(2, (), 1), x, y, cfg)
+    with pytest.raises(ValueError, match=r"already holds a run.*do not resume") as info:
+        fit(mlp(2, (), 1), x, y, cfg)
+    assert "resume=" not in str(info.value)
