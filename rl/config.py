@@ -193,7 +193,7 @@ def check_field_types(cfg: Any) -> None:
     """For a frozen config's ``__post_init__``: refuse values that its fields would misread or
     could not save, and store the others in the form a resume reads back from config.json.
 
-    * ``str``: a string; a path (``pathlib.Path``) is stored as its string;
+    * ``str``: a string; a path (``pathlib.Path``) or a ``torch.device`` is stored as its string;
     * ``int``: an integer (not ``True``, not ``3.0``); ``float``: a number (not a bool or a
       string); numpy scalars are stored as Python numbers (JSON cannot write them);
     * ``bool``: ``True`` or ``False`` (``"false"`` is truthy, and a resume would read False);
@@ -253,6 +253,8 @@ def _checked_value(value: Any, annotation: Any, name: str) -> Any:
     if annotation is str:
         if isinstance(value, os.PathLike):
             return os.fspath(value)
+        if type(value).__name__ == "device" and type(value).__module__ == "torch":
+            return str(value)  # a torch.device for a device field (no torch import here)
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {value!r} (a {type(value).__name__})")
         return value

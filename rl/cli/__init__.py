@@ -229,18 +229,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except EpisodesUnfinished as exc:  # an env without a time limit, evaluated
         print(f"rl {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # as rl train, which reports it as the ValueError it is
     except DependencyNotInstalled as exc:  # an env that needs an extra (Box2D, MuJoCo)
         print(f"rl {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except ImportError as exc:  # an env's module needs a package not installed (jax, shimmy)
         if (exc.name or "").partition(".")[0] in ("rl", "agents", "envs", "benchmarks"):
             raise  # the sandbox's own: a bug, with its traceback
-        print(
-            f"rl {args.command}: error: {exc}: something it uses (an env's module, most likely) "
-            "needs a package that is not installed here",
-            file=sys.stderr,
-        )
+        missing = isinstance(exc, ModuleNotFoundError) and exc.name
+        why = ": a package it needs is not installed here" if missing else ""
+        print(f"rl {args.command}: error: {exc}{why}", file=sys.stderr)
         return 1
     except MemoryError:
         print(f"rl {args.command}: error: out of memory{oom_hint}", file=sys.stderr)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from agents import a2c, dqn, ppo
 from rl.config import (
@@ -210,6 +211,7 @@ def test_values_from_python_are_stored_as_config_json_gives_them_back(tmp_path) 
         env_kwargs={"length": np.int64(8), "bonus": (1.0, np.float64(2.0)), "on": np.bool_(1)},
     )
     assert cfg.run_dir == str(tmp_path / "run") and type(cfg.seed) is int
+    assert ppo.Config(device=torch.device("cpu")).device == "cpu"  # what resolve_device takes
     assert type(cfg.learning_rate) is float and cfg.learning_rate == 0.5
     assert cfg.env_kwargs == {"length": 8, "bonus": [1.0, 2.0], "on": True}
     assert config_from_dict(ppo.Config, config_to_dict(cfg)) == cfg
