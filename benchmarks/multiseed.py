@@ -37,6 +37,7 @@ import torch
 from agents import multiseed as ms
 from agents import ppo
 from rl.config import replace_config
+from rl.device import resolve_device, resolve_threads
 
 ENV_ID = "sandbox/CartPole-v1"
 SOLVED = 475.0
@@ -69,6 +70,8 @@ def run(
         ppo=base, seeds=tuple(range(first_seed, first_seed + num_seeds)), write_runs=False,
         eval_episodes=episodes, solved_return=SOLVED, progress=False, check_gap=check_gap,
     )  # fmt: skip
+    # The thread count training uses (train() gives the caller its own back), for the report.
+    torch.set_num_threads(resolve_threads(resolve_device(device), base.num_threads))
     # Warm-up: kernel and allocator caches, lazy imports, a first capture of the CUDA graphs
     # (three iterations, no evaluation).
     warm = replace_config(base, {"total_timesteps": 3 * base.batch_size, "target_return": None})

@@ -148,6 +148,12 @@ def run_child(
             warm_steps = warm.learning_starts + 3 * max(warm.train_frequency, warm.num_envs)
         warm = replace_config(warm, {"total_timesteps": warm_steps, "target_return": None})
         module.train(warm)
+    # The judge runs on the training's thread count too (train() gives the caller its own back),
+    # and that is the count the row reports.
+    from rl.device import resolve_device, resolve_threads
+
+    first = module.default_config(bench.train_env, **common, **overrides)
+    torch.set_num_threads(resolve_threads(resolve_device(device), first.num_threads))
     per_seed = []
     for seed in seeds:
         cfg = module.default_config(bench.train_env, seed=seed, **common, **overrides)
