@@ -246,9 +246,15 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any], module: ModuleType
         env = make_vector_env(env_id, 1, "cpu", env_kwargs=env_kwargs)
     except (ValueError, TypeError, gymnasium.error.Error) as exc:
         raise CLIError(f"cannot make {env_id} with {env_kwargs}: {exc}") from None
+    from agents.base import space_spec
+
     try:
         if hasattr(module, "check_discrete"):
             module.check_discrete(env.single_action_space, env_id)
+        try:  # spaces no agent takes (actions from 1): said before the header, with the env
+            space_spec(env.single_observation_space, env.single_action_space)
+        except ValueError as exc:
+            raise CLIError(f"{env_id}: {exc}") from None
         if env_kwargs:  # (the env's defaults are its own to get right)
             env.reset(seed=0)
             try:

@@ -822,3 +822,24 @@ def test_env_problems_are_one_line_before_training(
         del gymnasium.registry["zoo/NeedsMissing-v0"]
     err = one_error_line(capsys, "train")
     assert "No module named 'not_a_real_package_xyz'" in err and "not installed" in err
+    # Actions from 1, which no agent takes: refused after the "Training ..." header before.
+    (tmp_path / "starts_at_one.py").write_text(
+        "import gymnasium, numpy as np\n"
+        "class Env(gymnasium.Env):\n"
+        "    observation_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32)\n"
+        "    action_space = gymnasium.spaces.Discrete(3, start=1)\n"
+        "    def reset(self, *, seed=None, options=None):\n"
+        "        return np.zeros(2, np.float32), {}\n"
+        "    def step(self, action):\n"
+        "        return np.zeros(2, np.float32), 0.0, True, False, {}\n"
+        "gymnasium.register('zoo/StartsAtOne-v0', entry_point=Env, max_episode_steps=10)\n"
+    )
+    assert (
+        main(
+            ["train", "--env", "starts_at_one:zoo/StartsAtOne-v0", "--run-dir", str(tmp_path / "s")]
+        )
+        == 2
+    )
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Discrete(3, start=1) must start at 0" in captured.err
+    del gymnasium.registry["zoo/StartsAtOne-v0"]
