@@ -57,10 +57,10 @@ from envs.compiled import CompiledFlat, compiling
 from envs.rendering import Window
 from envs.rng import (
     int32_bits,
+    lane_codes,
     lane_salts,
     random_bits,
     salted_bits,
-    start_bits,
     start_bits_numpy,
     step_salt,
     step_salt_tensor,
@@ -293,6 +293,7 @@ class TorchVectorEnv(VectorEnv):
         except ValueError as exc:
             raise ValueError(f"{self.env_name}: {exc}") from None
         self.dtype = check_dtype(dtype, self.env_name)
+        self._lane_codes = lane_codes(self.start_lanes, self.device)  # the autoreset hash's
         if max_episode_steps is not None and not is_int(max_episode_steps, 1, numpy=True):
             raise ValueError(
                 f"{self.env_name}: max_episode_steps must be an integer >= 1 or None, "
@@ -482,7 +483,7 @@ class TorchVectorEnv(VectorEnv):
         else:
             # Fresh start states for every row, kept only where the episode ended: no host sync.
             rows = torch.arange(self.num_envs, device=self.device)
-            fresh = self._start_states(start_bits(salt, rows, self.start_lanes))
+            fresh = self._start_states(salted_bits(lane_salts(salt, self._lane_codes), rows))
             self.state = select_rows(done, fresh, next_state)
             self._elapsed = elapsed.masked_fill(done, 0)
             self._returns = returns.masked_fill(done, 0.0)
@@ -522,7 +523,7 @@ class TorchVectorEnv(VectorEnv):
         final_obs = self._observe(next_state)
         extras = self._episode_extras(next_state)
         # The salts are an output so that they are computed once, not inside every row's hash.
-        salt = lane_salts(step_salt_tensor(rng_key, rng_step), self.start_lanes, self.device)
+        salt = lane_salts(step_salt_tensor(rng_key, rng_step), self._lane_codes)
         rows = torch.arange(self.num_envs, device=self.device)
         fresh = self._start_states(salted_bits(salt, rows))
         new_state = select_rows(finished, fresh, next_state)

@@ -72,13 +72,21 @@ def start_bits(salt: int | torch.Tensor, rows: torch.Tensor, lanes: int) -> torc
     row that reset at both. Now a repeated start needs every lane's salts to differ by the same
     amount, about ``2**-32`` per extra lane.
     """
-    return salted_bits(lane_salts(salt, lanes, rows.device), rows)
+    return salted_bits(lane_salts(salt, lane_codes(lanes, rows.device)), rows)
 
 
-def lane_salts(salt: int | torch.Tensor, lanes: int, device: torch.device | str) -> torch.Tensor:
-    """``(lanes, 1)`` int32 salts, one per lane, hashed from one step's salt."""
+def lane_codes(lanes: int, device: torch.device | str) -> torch.Tensor:
+    """``(lanes, 1)`` int32 ``lane * _GOLDEN32``, what :func:`lane_salts` mixes each step's salt
+    into: an env makes it once, so that neither its eager CUDA step nor its compiled graph
+    multiplies an index by the constant (the product inductor folds and Triton refuses)."""
     lane = torch.arange(lanes, dtype=torch.int32, device=device).unsqueeze(1)
-    return mix32((lane * int32_bits(_GOLDEN32)) ^ salt)
+    return lane * int32_bits(_GOLDEN32)
+
+
+def lane_salts(salt: int | torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``(lanes, 1)`` int32 salts, one per lane, hashed from one step's salt and the lanes'
+    :func:`lane_codes`."""
+    return mix32(codes ^ salt)
 
 
 def salted_bits(lane_salt: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
