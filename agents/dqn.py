@@ -749,12 +749,12 @@ def train(cfg: Config, *, resume: str | Path | None = None) -> TrainResult:
             replace_config(cfg, {"run_dir": str(resume)}), ckpt["config"], RESUMABLE_FIELDS
         )
         refuse_a_smaller_total(cfg, int(ckpt.get("global_step", 0)), resume)
-    elif first_training_round(cfg) > cfg.num_iterations * cfg.num_envs:
+    elif (first := first_training_round(cfg)) > cfg.num_iterations * cfg.num_envs:
         raise ValueError(
             f"this run would end before its first training round: learning waits for "
             f"learning_starts ({cfg.learning_starts:,}) stored transitions, then trains every "
             f"train_frequency ({cfg.train_frequency:,}) env steps, first at step "
-            f"{first_training_round(cfg):,}, past total_timesteps ({cfg.total_timesteps:,})"
+            f"{first:,}, past total_timesteps ({cfg.total_timesteps:,})"
         )
     device = resolve_device(cfg.device)
     configure_threads(device, cfg.num_threads)

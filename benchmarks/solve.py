@@ -141,19 +141,17 @@ def run_child(
     overrides = {**bench.overrides, **extra}
     # Warm-up: imports (torch._dynamo via the optimizer), allocator and kernel caches, and on
     # CUDA a first capture of PPO's graphs (3 iterations).
+    base = module.default_config(bench.train_env, **common, **overrides)
     if not cold:
-        warm = module.default_config(bench.train_env, **common, **overrides)
-        warm_steps = 3 * getattr(warm, "batch_size", 1)
-        if hasattr(warm, "learning_starts"):  # DQN: three training rounds once the buffer fills
-            warm_steps = warm.learning_starts + 3 * max(warm.train_frequency, warm.num_envs)
-        warm = replace_config(warm, {"total_timesteps": warm_steps, "target_return": None})
-        module.train(warm)
+        warm_steps = 3 * getattr(base, "batch_size", 1)
+        if hasattr(base, "learning_starts"):  # DQN: three training rounds once the buffer fills
+            warm_steps = base.learning_starts + 3 * max(base.train_frequency, base.num_envs)
+        module.train(replace_config(base, {"total_timesteps": warm_steps, "target_return": None}))
     # The judge runs on the training's thread count too (train() gives the caller its own back),
     # and that is the count the row reports.
     from rl.device import resolve_device, resolve_threads
 
-    first = module.default_config(bench.train_env, **common, **overrides)
-    torch.set_num_threads(resolve_threads(resolve_device(device), first.num_threads))
+    torch.set_num_threads(resolve_threads(resolve_device(device), base.num_threads))
     per_seed = []
     for seed in seeds:
         cfg = module.default_config(bench.train_env, seed=seed, **common, **overrides)
