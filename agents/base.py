@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 
 from rl.checkpoint import load_checkpoint
-from rl.evaluation import EvalResult, Evaluator
+from rl.evaluation import TARGET_CONFIDENCE, EvalResult, Evaluator
 from rl.runs import find_checkpoint
 from rl.tensors import RunningMeanStd
 
@@ -266,8 +266,8 @@ class PolicyCheck:
         self.policy: Any = None
         self.evaluator: Evaluator | None = None
 
-    def __call__(self, seed: int) -> float:
-        """The deterministic policy's mean return over fresh episodes from ``seed``."""
+    def __call__(self, seed: int) -> EvalResult:
+        """The deterministic policy's fresh episodes from ``seed``."""
         if self.evaluator is None:
             self.policy = self._make()
             env_id, episodes, device, env_kwargs = self._evaluator_args
@@ -297,18 +297,26 @@ def target_reached(
     target_return: float | None,
     window_return: float | None,
     check_episodes: int,
-    check: Callable[[], float],
+    check: Callable[[], EvalResult],
+    confidence: float = TARGET_CONFIDENCE,
 ) -> float | None:
     """The early-stop rule PPO, A2C and DQN share: the return that reached ``target_return``,
     or ``None``. The training window's return must reach it first (``None``: no episode in the
     window yet; a return of exactly 0.0 is one); then, with ``check_episodes``, so must the
-    deterministic ``check()``, whose return is the one given."""
+    deterministic ``check()``'s at ``confidence`` (:func:`check_passes`), and its mean return is
+    the one given."""
     if target_return is None or window_return is None or window_return < target_return:
         return None
     if check_episodes == 0:
         return window_return
     checked = check()
-    return checked if checked >= target_return else None
+    return checked.mean_return if check_passes(checked, target_return, confidence) else None
+
+
+def check_passes(checked: EvalResult, target_return: float, confidence: float) -> bool:
+    """Whether the stop rule's deterministic check reached ``target_return``: its mean return,
+    less the standard errors that ``confidence`` asks (:meth:`EvalResult.lower_bound`)."""
+    return checked.lower_bound(confidence) >= target_return
 
 
 def refuse_a_smaller_total(

@@ -65,7 +65,13 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device, restores_thread_count
-from rl.evaluation import STOP_CHECK_SEED_OFFSET, evaluate, require_episodes
+from rl.evaluation import (
+    STOP_CHECK_SEED_OFFSET,
+    TARGET_CONFIDENCE,
+    evaluate,
+    require_confidence,
+    require_episodes,
+)
 from rl.runs import (
     EpisodeTracker,
     TrainingDiverged,
@@ -155,9 +161,14 @@ class Config:
     never."""
     target_check_episodes: int = 10
     """Greedy episodes (the same at every check, others than the final evaluation's) that
-    must also average ``target_return`` before an early stop: a Q-network can pass the
-    epsilon-greedy window one update before it collapses, and the run would stop on that
-    network. 0: no check; at most :data:`rl.evaluation.MAX_EPISODES`."""
+    must also reach ``target_return`` (see ``target_confidence``) before an early stop: a
+    Q-network can pass the epsilon-greedy window one update before it collapses, and the run
+    would stop on that network. 0: no check; at most :data:`rl.evaluation.MAX_EPISODES`."""
+    target_confidence: float = TARGET_CONFIDENCE
+    """How sure the check must be: its mean return less the standard errors this confidence
+    asks (1.645 at 0.95, :meth:`rl.evaluation.EvalResult.lower_bound`) must reach
+    ``target_return``, so a policy that averages the target only by luck of the episodes does
+    not stop. In [0.5, 1); 0.5: the check's mean."""
     log_every: int = 1_000
     """Vector steps per TensorBoard point, progress update and non-finite check (one host
     sync each)."""
@@ -232,6 +243,7 @@ class Config:
         require_int("seed", self.seed, 0)
         for name in ("eval_episodes", "target_check_episodes"):
             require_episodes(name, getattr(self, name))
+        require_confidence("target_confidence", self.target_confidence)
 
     @property
     def num_iterations(self) -> int:
@@ -914,6 +926,7 @@ def _train_loop(
         reached_at = target_reached(
             cfg.target_return, mean_return, cfg.target_check_episodes,
             lambda: check(cfg.seed + STOP_CHECK_SEED_OFFSET),  # same episodes each check
+            cfg.target_confidence,
         )  # fmt: skip
         reached = reached_at is not None
         if reached:

@@ -58,7 +58,7 @@ from typing import Any
 import torch
 
 from agents import ppo_graphs
-from agents.base import report_failure, space_spec
+from agents.base import check_passes, report_failure, space_spec
 from agents.ppo import (
     ALGO,
     RESUMABLE_FIELDS,
@@ -841,15 +841,15 @@ class _Loop:
                 return [False] * len(reached)  # they wait for the next check
             self.last_check = self.iteration
             started = time.perf_counter()
-            means = self.check(passed, env_seed(self.cfg.seeds) + STOP_CHECK_SEED_OFFSET)
+            checks = self.check(passed, env_seed(self.cfg.seeds) + STOP_CHECK_SEED_OFFSET)
             self.check_seconds += time.perf_counter() - started
             self.checks += 1
             self.checked_agents += len(passed)
             reached = [False] * len(reached)
-            for k, mean in zip(passed, means, strict=True):
-                reached[k] = mean >= base.target_return
+            for k, checked in zip(passed, checks, strict=True):
+                reached[k] = check_passes(checked, base.target_return, base.target_confidence)
                 if reached[k]:
-                    self.reached_return[k] = float(mean)
+                    self.reached_return[k] = checked.mean_return
                 else:
                     self.failed_check[k] = self.iteration
             return reached
@@ -872,9 +872,9 @@ class _Loop:
             for k in waiting
         )
 
-    def check(self, passed: list[int], seed: int) -> list[float]:
-        """The deterministic check's mean return for each agent in ``passed``, from fresh
-        episodes seeded with ``seed`` (RNG streams untouched).
+    def check(self, passed: list[int], seed: int) -> list[EvalResult]:
+        """The deterministic check of each agent in ``passed``, on fresh episodes seeded with
+        ``seed`` (RNG streams untouched).
 
         With :attr:`keep_check` (CUDA graphs on a CUDA sandbox env), every agent runs in one
         :class:`rl.evaluation.Evaluator` kept for the run, stopping once the rows of the
@@ -891,7 +891,7 @@ class _Loop:
                     self.net.subset(passed), base, episodes, seed, device, self.spaces,
                     obs_rms=obs_rms,
                 )  # fmt: skip
-            return [check.mean_return for check in checks]
+            return checks
         if self.check_evaluator is None:
             rms = self.obs_rms
             act = stacked_act(self.net, episodes, base.clip_obs, self.spaces, device, rms)
@@ -903,10 +903,7 @@ class _Loop:
         rows = torch.zeros(self.cfg.num_agents, episodes, dtype=torch.bool)
         rows[passed] = True  # the check ends when these rows' episodes have
         with torch.random.fork_rng(devices=[]):
-            returns = self.check_evaluator(seed, rows=rows.view(-1)).returns
-        return [
-            sum(returns[i * episodes : (i + 1) * episodes]) / episodes for i in range(len(passed))
-        ]
+            return self.check_evaluator(seed, rows=rows.view(-1)).split(len(passed))
 
     def log_agent(self, k: int, row: IterationValues, reached: bool, stop: bool) -> None:
         """One agent's iteration: TensorBoard, target stop, checkpoints (as ppo's loop;

@@ -59,7 +59,13 @@ from rl.config import (
     resume_config,
 )
 from rl.device import configure_threads, resolve_device, restores_thread_count
-from rl.evaluation import STOP_CHECK_SEED_OFFSET, evaluate, require_episodes
+from rl.evaluation import (
+    STOP_CHECK_SEED_OFFSET,
+    TARGET_CONFIDENCE,
+    evaluate,
+    require_confidence,
+    require_episodes,
+)
 from rl.returns import compute_gae, explained_variance
 from rl.runs import (
     EpisodeTracker,
@@ -158,10 +164,14 @@ class Config:
     finished episodes lag the policy by many iterations where episodes are long."""
     target_check_episodes: int = 0
     """Deterministic episodes (the same at every check, others than the final evaluation's)
-    that must also average ``target_return`` before an early stop, run only once the training
-    return has. The final evaluation then judges the stopped policy on its own episodes: a
-    policy at the bar can pass one set and not the other. 0: no check; at most
-    :data:`rl.evaluation.MAX_EPISODES`."""
+    that must also reach ``target_return`` (see ``target_confidence``) before an early stop,
+    run only once the training return has. The final evaluation then judges the stopped policy
+    on its own episodes. 0: no check; at most :data:`rl.evaluation.MAX_EPISODES`."""
+    target_confidence: float = TARGET_CONFIDENCE
+    """How sure the check must be: its mean return less the standard errors this confidence
+    asks (1.645 at 0.95, :meth:`rl.evaluation.EvalResult.lower_bound`) must reach
+    ``target_return``, so a policy that averages the target only by luck of the episodes does
+    not stop. In [0.5, 1); 0.5: the check's mean."""
     init_from: str | None = None
     """A checkpoint (``.pt`` file, or a run folder: its latest.pt) whose network
     weights (and observation statistics, with ``norm_obs``) start this run: transfer learning
@@ -226,6 +236,7 @@ class Config:
         require_int("seed", self.seed, 0)
         for name in ("eval_episodes", "target_check_episodes"):
             require_episodes(name, getattr(self, name))
+        require_confidence("target_confidence", self.target_confidence)
 
     @property
     def batch_size(self) -> int:
@@ -1120,6 +1131,7 @@ def _target_reached(
         state.recent_return(episodes, rewards, cfg.target_window),
         cfg.target_check_episodes,
         lambda: check(cfg.seed + STOP_CHECK_SEED_OFFSET),  # same episodes each check
+        cfg.target_confidence,
     )
 
 

@@ -11,8 +11,9 @@ e.g. PPO trained on sandbox/CartPole-v1 is judged on Gymnasium's CartPole-v1).
 * ``ppo-acrobot``: Gymnasium's Acrobot-v1 through the numpy adapter, against a random policy
   (solved at its registered threshold, -100).
 * ``sb3-ppo-cartpole``: Stable-Baselines3 PPO with rl-zoo3's tuned CartPole-v1 hyperparameters,
-  stopped by the same rule as ours (the training return over the last >= 5 episodes, then 100
-  deterministic episodes, reach 475; the check's time counts for both), same judgement.
+  stopped by the same rule as ours (the training return over the last >= 5 episodes reaches
+  475, then 100 deterministic episodes do at 95 % confidence, the same episodes at every check;
+  the check's time counts for both), same judgement.
 
 Wall-clock (and the process's CPU time, steadier on a shared machine) is the ``train`` call only: Python/torch imports and a warm-up run come first (the
 first torch optimizer imports torch._dynamo, seconds on a small CPU), evaluation comes after.
@@ -228,20 +229,18 @@ def run_sb3(device: str, seeds: list[int]) -> dict[str, Any]:
     import torch
 
     from agents import ppo
-    from rl.evaluation import check_return, evaluate
+    from agents.base import target_reached
+    from rl.evaluation import STOP_CHECK_SEED_OFFSET, check_return, evaluate
 
     torch.set_num_threads(1)  # as ours: small MLPs are fastest on one thread
     ours = ppo.default_config("sandbox/CartPole-v1")
-    target, window, check_episodes = (
-        ours.target_return,
-        ours.target_window,
-        ours.target_check_episodes,
-    )
 
     class StopAtTarget(BaseCallback):
         """Our PPO's stop (agents.ppo.Config.target_return), after each rollout: the reward per
-        finished episode over the last rollouts holding >= ``window`` episodes reaches
-        ``target``, then ``check_episodes`` deterministic episodes on a fresh CartPole-v1 do."""
+        finished episode over the last rollouts holding >= ``target_window`` episodes reaches
+        ``target_return``, then ``target_check_episodes`` deterministic episodes on a fresh
+        CartPole-v1 do at ``target_confidence``, the same episodes at every check of a run
+        (agents.base.target_reached decides, as for ours)."""
 
         def _on_training_start(self) -> None:
             self.recent: list[list[float]] = []
@@ -255,23 +254,29 @@ def run_sb3(device: str, seeds: list[int]) -> dict[str, Any]:
         def _on_rollout_end(self) -> None:
             self.recent.append([self.episodes, self.rewards])
             self.episodes, self.rewards = 0, 0.0
+            window = ours.target_window
             while len(self.recent) > 1 and sum(c for c, _ in self.recent[1:]) >= window:
                 self.recent.pop(0)
             count = sum(c for c, _ in self.recent)
-            if count < window or sum(r for _, r in self.recent) / count < target:
-                return
 
             def act(obs: torch.Tensor) -> torch.Tensor:
                 actions, _ = self.model.predict(obs.cpu().numpy(), deterministic=True)
                 return torch.as_tensor(actions)
 
-            check = check_return(
-                act,
-                "CartPole-v1",
-                episodes=check_episodes,
-                seed=self.model.seed + self.num_timesteps,
+            def check() -> Any:  # the same episodes at every check, as ours
+                return check_return(
+                    act, "CartPole-v1", episodes=ours.target_check_episodes,
+                    seed=self.model.seed + STOP_CHECK_SEED_OFFSET,
+                )  # fmt: skip
+
+            reached = target_reached(
+                ours.target_return,
+                sum(r for _, r in self.recent) / count if count >= window else None,
+                ours.target_check_episodes,
+                check,
+                ours.target_confidence,
             )
-            self.reached = check >= target  # stops at the next step's _on_step
+            self.reached = reached is not None  # stops at the next step's _on_step
 
     def linear(start: float):  # rl-zoo's lin_<value>: decays to 0 over training
         return lambda progress_remaining: progress_remaining * start

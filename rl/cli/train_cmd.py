@@ -774,11 +774,12 @@ def print_summary(result: Any, cfg: Any, resumed_from: int | None = None) -> Non
     reached = result.metrics.get("target_reached_return")
     if reached is not None and getattr(cfg, "target_return", None) is not None:
         checked = getattr(cfg, "target_check_episodes", 0)
-        how = (
-            f"{checked} deterministic episodes averaged {reached:.1f}"
-            if checked
-            else f"training episodes averaged {reached:.1f}"
-        )
+        how = f"training episodes averaged {reached:.1f}"
+        if checked:
+            how = f"{checked} deterministic episodes averaged {reached:.1f}"
+            confidence = getattr(cfg, "target_confidence", 0.5)
+            if confidence > 0.5:
+                how += f", above it at {confidence:.0%} confidence"
         console.print(f"Stopped early at the target return {cfg.target_return:g}: {how}.")
     evaluation = result.evaluation
     if evaluation is not None:

@@ -12,7 +12,7 @@ import torch
 
 from agents import a2c
 from rl.checkpoint import load_checkpoint
-from rl.evaluation import Evaluator
+from rl.evaluation import EvalResult, Evaluator
 from rl.runs import TrainingDiverged, list_snapshots, read_json
 
 CARTPOLE = "sandbox/CartPole-v1"
@@ -182,6 +182,10 @@ def test_bad_config_and_wrong_checkpoint_are_clear_errors() -> None:
         ),
         ({"eval_episodes": 10**30}, r"eval_episodes must be at most 1,000,000"),
         ({"target_check_episodes": 10**30}, r"target_check_episodes must be at most 1,000,000"),
+        *(
+            ({"target_confidence": v}, r"target_confidence must be a number in \[0.5, 1\)")
+            for v in (1.0, 0.4, math.nan)
+        ),
     ],
 )
 def test_config_refuses_values_without_meaning(changes: dict[str, Any], message: str) -> None:
@@ -224,9 +228,9 @@ def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.Monkey
     plain = a2c.train(tiny(write_run=False))
     real_check, returns = Evaluator.check, []
 
-    def failing(evaluator: Any, seed: int) -> float:
+    def failing(evaluator: Any, seed: int) -> EvalResult:
         returns.append(real_check(evaluator, seed))
-        return -math.inf
+        return EvalResult(evaluator.env_id, [-math.inf], [1])  # fails at any confidence
 
     monkeypatch.setattr(Evaluator, "check", failing)
     checked = a2c.train(cfg)

@@ -14,7 +14,7 @@ import torch
 
 from agents import dqn
 from rl.checkpoint import load_checkpoint
-from rl.evaluation import Evaluator
+from rl.evaluation import EvalResult, Evaluator
 from rl.runs import TrainingDiverged, TrainingRun, list_snapshots, read_json
 from rl.vector import make_vector_env
 
@@ -377,6 +377,10 @@ def test_its_own_command_refuses_to_resume_another_algorithms_run(
         ({"tau": math.nan}, r"tau must lie in \(0, 1\], got nan"),
         ({"eval_episodes": 10**30}, r"eval_episodes must be at most 1,000,000"),
         ({"target_check_episodes": 10**30}, r"target_check_episodes must be at most 1,000,000"),
+        *(
+            ({"target_confidence": v}, r"target_confidence must be a number in \[0.5, 1\)")
+            for v in (1.0, 0.4, math.nan)
+        ),
         ({"batch_size": 10**30}, r"batch_size \(1,000,000,000,.*\) must be at most buffer_size"),
         ({"batch_size": 10_001}, r"batch_size \(10,001\) must be at most buffer_size \(10,000\)"),
         ({"buffer_size": 10**30}, r"buffer_size must be at most 100,000,000 transitions"),
@@ -426,9 +430,9 @@ def test_early_stop_needs_the_greedy_check_too(monkeypatch: pytest.MonkeyPatch) 
     assert stopped.global_step < 800
     calls = []
 
-    def failing(evaluator: Any, seed: int) -> float:
+    def failing(evaluator: Any, seed: int) -> EvalResult:
         calls.append((evaluator, seed))
-        return 0.0
+        return EvalResult(evaluator.env_id, [0.0], [1])
 
     monkeypatch.setattr(Evaluator, "check", failing)
     assert dqn.train(tiny(target_return=1.0, write_run=False)).global_step == 800
@@ -446,9 +450,9 @@ def test_greedy_checks_leave_the_run_as_it_was(monkeypatch: pytest.MonkeyPatch) 
     plain = dqn.train(tiny(write_run=False))
     real_check, returns, modes = Evaluator.check, [], []
 
-    def failing(evaluator: Any, seed: int) -> float:
+    def failing(evaluator: Any, seed: int) -> EvalResult:
         returns.append(real_check(evaluator, seed))
-        return -math.inf
+        return EvalResult(evaluator.env_id, [-math.inf], [1])  # fails at any confidence
 
     monkeypatch.setattr(Evaluator, "check", failing)
     original = dqn.update
@@ -459,7 +463,7 @@ def test_greedy_checks_leave_the_run_as_it_was(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(dqn, "update", update)
     checked = dqn.train(tiny(target_return=1.0, write_run=False))
-    assert len(returns) >= 2 and all(r >= 1.0 for r in returns)
+    assert len(returns) >= 2 and all(r.mean_return >= 1.0 for r in returns)
     assert all(modes)  # trained in train mode, checks or not
     for mine, theirs in zip(
         plain.policy.q_network.parameters(), checked.policy.q_network.parameters(), strict=True

@@ -16,7 +16,7 @@ from agents import ppo, stacked
 from agents.base import space_spec
 from rl.checkpoint import load_checkpoint
 from rl.config import replace_config
-from rl.evaluation import solved_thresholds
+from rl.evaluation import EvalResult, solved_thresholds
 from rl.runs import EpisodeTracker, list_snapshots
 from rl.seeding import seed_everything
 from rl.tensors import GroupedRunningMeanStd, RunningMeanStd
@@ -559,12 +559,15 @@ def test_an_agent_that_stopped_keeps_the_observation_statistics_it_stopped_with(
     assert float(trained_on.count) == pytest.approx(4 * steps, abs=1e-3)
 
 
+FAILED = EvalResult("sandbox/CartPole-v1", [-math.inf], [1])  # a check that fails at any bar
+
+
 def _failing_check(real_check, failing: set[int]):
     """``_Loop.check`` with the agents in ``failing`` always failing."""
 
     def check(loop, passed, seed):
-        means = real_check(loop, passed, seed)
-        return [-math.inf if k in failing else m for k, m in zip(passed, means, strict=True)]
+        checks = real_check(loop, passed, seed)
+        return [FAILED if k in failing else c for k, c in zip(passed, checks, strict=True)]
 
     return check
 
@@ -575,9 +578,9 @@ def _check_iterations(monkeypatch, fails) -> list[tuple[int, list[int]]]:
 
     def check(loop, passed, seed):
         checks.append((loop.iteration, list(passed)))
-        means = real_check(loop, passed, seed)
+        results = real_check(loop, passed, seed)
         return [
-            -math.inf if fails(loop.iteration, k) else m for k, m in zip(passed, means, strict=True)
+            FAILED if fails(loop.iteration, k) else r for k, r in zip(passed, results, strict=True)
         ]
 
     monkeypatch.setattr(ms._Loop, "check", check)
@@ -711,14 +714,14 @@ def test_a_kept_check_of_every_agent_equals_a_fresh_evaluation(monkeypatch) -> N
     def kept(loop, passed, seed):
         loop.keep_check = True
         loop.net.subset = None  # the kept check evaluates every agent, no subset
-        means = real_check(loop, passed, seed)
+        checks = real_check(loop, passed, seed)
         evaluators.append(loop.check_evaluator)
         fresh = stacked.evaluate_stacked(
             stacked.StackedActorCritic.subset(loop.net, list(range(3))), base, 2, seed,
             loop.next_obs.device, loop.spaces, obs_rms=loop.obs_rms,
         )  # fmt: skip
-        assert means == [fresh[k].mean_return for k in passed]
-        return [-math.inf] * len(passed)  # keep training: checks with new weights each time
+        assert [c.returns for c in checks] == [fresh[k].returns for k in passed]
+        return [FAILED] * len(passed)  # keep training: checks with new weights each time
 
     monkeypatch.setattr(ms._Loop, "check", kept)
     result = ms.train(cfg)

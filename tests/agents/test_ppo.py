@@ -18,7 +18,7 @@ from agents import ppo
 from agents.base import Policy, action_log_prob_entropy
 from rl.checkpoint import load_checkpoint, save_checkpoint
 from rl.config import replace_config
-from rl.evaluation import MAX_EPISODES, STOP_CHECK_SEED_OFFSET, Evaluator, evaluate
+from rl.evaluation import MAX_EPISODES, STOP_CHECK_SEED_OFFSET, EvalResult, Evaluator, evaluate
 from rl.runs import EpisodeTracker, TrainingDiverged, TrainingRun, list_snapshots
 
 TINY = {
@@ -419,9 +419,9 @@ def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.Monkey
     assert ppo.train(replace_config(cfg, {"target_check_episodes": 4})).global_step == 64
     calls = []
 
-    def failing(evaluator: Any, seed: int) -> float:
+    def failing(evaluator: Any, seed: int) -> EvalResult:
         calls.append((evaluator, seed))
-        return 0.0
+        return EvalResult(evaluator.env_id, [0.0], [1])
 
     monkeypatch.setattr(Evaluator, "check", failing)
     assert ppo.train(replace_config(cfg, {"target_check_episodes": 4})).global_step == 256
@@ -436,13 +436,13 @@ def test_check_leaves_the_run_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None
     plain = ppo.train(cfg)
     real_check, returns = Evaluator.check, []
 
-    def failing(evaluator: Any, seed: int) -> float:
+    def failing(evaluator: Any, seed: int) -> EvalResult:
         returns.append(real_check(evaluator, seed))
-        return -math.inf
+        return EvalResult(evaluator.env_id, [-math.inf], [1])  # fails at any confidence
 
     monkeypatch.setattr(Evaluator, "check", failing)
     checked = ppo.train(replace_config(cfg, {"target_return": 1.0, "target_check_episodes": 3}))
-    assert len(returns) == 4 and all(r >= 1.0 for r in returns)
+    assert len(returns) == 4 and all(r.mean_return >= 1.0 for r in returns)
     assert_bitwise_equal(weights(plain.policy), weights(checked.policy))
 
 
@@ -456,12 +456,12 @@ def test_a_kept_check_sees_the_latest_observation_statistics(
     assert cfg.norm_obs
     real_check, seen, tensors = Evaluator.check, [], set()
 
-    def failing(evaluator: Any, seed: int) -> float:
+    def failing(evaluator: Any, seed: int) -> EvalResult:
         mean = evaluator.act.__self__.obs_rms.mean
         tensors.add(id(mean))  # refreshed in place: a kept CUDA graph reads this same tensor
         seen.append(mean.clone())
         real_check(evaluator, seed)
-        return -math.inf
+        return EvalResult(evaluator.env_id, [-math.inf], [1])  # fails at any confidence
 
     monkeypatch.setattr(Evaluator, "check", failing)
     result = ppo.train(replace_config(cfg, {"target_return": -1e9, "target_check_episodes": 2}))
@@ -548,6 +548,10 @@ def test_presets_and_validation() -> None:
         ({"gae_lambda": math.nan}, r"gae_lambda must lie in \[0, 1\], got nan"),
         ({"eval_episodes": 10**30}, r"eval_episodes must be at most 1,000,000, got 1,000,000,0"),
         ({"target_check_episodes": 10**7}, r"target_check_episodes must be at most 1,000,000"),
+        *(
+            ({"target_confidence": v}, r"target_confidence must be a number in \[0.5, 1\)")
+            for v in (1.0, 0.4, math.nan)
+        ),
         ({"activation": "gelu"}, r"activation must be 'tanh' or 'relu', got 'gelu'"),
         (
             {"num_envs": 1, "num_steps": 4, "num_minibatches": 4},

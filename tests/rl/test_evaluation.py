@@ -9,6 +9,7 @@ replays from the first step on, and a new capture when a watched tensor moves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +18,9 @@ import pytest
 import torch
 
 import envs  # noqa: F401  (registers the sandbox ids)
+from agents.base import target_reached
 from rl import evaluation
+from rl.evaluation import EvalResult, require_confidence
 
 
 @pytest.fixture(autouse=True)
@@ -171,3 +174,32 @@ def test_episodes_that_never_end_are_a_value_error_naming_the_time_limit() -> No
     with pytest.raises(EpisodesUnfinished, match=r"stopped after 64 steps .*time limit") as info:
         evaluation.evaluate(act, "sandbox/Pendulum-v1", episodes=2, max_steps=64)
     assert isinstance(info.value, ValueError)
+
+
+def test_lower_bound_is_the_mean_less_z_standard_errors() -> None:
+    """95 episodes of 500 and 5 of 100: mean 480, sample std sqrt(760,000 / 99), so at 95 %
+    the bound is 480 - 1.64485 * 87.617 / 10 = 465.588; 0.5 gives the mean, and one episode or
+    equal returns have no spread to take off."""
+    result = EvalResult("CartPole-v1", [500.0] * 95 + [100.0] * 5, [500] * 95 + [100] * 5)
+    assert result.lower_bound(0.95) == pytest.approx(465.588, abs=1e-3)
+    assert result.lower_bound(0.5) == pytest.approx(480.0)
+    assert EvalResult("CartPole-v1", [321.0], [321]).lower_bound(0.99) == 321.0
+    assert EvalResult("CartPole-v1", [500.0] * 3, [500] * 3).lower_bound(0.99) == 500.0
+
+
+def test_the_stop_check_passes_on_its_bound_and_gives_its_mean() -> None:
+    """A check averaging 480 clears a target of 475 on its mean, not at 95 % confidence."""
+    checked = EvalResult("CartPole-v1", [500.0] * 95 + [100.0] * 5, [500] * 95 + [100] * 5)
+    assert target_reached(475.0, 480.0, 100, lambda: checked, confidence=0.5) == 480.0
+    assert target_reached(475.0, 480.0, 100, lambda: checked, confidence=0.95) is None
+    assert target_reached(465.0, 480.0, 100, lambda: checked, confidence=0.95) == 480.0
+    # The window decides first, and without check episodes alone.
+    assert target_reached(475.0, 474.0, 100, lambda: checked) is None
+    assert target_reached(475.0, 476.0, 0, lambda: checked) == 476.0
+
+
+def test_a_confidence_outside_half_to_one_is_refused() -> None:
+    for value in (0.49, 1.0, math.nan, True, "0.9"):
+        with pytest.raises(ValueError, match=r"must be a number in \[0.5, 1\)"):
+            require_confidence("target_confidence", value)
+    require_confidence("target_confidence", 0.5)
