@@ -224,6 +224,7 @@ def run_sb3(device: str, seeds: list[int]) -> dict[str, Any]:
         from stable_baselines3 import PPO
         from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.logger import Logger
     except ImportError as exc:
         return {"name": "sb3-ppo-cartpole", "device": device, "skipped": f"{exc}"}
     import torch
@@ -288,6 +289,7 @@ def run_sb3(device: str, seeds: list[int]) -> dict[str, Any]:
             n_epochs=20, ent_coef=0.0, learning_rate=linear(0.001), clip_range=linear(0.2),
             seed=seed, device=device, verbose=0,
         )  # fmt: skip
+        model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's own makes /tmp/SB3-*
         model.learn(steps, callback=StopAtTarget())
         return model
 
