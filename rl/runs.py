@@ -363,8 +363,8 @@ def refuse_another_run_in(
     """A ValueError if a new run would train into ``run_dir`` while it holds another run's
     checkpoints (or a multi-seed group's): that would overwrite its ``latest.pt`` and ``best.pt``
     and mix the two runs' snapshots and TensorBoard events. A folder whose training ended before
-    its first checkpoint (a config.json, no .pt) holds nothing to keep: training starts there
-    afresh, so that ``--resume-if-exists`` (torchrun's restart) is not stuck between "already
+    its first checkpoint (a config.json, no .pt) or during it (:func:`an_interrupted_first_save`)
+    holds nothing to keep: training starts there afresh, so that ``--resume-if-exists`` (torchrun's restart) is not stuck between "already
     holds a run" and "nothing to resume". A training still writing it is refused by the
     folder's lock instead.
 
@@ -376,6 +376,8 @@ def refuse_another_run_in(
     folder = Path(run_dir)
     if not (any(folder.glob("checkpoints/*.pt")) or (folder / "multiseed.pt").is_file()):
         return
+    if an_interrupted_first_save(folder):
+        return  # nothing there resumes: the new run removes it (TrainingRun)
     what = ""
     try:
         config = read_json(folder / "config.json")
@@ -390,6 +392,38 @@ def refuse_another_run_in(
             else "give the new run another run_dir (these runs do not resume: each starts afresh)"
         )
     raise ValueError(f"{folder} already holds a run{what}; {hint}")
+
+
+def an_interrupted_first_save(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds checkpoint files and only what a training stopped during its
+    first save leaves: no ``latest.pt`` (:meth:`TrainingRun.save` writes it last), at most one
+    step snapshot, a ``best.pt`` of that snapshot's step if any, and other files of that save
+    (a replay buffer). No resume can start there, so a new run may: without this, a kill in
+    those milliseconds left a folder that ``--resume-if-exists`` could neither continue nor
+    restart."""
+    folder = Path(run_dir) / "checkpoints"
+    names = {path.name for path in folder.glob("*.pt")}
+    if not names or "latest.pt" in names or (Path(run_dir) / "multiseed.pt").exists():
+        return False
+    snapshots = list_snapshots(run_dir)
+    if len(snapshots) > 1:
+        return False
+    if "best.pt" in names and snapshots:
+        try:
+            return load_checkpoint(folder / "best.pt").get("global_step") == snapshots[0][0]
+        except CheckpointError:
+            return False
+    return True
+
+
+def _remove_an_interrupted_first_save(run_dir: Path) -> None:
+    """A new run's start in a folder holding an interrupted first save: its best.pt and
+    snapshot go, so that they cannot pass for the new run's (its other files, a replay buffer,
+    are tagged with their step and replaced at the new run's first save)."""
+    if an_interrupted_first_save(run_dir):
+        for path in (run_dir / "checkpoints" / "best.pt", *(p for _, p in list_snapshots(run_dir))):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def _remove_stale_temp_files(checkpoint_dir: Path) -> None:
@@ -447,6 +481,8 @@ class TrainingRun:
             acquire_run_folder(self.run_dir)
             self._locked = True
             _remove_stale_temp_files(self.checkpoint_dir)
+            if purge_step is None:
+                _remove_an_interrupted_first_save(self.run_dir)
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / "config.json", config)
             from torch.utils.tensorboard import (
@@ -656,6 +692,12 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
             raise CheckpointError(
                 f"cannot resume: {run_dir} is a folder of runs, not one run; give one of them, "
                 f"e.g. --resume {inner[0]}"
+            )
+        if an_interrupted_first_save(run_dir):
+            raise CheckpointError(
+                f"cannot resume: {run_dir}'s training stopped during its first checkpoint (no "
+                f"checkpoints/latest.pt): train it afresh with --run-dir {run_dir}, or with "
+                "--resume-if-exists"
             )
         snapshots = list_snapshots(run_dir)
         if snapshots:

@@ -14,11 +14,13 @@ from rl.runs import (
     EpisodeTracker,
     RunInUse,
     TrainingRun,
+    an_interrupted_first_save,
     find_checkpoint,
     list_snapshots,
     load_resume_checkpoint,
     make_new_dir,
     read_json,
+    refuse_another_run_in,
     run_name,
 )
 
@@ -298,3 +300,58 @@ def test_a_failed_json_write_keeps_the_old_file_and_leaves_no_temporary_one(
         write_json(path, {"mean_return": object()})  # fails halfway through the dump
     assert json.loads(path.read_text()) == {"mean_return": 1.0}
     assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
+
+
+class Killed(BaseException):
+    """A kill -9 between two files of a save, as far as the folder can tell."""
+
+
+def test_a_kill_during_the_first_save_leaves_a_folder_a_new_run_starts_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first save writes best.pt and its snapshot before latest.pt: killed between them, the
+    folder can be neither resumed nor (until now) trained into, so ``--resume-if-exists`` was
+    stuck. A new run starts there and removes those files."""
+    from rl import runs
+
+    folder = tmp_path / "run"
+    run = TrainingRun(folder, {}, total_timesteps=1000, progress=False)
+    real = runs.save_checkpoint
+
+    def killed_before_latest(payload: dict, path: Path) -> Path:
+        if Path(path).name == "latest.pt":
+            raise Killed
+        return real(payload, path)
+
+    monkeypatch.setattr(runs, "save_checkpoint", killed_before_latest)
+    with pytest.raises(Killed):
+        run.save({"model": {}}, 64, mean_return=1.0, snapshot=run.snapshot_due(64))
+    run.close()
+    monkeypatch.undo()
+    names = sorted(p.name for p in (folder / "checkpoints").glob("*.pt"))
+    assert names == ["best.pt", "step_000000064.pt"] and an_interrupted_first_save(folder)
+    with pytest.raises(CheckpointError, match=r"stopped during its first checkpoint .*afresh"):
+        load_resume_checkpoint(folder)
+    refuse_another_run_in(folder)  # no refusal
+    fresh = TrainingRun(folder, {}, total_timesteps=1000, progress=False)
+    assert not any((folder / "checkpoints").glob("*.pt"))  # the killed save's files are gone
+    fresh.save({"model": {}}, 32, snapshot=fresh.snapshot_due(32))
+    fresh.close()
+    assert load_resume_checkpoint(folder)["global_step"] == 32
+
+
+def test_a_folder_holding_more_than_a_first_save_is_still_another_run(tmp_path: Path) -> None:
+    """Without latest.pt but with two snapshots, or a best.pt of another step than the one
+    snapshot, a folder holds a longer run's checkpoints: refused, as before."""
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    save_checkpoint({"model": {}, "global_step": 0}, checkpoints / "step_000000000.pt")
+    save_checkpoint({"model": {}, "global_step": 4096}, checkpoints / "best.pt")
+    assert not an_interrupted_first_save(tmp_path)
+    with pytest.raises(ValueError, match="already holds a run"):
+        refuse_another_run_in(tmp_path)
+    (checkpoints / "best.pt").unlink()
+    save_checkpoint({"model": {}, "global_step": 4096}, checkpoints / "step_000004096.pt")
+    assert not an_interrupted_first_save(tmp_path)
+    with pytest.raises(ValueError, match="already holds a run"):
+        refuse_another_run_in(tmp_path)
