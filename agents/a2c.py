@@ -26,13 +26,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import nn
 
 import envs  # noqa: F401  (registers the sandbox/ env ids)
 from agents.base import (
+    FIELDS_ADDED,
     ActorCriticPolicy,
     PolicyCheck,
     PolicyView,
@@ -88,6 +89,7 @@ ALGO = "a2c"
 class Config:
     """A2C hyperparameters (CleanRL / Stable-Baselines3 names) and run settings."""
 
+    FIELDS_ADDED: ClassVar[dict[str, Any]] = FIELDS_ADDED  # (agents.base)
     env_id: str = "sandbox/DogTraining-v0"
     """Any registered Gymnasium id with a Box observation and a Discrete or Box action space."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -601,6 +603,7 @@ RESUMABLE_FIELDS = (
     "checkpoint_every",
     "log_every",
     "eval_episodes",
+    "target_confidence",  # the stop rule only: no training state
 )
 
 

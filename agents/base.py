@@ -293,6 +293,11 @@ class PolicyCheck:
             self.evaluator.close()
 
 
+FIELDS_ADDED: dict[str, Any] = {"target_confidence": 0.5}
+"""The agents' config fields added since runs were first saved, with the value a run saved
+before each trained with (:func:`rl.config.config_from_dict`): the stop check's plain mean."""
+
+
 def target_reached(
     target_return: float | None,
     window_return: float | None,

@@ -310,7 +310,11 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
-    """Rebuild ``cls`` from :func:`config_to_dict`'s output; unknown keys are an error."""
+    """Rebuild ``cls`` from :func:`config_to_dict`'s output; unknown keys are an error.
+
+    A config saved before a field existed lacks it: the class's ``FIELDS_ADDED`` (field →
+    value) gives the value that run trained with, where today's default would change it."""
+    data = {**getattr(cls, "FIELDS_ADDED", {}), **data}
     types_by_name = field_types(cls)
     unknown = set(data) - set(types_by_name)
     if unknown:

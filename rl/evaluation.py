@@ -46,12 +46,15 @@ class EvalResult:
     def lower_bound(self, confidence: float) -> float:
         """The mean return less ``z`` standard errors of it (``z``: the normal quantile at
         ``confidence``, 1.645 at 0.95; the standard deviation of the episodes' returns over
-        ``n - 1``): a policy whose true mean is below this has odds under ``1 - confidence`` of
-        scoring as well as it did here. 0.5 gives the mean; one episode, its return."""
-        if self.episodes < 2:
-            return self.mean_return
-        spread = statistics.stdev(self.returns) / math.sqrt(self.episodes)
-        return self.mean_return - statistics.NormalDist().inv_cdf(confidence) * spread
+        ``n - 1``): a policy whose true mean is below this has odds of about ``1 - confidence``
+        of scoring as well as it did here (a normal approximation, close at 100 episodes; at 10,
+        nearer 7 % than 5 %). 0.5 gives the mean; one episode, its return; a non-finite return,
+        NaN, which reaches no target."""
+        n, mean = self.episodes, self.mean_return
+        if n < 2:
+            return mean
+        variance = sum((r - mean) ** 2 for r in self.returns) / (n - 1)
+        return mean - statistics.NormalDist().inv_cdf(confidence) * math.sqrt(variance / n)
 
     @property
     def mean_length(self) -> float:

@@ -776,10 +776,10 @@ def print_summary(result: Any, cfg: Any, resumed_from: int | None = None) -> Non
         checked = getattr(cfg, "target_check_episodes", 0)
         how = f"training episodes averaged {reached:.1f}"
         if checked:
-            how = f"{checked} deterministic episodes averaged {reached:.1f}"
+            how = f"{checked} deterministic episode{'s' * (checked > 1)} averaged {reached:.1f}"
             confidence = getattr(cfg, "target_confidence", 0.5)
-            if confidence > 0.5:
-                how += f", above it at {confidence:.0%} confidence"
+            if confidence > 0.5 and checked > 1:  # (one episode has no spread to be sure of)
+                how += f", above it at {confidence * 100:g}% confidence"
         console.print(f"Stopped early at the target return {cfg.target_return:g}: {how}.")
     evaluation = result.evaluation
     if evaluation is not None:

@@ -12,10 +12,16 @@ import torch
 
 from agents import a2c
 from rl.checkpoint import load_checkpoint
+from rl.config import replace_config
 from rl.evaluation import EvalResult, Evaluator
 from rl.runs import TrainingDiverged, list_snapshots, read_json
 
 CARTPOLE = "sandbox/CartPole-v1"
+
+
+# A check whose 100 episodes average 6 with a spread (95 at 26, 5 at -374): above a target of 1
+# on its mean (confidence 0.5), below it at 95 % (6 - 1.645 * 87.6 / 10 = -8.4).
+SPREAD = EvalResult("sandbox/CartPole-v1", [26.0] * 95 + [-374.0] * 5, [1] * 100)
 
 
 def tiny(env_id: str = CARTPOLE, **overrides: Any) -> a2c.Config:
@@ -218,6 +224,14 @@ def test_default_config_solves_cartpole(seed: int) -> None:
     result = a2c.train(cfg)
     assert result.evaluation is not None
     assert result.evaluation.mean_return >= 475, result.evaluation.summary()
+
+
+def test_the_check_passes_at_the_configured_confidence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same check stops a run deciding on its mean and not one asking 95 %."""
+    monkeypatch.setattr(Evaluator, "check", lambda evaluator, seed: SPREAD)
+    cfg = tiny(write_run=False, target_return=1.0, target_check_episodes=100)
+    assert a2c.train(replace_config(cfg, {"target_confidence": 0.5})).global_step == 4 * 64
+    assert a2c.train(cfg).global_step == 1_536
 
 
 def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.MonkeyPatch) -> None:

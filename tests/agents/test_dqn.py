@@ -14,11 +14,17 @@ import torch
 
 from agents import dqn
 from rl.checkpoint import load_checkpoint
+from rl.config import replace_config
 from rl.evaluation import EvalResult, Evaluator
 from rl.runs import TrainingDiverged, TrainingRun, list_snapshots, read_json
 from rl.vector import make_vector_env
 
 CARTPOLE = "sandbox/CartPole-v1"
+
+
+# A check whose 100 episodes average 6 with a spread (95 at 26, 5 at -374): above a target of 1
+# on its mean (confidence 0.5), below it at 95 % (6 - 1.645 * 87.6 / 10 = -8.4).
+SPREAD = EvalResult("sandbox/CartPole-v1", [26.0] * 95 + [-374.0] * 5, [1] * 100)
 
 
 def tiny(env_id: str = CARTPOLE, **overrides: Any) -> dqn.Config:
@@ -442,6 +448,14 @@ def test_early_stop_needs_the_greedy_check_too(monkeypatch: pytest.MonkeyPatch) 
         dqn.train(tiny(target_return=1.0, target_check_episodes=0, write_run=False)).global_step
         < 800
     )
+
+
+def test_the_check_passes_at_the_configured_confidence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same check stops a run deciding on its mean and not one asking 95 %."""
+    monkeypatch.setattr(Evaluator, "check", lambda evaluator, seed: SPREAD)
+    cfg = tiny(target_return=1.0, target_check_episodes=100, write_run=False)
+    assert dqn.train(replace_config(cfg, {"target_confidence": 0.5})).global_step < 800
+    assert dqn.train(cfg).global_step == 800
 
 
 def test_greedy_checks_leave_the_run_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -491,6 +491,25 @@ def test_eight_seeds_solve_cartpole() -> None:
     assert result.summary["eval_mean_return"] >= 475.0, returns
 
 
+def test_each_agents_check_passes_at_the_configured_confidence(monkeypatch) -> None:
+    """The same check (100 episodes averaging 6 with a spread) stops agents deciding on its
+    mean and not agents asking 95 %."""
+    spread = EvalResult(CARTPOLE, [26.0] * 95 + [-374.0] * 5, [1] * 100)
+    monkeypatch.setattr(ms._Loop, "check", lambda loop, passed, seed: [spread] * len(passed))
+    base = ppo.default_config(
+        CARTPOLE, **{**FILLS, "total_timesteps": 4 * ITER}, target_return=1.0, target_window=1,
+        target_check_episodes=100,
+    )  # fmt: skip
+    steps = {}
+    for confidence in (0.5, 0.95):
+        cfg = ms.MultiSeedConfig(
+            ppo=replace_config(base, {"target_confidence": confidence}), seeds=(1, 2),
+            write_runs=False, progress=False, check_gap=1,
+        )  # fmt: skip
+        steps[confidence] = [row["reached_target_step"] for row in ms.train(cfg).per_seed]
+    assert steps == {0.5: [ITER, ITER], 0.95: [None, None]}
+
+
 def test_target_stop_needs_each_agents_deterministic_check(monkeypatch) -> None:
     """A target of 1 passes every agent's window at once; the stacked check then decides per
     agent: the agent whose check fails keeps training to the end."""

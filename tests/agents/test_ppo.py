@@ -33,6 +33,11 @@ TINY = {
 }
 
 
+# A check whose 100 episodes average 6 with a spread (95 at 26, 5 at -374): above a target of 1
+# on its mean (confidence 0.5), below it at 95 % (6 - 1.645 * 87.6 / 10 = -8.4).
+SPREAD = EvalResult("sandbox/CartPole-v1", [26.0] * 95 + [-374.0] * 5, [1] * 100)
+
+
 def tiny(env_id: str, **overrides: Any) -> ppo.Config:
     return ppo.default_config(env_id, **{**TINY, **overrides})
 
@@ -428,6 +433,16 @@ def test_early_stop_needs_the_deterministic_check_too(monkeypatch: pytest.Monkey
     # The same episodes at every check, none of them the final evaluation's.
     assert [seed for _, seed in calls] == [cfg.seed + STOP_CHECK_SEED_OFFSET] * 4
     assert len({id(evaluator) for evaluator, _ in calls}) == 1  # one evaluator for the run
+
+
+def test_the_check_passes_at_the_configured_confidence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same check stops a run deciding on its mean and not one asking 95 %."""
+    monkeypatch.setattr(Evaluator, "check", lambda evaluator, seed: SPREAD)
+    cfg = tiny("sandbox/CartPole-v1", target_window=1, total_timesteps=256, target_return=1.0)
+    cfg = replace_config(cfg, {"target_check_episodes": 100})
+    stopped = ppo.train(replace_config(cfg, {"target_confidence": 0.5}))
+    assert stopped.global_step < 256 and stopped.metrics["target_reached_return"] == 6.0
+    assert ppo.train(cfg).global_step == 256 and cfg.target_confidence == 0.95
 
 
 def test_check_leaves_the_run_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:

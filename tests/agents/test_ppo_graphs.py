@@ -7,6 +7,7 @@ count) and only never captures, so the two must agree bit for bit.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from agents import ppo, ppo_graphs, stacked
 from envs.cartpole import CartPoleVectorEnv
 from rl import evaluation
 from rl.checkpoint import load_checkpoint
+from rl.evaluation import EvalResult
 from rl.vector import make_vector_env
 
 QUIET = {"eval_episodes": 0, "progress": False, "write_run": False}
@@ -365,16 +367,16 @@ def test_multiseed_kept_check_replays_and_equals_a_fresh_eager_evaluation(
     )  # a check at every iteration (on CUDA the default waits CUDA_CHECK_GAP after a failed one)
     real_check, evaluators = ms._Loop.check, []
 
-    def compared(loop: Any, passed: list[int], seed: int) -> list[float]:
+    def compared(loop: Any, passed: list[int], seed: int) -> list[EvalResult]:
         assert loop.keep_check
-        means = real_check(loop, passed, seed)
+        checks = real_check(loop, passed, seed)
         evaluators.append(loop.check_evaluator)
         eager_cfg = ppo.replace_config(base, {"cuda_graphs": False})
         fresh = stacked.evaluate_stacked(
             loop.net, eager_cfg, 3, seed, loop.next_obs.device, loop.spaces, obs_rms=loop.obs_rms
         )
-        assert means == [fresh[k].mean_return for k in passed]
-        return [-float("inf")] * len(passed)
+        assert [c.returns for c in checks] == [fresh[k].returns for k in passed]
+        return [EvalResult(base.env_id, [-math.inf], [1])] * len(passed)  # keep training
 
     monkeypatch.setattr(ms._Loop, "check", compared)
     ms.train(cfg)

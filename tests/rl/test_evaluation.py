@@ -203,3 +203,10 @@ def test_a_confidence_outside_half_to_one_is_refused() -> None:
         with pytest.raises(ValueError, match=r"must be a number in \[0.5, 1\)"):
             require_confidence("target_confidence", value)
     require_confidence("target_confidence", 0.5)
+
+
+def test_a_non_finite_return_reaches_no_target() -> None:
+    """An env that returns inf or NaN gives a check that fails, not a crash in the bound."""
+    for bad in (math.inf, -math.inf, math.nan):
+        bound = EvalResult("CartPole-v1", [bad, 1.0], [1, 1]).lower_bound(0.95)
+        assert not bound >= 0.0
