@@ -364,9 +364,9 @@ def refuse_another_run_in(
     checkpoints (or a multi-seed group's): that would overwrite its ``latest.pt`` and ``best.pt``
     and mix the two runs' snapshots and TensorBoard events. A folder whose training ended before
     its first checkpoint (a config.json, no .pt) or during it (:func:`an_interrupted_first_save`)
-    holds nothing to keep: training starts there afresh, so that ``--resume-if-exists`` (torchrun's restart) is not stuck between "already
-    holds a run" and "nothing to resume". A training still writing it is refused by the
-    folder's lock instead.
+    holds nothing to keep: training starts there afresh, so that ``--resume-if-exists``
+    (torchrun's restart) is not stuck between "already holds a run" and "nothing to resume". A
+    training still writing it is refused by the folder's lock instead.
 
     Args:
         resumable: the runs written there can be continued (the agents'), not only redone (a
@@ -489,9 +489,13 @@ class TrainingRun:
                 SummaryWriter,
             )  # Lazy: tensorboard is slow to import.
 
-            if purge_step is not None:
+            # A new run where an earlier attempt stopped before its first checkpoint (the only
+            # runs a new one may train over): TensorBoard drops that attempt's events as a
+            # resume drops the steps after its checkpoint, from step 0.
+            restart = purge_step is None and any(self.run_dir.glob("events.out.tfevents.*"))
+            if purge_step is not None or restart:
                 _wait_past_existing_event_files(self.run_dir)
-            self._writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
+            self._writer = SummaryWriter(str(self.run_dir), purge_step=0 if restart else purge_step)
         if progress and writer:
             from rich.console import Console
             from rich.progress import (

@@ -355,3 +355,18 @@ def test_a_folder_holding_more_than_a_first_save_is_still_another_run(tmp_path: 
     assert not an_interrupted_first_save(tmp_path)
     with pytest.raises(ValueError, match="already holds a run"):
         refuse_another_run_in(tmp_path)
+
+
+def test_a_new_run_over_an_attempt_without_checkpoints_drops_its_events(tmp_path: Path) -> None:
+    """An attempt stopped before its first checkpoint logged steps 0-2; the run trained there
+    afresh logs them again, and TensorBoard shows each step once (the new file purges from 0)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for value in (1.0, 2.0):
+        run = TrainingRun(tmp_path / "run", {}, total_timesteps=3, progress=False)
+        for step in range(3):
+            run.log({"x": value}, step)
+        run.close()
+    events = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("x")] == [(0, 2.0), (1, 2.0), (2, 2.0)]
