@@ -603,7 +603,6 @@ RESUMABLE_FIELDS = (
     "checkpoint_every",
     "log_every",
     "eval_episodes",
-    "target_confidence",  # the stop rule only: no training state
 )
 
 

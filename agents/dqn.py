@@ -608,7 +608,6 @@ RESUMABLE_FIELDS = (
     "log_every",
     "eval_episodes",
     "save_buffer_max_mb",
-    "target_confidence",  # the stop rule only: no training state
 )
 
 

@@ -403,10 +403,11 @@ def _refuse_seeds_trained_alone(saved: dict[str, Any], group_dir: str | Path) ->
         latest = run / "checkpoints" / "latest.pt"
         if latest.is_file() and "group" not in (alone := load_checkpoint(latest)):
             raise ValueError(
-                f"cannot resume {group_dir}: seed {seed}'s run {run} was continued on its own "
-                f"since (to step {int(alone.get('global_step', 0)):,}; the group holds step "
-                f"{int(step):,} for it), and the group would overwrite it; keep training that "
-                f"seed alone (rl train --resume {run}), or move its folder away first"
+                f"seed {seed}'s run {run} was continued on its own since (to step "
+                f"{int(alone.get('global_step', 0)):,}; the group {group_dir} holds step "
+                f"{int(step):,} for it), and resuming the group would overwrite it; keep "
+                f"training that seed alone (rl train --resume {run}), or move its folder away "
+                "first"
             )
 
 

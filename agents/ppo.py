@@ -720,7 +720,6 @@ RESUMABLE_FIELDS = (
     "total_timesteps",
     "checkpoint_every",
     "eval_episodes",
-    "target_confidence",  # the stop rule only: no training state
 )
 
 

@@ -172,8 +172,14 @@ def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
             f"{path} is a multi-seed group folder (for rl train --resume); give one seed's run "
             f"folder{example}"
         )
+    if an_interrupted_first_save(path):
+        raise CheckpointError(
+            f"{path} holds no trained checkpoint: its training stopped during its first save "
+            f"(only the untrained {FIRST_SNAPSHOT}); train it again with rl train --run-dir "
+            f"{path} (or --resume-if-exists)"
+        )
     snapshots = list_snapshots(path)
-    if snapshots:  # latest.pt and best.pt lost (or a kill between the first snapshot and them)
+    if snapshots:  # latest.pt and best.pt lost
         raise CheckpointError(
             f"{path} holds no latest.pt or best.pt, only step_*.pt snapshots; give one, e.g. "
             f"the newest: {snapshots[-1][1]}"
@@ -377,7 +383,7 @@ def refuse_another_run_in(
     if not (any(folder.glob("checkpoints/*.pt")) or (folder / "multiseed.pt").is_file()):
         return
     if an_interrupted_first_save(folder):
-        return  # nothing there resumes: the new run removes it (TrainingRun)
+        return  # nothing there resumes; the new run's first save replaces it
     what = ""
     try:
         config = read_json(folder / "config.json")
@@ -394,36 +400,18 @@ def refuse_another_run_in(
     raise ValueError(f"{folder} already holds a run{what}; {hint}")
 
 
+FIRST_SNAPSHOT = "step_000000000.pt"
+
+
 def an_interrupted_first_save(run_dir: str | os.PathLike) -> bool:
-    """Whether ``run_dir`` holds checkpoint files and only what a training stopped during its
-    first save leaves: no ``latest.pt`` (:meth:`TrainingRun.save` writes it last), at most one
-    step snapshot, a ``best.pt`` of that snapshot's step if any, and other files of that save
-    (a replay buffer). No resume can start there, so a new run may: without this, a kill in
-    those milliseconds left a folder that ``--resume-if-exists`` could neither continue nor
-    restart."""
-    folder = Path(run_dir) / "checkpoints"
-    names = {path.name for path in folder.glob("*.pt")}
-    if not names or "latest.pt" in names or (Path(run_dir) / "multiseed.pt").exists():
-        return False
-    snapshots = list_snapshots(run_dir)
-    if len(snapshots) > 1:
-        return False
-    if "best.pt" in names and snapshots:
-        try:
-            return load_checkpoint(folder / "best.pt").get("global_step") == snapshots[0][0]
-        except CheckpointError:
-            return False
-    return True
-
-
-def _remove_an_interrupted_first_save(run_dir: Path) -> None:
-    """A new run's start in a folder holding an interrupted first save: its best.pt and
-    snapshot go, so that they cannot pass for the new run's (its other files, a replay buffer,
-    are tagged with their step and replaced at the new run's first save)."""
-    if an_interrupted_first_save(run_dir):
-        for path in (run_dir / "checkpoints" / "best.pt", *(p for _, p in list_snapshots(run_dir))):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+    """Whether ``run_dir``'s only checkpoint file is the untrained snapshot of step 0: what a
+    training stopped during its first save leaves (every agent saves first at step 0, the
+    snapshot before ``latest.pt``, :meth:`TrainingRun.save`). Nothing there resumes, so a new
+    run may start there afresh: without this, a kill in those milliseconds left a folder that
+    ``--resume-if-exists`` could neither continue nor restart. Any other file (a ``best.pt``, a
+    later snapshot, a replay buffer) is a run's to keep."""
+    names = [path.name for path in (Path(run_dir) / "checkpoints").glob("*.pt")]
+    return names == [FIRST_SNAPSHOT] and not (Path(run_dir) / "multiseed.pt").exists()
 
 
 def _remove_stale_temp_files(checkpoint_dir: Path) -> None:
@@ -481,8 +469,6 @@ class TrainingRun:
             acquire_run_folder(self.run_dir)
             self._locked = True
             _remove_stale_temp_files(self.checkpoint_dir)
-            if purge_step is None:
-                _remove_an_interrupted_first_save(self.run_dir)
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / "config.json", config)
             from torch.utils.tensorboard import (
@@ -699,9 +685,9 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
             )
         if an_interrupted_first_save(run_dir):
             raise CheckpointError(
-                f"cannot resume: {run_dir}'s training stopped during its first checkpoint (no "
-                f"checkpoints/latest.pt): train it afresh with --run-dir {run_dir}, or with "
-                "--resume-if-exists"
+                f"cannot resume: {run_dir}'s training stopped during its first checkpoint (only "
+                f"the untrained {FIRST_SNAPSHOT}, no latest.pt): train it afresh with --run-dir "
+                f"{run_dir}, or with --resume-if-exists"
             )
         snapshots = list_snapshots(run_dir)
         if snapshots:

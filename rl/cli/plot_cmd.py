@@ -201,6 +201,11 @@ def _describe(path: Path) -> dict[str, Any]:
     arguments the run left out), plus its algorithm."""
     config: dict[str, Any] = {}
     raw = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    algo = raw.get("algo") or _algo_of(path)
+    if algo in ("ppo", "a2c", "dqn"):  # runs saved before a field trained as it says
+        from agents.base import FIELDS_ADDED
+
+        raw = {**FIELDS_ADDED, **raw}
     for key, value in raw.items():
         if key != "env_kwargs":
             config[key] = _hashable(value)
@@ -209,7 +214,7 @@ def _describe(path: Path) -> dict[str, Any]:
         env_kwargs = {**_env_defaults(raw["env_id"]), **env_kwargs}
     config.update({k: _hashable(v) for k, v in env_kwargs.items()})
     if "algo" not in config:
-        config["algo"] = _algo_of(path)
+        config["algo"] = algo
     return config
 
 

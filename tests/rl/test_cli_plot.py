@@ -130,3 +130,16 @@ def test_runs_of_one_seed_are_counted_as_runs_and_a_restart_is_not_reported(
     assert "ppo (2 runs, 1 seed)" in captured.out
     # TensorBoard's warning goes through logging (stderr outside pytest).
     assert "TensorFlow restart" not in captured.err + caplog.text
+
+
+def test_a_run_saved_before_a_field_existed_groups_with_runs_of_its_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An old config.json has no target_confidence: it trained on the check's mean (0.5), so
+    it is one group with a new run that sets 0.5, not a group labelled None."""
+    old = {"env_id": DOG, "env_kwargs": {}, "algo": "ppo", "seed": 1}
+    _write_run(tmp_path / "old", old, _episodes(1.0))
+    _write_run(tmp_path / "new", {**old, "seed": 2, "target_confidence": 0.5}, _episodes(1.0))
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "(2 runs in 1 group)" in out and "None" not in out

@@ -175,16 +175,17 @@ def test_a_run_saved_before_target_confidence_resumes_on_its_own_rule(
     copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A checkpoint without ``target_confidence`` stopped on the check's mean (0.5): a resume
-    keeps that rule, and ``--set`` may change it, a stop rule holding no training state."""
+    keeps that rule (a resume continues the same run: ``--set`` may not change it)."""
     latest = copy / "checkpoints" / "latest.pt"
     checkpoint = torch.load(latest, weights_only=True)
     del checkpoint["config"]["target_confidence"]
     save_checkpoint(checkpoint, latest)
     assert main(["train", "--resume", str(copy), "--total-timesteps", "384", "--no-progress"]) == 0
     assert json.loads((copy / "config.json").read_text())["target_confidence"] == 0.5
+    capsys.readouterr()
     more = ["--total-timesteps", "512", "--no-progress", "--set", "target_confidence=0.9"]
-    assert main(["train", "--resume", str(copy), *more]) == 0
-    assert json.loads((copy / "config.json").read_text())["target_confidence"] == 0.9
+    assert main(["train", "--resume", str(copy), *more]) == 2
+    assert "a different target_confidence" in one_error_line(capsys, "train")
 
 
 @pytest.mark.parametrize(

@@ -309,9 +309,9 @@ class Killed(BaseException):
 def test_a_kill_during_the_first_save_leaves_a_folder_a_new_run_starts_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first save writes best.pt and its snapshot before latest.pt: killed between them, the
-    folder can be neither resumed nor (until now) trained into, so ``--resume-if-exists`` was
-    stuck. A new run starts there and removes those files."""
+    """Every agent saves first at step 0, the snapshot before latest.pt: killed between them,
+    the folder held only an untrained snapshot and could be neither resumed nor (until now)
+    trained into, so ``--resume-if-exists`` was stuck. A new run starts there."""
     from rl import runs
 
     folder = tmp_path / "run"
@@ -325,33 +325,39 @@ def test_a_kill_during_the_first_save_leaves_a_folder_a_new_run_starts_in(
 
     monkeypatch.setattr(runs, "save_checkpoint", killed_before_latest)
     with pytest.raises(Killed):
-        run.save({"model": {}}, 64, mean_return=1.0, snapshot=run.snapshot_due(64))
+        run.save({"model": {}}, 0, snapshot=run.snapshot_due(0))
     run.close()
     monkeypatch.undo()
-    names = sorted(p.name for p in (folder / "checkpoints").glob("*.pt"))
-    assert names == ["best.pt", "step_000000064.pt"] and an_interrupted_first_save(folder)
+    assert [p.name for p in (folder / "checkpoints").glob("*.pt")] == ["step_000000000.pt"]
+    assert an_interrupted_first_save(folder)
     with pytest.raises(CheckpointError, match=r"stopped during its first checkpoint .*afresh"):
         load_resume_checkpoint(folder)
+    with pytest.raises(CheckpointError, match=r"no trained checkpoint: .*train it again"):
+        find_checkpoint(folder)  # rl eval, rl watch
     refuse_another_run_in(folder)  # no refusal
     fresh = TrainingRun(folder, {}, total_timesteps=1000, progress=False)
-    assert not any((folder / "checkpoints").glob("*.pt"))  # the killed save's files are gone
-    fresh.save({"model": {}}, 32, snapshot=fresh.snapshot_due(32))
+    fresh.save({"model": {}}, 0, snapshot=fresh.snapshot_due(0))
     fresh.close()
-    assert load_resume_checkpoint(folder)["global_step"] == 32
+    assert load_resume_checkpoint(folder)["global_step"] == 0
 
 
-def test_a_folder_holding_more_than_a_first_save_is_still_another_run(tmp_path: Path) -> None:
-    """Without latest.pt but with two snapshots, or a best.pt of another step than the one
-    snapshot, a folder holds a longer run's checkpoints: refused, as before."""
-    checkpoints = tmp_path / "checkpoints"
-    checkpoints.mkdir()
-    save_checkpoint({"model": {}, "global_step": 0}, checkpoints / "step_000000000.pt")
-    save_checkpoint({"model": {}, "global_step": 4096}, checkpoints / "best.pt")
-    assert not an_interrupted_first_save(tmp_path)
-    with pytest.raises(ValueError, match="already holds a run"):
-        refuse_another_run_in(tmp_path)
-    (checkpoints / "best.pt").unlink()
-    save_checkpoint({"model": {}, "global_step": 4096}, checkpoints / "step_000004096.pt")
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["best.pt"],  # a run whose latest.pt and snapshots were deleted
+        ["best.pt", "step_000000000.pt"],
+        ["step_000008192.pt"],  # one later snapshot left
+        ["step_000000000.pt", "replay_buffer.pt"],
+        ["step_000000000.pt", "step_000004096.pt"],
+    ],
+)
+def test_a_folder_holding_more_than_an_untrained_snapshot_is_still_a_run(
+    tmp_path: Path, files: list[str]
+) -> None:
+    """Without latest.pt, anything beyond the step-0 snapshot is a run's to keep: refused."""
+    (tmp_path / "checkpoints").mkdir()
+    for name in files:
+        save_checkpoint({"model": {}}, tmp_path / "checkpoints" / name)
     assert not an_interrupted_first_save(tmp_path)
     with pytest.raises(ValueError, match="already holds a run"):
         refuse_another_run_in(tmp_path)
