@@ -766,6 +766,11 @@ def print_summary(result: Any, cfg: Any, resumed_from: int | None = None) -> Non
             f"Trained {result.global_step - resumed_from:,} steps{took}, from step "
             f"{resumed_from:,} to {result.global_step:,}."
         )
+        if result.global_step == resumed_from and "target_reached_return" not in result.metrics:
+            console.print(
+                f"The run had trained its {resumed_from:,} steps already: --total-timesteps is "
+                f"the total, so pass more than {resumed_from:,} to train on."
+            )
     if result.metrics.get("stopped_on_request"):
         console.print(
             f"Stopped at your request (Ctrl-C), checkpointed at step {result.global_step:,}: "

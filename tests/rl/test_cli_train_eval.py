@@ -171,6 +171,14 @@ def test_resume_continues_a_run(copy: Path, capsys: pytest.CaptureFixture[str]) 
     assert "Resuming PPO" in capsys.readouterr().out
 
 
+def test_resuming_a_finished_run_says_how_to_train_on(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Trained 0 steps" in out and "pass more than 256 to train on" in out
+
+
 def test_a_run_saved_before_target_confidence_resumes_on_its_own_rule(
     copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
