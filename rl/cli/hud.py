@@ -921,6 +921,20 @@ def fit_scene(scene: Any, height: int) -> Any:
     return pygame.transform.smoothscale(scene, size)
 
 
+BANNER_SIZE = 34  # the banner's font size where its words fit the scene
+
+
+def banner_label(text: str, scene_width: int) -> Any:
+    """The banner's words at :data:`BANNER_SIZE`, or smaller where a longer language's do not
+    fit a scene ``scene_width`` wide (within the box's margins and padding): whole, never cut."""
+    size, room = BANNER_SIZE, scene_width - 56
+    label = _TEXT.render(text, size, (255, 255, 255), True)
+    while label.get_width() > room and size > 14:
+        size = max(14, min(size - 1, size * room // label.get_width()))
+        label = _TEXT.render(text, size, (255, 255, 255), True)
+    return label
+
+
 def draw_banner(target: Any, rect: tuple[int, int, int, int], event: Event) -> None:
     """The event in large words over the bottom of the scene, for the moment it happens.
 
@@ -928,7 +942,7 @@ def draw_banner(target: Any, rect: tuple[int, int, int, int], event: Event) -> N
     """
     pygame = import_pygame()
     x, y, w, h = rect
-    label = _TEXT.render(event.text, 34, (255, 255, 255), True)
+    label = banner_label(event.text, w)
     box = pygame.Rect(0, 0, min(w - 20, label.get_width() + 36), label.get_height() + 18)
     box.midbottom = (x + w // 2, y + h - 14)
     overlay = pygame.Surface(box.size, pygame.SRCALPHA)

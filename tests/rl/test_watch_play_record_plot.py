@@ -986,3 +986,22 @@ def test_watch_ends_with_the_episodes_it_showed(display: None, capsys) -> None:
     returns = [float(line.split("return ")[1].split()[0]) for line in lines if "episode " in line]
     assert len(returns) == 2
     assert lines[-1] == f"2 episode(s) watched, mean return {sum(returns) / 2:+.2f}"
+
+
+def test_every_languages_banners_fit_the_dogs_scene_whole() -> None:
+    """Spanish's 'quiso hacer pis: vejiga a menos de la mitad' was wider than the scene at the
+    banner's size, and both its ends were cut off: a banner that would not fit is smaller."""
+    import gymnasium
+
+    from rl.cli.hud import BANNER_SIZE, STRINGS, banner_label, scene_height
+
+    env = gymnasium.make("sandbox/DogTraining-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    h, w = env.render().shape[:2]
+    env.close()
+    width = round(w * scene_height((w, h)) / h)
+    for words in STRINGS.values():
+        for text in words.values():
+            if "\n" not in text:
+                assert banner_label(text, width).get_width() <= width - 56, text
+    assert banner_label("treat!", width).get_height() >= BANNER_SIZE - 10  # short ones stay big
