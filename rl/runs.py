@@ -184,6 +184,14 @@ def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
             f"{path} holds no latest.pt or best.pt, only step_*.pt snapshots; give one, e.g. "
             f"the newest: {snapshots[-1][1]}"
         )
+    inner = sorted(
+        p.parent.parent for depth in ("*", "*/*") for p in path.glob(f"{depth}/checkpoints/*.pt")
+    )
+    if inner and not (path / "config.json").is_file():  # runs/, or runs/lesson/
+        names = ", ".join(str(p) for p in list(dict.fromkeys(inner))[:3])
+        raise CheckpointError(
+            f"{path} is a folder of runs, not one run; give one of them, e.g. {names}"
+        )
     if (path / "config.json").is_file():  # a run folder whose training saved nothing yet
         raise CheckpointError(
             f"{path} holds no checkpoint yet: its training is still starting (the first comes "

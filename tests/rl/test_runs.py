@@ -127,6 +127,18 @@ def test_find_checkpoint_errors(tmp_path: Path) -> None:
         load_resume_checkpoint(tmp_path)
 
 
+def test_a_folder_of_runs_names_some_of_them(tmp_path: Path) -> None:
+    """``rl eval runs`` or ``rl watch runs/lesson``: the runs inside are what to give."""
+    for name in ("lesson/coached", "lesson/treats", "other"):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        for file in ("latest.pt", "best.pt"):
+            save_checkpoint({"model": {}}, tmp_path / name / "checkpoints" / file)
+    with pytest.raises(CheckpointError, match=r"lesson is a folder of runs, not one run; give "):
+        find_checkpoint(tmp_path / "lesson")
+    with pytest.raises(CheckpointError, match=r"e\.g\. \S+coached, \S+treats, \S+other$"):
+        find_checkpoint(tmp_path)
+
+
 def test_non_writer_rank_writes_nothing(tmp_path: Path) -> None:
     run = TrainingRun(tmp_path / "r1", {}, total_timesteps=10, writer=False, progress=False)
     run.log({"x": 1.0}, 0)

@@ -1005,3 +1005,11 @@ def test_every_languages_banners_fit_the_dogs_scene_whole() -> None:
             if "\n" not in text:
                 assert banner_label(text, width).get_width() <= width - 56, text
     assert banner_label("treat!", width).get_height() >= BANNER_SIZE - 10  # short ones stay big
+
+
+def test_a_misspelt_run_folder_is_suggested_like_a_misspelt_env_id(tmp_path: Path) -> None:
+    (tmp_path / "lesson" / "coached").mkdir(parents=True)
+    with pytest.raises(CLIError, match=r"did you mean '.*lesson/coached'\?"):
+        resolve_target(str(tmp_path / "lesson" / "coachd"))
+    with pytest.raises(CLIError, match=r"did you mean 'sandbox/DogTraining-v0'\?"):
+        resolve_target("sandbox/DogTrainin-v0")
