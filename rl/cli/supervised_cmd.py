@@ -448,8 +448,9 @@ def summary(result: dict[str, Any]) -> str:
                 f"{_fmt(result.get('expert_return'))}, random {_fmt(result.get('random_return'))}"
             )
         lines.append(
-            f"cloned from {steps}; agreement with {who} on held-out episodes "
-            f"{_fmt(result['val_accuracy'], True)} (the steps that also picked the best epoch)"
+            f"cloned from {steps}; agreement with {who} on held-out steps "
+            f"{_fmt(result['val_accuracy'], True)} (not learned from: whole episodes where there "
+            "are several, else the last steps; they also picked the best epoch)"
         )
         if "sweep" in result:
             lines.append(
