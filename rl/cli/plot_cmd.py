@@ -288,7 +288,13 @@ def group_runs(runs: list[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
 
 
 def _show(value: Any) -> str:
-    return str(value) if not isinstance(value, tuple) else re.sub(r"[()']", "", str(value))
+    """A config value in a label: ``64, 64`` for a list, ``{on_sofa: -0.5}`` for a mapping
+    (:func:`_hashable` made it a tuple of pairs)."""
+    if not isinstance(value, tuple):
+        return str(value)
+    if value and all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value) + "}"
+    return re.sub(r"[()']", "", str(value))
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
@@ -353,6 +359,7 @@ def plot(
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     single = False  # a group of one run: drawn smoothed (bold) over its logged points (faint)
+    outside: list[Any] = []  # a legend below the last row, outside the figure's layout
     for row, (env_id, env_runs) in zip(axes, envs, strict=True):
         for index, (label, members) in enumerate(group_runs(env_runs)):
             color = colors[index % len(colors)]
@@ -395,7 +402,19 @@ def plot(
             ax.grid(True, alpha=0.3)
             if tag == SUCCESS_TAG:
                 ax.set_ylim(-0.02, 1.02)
-        row[0].legend(loc="best", fontsize=9, frameon=False)
+        entries = row[0].get_legend_handles_labels()[1]
+        if len(entries) > 4 or any(len(e) > 45 for e in entries):  # below: not over the curves
+            below = (0.0, -0.2)  # under the axis label
+            legend = row[0].legend(
+                loc="upper left", bbox_to_anchor=below, fontsize=9, frameon=False
+            )
+            # Below the last row the saved image grows to hold it (savefig's extra artists);
+            # above another row, the layout makes room.
+            if env_id == envs[-1][0]:
+                legend.set_in_layout(False)
+                outside.append(legend)
+        else:
+            row[0].legend(loc="best", fontsize=9, frameon=False)
     env_ids = [env_id for env_id, _ in envs if env_id != NO_ENV]
     heading = title or ", ".join(env_ids) or "learning curves"
     if single and smoothing > 0:
@@ -403,7 +422,8 @@ def plot(
     fig.suptitle(heading)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    extra = [*fig.get_default_bbox_extra_artists(), *outside]  # (the title among the first)
+    fig.savefig(out, dpi=110, bbox_inches="tight", bbox_extra_artists=extra)
     plt.close(fig)
     return out
 

@@ -143,3 +143,23 @@ def test_a_run_saved_before_a_field_existed_groups_with_runs_of_its_value(
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
     out = capsys.readouterr().out
     assert "(2 runs in 1 group)" in out and "None" not in out
+
+
+def test_a_scheme_of_your_own_is_labelled_as_a_mapping_and_many_labels_go_below(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``{"on_sofa": -0.5, "relief_outdoors": 1}`` read 'on_sofa, -0.5, relief_outdoors, 1'; six
+    long labels covered the curves (they go below the axes now, inside the saved image)."""
+    from PIL import Image
+
+    mine = {"on_sofa": -0.5, "relief_outdoors": 1}
+    _write_run(
+        tmp_path / "mine", {"env_id": DOG, "env_kwargs": {"reward_scheme": mine}}, _episodes(1.0)
+    )
+    for scheme in ("treats", "scolding_only", "treats_and_scolding", "coached"):
+        config = {"env_id": DOG, "env_kwargs": {"reward_scheme": scheme}, "total_timesteps": 1}
+        _write_run(tmp_path / scheme, config, _episodes(0.5))
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
+    assert "reward_scheme={on_sofa: -0.5, relief_outdoors: 1}" in capsys.readouterr().out
+    height = Image.open(tmp_path / "c.png").size[1]
+    assert height > 4.4 * 110  # the figure's height, grown by the legend below it
