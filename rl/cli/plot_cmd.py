@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,7 @@ def find_runs(paths: list[str]) -> list[tuple[Path, bool]]:
         if any(path.glob("events.out.tfevents.*")):
             found[path] = True
             continue
-        inner = sorted({p.parent for p in path.rglob("events.out.tfevents.*")})
+        inner = _event_folders(path)
         if not inner:
             raise CLIError(
                 f"{text} holds no TensorBoard events (events.out.tfevents.*) nor runs that do"
@@ -108,6 +109,21 @@ def find_runs(paths: list[str]) -> list[tuple[Path, bool]]:
         for run in inner:
             found.setdefault(run, False)
     return list(found.items())
+
+
+def _event_folders(root: Path) -> list[Path]:
+    """The folders under ``root`` that hold TensorBoard events, symlinked run folders too (a
+    comparison folder of links to runs), each real folder once however often it is linked."""
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree, or a second link to one run
+            subfolders.clear()
+            continue
+        seen.add(real)
+        if any(name.startswith("events.out.tfevents.") for name in files):
+            found.append(Path(folder))
+    return sorted(found)
 
 
 def read_run(path: Path) -> RunCurves:

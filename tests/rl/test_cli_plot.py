@@ -163,3 +163,18 @@ def test_a_scheme_of_your_own_is_labelled_as_a_mapping_and_many_labels_go_below(
     assert "reward_scheme={on_sofa: -0.5, relief_outdoors: 1}" in capsys.readouterr().out
     height = Image.open(tmp_path / "c.png").size[1]
     assert height > 4.4 * 110  # the figure's height, grown by the legend below it
+
+
+def test_a_folder_of_links_to_runs_plots_them_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A comparison folder of symlinks to runs (one linked twice, and a link back up the tree)
+    plots each run once; a plain walk saw no events there."""
+    run = _write_run(tmp_path / "runs" / "a", {"env_id": DOG, "algo": "ppo"}, _episodes(1.0))
+    compare = tmp_path / "compare"
+    compare.mkdir()
+    for name in ("first", "second"):
+        (compare / name).symlink_to(run, target_is_directory=True)
+    (compare / "loop").symlink_to(compare, target_is_directory=True)
+    assert main(["plot", str(compare), "--out", str(tmp_path / "c.png")]) == 0
+    assert "(1 run in 1 group)" in capsys.readouterr().out
