@@ -69,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train an agent (default: PPO on sandbox/DogTraining-v0)",
         description="Train an agent and write a run folder (TensorBoard events, config.json, "
         "checkpoints, eval.json). With no arguments: PPO on sandbox/DogTraining-v0 until it "
-        "is house-trained (about a minute on a laptop CPU).",
+        "is house-trained (well under a minute on a laptop CPU).",
         epilog="examples:  rl train --env sandbox/CartPole-v1 --seed 2 | "
         "rl train --set reward_scheme=treats | rl train --set learning_rate=3e-4 | "
         "rl train --resume runs/<run>",
