@@ -14,6 +14,7 @@ Every agent uses :class:`TrainingRun` so runs look the same whatever the algorit
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import json
 import math
@@ -155,7 +156,10 @@ def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
     if path.is_file():
         return path
     if not path.exists():
-        raise CheckpointError(f"{path} does not exist: expected a run directory or a .pt file")
+        raise CheckpointError(
+            f"{path} does not exist: {did_you_mean_path(path)}expected a run directory or a .pt "
+            "file"
+        )
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     if which not in ("latest", "best"):
         raise ValueError(f"which must be 'latest' or 'best', got {which!r}")
@@ -187,7 +191,9 @@ def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
     inner = sorted(
         p.parent.parent for depth in ("*", "*/*") for p in path.glob(f"{depth}/checkpoints/*.pt")
     )
-    if inner and not (path / "config.json").is_file():  # runs/, or runs/lesson/
+    # runs/, runs/lesson/, or a supervised comparison (its config.json beside source/, ...);
+    # a run still starting has its checkpoints/ folder already.
+    if inner and not (path / "checkpoints").is_dir():
         names = ", ".join(str(p) for p in list(dict.fromkeys(inner))[:3])
         raise CheckpointError(
             f"{path} is a folder of runs, not one run; give one of them, e.g. {names}"
@@ -201,6 +207,18 @@ def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
         f"{path} holds no checkpoint (looked for {', '.join(order)} in {folder}); "
         "expected a run directory made by `rl train` or a .pt file"
     )
+
+
+def did_you_mean_path(path: Path) -> str:
+    """``"did you mean 'runs/lesson/coached'? "`` for a misspelt path whose folder exists, else
+    ``""`` (a bare word too: for the CLI, that may be a misspelt env id)."""
+    folder = path.parent
+    if str(folder) in ("", ".") and os.sep not in str(path):
+        return ""
+    if not folder.is_dir():
+        return ""
+    close = difflib.get_close_matches(path.name, [p.name for p in folder.iterdir()], n=1)
+    return f"did you mean {str(folder / close[0])!r}? " if close else ""
 
 
 def list_snapshots(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -380,6 +398,7 @@ def refuse_another_run_in(
     its first checkpoint (a config.json, no .pt) or during it (:func:`an_interrupted_first_save`)
     holds nothing to keep: training starts there afresh, so that ``--resume-if-exists``
     (torchrun's restart) is not stuck between "already holds a run" and "nothing to resume". A
+    folder with an ``eval.json`` holds a finished run (its curves), checkpoints or not. A
     training still writing it is refused by the folder's lock instead.
 
     Args:
@@ -388,9 +407,12 @@ def refuse_another_run_in(
         hint: what to do instead, in the caller's words (``rl train``'s flags).
     """
     folder = Path(run_dir)
-    if not (any(folder.glob("checkpoints/*.pt")) or (folder / "multiseed.pt").is_file()):
+    finished = (folder / "eval.json").is_file()  # its checkpoints deleted, its curves kept
+    if not (
+        finished or any(folder.glob("checkpoints/*.pt")) or (folder / "multiseed.pt").is_file()
+    ):
         return
-    if an_interrupted_first_save(folder):
+    if an_interrupted_first_save(folder) and not finished:
         return  # nothing there resumes; the new run's first save replaces it
     what = ""
     try:

@@ -91,7 +91,7 @@ def find_runs(paths: list[str]) -> list[tuple[Path, bool]]:
     Raises:
         CLIError: a path that does not exist or holds no TensorBoard events.
     """
-    found: dict[Path, bool] = {}
+    found: dict[str, tuple[Path, bool]] = {}  # by real path: a run and a link to it are one
     for text in paths:
         path = Path(text)
         if not path.is_dir():
@@ -99,7 +99,7 @@ def find_runs(paths: list[str]) -> list[tuple[Path, bool]]:
                 f"{text} is not a directory; expected a run directory made by `rl train`"
             )
         if any(path.glob("events.out.tfevents.*")):
-            found[path] = True
+            found[os.path.realpath(path)] = (path, True)
             continue
         inner = _event_folders(path)
         if not inner:
@@ -107,8 +107,8 @@ def find_runs(paths: list[str]) -> list[tuple[Path, bool]]:
                 f"{text} holds no TensorBoard events (events.out.tfevents.*) nor runs that do"
             )
         for run in inner:
-            found.setdefault(run, False)
-    return list(found.items())
+            found.setdefault(os.path.realpath(run), (run, False))
+    return list(found.values())
 
 
 def _event_folders(root: Path) -> list[Path]:
@@ -420,10 +420,11 @@ def plot(
                 ax.set_ylim(-0.02, 1.02)
         entries = row[0].get_legend_handles_labels()[1]
         if len(entries) > 4 or any(len(e) > 45 for e in entries):  # below: not over the curves
-            below = (0.0, -0.2)  # under the axis label
+            below = (0.0, -0.2)  # under the axis label; in columns of at most 6 entries
             legend = row[0].legend(
-                loc="upper left", bbox_to_anchor=below, fontsize=9, frameon=False
-            )
+                loc="upper left", bbox_to_anchor=below, fontsize=9, frameon=False,
+                ncol=math.ceil(len(entries) / 6),
+            )  # fmt: skip
             # Below the last row the saved image grows to hold it (savefig's extra artists);
             # above another row, the layout makes room.
             if env_id == envs[-1][0]:

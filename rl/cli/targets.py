@@ -9,9 +9,7 @@ learner compares a trained agent with.
 
 from __future__ import annotations
 
-import difflib
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from rl.checkpoint import CheckpointError, load_checkpoint
 from rl.cli import CLIError, parse_env_value
 from rl.cli.eval_cmd import check_spaces, load_policy, policy_env
 from rl.cli.train_cmd import register_envs
-from rl.runs import find_checkpoint, list_snapshots
+from rl.runs import did_you_mean_path, find_checkpoint, list_snapshots
 from rl.vector import did_you_mean, env_spec
 
 
@@ -256,7 +254,7 @@ def resolve_target(
             raise CLIError(str(exc)) from None
         raise CLIError(
             f"{target!r} is neither a run directory, a checkpoint file nor a registered env id; "
-            f"{_a_path_like(path) or did_you_mean(target)}pass runs/<run name>, a .pt file, or "
+            f"{did_you_mean_path(path) or did_you_mean(target)}pass runs/<run name>, a .pt file, or "
             "an id from `rl envs` (e.g. sandbox/DogTraining-v0)"
         ) from None
     if env_id is not None and env_id != target:
@@ -270,18 +268,6 @@ def resolve_target(
         policy=RandomPolicy(action_space, seed),
         is_random=True,
     )
-
-
-def _a_path_like(path: Path) -> str:
-    """``"did you mean 'runs/lesson/coached'? "`` for a misspelt path whose folder exists, else
-    ``""``."""
-    folder = path.parent
-    if str(folder) in ("", ".") and os.sep not in str(path):
-        return ""  # a bare word: an env id's suggestion, if any, is the one to give
-    if not folder.is_dir():
-        return ""
-    close = difflib.get_close_matches(path.name, [p.name for p in folder.iterdir()], n=1)
-    return f"did you mean {str(folder / close[0])!r}? " if close else ""
 
 
 def progress_targets(

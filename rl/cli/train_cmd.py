@@ -767,9 +767,12 @@ def print_summary(result: Any, cfg: Any, resumed_from: int | None = None) -> Non
             f"{resumed_from:,} to {result.global_step:,}."
         )
         if result.global_step == resumed_from and "target_reached_return" not in result.metrics:
+            # Totals are counted in whole iterations: the next one ends this many steps on.
+            ranks = int(os.environ.get("WORLD_SIZE", "1")) if getattr(cfg, "distributed", 0) else 1
+            step = cfg.num_envs * getattr(cfg, "num_steps", 1) * ranks
             console.print(
                 f"The run had trained its {resumed_from:,} steps already: --total-timesteps is "
-                f"the total, so pass more than {resumed_from:,} to train on."
+                f"the total, so pass at least {resumed_from + step:,} to train on."
             )
     if result.metrics.get("stopped_on_request"):
         console.print(

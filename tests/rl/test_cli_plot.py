@@ -178,3 +178,7 @@ def test_a_folder_of_links_to_runs_plots_them_once(
     (compare / "loop").symlink_to(compare, target_is_directory=True)
     assert main(["plot", str(compare), "--out", str(tmp_path / "c.png")]) == 0
     assert "(1 run in 1 group)" in capsys.readouterr().out
+    assert (
+        main(["plot", str(tmp_path / "runs"), str(compare), "--out", str(tmp_path / "d.png")]) == 0
+    )
+    assert "(1 run in 1 group)" in capsys.readouterr().out  # the run and its links: once

@@ -176,7 +176,9 @@ def test_resuming_a_finished_run_says_how_to_train_on(
 ) -> None:
     assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "Trained 0 steps" in out and "pass more than 256 to train on" in out
+    assert "Trained 0 steps" in out and "pass at least 384 to train on" in out  # 4 x 32 more
+    assert main(["train", "--resume", str(copy), "--total-timesteps", "384", "--no-progress"]) == 0
+    assert "Trained 128 steps" in capsys.readouterr().out
 
 
 def test_a_run_saved_before_target_confidence_resumes_on_its_own_rule(

@@ -137,6 +137,20 @@ def test_a_folder_of_runs_names_some_of_them(tmp_path: Path) -> None:
         find_checkpoint(tmp_path / "lesson")
     with pytest.raises(CheckpointError, match=r"e\.g\. \S+coached, \S+treats, \S+other$"):
         find_checkpoint(tmp_path)
+    # A supervised comparison writes its config.json beside its runs (source/, transfer/, ...).
+    (tmp_path / "lesson" / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=r"lesson is a folder of runs"):
+        find_checkpoint(tmp_path / "lesson")
+    with pytest.raises(CheckpointError, match=r"does not exist: did you mean '\S+coached'\?"):
+        find_checkpoint(tmp_path / "lesson" / "coachd")  # rl eval
+
+
+def test_a_finished_run_whose_checkpoints_were_deleted_is_still_a_run(tmp_path: Path) -> None:
+    """Its eval.json and curves are kept: a new run there would hide them (purge from 0)."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "eval.json").write_text("{}")
+    with pytest.raises(ValueError, match="already holds a run"):
+        refuse_another_run_in(tmp_path)
 
 
 def test_non_writer_rank_writes_nothing(tmp_path: Path) -> None:
