@@ -286,7 +286,10 @@ def group_runs(runs: list[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
     for run in runs:
         groups.setdefault(tuple(repr(run.config.get(k)) for k in differing), []).append(run)
     labelled = []
-    for members in groups.values():
+    ordered = sorted(  # by the differing values, numbers as numbers (stable: ties keep order)
+        groups.values(), key=lambda members: [_order(members[0].config.get(k)) for k in differing]
+    )
+    for members in ordered:
         config = members[0].config
         if differing:
             label = ", ".join(f"{k}={_show(config.get(k))}" for k in differing)
@@ -301,6 +304,14 @@ def group_runs(runs: list[RunCurves]) -> list[tuple[str, list[RunCurves]]]:
             )
         labelled.append((label, members))
     return labelled
+
+
+def _order(value: Any) -> tuple[int, Any]:
+    """A sort key for a config value: numbers first and by value (``2`` before ``11``), then the
+    rest by their label text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value)
+    return (1, _show(value))
 
 
 def _show(value: Any) -> str:

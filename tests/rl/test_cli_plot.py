@@ -182,3 +182,15 @@ def test_a_folder_of_links_to_runs_plots_them_once(
         main(["plot", str(tmp_path / "runs"), str(compare), "--out", str(tmp_path / "d.png")]) == 0
     )
     assert "(1 run in 1 group)" in capsys.readouterr().out  # the run and its links: once
+
+
+def test_groups_are_ordered_by_value_numbers_as_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i, envs in enumerate((1, 11, 2)):  # folders cp0, cp1, cp2
+        _write_run(
+            tmp_path / f"cp{i}", {"env_id": DOG, "algo": "ppo", "num_envs": envs}, _episodes(1.0)
+        )
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
+    lines = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert lines == ["num_envs=1", "num_envs=2", "num_envs=11"]
