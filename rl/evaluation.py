@@ -50,11 +50,12 @@ class EvalResult:
         of scoring as well as it did here (a normal approximation, close at 100 episodes; at 10,
         nearer 7 % than 5 %). 0.5 gives the mean; one episode, its return; a non-finite return,
         NaN, which reaches no target."""
-        n, mean = self.episodes, self.mean_return
+        n = self.episodes
         if n < 2:
-            return mean
-        variance = sum((r - mean) ** 2 for r in self.returns) / (n - 1)
-        return mean - statistics.NormalDist().inv_cdf(confidence) * math.sqrt(variance / n)
+            return self.mean_return
+        # The sample standard deviation over sqrt(n) is std_return (over n) / sqrt(n - 1).
+        spread = self.std_return / math.sqrt(n - 1)
+        return self.mean_return - statistics.NormalDist().inv_cdf(confidence) * spread
 
     @property
     def mean_length(self) -> float:
