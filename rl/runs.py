@@ -188,13 +188,11 @@ def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
             f"{path} holds no latest.pt or best.pt, only step_*.pt snapshots; give one, e.g. "
             f"the newest: {snapshots[-1][1]}"
         )
-    inner = sorted(
-        p.parent.parent for depth in ("*", "*/*") for p in path.glob(f"{depth}/checkpoints/*.pt")
-    )
+    inner = runs_inside(path)
     # runs/, runs/lesson/, or a supervised comparison (its config.json beside source/, ...);
     # a run still starting has its checkpoints/ folder already.
     if inner and not (path / "checkpoints").is_dir():
-        names = ", ".join(str(p) for p in list(dict.fromkeys(inner))[:3])
+        names = ", ".join(str(p) for p in inner[:3])
         raise CheckpointError(
             f"{path} is a folder of runs, not one run; give one of them, e.g. {names}"
         )
@@ -207,6 +205,15 @@ def find_checkpoint(path: str | os.PathLike, which: str = "latest") -> Path:
         f"{path} holds no checkpoint (looked for {', '.join(order)} in {folder}); "
         "expected a run directory made by `rl train` or a .pt file"
     )
+
+
+def runs_inside(folder: Path, checkpoint: str = "*.pt", levels: int = 2) -> list[Path]:
+    """The run folders up to ``levels`` below ``folder`` that hold ``checkpoints/<checkpoint>``
+    (a glob pattern), sorted, each once: what to name when a folder of runs is given for one."""
+    patterns = (
+        "/".join(["*"] * depth) + f"/checkpoints/{checkpoint}" for depth in range(1, levels + 1)
+    )
+    return sorted({p.parent.parent for pattern in patterns for p in folder.glob(pattern)})
 
 
 def did_you_mean_path(path: Path) -> str:
@@ -707,7 +714,7 @@ def load_resume_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
                 f"cannot resume: {run_dir} is a folder of runs, not one run; to continue its "
                 f"newest multi-seed run (every seed), give its group folder: --resume {newest}"
             )
-        inner = sorted(p.parent.parent for p in Path(run_dir).glob("*/checkpoints/latest.pt"))
+        inner = runs_inside(Path(run_dir), "latest.pt", levels=1)
         if inner:
             raise CheckpointError(
                 f"cannot resume: {run_dir} is a folder of runs, not one run; give one of them, "
