@@ -324,13 +324,20 @@ def check_passes(checked: EvalResult, target_return: float, confidence: float) -
     return checked.lower_bound(confidence) >= target_return
 
 
+def iteration_steps(cfg: Any, world_size: int = 1) -> int:
+    """The env steps of one iteration, the unit ``total_timesteps`` is rounded down to:
+    ``num_envs x num_steps`` transitions (PPO, A2C) or one vector step (DQN, whose
+    ``batch_size`` is its replay minibatch), on each of ``world_size`` ranks."""
+    return cfg.num_envs * getattr(cfg, "num_steps", 1) * world_size
+
+
 def refuse_a_smaller_total(
     cfg: Any, trained: int, run: Any, world_size: int = 1, name: str = "total_timesteps"
 ) -> None:
     """A ValueError if resuming ``run`` (``trained`` steps done) with ``cfg`` would train
     nothing: ``total_timesteps`` counts the steps in all, not the steps to add. A total below
     one iteration of every rank's steps still trains one, so that is what is compared."""
-    per = cfg.num_envs * getattr(cfg, "num_steps", 1) * world_size
+    per = iteration_steps(cfg, world_size)
     if max(cfg.total_timesteps, per) < trained:
         raise ValueError(
             f"cannot resume {run}: it has trained {trained:,} steps, more than {name} "

@@ -741,9 +741,9 @@ def logdir_for(run_dir: str | Path) -> Path:
 def planned_steps(cfg: Any) -> str:
     """``"2,048 steps (--total-timesteps 3,000 in whole iterations of 1,024)"``: what the run
     will train, where whole iterations round ``total_timesteps`` down."""
-    # An iteration is num_envs x num_steps transitions (PPO, A2C) or one vector step (DQN,
-    # whose batch_size is its replay minibatch).
-    per = cfg.num_envs * getattr(cfg, "num_steps", 1)
+    from agents.base import iteration_steps
+
+    per = iteration_steps(cfg)
     total = cfg.total_timesteps
     if total % per == 0:
         return f"{total:,} steps"
@@ -767,9 +767,11 @@ def print_summary(result: Any, cfg: Any, resumed_from: int | None = None) -> Non
             f"{resumed_from:,} to {result.global_step:,}."
         )
         if result.global_step == resumed_from and "target_reached_return" not in result.metrics:
+            from agents.base import iteration_steps
+
             # Totals are counted in whole iterations: the next one ends this many steps on.
             ranks = int(os.environ.get("WORLD_SIZE", "1")) if getattr(cfg, "distributed", 0) else 1
-            step = cfg.num_envs * getattr(cfg, "num_steps", 1) * ranks
+            step = iteration_steps(cfg, ranks)
             console.print(
                 f"The run had trained its {resumed_from:,} steps already: --total-timesteps is "
                 f"the total, so pass at least {resumed_from + step:,} to train on."
