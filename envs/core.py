@@ -624,18 +624,20 @@ class TorchVectorEnv(VectorEnv):
         """
         carried = {"state", "_elapsed", "_returns", "_rng_step_t", "_last_actions"}
 
-        def tensors() -> dict[str, int]:
+        def tensors() -> dict[str, torch.Tensor]:
             return {
-                name: id(value)
+                name: value
                 for name, value in vars(self).items()
                 if name not in carried and isinstance(value, torch.Tensor)
             }
 
+        # The tensors themselves, not their ids: held here, a replaced tensor cannot be freed
+        # and its id handed to the tensor that replaces it two steps later.
         before = tensors()
         changed: list[str] = []
         yield changed
         after = tensors()
-        changed.extend(sorted(name for name, ident in after.items() if before.get(name) != ident))
+        changed.extend(sorted(name for name, t in after.items() if before.get(name) is not t))
 
     def load_carried(self, tensors: list[torch.Tensor]) -> None:
         """Continue from ``tensors`` (in :meth:`carried`'s order), used as they are."""

@@ -4,10 +4,13 @@ are tested on CUDA in tests/agents/test_ppo_graphs.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 import envs  # noqa: F401  (registers the sandbox/ ids)
+from envs.cartpole import CartPoleVectorEnv
 from rl.vector import make_vector_env
 
 
@@ -48,3 +51,41 @@ def test_a_reset_writes_the_autoreset_key_in_place() -> None:
         inner.reset(seed=1)
     inner.reset(seed=2)
     assert torch.equal(inner._rng_key_t, fresh._rng_key_t)
+
+
+class _RebindsEveryStep(CartPoleVectorEnv):
+    """Per-step state kept outside ``state``, its old tensor freed before the new one is made:
+    the allocator then hands each step's tensor the last one's address (and ``id``)."""
+
+    def _transition(self, state: torch.Tensor, actions: torch.Tensor) -> Any:
+        old = self.__dict__.pop("pushes")
+        total = old + actions.sum()
+        del old  # freed here, so the clone below is made where it was
+        self.pushes = total.clone()
+        del total
+        return super()._transition(state, actions)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 32])
+def test_uncarried_changes_names_an_attribute_rebound_every_step(steps: int) -> None:
+    """It used to compare ids, which a freed tensor hands on: it reported nothing here, and an
+    evaluator captured such an env in a CUDA graph that replays stale values (seen on an
+    H200: its 32-step check missed tests/agents/test_ppo_graphs.py's RebindingCartPole)."""
+    env = _RebindsEveryStep(num_envs=4)
+    env.reset(seed=0)
+    env.pushes = torch.zeros(())
+    with env.uncarried_changes() as changed:
+        for _ in range(steps):
+            env.step(torch.zeros(4, dtype=torch.long))
+    assert changed == ["pushes"]
+
+
+def test_uncarried_changes_leaves_out_tensors_updated_in_place() -> None:
+    env = CartPoleVectorEnv(num_envs=4)
+    env.reset(seed=0)
+    env.pushes = torch.zeros(())
+    with env.uncarried_changes() as changed:
+        for _ in range(4):
+            env.pushes.add_(1)
+            env.step(torch.zeros(4, dtype=torch.long))
+    assert changed == []
