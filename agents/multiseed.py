@@ -736,10 +736,14 @@ class _Loop:
     def run(self) -> None:
         base, k_agents = self.base, self.cfg.num_agents
         graphs = None
-        if base.cuda_graphs and ppo_graphs.env_unsupported(self.env, self.lr.device) is None:
+        if ppo_graphs.env_unsupported(self.env, self.lr.device) is None:
+            # A CUDA sandbox env: Adam counts its steps on the device and one check of every
+            # agent is kept, with graphs or without, so ``cuda_graphs=False`` trains the same
+            # numbers eagerly (on a GPU a check of K agents costs what a check of one does).
             self.optimizer.capturable = True
-            graphs = ppo_graphs.IterationGraphs(self.env, self.rollout, self.learn)
             self.keep_check = True
+            if base.cuda_graphs:
+                graphs = ppo_graphs.IterationGraphs(self.env, self.rollout, self.learn)
         cuda = self.lr.device.type == "cuda"
         self.check_gap = self.cfg.check_gap or (CUDA_CHECK_GAP if cuda else 1)
         while self.iteration < base.num_iterations and any(self.active):
@@ -877,11 +881,11 @@ class _Loop:
         """The deterministic check of each agent in ``passed``, on fresh episodes seeded with
         ``seed`` (RNG streams untouched).
 
-        With :attr:`keep_check` (CUDA graphs on a CUDA sandbox env), every agent runs in one
+        With :attr:`keep_check` (a CUDA sandbox env), every agent runs in one
         :class:`rl.evaluation.Evaluator` kept for the run, stopping once the rows of the
-        agents in ``passed`` have finished (the others step along, ignored): its first check
-        captures the steps in a graph and later checks only replay it. Otherwise only the agents in ``passed`` run: on
-        the CPU the cost grows with the rows.
+        agents in ``passed`` have finished (the others step along, ignored): with CUDA graphs
+        its first check captures the steps in a graph and later checks only replay it.
+        Otherwise only the agents in ``passed`` run: on the CPU the cost grows with the rows.
         """
         base, episodes = self.base, self.base.target_check_episodes
         device = self.next_obs.device
@@ -898,7 +902,7 @@ class _Loop:
             act = stacked_act(self.net, episodes, base.clip_obs, self.spaces, device, rms)
             self.check_evaluator = Evaluator(
                 act, base.env_id, episodes=self.cfg.num_agents * episodes, device=device,
-                env_kwargs=base.env_kwargs,
+                env_kwargs=base.env_kwargs, cuda_graphs=base.cuda_graphs,
                 watch=lambda: [self.net.flat, *(() if rms is None else (rms.mean, rms.var))],
             )  # fmt: skip
         rows = torch.zeros(self.cfg.num_agents, episodes, dtype=torch.bool)

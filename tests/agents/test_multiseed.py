@@ -718,8 +718,8 @@ def test_check_gap_must_be_a_whole_number_of_iterations(gap) -> None:
 
 
 def test_a_kept_check_of_every_agent_equals_a_fresh_evaluation(monkeypatch) -> None:
-    """The check kept for the run (on CUDA with graphs: every agent in one Evaluator, replayed
-    from a graph; forced here on the CPU, where it steps eagerly) gives each passing agent the
+    """The check kept for the run (on CUDA: every agent in one Evaluator, replayed from a graph
+    unless cuda_graphs is off; forced here on the CPU, where it steps eagerly) gives each passing agent the
     mean return that a fresh evaluation of all the agents' current weights gives it."""
     base = ppo.default_config(
         "sandbox/Pendulum-v1", **{**TINY, "num_steps": 64, "total_timesteps": 64 * 4 * 6},
