@@ -632,7 +632,7 @@ class TorchVectorEnv(VectorEnv):
             }
 
         # The tensors themselves, not their ids: held here, a replaced tensor cannot be freed
-        # and its id handed to the tensor that replaces it two steps later.
+        # and its id handed on to a later one (with a rebinding env, often the next step's).
         before = tensors()
         changed: list[str] = []
         yield changed
