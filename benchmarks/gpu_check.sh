@@ -90,6 +90,11 @@ if ! "$PY" -c "import gymnasium" 2> /dev/null; then
     echo "gymnasium is not importable: carry its wheels in .whl/ (see the top of this script)"
     exit 1
 fi
+if ! "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())" 2> /dev/null; then
+    echo "this script measures a CUDA GPU, and $PY's torch sees none (torch.cuda.is_available()" \
+        "is False); the CPU figures come from the benchmarks' --device cpu" >&2
+    exit 1
+fi
 
 # 1. The device.
 {
