@@ -439,7 +439,7 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
     # job_iterations; the process group does not exist yet): a total below one still trains one.
     from agents.base import refuse_a_smaller_total
 
-    ranks = int(os.environ.get("WORLD_SIZE", "1")) if args.distributed else 1
+    ranks = launched_ranks(args.distributed)
     try:
         refuse_a_smaller_total(
             cfg, args.resumed_from_step, args.resume, ranks, name="--total-timesteps"
@@ -447,6 +447,12 @@ def build_resume_config(args: argparse.Namespace) -> tuple[ModuleType, Any]:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     return module, cfg
+
+
+def launched_ranks(distributed: bool) -> int:
+    """The ranks a ``--distributed`` job runs on (torchrun's ``WORLD_SIZE``; read from the
+    environment, as the process group may not exist yet or any more), else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1")) if distributed else 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -770,7 +776,7 @@ def print_summary(result: Any, cfg: Any, resumed_from: int | None = None) -> Non
             from agents.base import iteration_steps
 
             # Totals are counted in whole iterations: the next one ends this many steps on.
-            ranks = int(os.environ.get("WORLD_SIZE", "1")) if getattr(cfg, "distributed", 0) else 1
+            ranks = launched_ranks(getattr(cfg, "distributed", False))
             step = iteration_steps(cfg, ranks)
             console.print(
                 f"The run had trained its {resumed_from:,} steps already: --total-timesteps is "
